@@ -1,0 +1,188 @@
+"""`segmentation` command line: demo data, the main job, evaluation.
+
+    segmentation demo       generate the demo data set into the landing folder
+    segmentation run        run the main job through Dagster and print a summary
+    segmentation evaluate   adjusted Rand index of the segments vs the simulated personas
+
+Paths come from the environment (see core.settings); `make run` sets DAGSTER_HOME so the runs
+appear in `make ui`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+from segmentation_dagster.core import simulate
+from segmentation_dagster.core.settings import Paths
+
+
+def _demo_config(args: argparse.Namespace) -> simulate.DemoConfig:
+    return simulate.DemoConfig(
+        n_customers=args.customers,
+        days=args.days,
+        start_date=dt.date.fromisoformat(args.start_date),
+        seed=args.seed,
+        scenario=args.scenario,
+        shift_day=args.shift_day,
+        purchases_only=args.purchases_only,
+        file_format=args.format,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    t0 = time.perf_counter()
+    summary = simulate.generate(_demo_config(args), paths.landing_dir, paths.truth_dir)
+    print(
+        f"demo data: {summary.n_customers:,} customers, {summary.n_events:,} events, "
+        f"{summary.first_date} .. {summary.last_date}, {summary.n_files} files in "
+        f"{summary.landing_dir} ({time.perf_counter() - t0:.1f}s)"
+    )
+    print(f"truth (evaluation only): {paths.truth_dir / 'personas.parquet'}")
+    return 0
+
+
+def _has_events(paths: Paths) -> bool:
+    from segmentation_dagster.core.ingest import landing_files
+
+    return bool(landing_files(paths.landing_dir, "events"))
+
+
+def _instance():
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        return dg.DagsterInstance.get()
+    print("DAGSTER_HOME is not set: this run will not be visible in the UI", file=sys.stderr)
+    return dg.DagsterInstance.ephemeral()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    if not _has_events(paths):
+        if args.no_demo:
+            print(f"no event files in {paths.landing_dir / 'events'}", file=sys.stderr)
+            return 2
+        print(f"no event files in {paths.landing_dir / 'events'}: generating the demo data set")
+        cmd_demo(args)
+
+    from segmentation_dagster.definitions import defs
+
+    t0 = time.perf_counter()
+    with _instance() as instance:
+        result = defs.resolve_job_def("segmentation_job").execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+        )
+        elapsed = time.perf_counter() - t0
+        if not result.success:
+            for ev in result.all_events:
+                if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
+                    print(
+                        f"step {ev.step_key} failed: {ev.step_failure_data.error.message.strip()}",
+                        file=sys.stderr,
+                    )
+            print(f"run {result.run_id} failed after {elapsed:.1f}s", file=sys.stderr)
+            return 1
+    print(f"run {result.run_id} succeeded in {elapsed:.1f}s")
+    print_summary(paths)
+    return 0
+
+
+def print_summary(paths: Paths) -> None:
+    """What was loaded and which segments were found."""
+    from segmentation_dagster.core.warehouse import connect, one
+
+    with connect(paths.duckdb_path) as con:
+        n_events, n_files = one(
+            con, "select count(*), count(distinct _source_file) from raw.events"
+        )
+        n_customers, snapshot = one(
+            con, "select count(*), max(snapshot_date) from main.customer_features"
+        )
+        version, k, sil = one(
+            con,
+            "select version, k, silhouette from segmentation.model_registry "
+            "order by version desc limit 1",
+        )
+        profiles = con.execute(
+            "select segment_id, size, share, description from segmentation.segment_profiles "
+            "order by segment_id"
+        ).fetchall()
+    print(f"\nloaded   {n_events:,} events from {n_files} files")
+    print(f"features {n_customers:,} customers as of {snapshot}")
+    print(f"model    v{version}: {k} segments, silhouette {sil:.3f}\n")
+    print(f"  {'id':>3}  {'customers':>9}  {'share':>6}  profile")
+    for seg, size, share, desc in profiles:
+        print(f"  {seg:>3}  {size:>9,}  {share:>6.1%}  {desc}")
+    print(f"\nwarehouse: {paths.duckdb_path}")
+    print("next: `make ui` (Dagster UI on http://127.0.0.1:3000), `segmentation evaluate`")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from segmentation_dagster.core.evaluate import evaluate_segments
+    from segmentation_dagster.core.warehouse import connect
+
+    paths = Paths.from_env()
+    with connect(paths.duckdb_path) as con:
+        segments = con.sql(
+            "select customer_id, segment_id from segmentation.customer_segments"
+        ).pl()
+    ev = evaluate_segments(segments, paths.truth_dir / "personas.parquet")
+    print(
+        f"adjusted Rand index vs personas: {ev.ari:.3f} "
+        f"({ev.n_customers:,} customers, {ev.n_segments} segments, {ev.n_personas} personas)"
+    )
+    if args.verbose:
+        import polars as pl
+
+        with pl.Config(tbl_rows=50, tbl_cols=30):
+            print(ev.crosstab)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segmentation", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def demo_args(p: argparse.ArgumentParser) -> None:
+        d = simulate.DemoConfig()
+        p.add_argument("--customers", type=int, default=d.n_customers)
+        p.add_argument("--days", type=int, default=d.days)
+        p.add_argument("--start-date", default=d.start_date.isoformat())
+        p.add_argument("--seed", type=int, default=d.seed)
+        p.add_argument("--scenario", choices=simulate.SCENARIOS, default=d.scenario)
+        p.add_argument("--shift-day", type=int, default=d.shift_day)
+        p.add_argument("--purchases-only", action="store_true")
+        p.add_argument("--format", choices=("parquet", "csv"), default=d.file_format)
+
+    p_demo = sub.add_parser("demo", help="generate the demo data set into the landing folder")
+    demo_args(p_demo)
+    p_demo.set_defaults(func=cmd_demo)
+
+    p_run = sub.add_parser("run", help="run the main job (demo data first if nothing landed)")
+    demo_args(p_run)
+    p_run.add_argument("--no-demo", action="store_true", help="fail instead of generating")
+    p_run.add_argument("--log-level", default="INFO", help="Dagster console log level")
+    p_run.set_defaults(func=cmd_run)
+
+    p_eval = sub.add_parser("evaluate", help="ARI of the segments vs the simulated personas")
+    p_eval.add_argument("-v", "--verbose", action="store_true", help="print the crosstab")
+    p_eval.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Where things live. Every path comes from an environment variable with a project-local default.
+
+| variable                   | default                          | what                          |
+|----------------------------|----------------------------------|-------------------------------|
+| SEGMENTATION_DATA_DIR      | <repo>/data                      | root of everything generated  |
+| SEGMENTATION_LANDING_DIR   | $SEGMENTATION_DATA_DIR/landing   | where files land (read-only)  |
+| SEGMENTATION_DUCKDB_PATH   | $SEGMENTATION_DATA_DIR/warehouse.duckdb | the embedded warehouse |
+| SEGMENTATION_MODEL_DIR     | $SEGMENTATION_DATA_DIR/models    | fitted models                 |
+| SEGMENTATION_TRUTH_DIR     | $SEGMENTATION_DATA_DIR/truth     | simulated personas (eval only)|
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Resolved locations of the data a deployment reads and writes."""
+
+    data_dir: Path
+    landing_dir: Path
+    duckdb_path: Path
+    model_dir: Path
+    truth_dir: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        data = Path(os.environ.get("SEGMENTATION_DATA_DIR", REPO_ROOT / "data")).resolve()
+        return cls(
+            data_dir=data,
+            landing_dir=Path(os.environ.get("SEGMENTATION_LANDING_DIR", data / "landing")),
+            duckdb_path=Path(os.environ.get("SEGMENTATION_DUCKDB_PATH", data / "warehouse.duckdb")),
+            model_dir=Path(os.environ.get("SEGMENTATION_MODEL_DIR", data / "models")),
+            truth_dir=Path(os.environ.get("SEGMENTATION_TRUTH_DIR", data / "truth")),
+        )

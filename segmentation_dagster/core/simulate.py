@@ -1,0 +1,440 @@
+"""Demo data: an online shop whose customers follow hidden personas.
+
+Deterministic by seed and fully vectorised (numpy), so it also serves the scale benchmarks.
+Writes, under ``landing_dir``::
+
+    events/events_YYYY-MM-DD.parquet   one file per day (or .csv)
+    customers/customers.parquet        customer_id, signup_ts, country
+    products/products.parquet          product_id, category, base_price
+
+and, under ``truth_dir`` (never read by the pipeline; evaluation only)::
+
+    personas.parquet                   customer_id, persona, persona_after_shift
+
+A *scenario* shifts behaviour from ``shift_day`` on: ``price_wave`` turns part of the loyal and
+specialist customers into discount-driven bargain hunters and makes everyone more discount
+sensitive; ``visit_collapse`` cuts visit frequency by two thirds. The default is ``none``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+Scenario = Literal["none", "price_wave", "visit_collapse"]
+SCENARIOS: tuple[str, ...] = ("none", "price_wave", "visit_collapse")
+
+CATEGORIES = (
+    "electronics", "fashion", "home", "beauty", "sports", "books",
+    "toys", "grocery", "garden", "automotive", "pets", "music",
+)  # fmt: skip
+COUNTRIES = ("DE", "FR", "NL", "ES", "IT", "PL", "SE", "AT")
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Mean behaviour of one hidden persona (customers vary around it)."""
+
+    name: str
+    share: float
+    sessions_per_week: float
+    views_per_session: float
+    p_search: float
+    p_cart: float
+    p_buy_given_cart: float
+    extra_quantity: float
+    price_beta: tuple[float, float]  # position within a category's price ranking
+    p_discount: float
+    p_favourite_category: float
+    p_review: float
+    rating_mean: float
+    activity: Literal["full", "early", "recent"] = "full"
+
+
+PERSONAS: tuple[Persona, ...] = (
+    Persona("loyal_high_spender", 0.12, 2.5, 4, 0.25, 0.55, 0.85, 1.0, (6, 1.5), 0.08, 0.35, 0.30, 4.5),
+    Persona("bargain_hunter", 0.18, 2.0, 6, 0.75, 0.50, 0.60, 0.6, (1.2, 6), 0.85, 0.30, 0.10, 3.8),
+    Persona("window_shopper", 0.18, 3.0, 12, 0.40, 0.05, 0.25, 0.0, (2, 2), 0.20, 0.30, 0.01, 3.5),
+    Persona("cart_abandoner", 0.14, 1.5, 5, 0.30, 0.75, 0.10, 0.3, (2, 2), 0.30, 0.30, 0.05, 3.5),
+    Persona("new_one_off", 0.10, 1.2, 4, 0.40, 0.70, 0.80, 0.2, (2, 2), 0.25, 0.30, 0.05, 4.0, "recent"),
+    Persona("lapsed", 0.14, 2.0, 5, 0.30, 0.45, 0.60, 0.4, (2, 2), 0.25, 0.30, 0.10, 3.9, "early"),
+    Persona("category_specialist", 0.14, 1.5, 5, 0.30, 0.45, 0.70, 0.4, (3, 2), 0.15, 0.93, 0.20, 4.2),
+)  # fmt: skip
+PERSONA_NAMES: tuple[str, ...] = tuple(p.name for p in PERSONAS)
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.Int64(),
+    "customer_id": pl.Int64(),
+    "session_id": pl.Int64(),
+    "event_ts": pl.Datetime("us"),
+    "event_type": pl.String(),
+    "product_id": pl.Int64(),
+    "category": pl.String(),
+    "price": pl.Float64(),
+    "discount": pl.Float64(),
+    "quantity": pl.Int64(),
+    "search_query": pl.String(),
+    "review_rating": pl.Int64(),
+}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What to generate. ``n_customers`` scales to millions; events grow linearly with it."""
+
+    n_customers: int = 20_000
+    days: int = 90
+    start_date: dt.date = dt.date(2026, 8, 1)
+    seed: int = 42
+    n_products: int = 2_000
+    scenario: Scenario = "none"
+    shift_day: int = 60
+    purchases_only: bool = False
+    file_format: Literal["parquet", "csv"] = "parquet"
+    activity_scale: float = 1.0  # multiplies visit frequency: < 1 for sparse, cheap data
+    personas: tuple[Persona, ...] = field(default=PERSONAS)
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {SCENARIOS}")
+        if self.scenario != "none" and not 0 < self.shift_day < self.days:
+            raise ValueError(f"shift_day must be in 1..{self.days}, got {self.shift_day}")
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What :func:`generate` wrote."""
+
+    n_customers: int
+    n_events: int
+    n_files: int
+    first_date: dt.date
+    last_date: dt.date
+    landing_dir: Path
+
+
+_US_PER_DAY = 86_400_000_000
+_CATEGORY_SORTER = np.argsort(np.asarray(CATEGORIES))
+
+
+def _products(cfg: DemoConfig, rng: np.random.Generator) -> pl.DataFrame:
+    n_cat = len(CATEGORIES)
+    cat = np.sort(rng.integers(0, n_cat, cfg.n_products))
+    cat_level = rng.lognormal(3.3, 0.6, n_cat)  # category price level, ~27 on average
+    price = np.round(cat_level[cat] * rng.lognormal(0.0, 0.7, cfg.n_products), 2) + 0.99
+    # within a category, products are ordered by price so that index == price rank
+    order = np.lexsort((price, cat))
+    return pl.DataFrame(
+        {
+            "product_id": np.arange(cfg.n_products, dtype=np.int64) + 1,
+            "category": np.asarray(CATEGORIES)[cat[order]],
+            "base_price": price[order],
+        }
+    )
+
+
+def _customer_params(
+    cfg: DemoConfig, persona_idx: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Per-customer behaviour: the persona mean with individual noise."""
+    ps = cfg.personas
+    n = persona_idx.size
+
+    def col(attr: str) -> np.ndarray:
+        return np.asarray([getattr(p, attr) for p in ps], dtype=float)[persona_idx]
+
+    def noisy_rate(attr: str, sigma: float = 0.25) -> np.ndarray:
+        return col(attr) * rng.lognormal(-(sigma**2) / 2, sigma, n)
+
+    def noisy_prob(attr: str, sd: float = 0.05) -> np.ndarray:
+        return np.clip(col(attr) + rng.normal(0, sd, n), 0.0, 1.0)
+
+    beta = np.asarray([p.price_beta for p in ps], dtype=float)[persona_idx]
+    return {
+        "sessions_per_week": noisy_rate("sessions_per_week") * cfg.activity_scale,
+        "views_per_session": noisy_rate("views_per_session"),
+        "p_search": noisy_prob("p_search"),
+        "p_cart": noisy_prob("p_cart"),
+        "p_buy": noisy_prob("p_buy_given_cart"),
+        "extra_quantity": noisy_rate("extra_quantity"),
+        "price_a": beta[:, 0],
+        "price_b": beta[:, 1],
+        "p_discount": noisy_prob("p_discount"),
+        "p_fav": noisy_prob("p_favourite_category", 0.03),
+        "p_review": noisy_prob("p_review", 0.02),
+        "rating_mean": col("rating_mean"),
+    }
+
+
+def _shifted(
+    cfg: DemoConfig,
+    persona_idx: np.ndarray,
+    params: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Persona and behaviour after ``shift_day`` under the configured scenario."""
+    if cfg.scenario == "none":
+        return persona_idx, params
+    after = {k: v.copy() for k, v in params.items()}
+    persona_after = persona_idx.copy()
+    if cfg.scenario == "price_wave":
+        names = np.asarray(PERSONA_NAMES)[persona_idx]
+        converts = ((names == "loyal_high_spender") & (rng.random(persona_idx.size) < 0.6)) | (
+            (names == "category_specialist") & (rng.random(persona_idx.size) < 0.5)
+        )
+        bargain = PERSONA_NAMES.index("bargain_hunter")
+        persona_after[converts] = bargain
+        converted = _customer_params(cfg, np.full(int(converts.sum()), bargain), rng)
+        for k in after:
+            after[k][converts] = converted[k]
+        after["p_discount"] = np.clip(after["p_discount"] + 0.3, 0, 1)
+    elif cfg.scenario == "visit_collapse":
+        after["sessions_per_week"] = after["sessions_per_week"] * 0.35
+    return persona_after, after
+
+
+def _active_window(
+    cfg: DemoConfig, persona_idx: np.ndarray, signup_us: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """[from, to) in microseconds since start, per customer."""
+    total = cfg.days * _US_PER_DAY
+    activity = np.asarray([p.activity for p in cfg.personas])[persona_idx]
+    t_from = np.maximum(signup_us, 0)
+    t_to = np.full(persona_idx.size, total, dtype=np.int64)
+    early = activity == "early"
+    t_to[early] = (rng.uniform(0.2, 0.4, int(early.sum())) * total).astype(np.int64)
+    return t_from, t_to
+
+
+def _sessions(
+    cust: np.ndarray,
+    params: dict[str, np.ndarray],
+    t_from: np.ndarray,
+    t_to: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Sessions of customers ``cust`` within their windows, with what happened in each."""
+    span_weeks = np.maximum(t_to - t_from, 0) / (7 * _US_PER_DAY)
+    n_sess = rng.poisson(params["sessions_per_week"][cust] * span_weeks)
+    owner = np.repeat(cust, n_sess)
+    start = np.repeat(t_from, n_sess) + (
+        rng.random(owner.size) * np.repeat(t_to - t_from, n_sess)
+    ).astype(np.int64)
+    has_cart = rng.random(owner.size) < params["p_cart"][owner]
+    has_buy = has_cart & (rng.random(owner.size) < params["p_buy"][owner])
+    return {
+        "customer": owner,
+        "start": start,
+        "n_views": 1 + rng.poisson(np.maximum(params["views_per_session"][owner] - 1, 0)),
+        "has_search": rng.random(owner.size) < params["p_search"][owner],
+        "has_cart": has_cart,
+        "has_buy": has_buy,
+        "has_review": has_buy & (rng.random(owner.size) < params["p_review"][owner]),
+    }
+
+
+def _concat_sessions(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _events(
+    cfg: DemoConfig,
+    sess: dict[str, np.ndarray],
+    params: dict[str, np.ndarray],
+    fav_cat: np.ndarray,
+    products: pl.DataFrame,
+    rng: np.random.Generator,
+) -> pl.DataFrame:
+    """Expand sessions into view/search/cart/purchase/review events."""
+    n_cat = len(CATEGORIES)
+    # products are sorted by category (in CATEGORIES order) then price: index == price rank
+    cat_names = products["category"].to_numpy()
+    cat_of = np.searchsorted(np.asarray(CATEGORIES), cat_names, sorter=_CATEGORY_SORTER)
+    cat_of = _CATEGORY_SORTER[cat_of]
+    counts = np.bincount(cat_of, minlength=n_cat)
+    offsets = np.cumsum(counts) - counts
+    base_price = products["base_price"].to_numpy()
+
+    sid = np.arange(sess["customer"].size, dtype=np.int64) + 1
+
+    def pick_products(owner: np.ndarray) -> np.ndarray:
+        fav = rng.random(owner.size) < params["p_fav"][owner]
+        cat = np.where(fav, fav_cat[owner], rng.integers(0, n_cat, owner.size))
+        cat = np.where(counts[cat] > 0, cat, int(np.argmax(counts)))
+        pos = rng.beta(params["price_a"][owner], params["price_b"][owner])
+        return offsets[cat] + np.minimum((pos * counts[cat]).astype(np.int64), counts[cat] - 1)
+
+    def block(mask_or_repeat: np.ndarray, kind: str, offset_s: np.ndarray) -> dict[str, np.ndarray]:
+        idx = mask_or_repeat
+        owner = sess["customer"][idx]
+        return {
+            "customer": owner,
+            "session": sid[idx],
+            "ts": sess["start"][idx] + (offset_s * 1_000_000).astype(np.int64),
+            "kind": np.full(idx.size, kind),
+        }
+
+    blocks: list[dict[str, np.ndarray]] = []
+    # views: n_views per session, 30-90 s apart
+    v_idx = np.repeat(np.arange(sid.size), sess["n_views"])
+    v_rank = np.arange(v_idx.size) - np.repeat(
+        np.cumsum(sess["n_views"]) - sess["n_views"], sess["n_views"]
+    )
+    blocks.append(block(v_idx, "view", 30.0 * (v_rank + 1) + rng.uniform(0, 60, v_idx.size)))
+    s_idx = np.flatnonzero(sess["has_search"])
+    blocks.append(block(s_idx, "search", np.zeros(s_idx.size)))
+    after_views = 30.0 * (sess["n_views"] + 1) + 90.0
+    c_idx = np.flatnonzero(sess["has_cart"])
+    blocks.append(block(c_idx, "cart", after_views[c_idx]))
+    b_idx = np.flatnonzero(sess["has_buy"])
+    blocks.append(block(b_idx, "purchase", after_views[b_idx] + 120.0))
+    r_idx = np.flatnonzero(sess["has_review"])
+    blocks.append(block(r_idx, "review", after_views[r_idx] + 600.0))
+
+    ev = {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
+    owner = ev["customer"]
+    n = owner.size
+    product = pick_products(owner)
+    # cart, purchase and review of a session concern the same product
+    is_tx = np.isin(ev["kind"], ("cart", "purchase", "review"))
+    tx_product = pick_products(sess["customer"])
+    product[is_tx] = tx_product[ev["session"][is_tx] - 1]
+    discounted = rng.random(n) < params["p_discount"][owner]
+    discount = np.where(discounted, np.round(rng.uniform(0.1, 0.5, n), 2), 0.0)
+    is_buy = ev["kind"] == "purchase"
+    quantity = np.where(is_buy, 1 + rng.poisson(params["extra_quantity"][owner]), 0)
+    is_review = ev["kind"] == "review"
+    rating = np.clip(np.round(rng.normal(params["rating_mean"][owner], 0.8)), 1, 5)
+    category = cat_names[product]
+    is_search = ev["kind"] == "search"
+    start = dt.datetime.combine(cfg.start_date, dt.time())
+    df = pl.DataFrame(
+        {
+            "customer_id": owner.astype(np.int64) + 1,
+            "session_id": ev["session"],
+            "event_ts": ev["ts"],
+            "event_type": ev["kind"],
+            "product_id": np.where(is_search, -1, product + 1),
+            "category": category,
+            "price": np.round(base_price[product] * (1 - discount), 2),
+            "discount": discount,
+            "quantity": quantity,
+            "review_rating": np.where(is_review, rating, -1).astype(np.int64),
+        }
+    )
+    df = df.filter(pl.col("event_ts") < cfg.days * _US_PER_DAY).sort("event_ts")
+    return df.with_columns(
+        event_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+        event_ts=pl.lit(start) + pl.duration(microseconds=pl.col("event_ts")),
+        product_id=pl.when(pl.col("product_id") > 0).then(pl.col("product_id")),
+        price=pl.when(pl.col("event_type").is_in(["view", "cart", "purchase"])).then(
+            pl.col("price")
+        ),
+        discount=pl.when(pl.col("event_type").is_in(["view", "cart", "purchase"])).then(
+            pl.col("discount")
+        ),
+        quantity=pl.when(pl.col("event_type") == "purchase").then(pl.col("quantity")),
+        search_query=pl.when(pl.col("event_type") == "search").then(
+            pl.col("category") + pl.lit(" deals")
+        ),
+        review_rating=pl.when(pl.col("review_rating") > 0).then(pl.col("review_rating")),
+    ).select(list(EVENT_SCHEMA))
+
+
+def simulate(cfg: DemoConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Generate ``(events, customers, products, truth)`` in memory."""
+    rng = np.random.default_rng(cfg.seed)
+    products = _products(cfg, rng)
+    shares = np.asarray([p.share for p in cfg.personas])
+    persona = rng.choice(len(cfg.personas), cfg.n_customers, p=shares / shares.sum())
+    params = _customer_params(cfg, persona, rng)
+    total_us = cfg.days * _US_PER_DAY
+    recent = np.asarray([p.activity == "recent" for p in cfg.personas])[persona]
+    signup_us = np.where(
+        recent,
+        total_us - (rng.uniform(0, 21, cfg.n_customers) * _US_PER_DAY).astype(np.int64),
+        -(rng.uniform(30, 700, cfg.n_customers) * _US_PER_DAY).astype(np.int64),
+    )
+    t_from, t_to = _active_window(cfg, persona, signup_us, rng)
+    fav_cat = rng.integers(0, len(CATEGORIES), cfg.n_customers)
+    persona_after, params_after = _shifted(cfg, persona, params, rng)
+
+    cust = np.arange(cfg.n_customers)
+    if cfg.scenario == "none":
+        sess = _sessions(cust, params, t_from, t_to, rng)
+        events = _events(cfg, sess, params, fav_cat, products, rng)
+    else:
+        shift = cfg.shift_day * _US_PER_DAY
+        before = _sessions(cust, params, t_from, np.minimum(t_to, shift), rng)
+        after = _sessions(cust, params_after, np.maximum(t_from, shift), t_to, rng)
+        # events of each phase use that phase's behaviour; ids stay globally unique
+        ev_before = _events(cfg, before, params, fav_cat, products, rng)
+        ev_after = _events(cfg, after, params_after, fav_cat, products, rng).with_columns(
+            session_id=pl.col("session_id") + before["customer"].size
+        )
+        events = (
+            pl.concat([ev_before, ev_after])
+            .sort("event_ts")
+            .with_columns(event_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+        )
+    if cfg.purchases_only:
+        events = events.filter(pl.col("event_type") == "purchase").with_columns(
+            session_id=pl.lit(None, pl.Int64)
+        )
+
+    start = dt.datetime.combine(cfg.start_date, dt.time())
+    customers = pl.DataFrame(
+        {
+            "customer_id": cust.astype(np.int64) + 1,
+            "signup_ts": signup_us,
+            "country": np.asarray(COUNTRIES)[rng.integers(0, len(COUNTRIES), cfg.n_customers)],
+        }
+    ).with_columns(signup_ts=pl.lit(start) + pl.duration(microseconds=pl.col("signup_ts")))
+    names = np.asarray(PERSONA_NAMES)
+    truth = pl.DataFrame(
+        {
+            "customer_id": cust.astype(np.int64) + 1,
+            "persona": names[persona],
+            "persona_after_shift": names[persona_after],
+        }
+    )
+    return events, customers, products, truth
+
+
+def _write(df: pl.DataFrame, path: Path, file_format: str) -> None:
+    """Write atomically: to a temporary name, then rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if file_format == "csv":
+        df.write_csv(tmp)
+    else:
+        df.write_parquet(tmp)
+    tmp.replace(path)
+
+
+def generate(cfg: DemoConfig, landing_dir: Path, truth_dir: Path) -> DemoSummary:
+    """Generate the demo data set and write landing files plus the truth file."""
+    events, customers, products, truth = simulate(cfg)
+    ext = cfg.file_format
+    by_day = events.with_columns(_day=pl.col("event_ts").dt.date()).partition_by(
+        "_day", as_dict=True, include_key=False
+    )
+    for (day,), part in sorted(by_day.items()):
+        _write(part, landing_dir / "events" / f"events_{day.isoformat()}.{ext}", ext)
+    _write(customers, landing_dir / "customers" / f"customers.{ext}", ext)
+    _write(products, landing_dir / "products" / f"products.{ext}", ext)
+    _write(truth, truth_dir / "personas.parquet", "parquet")
+    days = sorted(d for (d,) in by_day)
+    return DemoSummary(
+        n_customers=cfg.n_customers,
+        n_events=events.height,
+        n_files=len(by_day) + 2,
+        first_date=days[0] if days else cfg.start_date,
+        last_date=days[-1] if days else cfg.start_date,
+        landing_dir=landing_dir,
+    )

@@ -1,0 +1,18 @@
+"""The Definitions object (and nothing else)."""
+
+import dagster as dg
+
+from segmentation_dagster.defs import jobs
+from segmentation_dagster.defs.ingestion import assets as ingestion_assets
+from segmentation_dagster.defs.segmentation import assets as segmentation_assets
+from segmentation_dagster.defs.transform import assets as transform_assets
+from segmentation_dagster.resources import default_resources
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ingestion_assets, transform_assets, segmentation_assets]),
+    jobs=[jobs.segmentation_job],
+    resources={**default_resources(), "dbt": transform_assets.dbt_resource()},
+    # Steps run one after another in the run's own process: DuckDB takes one writer at a time,
+    # and on 2 cores a process per step costs ~3 s each for nothing.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,84 @@
+"""Ingestion: landing files -> raw tables in DuckDB (see core.ingest for the rules)."""
+
+import dagster as dg
+
+from segmentation_dagster.core import ingest
+from segmentation_dagster.core.warehouse import markdown_preview
+from segmentation_dagster.resources import LandingResource, WarehouseResource
+
+DUCKDB_POOL = "duckdb"
+
+_DESCRIPTIONS = {
+    "events": "Behaviour events (views, carts, purchases, searches, reviews) loaded from "
+    "<landing>/events. New or changed files only; a re-delivered file replaces its rows.",
+    "customers": "Optional customer attributes (signup date, country) from <landing>/customers.",
+    "products": "Optional product attributes (category, base price) from <landing>/products.",
+}
+
+
+def _report_metadata(report: ingest.LoadReport) -> dict[str, object]:
+    meta: dict[str, object] = {
+        "dagster/row_count": report.table_rows,
+        "rows_inserted": report.rows_inserted,
+        "files_loaded": len(report.loaded),
+        "files_replaced": len(report.replaced),
+        "files_skipped_unchanged": len(report.skipped),
+        "files_rejected": len(report.rejected),
+    }
+    if report.rejected:
+        meta["rejected_files"] = dg.MetadataValue.md(
+            "| file | problem |\n|---|---|\n"
+            + "\n".join(f"| {f} | {why} |" for f, why in report.rejected.items())
+        )
+    return meta
+
+
+def build_raw_asset(kind: str) -> dg.AssetsDefinition:
+    """The asset that loads ``<landing>/<kind>`` into ``raw.<kind>``."""
+
+    @dg.asset(
+        name=f"raw_{kind}",
+        group_name="ingestion",
+        kinds={"duckdb"},
+        description=_DESCRIPTIONS[kind],
+        pool=DUCKDB_POOL,
+    )
+    def _raw(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
+    ) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            report = ingest.load_kind(con, landing.dir, kind)
+            meta = _report_metadata(report)
+            meta["preview"] = dg.MetadataValue.md(
+                markdown_preview(con, f"select * exclude (_loaded_at) from raw.{kind}", 5)
+            )
+            if kind == "events" and report.table_rows:
+                meta["events_per_day_latest"] = dg.MetadataValue.md(
+                    markdown_preview(
+                        con,
+                        "select cast(event_ts as date) as day, count(*) as events, "
+                        "count(distinct customer_id) as customers from raw.events "
+                        "group by 1 order by 1 desc",
+                        7,
+                    )
+                )
+        for name, why in report.rejected.items():
+            context.log.error(f"rejected landing file {name}: {why}")
+        if kind == "events" and report.table_rows == 0:
+            raise ValueError(
+                f"no events in {landing.dir / 'events'}: put event files there (see README) "
+                "or generate demo data with `segmentation demo`"
+            )
+        context.log.info(
+            f"{kind}: {len(report.loaded)} file(s) loaded, {len(report.replaced)} replaced, "
+            f"{len(report.skipped)} unchanged, {len(report.rejected)} rejected; "
+            f"{report.rows_inserted} rows inserted, {report.table_rows} in raw.{kind}"
+        )
+        return dg.MaterializeResult(metadata=meta)
+
+    return _raw
+
+
+raw_events = build_raw_asset("events")
+raw_customers = build_raw_asset("customers")
+raw_products = build_raw_asset("products")

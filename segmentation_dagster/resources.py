@@ -1,0 +1,70 @@
+"""Dagster resources: where the warehouse, the landing folder and the model store live.
+
+Defaults come from :class:`segmentation_dagster.core.settings.Paths` (environment variables with
+project-local fallbacks), so a deployment points the platform elsewhere without code edits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from pydantic import Field
+
+from segmentation_dagster.core import warehouse
+from segmentation_dagster.core.settings import Paths
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The embedded DuckDB warehouse. Every connection holds the single-writer lock."""
+
+    path: str = Field(description="Path of the DuckDB database file.")
+    lock_timeout_s: float = Field(
+        default=warehouse.DEFAULT_LOCK_TIMEOUT_S,
+        description="How long a step queues for the writer lock before it fails.",
+    )
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection, opened after taking the writer lock."""
+        with warehouse.connect(self.path, timeout_s=self.lock_timeout_s) as con:
+            yield con
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[float]:
+        """Hold the writer lock without a connection (e.g. while dbt runs in a subprocess)."""
+        with warehouse.locked(self.path, self.lock_timeout_s) as waited:
+            yield waited
+
+
+class LandingResource(dg.ConfigurableResource):
+    """The folder where behaviour files land. Read only: nothing here is moved or deleted."""
+
+    path: str = Field(description="Landing folder with events/, customers/, products/.")
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.path)
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """The folder fitted models are written to (registry rows live in the warehouse)."""
+
+    path: str = Field(description="Folder for fitted model files.")
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.path)
+
+
+def default_resources(paths: Paths | None = None) -> dict[str, object]:
+    """Resources for ``paths`` (default: from the environment); dbt is added in definitions."""
+    paths = paths or Paths.from_env()
+    return {
+        "warehouse": WarehouseResource(path=str(paths.duckdb_path)),
+        "landing": LandingResource(path=str(paths.landing_dir)),
+        "model_store": ModelStoreResource(path=str(paths.model_dir)),
+    }

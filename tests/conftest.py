@@ -1,0 +1,86 @@
+"""Shared fixtures: small generated data, real DuckDB files in tmp_path, the real dbt project."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from segmentation_dagster.core import simulate
+from segmentation_dagster.core.settings import DBT_PROJECT_DIR, REPO_ROOT, Paths
+
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+#: Small but realistic: every persona is present and the whole graph runs in seconds.
+SMALL = simulate.DemoConfig(n_customers=1_500, days=60, seed=7)
+
+
+def make_paths(root: Path) -> Paths:
+    return Paths(
+        data_dir=root,
+        landing_dir=root / "landing",
+        duckdb_path=root / "warehouse.duckdb",
+        model_dir=root / "models",
+        truth_dir=root / "truth",
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The dbt manifest is prepared at test time if `make` has not done it (never at import)."""
+    if not (DBT_PROJECT_DIR / "target" / "manifest.json").exists():
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "dagster-dbt"),
+                "project",
+                "prepare-and-package",
+                "--file",
+                str(REPO_ROOT / "segmentation_dagster/defs/transform/project.py"),
+            ],
+            check=True,
+        )
+
+
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+    """Empty data folders in tmp_path, also exported through the environment."""
+    p = make_paths(tmp_path / "data")
+    monkeypatch.setenv("SEGMENTATION_DATA_DIR", str(p.data_dir))
+    monkeypatch.setenv("SEGMENTATION_DUCKDB_PATH", str(p.duckdb_path))
+    return p
+
+
+def resources_for(p: Paths) -> dict[str, object]:
+    from segmentation_dagster.defs.transform.assets import dbt_resource
+    from segmentation_dagster.resources import default_resources
+
+    return {**default_resources(p), "dbt": dbt_resource()}
+
+
+def all_assets() -> list:
+    from segmentation_dagster.definitions import defs
+
+    return list(defs.assets or [])
+
+
+def materialize_all(p: Paths, **kwargs) -> dg.ExecuteInProcessResult:
+    """Materialise the whole asset graph (real dbt, real DuckDB) against ``p``."""
+    return dg.materialize(
+        all_assets(),
+        resources=resources_for(p),
+        instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory):
+    """The small demo data set run once through the whole graph; shared by read-only tests."""
+    p = make_paths(tmp_path_factory.mktemp("pipeline") / "data")
+    simulate.generate(SMALL, p.landing_dir, p.truth_dir)
+    result = materialize_all(p)
+    return p, result

@@ -1,0 +1,80 @@
+import polars as pl
+import pytest
+
+from segmentation_dagster.core import ingest, simulate
+from segmentation_dagster.core.warehouse import connect, one
+
+CFG = simulate.DemoConfig(n_customers=300, days=10, seed=1)
+
+
+@pytest.fixture
+def landed(paths):
+    simulate.generate(CFG, paths.landing_dir, paths.truth_dir)
+    return paths
+
+
+def _count(paths, sql):
+    with connect(paths.duckdb_path) as con:
+        return one(con, sql)[0]
+
+
+def test_loading_twice_adds_nothing(landed):
+    with connect(landed.duckdb_path) as con:
+        first = ingest.load_kind(con, landed.landing_dir, "events")
+        second = ingest.load_kind(con, landed.landing_dir, "events")
+    assert len(first.loaded) == CFG.days and first.rows_inserted == first.table_rows > 0
+    assert second.rows_inserted == 0 and len(second.skipped) == CFG.days
+    assert second.table_rows == first.table_rows
+    assert _count(landed, "select count(*) from raw.load_manifest where status = 'loaded'") == 10
+
+
+def test_landed_files_are_never_modified_or_deleted(landed):
+    files = sorted((landed.landing_dir / "events").iterdir())
+    before = {f: ingest.sha256_of(f) for f in files}
+    with connect(landed.duckdb_path) as con:
+        ingest.load_kind(con, landed.landing_dir, "events")
+    assert {f: ingest.sha256_of(f) for f in sorted((landed.landing_dir / "events").iterdir())} == before
+
+
+def test_redelivered_file_replaces_its_rows(landed):
+    with connect(landed.duckdb_path) as con:
+        ingest.load_kind(con, landed.landing_dir, "events")
+    f = sorted((landed.landing_dir / "events").iterdir())[3]
+    df = pl.read_parquet(f)
+    df.head(5).write_parquet(f)  # a corrected, smaller delivery under the same name
+    with connect(landed.duckdb_path) as con:
+        report = ingest.load_kind(con, landed.landing_dir, "events")
+        n = one(con, "select count(*) from raw.events where _source_file = ?", [f.name])[0]
+    assert report.replaced == [f.name]
+    assert n == 5
+
+
+def test_file_missing_a_required_column_is_rejected_by_name_and_others_load(landed):
+    bad = landed.landing_dir / "events" / "events_broken.parquet"
+    pl.DataFrame({"event_id": [1], "event_ts": ["2026-01-01"]}).write_parquet(bad)
+    with connect(landed.duckdb_path) as con:
+        report = ingest.load_kind(con, landed.landing_dir, "events")
+        status = one(
+            con, "select status, error from raw.load_manifest where file_name = ?", [bad.name]
+        )
+    assert "events_broken.parquet" in report.rejected
+    assert "missing required column(s) customer_id, event_type" in report.rejected[bad.name]
+    assert status[0] == "rejected" and "customer_id" in status[1]
+    assert len(report.loaded) == CFG.days
+    assert bad.exists()
+
+
+def test_csv_files_load_like_parquet(paths):
+    cfg = simulate.DemoConfig(n_customers=200, days=5, file_format="csv")
+    simulate.generate(cfg, paths.landing_dir, paths.truth_dir)
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events")
+        types = dict(con.execute("describe raw.events").fetchall()[i][:2] for i in range(4))
+    assert len(report.loaded) == 5 and not report.rejected
+    assert types["event_ts"] == "TIMESTAMP"
+
+
+def test_optional_inputs_may_be_absent(paths):
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "customers")
+    assert report.table_rows == 0 and not report.rejected

@@ -1,0 +1,91 @@
+"""The whole asset graph on small generated data: real DuckDB file, real dbt, real sklearn."""
+
+import dagster as dg
+import polars as pl
+
+from segmentation_dagster.core.evaluate import evaluate_segments
+from segmentation_dagster.core.warehouse import connect, one
+from tests.conftest import materialize_all
+
+
+def test_whole_graph_succeeds_and_every_customer_gets_a_segment(pipeline_run):
+    p, result = pipeline_run
+    assert result.success
+    with connect(p.duckdb_path) as con:
+        n_raw_customers = one(con, "select count(distinct customer_id) from raw.events")[0]
+        n_features = one(con, "select count(*) from main.customer_features")[0]
+        missing = one(
+            con,
+            "select count(*) from main.customer_features f "
+            "left join segmentation.customer_segments s using (customer_id) "
+            "where s.segment_id is null",
+        )[0]
+        k = one(con, "select k from segmentation.model_registry order by version desc")[0]
+        n_seg = one(con, "select count(distinct segment_id) from segmentation.customer_segments")[0]
+    assert n_features == n_raw_customers > 1000
+    assert missing == 0
+    assert n_seg == k >= 3
+
+
+def test_segments_recover_the_hidden_personas(pipeline_run):
+    p, _ = pipeline_run
+    with connect(p.duckdb_path) as con:
+        segments = con.sql("select customer_id, segment_id from segmentation.customer_segments").pl()
+    ev = evaluate_segments(segments, p.truth_dir / "personas.parquet")
+    assert ev.n_personas == 7
+    assert ev.ari > 0.6, ev.crosstab
+
+
+def test_dbt_tests_ran_as_asset_checks_and_passed(pipeline_run):
+    _, result = pipeline_run
+    checks = result.get_asset_check_evaluations()
+    names = {c.check_name for c in checks}
+    assert "unique_customer_features_customer_id" in names
+    assert len(checks) >= 20 and all(c.passed for c in checks)
+
+
+def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
+    _, result = pipeline_run
+    mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
+    raw = mats["raw_events"].materialization.metadata
+    assert raw["files_loaded"].value == 60 and raw["dagster/row_count"].value > 10_000
+    seg = mats["customer_segments"].materialization.metadata
+    assert "| segment_id | customers | share |" in seg["segment_sizes"].value
+    prof = mats["segment_profiles"].materialization.metadata["profiles"].value
+    assert "description" in prof
+    model = mats["segmentation_model"].materialization.metadata
+    assert model["k"].value >= 3 and 0 < model["silhouette"].value < 1
+
+
+def test_features_have_sensible_values(pipeline_run):
+    p, _ = pipeline_run
+    with connect(p.duckdb_path) as con:
+        f = con.sql("select * from main.customer_features").pl()
+    assert f["frequency"].min() >= 0
+    assert f.filter(pl.col("frequency") == 0)["avg_order_value"].max() == 0
+    assert f["activity_trend"].is_between(-1, 1).all()
+    assert f["top_category_share"].drop_nulls().is_between(0, 1).all()
+
+
+def test_rerun_is_idempotent_and_registers_a_new_model(pipeline_run):
+    p, _ = pipeline_run
+    with connect(p.duckdb_path) as con:
+        events_before = one(con, "select count(*) from raw.events")[0]
+    result = materialize_all(p)
+    assert result.success
+    with connect(p.duckdb_path) as con:
+        assert one(con, "select count(*) from raw.events")[0] == events_before
+        assert one(con, "select count(*) from segmentation.model_registry")[0] == 2
+    meta = {
+        m.asset_key.to_user_string(): m.materialization.metadata
+        for m in result.get_asset_materialization_events()
+    }
+    assert meta["raw_events"]["rows_inserted"].value == 0
+
+
+def test_empty_landing_folder_fails_with_a_clear_message(paths):
+    result = materialize_all(paths, selection="raw_events", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no events in" in failure.step_failure_data.error.cause.message
+    assert isinstance(result, dg.ExecuteInProcessResult)

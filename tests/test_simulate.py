@@ -1,0 +1,90 @@
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from segmentation_dagster.core import simulate
+
+CFG = simulate.DemoConfig(n_customers=800, days=40, seed=3)
+
+
+def test_same_seed_same_data_and_different_seed_different_data():
+    a = simulate.simulate(CFG)
+    b = simulate.simulate(CFG)
+    c = simulate.simulate(simulate.DemoConfig(n_customers=800, days=40, seed=4))
+    assert a[0].equals(b[0]) and a[3].equals(b[3])
+    assert not a[0].equals(c[0])
+
+
+def test_every_persona_present_and_behaves_differently():
+    events, customers, _, truth = simulate.simulate(CFG)
+    assert set(truth["persona"]) == set(simulate.PERSONA_NAMES)
+    assert len(simulate.PERSONA_NAMES) >= 6
+    per = (
+        events.join(truth, on="customer_id")
+        .group_by("persona")
+        .agg(
+            views=(pl.col("event_type") == "view").sum() / pl.col("customer_id").n_unique(),
+            buys=(pl.col("event_type") == "purchase").sum() / pl.col("customer_id").n_unique(),
+            carts=(pl.col("event_type") == "cart").sum() / pl.col("customer_id").n_unique(),
+        )
+    )
+    row = {r["persona"]: r for r in per.iter_rows(named=True)}
+    assert row["window_shopper"]["views"] > 2 * row["loyal_high_spender"]["views"]
+    assert row["loyal_high_spender"]["buys"] > 3 * row["window_shopper"]["buys"]
+    assert row["cart_abandoner"]["carts"] > 3 * row["cart_abandoner"]["buys"]
+    assert customers.height == CFG.n_customers
+
+
+def test_event_contract_columns_and_types():
+    events = simulate.simulate(CFG)[0]
+    assert events.schema == pl.Schema(simulate.EVENT_SCHEMA)
+    assert set(events["event_type"].unique()) == {"view", "cart", "purchase", "search", "review"}
+    assert events["event_id"].is_unique().all()
+    buys = events.filter(pl.col("event_type") == "purchase")
+    assert buys["price"].min() > 0 and buys["quantity"].min() >= 1
+
+
+def test_generate_writes_one_file_per_day_and_a_separate_truth_file(tmp_path):
+    s = simulate.generate(CFG, tmp_path / "landing", tmp_path / "truth")
+    files = sorted((tmp_path / "landing" / "events").iterdir())
+    assert len(files) == CFG.days == (s.last_date - s.first_date).days + 1
+    assert files[0].name == f"events_{CFG.start_date.isoformat()}.parquet"
+    day = pl.read_parquet(files[5])
+    assert day["event_ts"].dt.date().unique().to_list() == [CFG.start_date + dt.timedelta(days=5)]
+    assert (tmp_path / "truth" / "personas.parquet").exists()
+    assert not list((tmp_path / "landing").rglob("*persona*"))
+
+
+def test_csv_and_purchases_only_options(tmp_path):
+    cfg = simulate.DemoConfig(n_customers=300, days=20, purchases_only=True, file_format="csv")
+    simulate.generate(cfg, tmp_path / "landing", tmp_path / "truth")
+    df = pl.read_csv(next((tmp_path / "landing" / "events").glob("*.csv")))
+    assert df["event_type"].unique().to_list() == ["purchase"]
+
+
+def test_price_wave_shifts_behaviour_after_the_shift_day_only():
+    cfg = simulate.DemoConfig(n_customers=1500, days=40, shift_day=20, scenario="price_wave")
+    events, _, _, truth = simulate.simulate(cfg)
+    assert (truth["persona"] != truth["persona_after_shift"]).sum() > 50
+    shift = dt.datetime.combine(cfg.start_date, dt.time()) + dt.timedelta(days=20)
+    buys = events.filter(pl.col("event_type") == "purchase")
+    before = buys.filter(pl.col("event_ts") < shift)["discount"].gt(0).mean()
+    after = buys.filter(pl.col("event_ts") >= shift)["discount"].gt(0).mean()
+    assert after > before + 0.2
+
+
+def test_visit_collapse_cuts_sessions():
+    cfg = simulate.DemoConfig(n_customers=1500, days=40, shift_day=20, scenario="visit_collapse")
+    events = simulate.simulate(cfg)[0]
+    shift = dt.datetime.combine(cfg.start_date, dt.time()) + dt.timedelta(days=20)
+    before = events.filter(pl.col("event_ts") < shift)["session_id"].n_unique()
+    after = events.filter(pl.col("event_ts") >= shift)["session_id"].n_unique()
+    assert after < 0.6 * before
+
+
+def test_bad_config_is_rejected_with_a_clear_message():
+    with pytest.raises(ValueError, match="unknown scenario"):
+        simulate.DemoConfig(scenario="meteor")
+    with pytest.raises(ValueError, match="shift_day"):
+        simulate.DemoConfig(days=30, shift_day=45, scenario="price_wave")
