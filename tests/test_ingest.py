@@ -33,7 +33,9 @@ def test_landed_files_are_never_modified_or_deleted(landed):
     before = {f: ingest.sha256_of(f) for f in files}
     with connect(landed.duckdb_path) as con:
         ingest.load_kind(con, landed.landing_dir, "events")
-    assert {f: ingest.sha256_of(f) for f in sorted((landed.landing_dir / "events").iterdir())} == before
+    assert {
+        f: ingest.sha256_of(f) for f in sorted((landed.landing_dir / "events").iterdir())
+    } == before
 
 
 def test_redelivered_file_replaces_its_rows(landed):

@@ -30,7 +30,9 @@ def test_whole_graph_succeeds_and_every_customer_gets_a_segment(pipeline_run):
 def test_segments_recover_the_hidden_personas(pipeline_run):
     p, _ = pipeline_run
     with connect(p.duckdb_path) as con:
-        segments = con.sql("select customer_id, segment_id from segmentation.customer_segments").pl()
+        segments = con.sql(
+            "select customer_id, segment_id from segmentation.customer_segments"
+        ).pl()
     ev = evaluate_segments(segments, p.truth_dir / "personas.parquet")
     assert ev.n_personas == 7
     assert ev.ari > 0.6, ev.crosstab
