@@ -107,21 +107,25 @@ def print_summary(paths: Paths) -> None:
         n_customers, snapshot = one(
             con, "select count(*), max(snapshot_date) from main.customer_features"
         )
-        version, k, sil = one(
+        version, algorithm, k, sil = one(
             con,
-            "select version, k, silhouette from segmentation.model_registry "
-            "order by version desc limit 1",
+            "select version, algorithm, k, silhouette from segmentation.model_registry "
+            "where status = 'champion'",
         )
+        decision = one(
+            con, "select reason from segmentation.model_decisions order by decided_at desc limit 1"
+        )[0]
         profiles = con.execute(
-            "select segment_id, size, share, description from segmentation.segment_profiles "
-            "order by segment_id"
+            "select segment_id, segment_name, size, share, description "
+            "from segmentation.segment_profiles order by segment_id"
         ).fetchall()
     print(f"\nloaded   {n_events:,} events from {n_files} files")
     print(f"features {n_customers:,} customers as of {snapshot}")
-    print(f"model    v{version}: {k} segments, silhouette {sil:.3f}\n")
-    print(f"  {'id':>3}  {'customers':>9}  {'share':>6}  profile")
-    for seg, size, share, desc in profiles:
-        print(f"  {seg:>3}  {size:>9,}  {share:>6.1%}  {desc}")
+    print(f"model    champion v{version}: {algorithm}, {k} segments, silhouette {sil:.3f}")
+    print(f"         last decision: {decision}\n")
+    print(f"  {'id':>3}  {'segment':<22} {'customers':>9}  {'share':>6}  profile")
+    for seg, name, size, share, desc in profiles:
+        print(f"  {seg:>3}  {name or '':<22} {size:>9,}  {share:>6.1%}  {desc}")
     print(f"\nwarehouse: {paths.duckdb_path}")
     print("next: `make ui` (Dagster UI on http://127.0.0.1:3000), `segmentation evaluate`")
 
@@ -145,6 +149,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         with pl.Config(tbl_rows=50, tbl_cols=30):
             print(ev.crosstab)
+    if args.stability:
+        from segmentation_dagster.core import registry
+        from segmentation_dagster.core.evaluate import refit_stability
+
+        with connect(paths.duckdb_path) as con:
+            _, champion = registry.require_champion(con)
+            features = con.sql("select * from main.customer_features order by customer_id").pl()
+        share, alignment = refit_stability(features, champion)
+        print(
+            f"segment ids unchanged after a forced refit (other seed, shuffled rows): "
+            f"{share:.2%}; new ids {list(alignment.new)}, retired {list(alignment.retired)}"
+        )
     return 0
 
 
@@ -175,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_eval = sub.add_parser("evaluate", help="ARI of the segments vs the simulated personas")
     p_eval.add_argument("-v", "--verbose", action="store_true", help="print the crosstab")
+    p_eval.add_argument(
+        "--stability", action="store_true", help="refit on the same data; share of ids kept"
+    )
     p_eval.set_defaults(func=cmd_evaluate)
     return parser
 

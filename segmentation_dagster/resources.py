@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import polars as pl
 from pydantic import Field
 
 from segmentation_dagster.core import warehouse
@@ -60,6 +61,22 @@ class ModelStoreResource(dg.ConfigurableResource):
         return Path(self.path)
 
 
+class ExportResource(dg.ConfigurableResource):
+    """Where segment membership exports for activation tools are written."""
+
+    path: str = Field(description="Folder for Parquet and CSV exports.")
+
+    def write(self, df: pl.DataFrame, stem: str) -> Path:
+        """Write ``<stem>.parquet`` and ``<stem>.csv`` (each via a temp file and a rename)."""
+        folder = Path(self.path)
+        folder.mkdir(parents=True, exist_ok=True)
+        for ext, writer in (("parquet", df.write_parquet), ("csv", df.write_csv)):
+            tmp = folder / f".{stem}.{ext}.tmp"
+            writer(tmp)
+            tmp.replace(folder / f"{stem}.{ext}")
+        return folder / f"{stem}.parquet"
+
+
 def default_resources(paths: Paths | None = None) -> dict[str, object]:
     """Resources for ``paths`` (default: from the environment); dbt is added in definitions."""
     paths = paths or Paths.from_env()
@@ -67,4 +84,5 @@ def default_resources(paths: Paths | None = None) -> dict[str, object]:
         "warehouse": WarehouseResource(path=str(paths.duckdb_path)),
         "landing": LandingResource(path=str(paths.landing_dir)),
         "model_store": ModelStoreResource(path=str(paths.model_dir)),
+        "exports": ExportResource(path=str(paths.export_dir)),
     }

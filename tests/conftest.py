@@ -27,6 +27,7 @@ def make_paths(root: Path) -> Paths:
         duckdb_path=root / "warehouse.duckdb",
         model_dir=root / "models",
         truth_dir=root / "truth",
+        export_dir=root / "exports",
     )
 
 

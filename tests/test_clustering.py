@@ -15,7 +15,8 @@ def blobs(n_per: int = 300, centers: int = 4, seed: int = 0) -> tuple[pl.DataFra
             "customer_id": [f"c{i}" for i in range(truth.size)],
             "snapshot_date": [None] * truth.size,
             "frequency": x[:, 0],
-            "monetary": np.exp(1.5 * truth) * rng.lognormal(0, 0.2, truth.size),  # skewed: logged
+            "avg_order_value": np.exp(1.5 * truth)
+            * rng.lognormal(0, 0.2, truth.size),  # skewed: logged
             "cart_rate": x[:, 2],
             "constant": np.ones(truth.size),
             "view_to_purchase_rate": [None] * truth.size,
@@ -29,10 +30,10 @@ def blobs(n_per: int = 300, centers: int = 4, seed: int = 0) -> tuple[pl.DataFra
 def test_plan_drops_unusable_features_with_reasons_and_logs_skewed_ones():
     df, _ = blobs()
     plan = clustering.plan_features(df)
-    assert plan.used == ("frequency", "monetary", "cart_rate")
+    assert plan.used == ("frequency", "avg_order_value", "cart_rate")
     assert "constant" in plan.dropped["constant"]
     assert "cannot support" in plan.dropped["view_to_purchase_rate"]
-    assert "monetary" in plan.log_transformed and "frequency" not in plan.log_transformed
+    assert "avg_order_value" in plan.log_transformed and "frequency" not in plan.log_transformed
 
 
 def test_fit_recovers_the_number_of_blobs_and_assigns_everyone():
@@ -40,18 +41,22 @@ def test_fit_recovers_the_number_of_blobs_and_assigns_everyone():
 
     df, truth = blobs()
     model = clustering.fit(df, clustering.SelectionConfig(k_min=2, k_max=7))
-    labels, dist = model.assign(df)
+    labels, dist, conf = model.assign(df)
     assert model.k == 4
     assert adjusted_rand_score(truth, labels) > 0.95
     assert labels.shape == (df.height,) and (dist >= 0).all()
-    assert set(model.scores) == set(range(2, 8))
+    assert ((conf >= 0) & (conf <= 1)).all()
+    assert {(c.algorithm, c.k) for c in model.candidates} == {
+        (a, k) for a in ("kmeans", "gmm") for k in range(2, 8)
+    }
+    assert "fewest segments" in model.selection_reason
 
 
 def test_fit_is_deterministic_for_a_seed():
     df, _ = blobs()
     a = clustering.fit(df, clustering.SelectionConfig(k_min=2, k_max=5))
     b = clustering.fit(df, clustering.SelectionConfig(k_min=2, k_max=5))
-    assert a.scores == b.scores
+    assert a.candidates == b.candidates
     assert (a.assign(df)[0] == b.assign(df)[0]).all()
 
 
@@ -59,13 +64,16 @@ def test_transform_reuses_the_fitted_scaling():
     df, _ = blobs()
     model = clustering.fit(df, clustering.SelectionConfig(k_min=2, k_max=4))
     assert model.preprocessor.get_params()["log__kw_args"] == {"columns": (1,)}  # monetary
-    shifted = df.with_columns(pl.col("frequency") + 1000)
-    assert model.transform(shifted)[:, 0].mean() > 50  # 1000 / sd, not re-standardised to 0
+    assert abs(model.transform(df)[:, 0].mean()) < 1e-9
+    heavy = df.filter(pl.col("frequency") > pl.col("frequency").median())
+    assert model.transform(heavy)[:, 0].mean() > 0.5  # scaled as at fit, not re-standardised
+    extreme = df.with_columns(pl.col("frequency") + 1000)
+    assert model.transform(extreme)[:, 0].max() < 5  # clipped to the fitted 99.5 % quantile
 
 
 def test_too_few_customers_is_a_clear_error():
     df, _ = blobs(n_per=1, centers=2)
-    with pytest.raises(ValueError, match="customer_features has 2 rows"):
+    with pytest.raises(ValueError, match="customer_features has 2 rows; need at least 30"):
         clustering.fit(df)
 
 
@@ -82,3 +90,32 @@ def test_profiles_describe_what_sets_a_segment_apart():
     assert prof["size"].to_list() == [2, 2] and prof["share"].to_list() == [0.5, 0.5]
     assert set(prof["description"][0].split(", ")) == {"discount-driven", "low spend"}
     assert set(prof["description"][1].split(", ")) == {"high spend", "pay full price"}
+
+
+def test_selection_rejects_tiny_segments_and_prefers_fewer_near_equal_segments():
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0, 0], [20, 0, 20], [0, 20, 20], [40, 40, 40]], dtype=float)
+    truth = np.repeat([0, 1, 2, 3], [300, 300, 300, 6])  # a 4th "segment" of 0.7 %
+    x = centers[truth] + rng.normal(0, 1, (truth.size, 3))
+    df = pl.DataFrame(
+        {"customer_id": [str(i) for i in range(truth.size)], "frequency": x[:, 0],
+         "cart_rate": x[:, 1], "sessions_per_week": x[:, 2]}
+    )  # fmt: skip
+    model = clustering.fit(df, clustering.SelectionConfig(k_min=2, k_max=6, skew_threshold=99))
+    rejected = [c.rejected or "" for c in model.candidates]
+    assert model.k == 3
+    assert any("smallest segment" in r for r in rejected)
+    assert model.chosen.stability is not None and model.chosen.stability > 0.9
+
+
+def test_features_plan_drops_sparse_correlated_and_excluded_columns():
+    df, _ = blobs()
+    df = df.with_columns(
+        frequency_copy=pl.col("frequency") * 2 + 1,
+        mostly_null=pl.when(pl.col("frequency") > 30).then(pl.col("frequency")),
+        review_count=pl.col("frequency"),
+    )
+    plan = clustering.plan_features(df)
+    assert plan.dropped["frequency_copy"].startswith("correlation 1.00 with frequency")
+    assert "undefined for" in plan.dropped["mostly_null"]
+    assert plan.dropped["review_count"].startswith("excluded by configuration")

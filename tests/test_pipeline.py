@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from segmentation_dagster.core import simulate
 from segmentation_dagster.core.evaluate import evaluate_segments
 from segmentation_dagster.core.warehouse import connect, one
 from tests.conftest import materialize_all
@@ -20,7 +21,7 @@ def test_whole_graph_succeeds_and_every_customer_gets_a_segment(pipeline_run):
             "left join segmentation.customer_segments s using (customer_id) "
             "where s.segment_id is null",
         )[0]
-        k = one(con, "select k from segmentation.model_registry order by version desc")[0]
+        k = one(con, "select k from segmentation.model_registry where status = 'champion'")[0]
         n_seg = one(con, "select count(distinct segment_id) from segmentation.customer_segments")[0]
     assert n_features == n_raw_customers > 1000
     assert missing == 0
@@ -52,11 +53,14 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     raw = mats["raw_events"].materialization.metadata
     assert raw["files_loaded"].value == 60 and raw["dagster/row_count"].value > 10_000
     seg = mats["customer_segments"].materialization.metadata
-    assert "| segment_id | customers | share |" in seg["segment_sizes"].value
+    assert "| segment_id | segment_name | customers |" in seg["segment_sizes"].value
     prof = mats["segment_profiles"].materialization.metadata["profiles"].value
     assert "description" in prof
     model = mats["segmentation_model"].materialization.metadata
     assert model["k"].value >= 3 and 0 < model["silhouette"].value < 1
+    assert model["promoted"].value is True and model["decision"].value == "no champion yet"
+    assert "| algorithm | k | silhouette |" in model["candidates"].value
+    assert 0 < mats["segment_profiles"].materialization.metadata["surrogate_fidelity"].value <= 1
 
 
 def test_features_have_sensible_values(pipeline_run):
@@ -69,20 +73,70 @@ def test_features_have_sensible_values(pipeline_run):
     assert f["top_category_share"].drop_nulls().is_between(0, 1).all()
 
 
-def test_rerun_is_idempotent_and_registers_a_new_model(pipeline_run):
+def test_every_segment_has_a_distinct_name_profile_rule_and_top_items(pipeline_run):
+    p, _ = pipeline_run
+    with connect(p.duckdb_path) as con:
+        prof = con.sql("select * from segmentation.segment_profiles").pl()
+        seg = con.sql("select * from segmentation.customer_segments").pl()
+        top = con.sql("select * from segmentation.segment_top_items").pl()
+        lift = con.sql("select * from segmentation.segment_feature_lift").pl()
+    assert prof["segment_name"].n_unique() == prof.height and prof["segment_name"].null_count() == 0
+    assert prof["rule"].str.contains("precise").all()
+    assert seg["segment_name"].null_count() == 0 and seg["confidence"].is_between(0, 1).all()
+    assert set(top["segment_id"]) == set(prof["segment_id"])
+    assert lift.filter(pl.col("feature") == "frequency").height == prof.height
+
+
+def test_export_writes_full_and_changes_lists(pipeline_run):
+    p, _ = pipeline_run
+    full = sorted(p.export_dir.glob("segments_*_v0001.parquet"))[0]
+    changes = pl.read_csv(full.with_name(full.stem + "_changes.csv"))
+    assert pl.read_parquet(full).height == changes.height  # first export: everyone joined
+    assert set(changes["change"]) == {"joined"}
+
+
+def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):
     p, _ = pipeline_run
     with connect(p.duckdb_path) as con:
         events_before = one(con, "select count(*) from raw.events")[0]
+        before = con.sql("select customer_id, segment_id from segmentation.customer_segments").pl()
     result = materialize_all(p)
     assert result.success
     with connect(p.duckdb_path) as con:
         assert one(con, "select count(*) from raw.events")[0] == events_before
-        assert one(con, "select count(*) from segmentation.model_registry")[0] == 2
+        statuses = con.execute(
+            "select status, count(*) from segmentation.model_registry group by 1 order by 1"
+        ).fetchall()
+        after = con.sql("select customer_id, segment_id from segmentation.customer_segments").pl()
+        decisions = one(con, "select count(*) from segmentation.model_decisions")[0]
+    assert statuses == [("challenger", 1), ("champion", 1)]
+    assert decisions == 2
+    assert before.sort("customer_id").equals(after.sort("customer_id"))
     meta = {
         m.asset_key.to_user_string(): m.materialization.metadata
         for m in result.get_asset_materialization_events()
     }
     assert meta["raw_events"]["rows_inserted"].value == 0
+    assert meta["segmentation_model"]["promoted"].value is False
+    changes = sorted(p.export_dir.glob("*_changes.parquet"))
+    assert pl.read_parquet(changes[-1]).height == 0
+
+
+def test_a_purchases_only_log_runs_end_to_end(paths):
+    cfg = simulate.DemoConfig(n_customers=1_500, days=60, seed=11, purchases_only=True)
+    simulate.generate(cfg, paths.landing_dir, paths.truth_dir)
+    result = materialize_all(paths)
+    assert result.success
+    meta = {
+        m.asset_key.to_user_string(): m.materialization.metadata
+        for m in result.get_asset_materialization_events()
+    }
+    dropped = meta["segmentation_model"]["features_dropped"].value
+    assert "views_per_session" in dropped and "view_to_purchase_rate" in dropped
+    with connect(paths.duckdb_path) as con:
+        prof = con.sql("select * from segmentation.segment_profiles").pl()
+    assert prof.height >= 3
+    assert prof["description"].n_unique() == prof.height
 
 
 def test_empty_landing_folder_fails_with_a_clear_message(paths):

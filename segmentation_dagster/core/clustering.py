@@ -1,42 +1,80 @@
-"""Clustering: preprocessing, model selection by silhouette, assignment.
+"""Clustering: preprocessing, candidate models, the selection rule, assignment.
 
 Everything here takes and returns plain values (numpy arrays, polars frames, dataclasses), so
 the Dagster assets, the CLI and the benchmarks share it. Nothing is quadratic in the number of
-customers: KMeans is fitted on at most ``fit_sample`` rows and the silhouette is computed on a
-fixed-size, fixed-seed sample.
+customers: models are fitted on at most ``fit_sample`` rows and every pairwise metric
+(silhouette, Davies-Bouldin, Calinski-Harabasz, stability) is computed on a fixed-size,
+fixed-seed sample.
+
+Selection rule (see :func:`select`):
+
+1. Candidates: KMeans and a diagonal Gaussian mixture for every k in ``k_min..k_max``.
+2. A candidate whose smallest segment holds less than ``min_segment_share`` of the customers is
+   out (a segment nobody can act on).
+3. Parsimony: a candidate whose silhouette is more than ``silhouette_tolerance`` below the best
+   is out. Silhouette is typically flat across neighbouring k; among near-equals, fewer
+   segments are easier to act on and more stable.
+4. The remaining candidates, fewest segments first (higher silhouette first at equal k), are
+   refitted on ``stability_rounds`` bootstrap resamples (the first ``stability_top_n`` of
+   them); stability is the mean adjusted Rand index between each refit and the original on a
+   common sample. The first with stability >= ``min_stability`` wins (the first overall if
+   none does).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import polars as pl
 from sklearn.cluster import KMeans
 from sklearn.impute import SimpleImputer
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_score,
+)
+from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 log = logging.getLogger(__name__)
 
+Algorithm = Literal["kmeans", "gmm"]
 ID_COLUMNS = ("customer_id", "snapshot_date")
 #: Columns of customer_features that describe a customer but are not clustering inputs:
 #: identifiers, raw counts that duplicate a rate, and bookkeeping.
 NON_FEATURES = ("top_category", "exposure_days", "event_count", "days_since_last_event")
+#: Features left out of the fit by default (they still appear in profiles), and why.
+DEFAULT_EXCLUDED: dict[str, str] = {
+    "monetary": "equals frequency x avg_order_value: would count purchase volume twice",
+    "items_per_order": "basket size is already carried by avg_order_value",
+    "review_count": "sparse (most customers never review); described in profiles instead",
+}
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    """How a model is chosen. ``k_min..k_max`` is searched; the best silhouette wins."""
+    """How a model is chosen; every field is exposed in the Dagster launchpad."""
 
     k_min: int = 3
     k_max: int = 10
+    algorithms: tuple[Algorithm, ...] = ("kmeans", "gmm")
     silhouette_sample: int = 5_000
     fit_sample: int = 200_000
     n_init: int = 4
+    min_segment_share: float = 0.02
+    silhouette_tolerance: float = 0.01
+    stability_top_n: int = 3
+    stability_rounds: int = 3
+    min_stability: float = 0.8
     skew_threshold: float = 1.0
+    max_missing_share: float = 0.4
+    max_correlation: float = 0.9
+    exclude: tuple[str, ...] = tuple(DEFAULT_EXCLUDED)
     seed: int = 0
 
 
@@ -49,32 +87,112 @@ class FeaturePlan:
     dropped: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One scored candidate model."""
+
+    algorithm: Algorithm
+    k: int
+    silhouette: float
+    davies_bouldin: float
+    calinski_harabasz: float
+    min_segment_share: float
+    stability: float | None = None
+    rejected: str | None = None
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "algorithm": self.algorithm,
+            "k": self.k,
+            "silhouette": round(self.silhouette, 4),
+            "davies_bouldin": round(self.davies_bouldin, 3),
+            "calinski_harabasz": round(self.calinski_harabasz, 1),
+            "min_segment_share": round(self.min_segment_share, 4),
+            "stability": None if self.stability is None else round(self.stability, 3),
+            "rejected": self.rejected or "",
+        }
+
+
 @dataclass
 class FittedModel:
-    """A fitted preprocessing pipeline plus KMeans, and how it was chosen."""
+    """A fitted preprocessing pipeline plus a clustering estimator, and how it was chosen.
+
+    ``segment_ids[i]`` is the published segment id of the estimator's cluster ``i``; it starts
+    as ``i + 1`` and is rewritten by alignment so that ids keep their meaning across refits.
+    """
 
     preprocessor: Pipeline
-    kmeans: KMeans
+    estimator: KMeans | GaussianMixture
+    algorithm: Algorithm
     plan: FeaturePlan
     k: int
-    scores: dict[int, float]
+    candidates: list[Candidate]
+    selection_reason: str
     n_train: int
-    extra: dict[str, object] = field(default_factory=dict)
+    segment_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+    def __post_init__(self) -> None:
+        if self.segment_ids.size == 0:
+            self.segment_ids = np.arange(1, self.k + 1)
+
+    @property
+    def chosen(self) -> Candidate:
+        return next(c for c in self.candidates if c.algorithm == self.algorithm and c.k == self.k)
 
     @property
     def silhouette(self) -> float:
-        return self.scores[self.k]
+        return self.chosen.silhouette
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """Cluster centres in the model's scaled feature space, in estimator order."""
+        if isinstance(self.estimator, KMeans):
+            return self.estimator.cluster_centers_
+        return self.estimator.means_
+
+    def raw_centroids(self) -> pl.DataFrame:
+        """Centroids mapped back to feature units (one row per published segment id).
+
+        Undoes the scaling and the log1p; clipping and imputation need no inverse. Another
+        model can then place these centroids in its own space with its own preprocessor.
+        """
+        z = self.preprocessor.named_steps["scale"].inverse_transform(self.centroids)
+        logged = list(self.preprocessor.named_steps["log"].kw_args["columns"])
+        z[:, logged] = np.expm1(z[:, logged])
+        return pl.DataFrame(z, schema=list(self.plan.used)).with_columns(
+            segment_id=pl.Series(self.segment_ids)
+        )
+
+    def transform_partial(self, features: pl.DataFrame) -> np.ndarray:
+        """Like :meth:`transform`, but columns the frame lacks are imputed (median)."""
+        missing = [c for c in self.plan.used if c not in features.columns]
+        filled = features.with_columns(pl.lit(None, pl.Float64).alias(c) for c in missing)
+        return self.preprocessor.transform(_matrix(filled, self.plan.used))
 
     def transform(self, features: pl.DataFrame) -> np.ndarray:
-        """Scaled feature matrix in the model's space (same transform as at fit time)."""
+        """Scaled feature matrix in the model's space (the transform fitted at training)."""
+        missing = [c for c in self.plan.used if c not in features.columns]
+        if missing:
+            raise KeyError(f"features lack column(s) the model was fitted on: {missing}")
         return self.preprocessor.transform(_matrix(features, self.plan.used))
 
-    def assign(self, features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Cluster label and distance to its centroid for every row of ``features``."""
-        x = self.transform(features)
-        dist = self.kmeans.transform(x)
-        labels = dist.argmin(axis=1)
-        return labels, dist[np.arange(labels.size), labels]
+    def cluster_index(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Estimator cluster index, distance to that centroid, and a confidence in [0, 1]."""
+        dist = np.sqrt(((x[:, None, :] - self.centroids[None, :, :]) ** 2).sum(-1))
+        if isinstance(self.estimator, KMeans):
+            idx = dist.argmin(axis=1)
+            two = np.sort(dist, axis=1)[:, :2] if self.k > 1 else np.c_[dist, dist + 1]
+            confidence = 1.0 - two[:, 0] / np.maximum(two[:, 1], 1e-12)
+        else:
+            proba = self.estimator.predict_proba(x)
+            idx = proba.argmax(axis=1)
+            confidence = proba.max(axis=1)
+        return idx, dist[np.arange(idx.size), idx], confidence
+
+    def assign(self, features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Published segment id, distance to its centroid and confidence for every row."""
+        idx, distance, confidence = self.cluster_index(self.transform(features))
+        return self.segment_ids[idx], distance, confidence
 
 
 def candidate_columns(features: pl.DataFrame) -> list[str]:
@@ -90,28 +208,53 @@ def _matrix(features: pl.DataFrame, columns: tuple[str, ...] | list[str]) -> np.
     return features.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
 
 
-def plan_features(features: pl.DataFrame, skew_threshold: float = 1.0) -> FeaturePlan:
+def plan_features(features: pl.DataFrame, config: SelectionConfig | None = None) -> FeaturePlan:
     """Decide which candidate columns to use, which to log-transform, and why others are out.
 
-    A column is dropped when it is entirely NULL (the input cannot support it, e.g. views in a
-    purchases-only log), or constant (no information). A non-negative column whose skewness
+    In order, a column is left out when it is: excluded by configuration; entirely NULL (the
+    input cannot support it, e.g. views in a purchases-only log); constant; NULL for more than
+    ``max_missing_share`` of customers (the fit would mostly see imputed values); or correlated
+    above ``max_correlation`` with a column already kept. A non-negative column whose skewness
     exceeds ``skew_threshold`` is log1p-transformed.
     """
-    used: list[str] = []
-    logged: list[str] = []
+    config = config or SelectionConfig()
     dropped: dict[str, str] = {}
+    kept: list[str] = []
     for c in candidate_columns(features):
         s = features[c].cast(pl.Float64)
         nn = s.drop_nulls().drop_nans()
-        if nn.len() == 0:
+        if c in config.exclude:
+            dropped[c] = "excluded by configuration: " + DEFAULT_EXCLUDED.get(c, "by request")
+        elif nn.len() == 0:
             dropped[c] = "no values: the input data cannot support this feature"
-            continue
-        if nn.n_unique() <= 1:
+        elif nn.n_unique() <= 1:
             dropped[c] = f"constant ({nn[0]:g}) for every customer"
-            continue
-        used.append(c)
+        elif (missing := 1 - nn.len() / max(features.height, 1)) > config.max_missing_share:
+            dropped[c] = (
+                f"undefined for {missing:.0%} of customers (> {config.max_missing_share:.0%})"
+            )
+        else:
+            kept.append(c)
+    used: list[str] = []
+    if kept:
+        idx = sample_idx(features.height, 50_000, config.seed)
+        sample = features[idx].select(pl.col(kept).cast(pl.Float64).fill_nan(None))
+        sample = sample.with_columns(pl.all().fill_null(pl.all().median()))
+        corr = np.nan_to_num(np.corrcoef(sample.to_numpy(), rowvar=False))
+        corr = np.atleast_2d(corr)
+        for i, c in enumerate(kept):
+            twin = next(
+                (u for u in used if abs(corr[i, kept.index(u)]) > config.max_correlation), None
+            )
+            if twin is not None:
+                dropped[c] = f"correlation {corr[i, kept.index(twin)]:.2f} with {twin}"
+            else:
+                used.append(c)
+    logged = []
+    for c in used:
+        nn = features[c].cast(pl.Float64).drop_nulls().drop_nans()
         skew = nn.skew()
-        if nn.min() >= 0 and skew is not None and skew > skew_threshold:
+        if nn.min() >= 0 and skew is not None and skew > config.skew_threshold:
             logged.append(c)
     for c, why in dropped.items():
         log.info("feature %s left out of the fit: %s", c, why)
@@ -127,8 +270,26 @@ def log1p_columns(x: np.ndarray, columns: tuple[int, ...] = ()) -> np.ndarray:
     return out
 
 
+class Winsorizer(FunctionTransformer):
+    """Clip every column to its fitted [0.5 %, 99.5 %] quantiles: robust to a few extreme
+    customers (one reseller buying 500 items must not stretch everyone else's scale)."""
+
+    def __init__(self, lower: float = 0.005, upper: float = 0.995) -> None:
+        self.lower = lower
+        self.upper = upper
+        super().__init__()
+
+    def fit(self, x: np.ndarray, y: object = None) -> Winsorizer:
+        self.lo_ = np.nanquantile(x, self.lower, axis=0)
+        self.hi_ = np.nanquantile(x, self.upper, axis=0)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(x, self.lo_, self.hi_)
+
+
 def build_preprocessor(plan: FeaturePlan) -> Pipeline:
-    """Median-impute, log1p the skewed columns, standardise (a scikit-learn Pipeline).
+    """Impute (median), log1p the skewed columns, clip outliers, standardise.
 
     Output columns are in ``plan.used`` order, so centroids can be read feature by feature.
     """
@@ -137,59 +298,150 @@ def build_preprocessor(plan: FeaturePlan) -> Pipeline:
         [
             ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("log", FunctionTransformer(log1p_columns, kw_args={"columns": log_idx})),
+            ("clip", Winsorizer()),
             ("scale", StandardScaler()),
         ]
     )
 
 
-def _sample_idx(n: int, size: int, seed: int) -> np.ndarray:
+def sample_idx(n: int, size: int, seed: int) -> np.ndarray:
+    """A sorted, seeded sample of ``size`` row indices out of ``n`` (all rows if fewer)."""
     if n <= size:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
-def fit_kmeans_sweep(
+def _estimator(algorithm: Algorithm, k: int, config: SelectionConfig, seed: int):
+    if algorithm == "kmeans":
+        return KMeans(n_clusters=k, n_init=config.n_init, random_state=seed)
+    return GaussianMixture(
+        n_components=k,
+        covariance_type="diag",
+        n_init=1,
+        init_params="k-means++",
+        reg_covar=1e-4,
+        random_state=seed,
+    )
+
+
+def _score(
+    algorithm: Algorithm, k: int, labels: np.ndarray, x_eval: np.ndarray
+) -> Candidate | None:
+    present = np.unique(labels)
+    if present.size < 2:
+        return None
+    shares = np.bincount(labels, minlength=k) / labels.size
+    return Candidate(
+        algorithm=algorithm,
+        k=k,
+        silhouette=float(silhouette_score(x_eval, labels)),
+        davies_bouldin=float(davies_bouldin_score(x_eval, labels)),
+        calinski_harabasz=float(calinski_harabasz_score(x_eval, labels)),
+        min_segment_share=float(shares.min()),
+    )
+
+
+def stability(
+    algorithm: Algorithm,
+    k: int,
+    x_fit: np.ndarray,
+    x_eval: np.ndarray,
+    reference: np.ndarray,
+    config: SelectionConfig,
+) -> float:
+    """Mean ARI between ``reference`` labels of ``x_eval`` and refits on bootstrap resamples."""
+    rng = np.random.default_rng(config.seed + 17)
+    scores = []
+    for r in range(config.stability_rounds):
+        boot = rng.integers(0, x_fit.shape[0], x_fit.shape[0])
+        est = _estimator(algorithm, k, config, config.seed + 100 + r).fit(x_fit[boot])
+        scores.append(adjusted_rand_score(reference, est.predict(x_eval)))
+    return float(np.mean(scores))
+
+
+def select(
     x: np.ndarray, config: SelectionConfig
-) -> tuple[dict[int, KMeans], dict[int, float]]:
-    """Fit KMeans for every k in range on a sample; score each by sampled silhouette."""
-    fit_idx = _sample_idx(x.shape[0], config.fit_sample, config.seed)
-    sil_idx = _sample_idx(x.shape[0], config.silhouette_sample, config.seed + 1)
-    models: dict[int, KMeans] = {}
-    scores: dict[int, float] = {}
-    k_max = min(config.k_max, max(config.k_min, x.shape[0] - 1))
-    for k in range(config.k_min, k_max + 1):
-        km = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.seed)
-        km.fit(x[fit_idx])
-        labels = km.predict(x[sil_idx])
-        if np.unique(labels).size < 2:
-            continue
-        models[k] = km
-        scores[k] = float(silhouette_score(x[sil_idx], labels))
-    if not models:
-        raise ValueError(f"no k in {config.k_min}..{config.k_max} gave two or more clusters")
-    return models, scores
+) -> tuple[Candidate, object, list[Candidate], str]:
+    """Fit and score every candidate on ``x`` (scaled); return the winner, its estimator,
+    all candidates (with rejection reasons) and a one-line reason for the choice."""
+    fit_idx = sample_idx(x.shape[0], config.fit_sample, config.seed)
+    eval_idx = sample_idx(x.shape[0], config.silhouette_sample, config.seed + 1)
+    x_fit, x_eval = x[fit_idx], x[eval_idx]
+    k_max = min(config.k_max, max(config.k_min, x_eval.shape[0] // 10))
+    fitted: dict[tuple[str, int], tuple[Candidate, object, np.ndarray]] = {}
+    for algorithm in config.algorithms:
+        for k in range(config.k_min, k_max + 1):
+            est = _estimator(algorithm, k, config, config.seed).fit(x_fit)
+            labels = est.predict(x_eval)
+            cand = _score(algorithm, k, labels, x_eval)
+            if cand is not None:
+                fitted[(algorithm, k)] = (cand, est, labels)
+    if not fitted:
+        raise ValueError(f"no candidate in k={config.k_min}..{config.k_max} found 2+ segments")
+
+    def reject(key: tuple[str, int], why: str) -> None:
+        cand, est, labels = fitted[key]
+        fitted[key] = (replace(cand, rejected=why), est, labels)
+
+    for key, (cand, _, _) in list(fitted.items()):
+        if cand.min_segment_share < config.min_segment_share:
+            reject(
+                key,
+                f"smallest segment {cand.min_segment_share:.1%} < {config.min_segment_share:.0%}",
+            )
+    # if every candidate has a tiny segment, fall back to all of them rather than to nothing
+    alive = [key for key, (c, _, _) in fitted.items() if c.rejected is None] or list(fitted)
+    best_sil = max(fitted[key][0].silhouette for key in alive)
+    band = []
+    for key in alive:
+        if fitted[key][0].silhouette < best_sil - config.silhouette_tolerance:
+            reject(key, f"silhouette more than {config.silhouette_tolerance} below the best")
+        else:
+            band.append(key)
+    band.sort(key=lambda key: (key[1], -fitted[key][0].silhouette))
+    top = band[: config.stability_top_n]
+    for key in top:
+        cand, est, labels = fitted[key]
+        s = stability(key[0], key[1], x_fit, x_eval, labels, config)
+        fitted[key] = (replace(cand, stability=s), est, labels)
+    stable = [key for key in top if (fitted[key][0].stability or 0) >= config.min_stability]
+    if stable:
+        for key in top:
+            if key not in stable:
+                reject(key, f"stability {fitted[key][0].stability:.2f} < {config.min_stability}")
+    best = (stable or top)[0]
+    winner, est, _ = fitted[best]
+    reason = (
+        f"{winner.algorithm} k={winner.k}: fewest segments with silhouette {winner.silhouette:.3f} "
+        f"within {config.silhouette_tolerance} of the best ({best_sil:.3f}), every segment >= "
+        f"{config.min_segment_share:.0%} of customers, bootstrap stability {winner.stability:.2f}"
+        + ("" if stable else f" (no candidate reached stability {config.min_stability})")
+    )
+    candidates = sorted((c for c, _, _ in fitted.values()), key=lambda c: (c.algorithm, c.k))
+    return winner, est, candidates, reason
 
 
 def fit(features: pl.DataFrame, config: SelectionConfig | None = None) -> FittedModel:
-    """Fit the preprocessing and KMeans, choosing k by silhouette; see :class:`SelectionConfig`."""
+    """Plan features, fit the preprocessing, select and fit the clustering model."""
     config = config or SelectionConfig()
-    if features.height < config.k_min + 1:
+    if features.height < config.k_min * 10:
         raise ValueError(
-            f"customer_features has {features.height} rows; need more than {config.k_min} "
+            f"customer_features has {features.height} rows; need at least {config.k_min * 10} "
             "customers to fit a segmentation"
         )
-    plan = plan_features(features, config.skew_threshold)
+    plan = plan_features(features, config)
     if not plan.used:
         raise ValueError(f"no usable feature columns; dropped: {plan.dropped}")
     pre = build_preprocessor(plan)
     x = pre.fit_transform(_matrix(features, plan.used))
-    models, scores = fit_kmeans_sweep(x, config)
-    best = max(scores, key=lambda k: (scores[k], -k))
+    winner, est, candidates, reason = select(x, config)
     return FittedModel(
         preprocessor=pre,
-        kmeans=models[best],
+        estimator=est,
+        algorithm=winner.algorithm,
         plan=plan,
-        k=best,
-        scores=scores,
+        k=winner.k,
+        candidates=candidates,
+        selection_reason=reason,
         n_train=features.height,
     )

@@ -60,3 +60,54 @@ def profile_segments(
     return prof.with_columns(description=pl.Series(descriptions, dtype=pl.String)).select(
         "segment_id", "size", "share", "description", *cols
     )
+
+
+def feature_lift(
+    profiles: pl.DataFrame, population: pl.DataFrame, feature_columns: list[str] | tuple[str, ...]
+) -> pl.DataFrame:
+    """Long table: segment, feature, segment mean, population mean, lift (ratio) and z."""
+    cols = list(feature_columns)
+    mean = population.select(pl.col(cols).cast(pl.Float64).mean()).row(0, named=True)
+    sd = population.select(pl.col(cols).cast(pl.Float64).std()).row(0, named=True)
+    rows = []
+    for r in profiles.iter_rows(named=True):
+        for c in cols:
+            m, p, s = r[c], mean[c], sd[c]
+            rows.append(
+                {
+                    "segment_id": r["segment_id"],
+                    "feature": c,
+                    "segment_mean": m,
+                    "population_mean": p,
+                    "lift": (m / p) if (m is not None and p) else None,
+                    "z": ((m - p) / s) if (m is not None and s) else None,
+                }
+            )
+    return pl.DataFrame(rows, schema_overrides={"lift": pl.Float64, "z": pl.Float64})
+
+
+def top_items_sql(segments_table: str, events_relation: str, n_categories: int = 3,
+                  n_products: int = 5) -> str:  # fmt: skip
+    """SQL for each segment's most purchased categories and products (by purchase events)."""
+    return f"""
+        with bought as (
+            select s.segment_id, e.category, e.product_id
+            from {events_relation} e
+            join {segments_table} s using (customer_id)
+            where e.event_type = 'purchase'
+        ),
+        cats as (
+            select segment_id, 'category' as kind, category as item, count(*) as purchases
+            from bought where category is not null group by segment_id, category
+            qualify row_number() over (partition by segment_id order by count(*) desc, item)
+                <= {int(n_categories)}
+        ),
+        prods as (
+            select segment_id, 'product' as kind, product_id as item, count(*) as purchases
+            from bought where product_id is not null group by segment_id, product_id
+            qualify row_number() over (partition by segment_id order by count(*) desc, item)
+                <= {int(n_products)}
+        )
+        select * from cats union all select * from prods
+        order by segment_id, kind, purchases desc, item
+    """

@@ -1,8 +1,16 @@
-"""Fitted models on disk plus a registry table in DuckDB.
+"""Model registry, champion/challenger decisions and the segment catalog, in DuckDB.
 
-A model is written to a temporary file and renamed into place (atomic on one filesystem), and
-only then recorded in ``segmentation.model_registry``; a crash in between leaves an orphan file,
-never a registry row that points at nothing.
+Files first, rows second: a model (joblib) and the feature snapshot it was fitted on (Parquet,
+the drift reference) are written to temporary names and renamed into place, and only then
+registered. A crash in between leaves an orphan file, never a row that points at nothing.
+
+Tables (schema ``segmentation``):
+
+- ``model_registry``: one row per fitted model; ``status`` is champion (exactly one),
+  challenger (fitted, not promoted) or retired (a former champion).
+- ``model_decisions``: every champion/challenger comparison and its reason.
+- ``segments``: the catalog of segment ids: name, description, rule, the model versions that
+  used it, and when it was retired.
 """
 
 from __future__ import annotations
@@ -14,16 +22,20 @@ from pathlib import Path
 
 import duckdb
 import joblib
+import polars as pl
 
 from segmentation_dagster.core.clustering import FittedModel
+from segmentation_dagster.core.lifecycle import Alignment, Decision
 from segmentation_dagster.core.warehouse import one
 
 SCHEMA = "segmentation"
 REGISTRY = f"{SCHEMA}.model_registry"
+DECISIONS = f"{SCHEMA}.model_decisions"
+CATALOG = f"{SCHEMA}.segments"
 
 
-def ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the registry table if missing."""
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the registry tables if missing."""
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(
         f"""create table if not exists {REGISTRY} (
@@ -31,52 +43,175 @@ def ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
             fitted_at timestamp not null,
             snapshot_date date,
             n_customers bigint not null,
+            algorithm varchar not null,
             k integer not null,
             silhouette double,
             features_used varchar[] not null,
             features_dropped json,
-            scores json,
-            path varchar not null
+            candidates json,
+            selection_reason varchar,
+            segment_ids integer[] not null,
+            path varchar not null,
+            reference_path varchar not null,
+            status varchar not null
+        )"""
+    )
+    con.execute(
+        f"""create table if not exists {DECISIONS} (
+            decided_at timestamp not null,
+            challenger_version integer not null,
+            champion_version integer,
+            promoted boolean not null,
+            reason varchar not null,
+            challenger_silhouette double,
+            champion_silhouette double,
+            alignment json
+        )"""
+    )
+    con.execute(
+        f"""create table if not exists {CATALOG} (
+            segment_id integer primary key,
+            name varchar,
+            description varchar,
+            rule varchar,
+            first_version integer not null,
+            last_version integer not null,
+            retired_version integer,
+            status varchar not null
         )"""
     )
 
 
-def save(
+def _atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking the temp path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def save_model(
     con: duckdb.DuckDBPyConnection,
     model: FittedModel,
     model_dir: Path,
     snapshot_date: dt.date | None,
+    reference: pl.DataFrame,
 ) -> int:
-    """Persist ``model`` atomically, register it and return its version number."""
-    ensure_registry(con)
+    """Persist ``model`` and its reference snapshot, register it as a challenger."""
+    ensure_tables(con)
     version = int(one(con, f"select coalesce(max(version), 0) + 1 from {REGISTRY}")[0])
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / f"segmentation_model_v{version:04d}.joblib"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    joblib.dump(model, tmp)
-    tmp.replace(path)
+    ref_path = model_dir / f"reference_v{version:04d}.parquet"
+    _atomic(path, lambda tmp: joblib.dump(model, tmp))
+    _atomic(ref_path, lambda tmp: reference.write_parquet(tmp))
     con.execute(
-        f"insert into {REGISTRY} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"insert into {REGISTRY} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'challenger')",
         [
             version,
             dt.datetime.now(),
             snapshot_date,
             model.n_train,
+            model.algorithm,
             model.k,
             model.silhouette,
             list(model.plan.used),
             json.dumps(model.plan.dropped),
-            json.dumps({str(k): v for k, v in model.scores.items()}),
+            json.dumps([c.as_row() for c in model.candidates]),
+            model.selection_reason,
+            [int(i) for i in model.segment_ids],
             str(path),
+            str(ref_path),
         ],
     )
     return version
 
 
-def load_latest(con: duckdb.DuckDBPyConnection) -> tuple[int, FittedModel]:
-    """The most recent registered model and its version."""
-    ensure_registry(con)
-    row = one(con, f"select version, path from {REGISTRY} order by version desc limit 1")
-    if row is None:
-        raise LookupError("no segmentation model is registered yet; materialise segmentation_model")
-    return int(row[0]), joblib.load(row[1])
+def champion(con: duckdb.DuckDBPyConnection) -> tuple[int, FittedModel] | None:
+    """The current champion and its version, or None before the first promotion."""
+    ensure_tables(con)
+    row = one(con, f"select version, path from {REGISTRY} where status = 'champion'")
+    return None if row is None else (int(row[0]), joblib.load(row[1]))
+
+
+def require_champion(con: duckdb.DuckDBPyConnection) -> tuple[int, FittedModel]:
+    found = champion(con)
+    if found is None:
+        raise LookupError("no champion model yet: materialise segmentation_model first")
+    return found
+
+
+def next_segment_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The next never-used segment id (ids are never reused, even after retirement)."""
+    ensure_tables(con)
+    return int(one(con, f"select coalesce(max(segment_id), 0) + 1 from {CATALOG}")[0])
+
+
+def active_names(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """Names of the segments that are currently active."""
+    ensure_tables(con)
+    rows = con.execute(f"select segment_id, name from {CATALOG} where status = 'active'").fetchall()
+    return {int(r[0]): r[1] for r in rows}
+
+
+def record_decision(
+    con: duckdb.DuckDBPyConnection,
+    challenger_version: int,
+    champion_version: int | None,
+    decision: Decision,
+    alignment: Alignment | None,
+    names: dict[int, str],
+) -> None:
+    """Record the comparison; on promotion swap the champion and update the catalog.
+
+    One transaction: either the decision, the new champion and the catalog all change, or
+    nothing does. ``names`` gives names for segment ids that are new with this model.
+    """
+    ensure_tables(con)
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            f"insert into {DECISIONS} values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                dt.datetime.now(),
+                challenger_version,
+                champion_version,
+                decision.promote,
+                decision.reason,
+                decision.challenger_silhouette,
+                decision.champion_silhouette,
+                json.dumps(alignment.as_rows() if alignment else None),
+            ],
+        )
+        if decision.promote:
+            con.execute(f"update {REGISTRY} set status = 'retired' where status = 'champion'")
+            con.execute(
+                f"update {REGISTRY} set status = 'champion' where version = ?", [challenger_version]
+            )
+            ids = one(con, f"select segment_ids from {REGISTRY} where version = ?",
+                      [challenger_version])[0]  # fmt: skip
+            con.execute(
+                f"update {CATALOG} set status = 'retired', retired_version = ? "
+                f"where status = 'active' and segment_id not in (select unnest(?))",
+                [challenger_version, ids],
+            )
+            for sid in ids:
+                con.execute(
+                    f"""insert into {CATALOG} values (?, ?, null, null, ?, ?, null, 'active')
+                        on conflict (segment_id) do update set last_version = excluded.last_version,
+                        status = 'active', retired_version = null""",
+                    [sid, names.get(sid), challenger_version, challenger_version],
+                )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def update_catalog_text(
+    con: duckdb.DuckDBPyConnection, descriptions: dict[int, str], rules: dict[int, str]
+) -> None:
+    """Refresh each active segment's one-line description and surrogate rule."""
+    for sid in set(descriptions) | set(rules):
+        con.execute(
+            f"update {CATALOG} set description = ?, rule = ? where segment_id = ?",
+            [descriptions.get(sid), rules.get(sid), sid],
+        )

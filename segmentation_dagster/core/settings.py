@@ -7,6 +7,7 @@
 | SEGMENTATION_DUCKDB_PATH   | $SEGMENTATION_DATA_DIR/warehouse.duckdb | the embedded warehouse |
 | SEGMENTATION_MODEL_DIR     | $SEGMENTATION_DATA_DIR/models    | fitted models                 |
 | SEGMENTATION_TRUTH_DIR     | $SEGMENTATION_DATA_DIR/truth     | simulated personas (eval only)|
+| SEGMENTATION_EXPORT_DIR    | $SEGMENTATION_DATA_DIR/exports   | segment membership exports    |
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Paths:
     duckdb_path: Path
     model_dir: Path
     truth_dir: Path
+    export_dir: Path
 
     @classmethod
     def from_env(cls) -> Paths:
@@ -39,4 +41,5 @@ class Paths:
             duckdb_path=Path(os.environ.get("SEGMENTATION_DUCKDB_PATH", data / "warehouse.duckdb")),
             model_dir=Path(os.environ.get("SEGMENTATION_MODEL_DIR", data / "models")),
             truth_dir=Path(os.environ.get("SEGMENTATION_TRUTH_DIR", data / "truth")),
+            export_dir=Path(os.environ.get("SEGMENTATION_EXPORT_DIR", data / "exports")),
         )

@@ -105,20 +105,21 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     return bool(row and row[0])
 
 
-def markdown_preview(con: duckdb.DuckDBPyConnection, sql: str, limit: int = 10) -> str:
-    """A markdown table of the first ``limit`` rows of ``sql`` (for Dagster UI metadata)."""
-    rel = con.sql(f"select * from ({sql}) limit {int(limit)}")
-    cols = rel.columns
-    rows = rel.fetchall()
+def md_table(df: object, float_fmt: str = "{:.3g}") -> str:
+    """A polars frame as a markdown table (for Dagster UI metadata)."""
 
     def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return "" if v is None else str(v)
+        if v is None:
+            return ""
+        return float_fmt.format(v) if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * df.width + "\n"
+    return head + "\n".join("| " + " | ".join(fmt(v) for v in r) + " |" for r in df.iter_rows())
+
+
+def markdown_preview(con: duckdb.DuckDBPyConnection, sql: str, limit: int = 10) -> str:
+    """A markdown table of the first ``limit`` rows of ``sql``."""
+    return md_table(con.sql(f"select * from ({sql}) limit {int(limit)}").pl())
 
 
 def replace_table(con: duckdb.DuckDBPyConnection, name: str, df: object) -> int:
