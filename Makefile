@@ -2,7 +2,6 @@
 #   make run    install, generate demo data if nothing landed, run the main job, print a summary
 #   make test   install and run the test suite (real DuckDB, dbt, GX, Evidently on small data)
 #   make ui     Dagster UI on http://127.0.0.1:3000 (shows the runs `make run` made)
-#   make bench  benchmarks (see benchmarks/README.md)
 #   make lint   ruff
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -23,10 +22,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install run ui test lint bench clean
+.PHONY: help install run ui test lint clean
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# *//'
+	@sed -n '2,5p' Makefile | sed 's/^# *//'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -60,9 +59,6 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-
-bench: install
-	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf data $(DAGSTER_HOME) dbt_project/target dbt_project/logs
