@@ -3,6 +3,7 @@
     segmentation demo       generate the demo data set into the landing folder
     segmentation run        run the main job through Dagster and print a summary
     segmentation evaluate   adjusted Rand index of the segments vs the simulated personas
+    segmentation audit      data-quality audit: pass rates, failures, quarantine, rejections
 
 Paths come from the environment (see core.settings); `make run` sets DAGSTER_HOME so the runs
 appear in `make ui`.
@@ -164,6 +165,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(headers: list[str], rows: list[tuple]) -> str:
+    cells = [[("" if v is None else str(v)) for v in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(["  " + line] + (["  " + b for b in body] or ["  (none)"]))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from segmentation_dagster.core.quality import audit_summary
+    from segmentation_dagster.core.warehouse import connect
+
+    since = dt.datetime.fromisoformat(args.since)
+    until = dt.datetime.fromisoformat(args.until) if args.until else dt.datetime.now()
+    if len(args.until or "") == 10:
+        until += dt.timedelta(days=1)  # a date means the whole day
+    with connect(Paths.from_env().duckdb_path) as con:
+        s = audit_summary(con, since, until)
+    print(f"data-quality audit {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M}\n")
+    print("pass rate per suite")
+    print(_table(["source", "suite", "checks", "passed", "pass %"], s.pass_rates))
+    print("\nfailed checks")
+    print(_table(["at", "asset", "check", "severity", "observed", "unexpected"], s.failures))
+    print("\nquarantined rows")
+    print(_table(["kind", "reason", "rows", "files"], s.quarantine))
+    print("\nrejected files")
+    print(_table(["kind", "file", "error"], s.rejected_files))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segmentation", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--stability", action="store_true", help="refit on the same data; share of ids kept"
     )
     p_eval.set_defaults(func=cmd_evaluate)
+
+    p_audit = sub.add_parser("audit", help="validations, quarantine and rejected files")
+    week_ago = (dt.date.today() - dt.timedelta(days=7)).isoformat()
+    p_audit.add_argument("--since", default=week_ago, help="date or timestamp (default: -7 days)")
+    p_audit.add_argument("--until", default=None, help="date or timestamp (default: now)")
+    p_audit.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -41,24 +41,26 @@ class WarehouseResource(dg.ConfigurableResource):
             yield waited
 
 
-class LandingResource(dg.ConfigurableResource):
+class FolderResource(dg.ConfigurableResource):
+    """A folder the platform reads or writes."""
+
+    path: str = Field(description="Folder path.")
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.path)
+
+
+class LandingResource(FolderResource):
     """The folder where behaviour files land. Read only: nothing here is moved or deleted."""
 
-    path: str = Field(description="Landing folder with events/, customers/, products/.")
 
-    @property
-    def dir(self) -> Path:
-        return Path(self.path)
+class ModelStoreResource(FolderResource):
+    """The folder fitted models and their reference snapshots are written to."""
 
 
-class ModelStoreResource(dg.ConfigurableResource):
-    """The folder fitted models are written to (registry rows live in the warehouse)."""
-
-    path: str = Field(description="Folder for fitted model files.")
-
-    @property
-    def dir(self) -> Path:
-        return Path(self.path)
+class ReportsResource(FolderResource):
+    """The folder human-readable validation reports are written to."""
 
 
 class ExportResource(dg.ConfigurableResource):
@@ -85,4 +87,5 @@ def default_resources(paths: Paths | None = None) -> dict[str, object]:
         "landing": LandingResource(path=str(paths.landing_dir)),
         "model_store": ModelStoreResource(path=str(paths.model_dir)),
         "exports": ExportResource(path=str(paths.export_dir)),
+        "reports": ReportsResource(path=str(paths.report_dir)),
     }

@@ -28,6 +28,7 @@ def make_paths(root: Path) -> Paths:
         model_dir=root / "models",
         truth_dir=root / "truth",
         export_dir=root / "exports",
+        report_dir=root / "reports",
     )
 
 
@@ -65,11 +66,11 @@ def resources_for(p: Paths) -> dict[str, object]:
 def all_assets() -> list:
     from segmentation_dagster.definitions import defs
 
-    return list(defs.assets or [])
+    return list(defs.assets or []) + list(defs.asset_checks or [])
 
 
 def materialize_all(p: Paths, **kwargs) -> dg.ExecuteInProcessResult:
-    """Materialise the whole asset graph (real dbt, real DuckDB) against ``p``."""
+    """Materialise the whole asset graph with its checks (real dbt, GX, DuckDB) against ``p``."""
     return dg.materialize(
         all_assets(),
         resources=resources_for(p),

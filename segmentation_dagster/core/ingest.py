@@ -1,4 +1,4 @@
-"""Landing files -> DuckDB raw tables, idempotently.
+"""Landing files -> DuckDB raw tables, idempotently, with row-level quarantine.
 
 Layout of the landing folder (files are only ever read, never moved, changed or deleted)::
 
@@ -6,10 +6,21 @@ Layout of the landing folder (files are only ever read, never moved, changed or 
     <landing>/customers/*.parquet|*.csv   optional customer attributes
     <landing>/products/*.parquet|*.csv    optional product attributes
 
+Your own column names and formats map onto the contract through a sources file (see
+:mod:`segmentation_dagster.core.sources`), not code.
+
 Every file is recorded in ``raw.load_manifest`` with its sha256. A file whose name and hash are
 already loaded is skipped; a file re-delivered under the same name with new content replaces the
-rows that came from it. Each file is loaded in its own transaction (delete its old rows, insert
-the new ones, update the manifest), so a failure never leaves half a file behind.
+rows (and quarantined rows) that came from it. Each file is loaded in its own transaction.
+
+Per file:
+
+1. **File-level checks** reject the whole file, naming it and the problem: unreadable (corrupt
+   Parquet, bad CSV encoding, ragged CSV), a required column missing, a column whose values
+   mostly cannot be read as the contract type, zero rows. The manifest records it as rejected;
+   the previously loaded version of that file, if any, stays.
+2. **Row-level rules** send each bad row to ``raw.quarantine`` with the file, the row number,
+   the first rule it broke and its raw values; the good rows load. See ``Contract.rules``.
 """
 
 from __future__ import annotations
@@ -22,22 +33,34 @@ from pathlib import Path
 
 import duckdb
 
+from segmentation_dagster.core.sources import SourceMapping
 from segmentation_dagster.core.warehouse import one
 
 log = logging.getLogger(__name__)
 
 RAW_SCHEMA = "raw"
 MANIFEST = f"{RAW_SCHEMA}.load_manifest"
+QUARANTINE = f"{RAW_SCHEMA}.quarantine"
 SUFFIXES = (".parquet", ".csv")
+EVENT_TYPES = ("view", "cart", "purchase", "search", "review")
+#: A file is rejected as "wrong types" when more than this share of a column's values cannot be
+#: read as the contract type; below it, the offending rows are quarantined.
+MAX_UNREADABLE_SHARE = 0.5
+#: ... judged only on columns with at least this many values (a few bad values: quarantine).
+MIN_VALUES_FOR_TYPE_CHECK = 20
 
 
 @dataclass(frozen=True)
 class Contract:
-    """Columns a landing file of one kind must / may have, with their warehouse types."""
+    """Columns a landing file of one kind must / may have, their warehouse types, the row
+    rules (reason, SQL condition that is TRUE for a bad row; first match wins) and the key."""
 
     kind: str
     required: dict[str, str]
     optional: dict[str, str]
+    key: str
+    rules: tuple[tuple[str, str], ...] = ()
+    unique_across_files: bool = False
 
     @property
     def table(self) -> str:
@@ -68,16 +91,35 @@ CONTRACTS: dict[str, Contract] = {
             "review_rating": "INTEGER",
             "review_text": "VARCHAR",
         },
+        key="event_id",
+        rules=(
+            (
+                "unknown event_type",
+                "lower(trim(event_type)) not in (" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")",
+            ),
+            ("event_ts in the future", "event_ts > cast(now() as timestamp) + interval 1 day"),
+            ("negative price", "price < 0"),
+            ("negative quantity", "quantity < 0"),
+            ("discount outside 0..1", "discount < 0 or discount > 1"),
+            ("review_rating outside 1..5", "review_rating < 1 or review_rating > 5"),
+        ),
+        unique_across_files=True,
     ),
     "customers": Contract(
         "customers",
         required={"customer_id": "VARCHAR"},
         optional={"signup_ts": "TIMESTAMP", "country": "VARCHAR"},
+        key="customer_id",
+        rules=(
+            ("signup_ts in the future", "signup_ts > cast(now() as timestamp) + interval 1 day"),
+        ),
     ),
     "products": Contract(
         "products",
         required={"product_id": "VARCHAR"},
         optional={"category": "VARCHAR", "base_price": "DOUBLE"},
+        key="product_id",
+        rules=(("negative base_price", "base_price < 0"),),
     ),
 }
 
@@ -96,11 +138,13 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
     rows_inserted: int = 0
+    rows_quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     table_rows: int = 0
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw schema, the manifest and every contract table if missing."""
+    """Create the raw schema, the manifest, the quarantine and every contract table."""
     con.execute(f"create schema if not exists {RAW_SCHEMA}")
     con.execute(
         f"""create table if not exists {MANIFEST} (
@@ -110,9 +154,20 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             size_bytes bigint not null,
             status varchar not null,       -- loaded | rejected
             rows_loaded bigint,
+            rows_quarantined bigint,
             error varchar,
             recorded_at timestamp not null,
             primary key (kind, file_name)
+        )"""
+    )
+    con.execute(
+        f"""create table if not exists {QUARANTINE} (
+            kind varchar not null,
+            file_name varchar not null,
+            row_number bigint not null,
+            reason varchar not null,
+            record json,
+            quarantined_at timestamp not null
         )"""
     )
     for c in CONTRACTS.values():
@@ -141,66 +196,211 @@ def landing_files(landing_dir: Path, kind: str) -> list[Path]:
     )
 
 
-def _reader(path: Path) -> str:
-    p = str(path).replace("'", "''")
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _reader(path: Path, csv_options: dict[str, object]) -> str:
     if path.suffix.lower() == ".csv":
-        return f"read_csv('{p}', header = true, auto_detect = true)"
-    return f"read_parquet('{p}')"
+        opts = {"header": True, "all_varchar": True, **csv_options}
+        rendered = ", ".join(
+            f"{k} = {_sql_str(v) if isinstance(v, str) else str(v).lower()}"
+            for k, v in opts.items()
+        )
+        return f"read_csv({_sql_str(str(path))}, {rendered})"
+    return f"read_parquet({_sql_str(str(path))})"
 
 
-def _select_list(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract) -> str:
-    """Cast the file's columns onto the contract; optional columns it lacks become NULL."""
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0]
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, mapping: SourceMapping
+) -> list[str]:
+    """Read ``path`` once into temp table ``_stage``: per contract column present, its source
+    value ``_src_<col>`` (mapped expression or same-named column) and its typed value ``<col>``
+    (NULL where the value cannot be cast). Returns the columns present."""
+    if path.stat().st_size == 0:
+        raise LandingFileError(f"{path.name}: file is empty (0 bytes)")
+    reader = _reader(path, mapping.csv_options(contract.kind))
     try:
-        described = con.execute(f"describe select * from {_reader(path)}").fetchall()
+        described = con.execute(f"describe select * from {reader}").fetchall()
     except duckdb.Error as e:
-        raise LandingFileError(f"{path.name}: cannot be read ({str(e).splitlines()[0]})") from e
+        raise LandingFileError(f"{path.name}: cannot be read ({_first_line(e)})") from e
+    if path.suffix.lower() == ".csv":
+        _check_csv_header(path, len(described), mapping.csv_options(contract.kind))
     present = {row[0].lower(): row[0] for row in described}
-    missing = [c for c in contract.required if c not in present]
+    exprs = mapping.expressions(contract.kind)
+    sources: dict[str, str] = {}
+    for col in contract.columns:
+        if col in exprs:
+            sources[col] = exprs[col]
+        elif col in present:
+            sources[col] = '"' + present[col].replace('"', '""') + '"'
+    missing = [c for c in contract.required if c not in sources]
     if missing:
         raise LandingFileError(
-            f"{path.name}: missing required column(s) {', '.join(missing)} "
-            f"for {contract.kind} (found: {', '.join(sorted(present)) or 'none'})"
+            f"{path.name}: missing required column(s) {', '.join(missing)} for "
+            f"{contract.kind} (found: {', '.join(sorted(present)) or 'none'}; map your own "
+            "names in the sources file)"
         )
-    parts = []
-    for name, typ in contract.columns.items():
-        if name in present:
-            parts.append(f'cast("{present[name]}" as {typ}) as {name}')
-        else:
-            parts.append(f"cast(null as {typ}) as {name}")
-    return ", ".join(parts)
+    src = ", ".join(f"({expr}) as _src_{col}" for col, expr in sources.items())
+    typed = ", ".join(
+        f"try_cast(_src_{col} as {typ}) as {col}"
+        if col in sources
+        else f"cast(null as {typ}) as {col}"
+        for col, typ in contract.columns.items()
+    )
+    try:
+        con.execute(
+            "create or replace temp table _stage as select *, "
+            f"{typed} from (select row_number() over () as _row, {src} from {reader})"
+        )
+    except duckdb.Error as e:
+        culprit = _failing_column(con, reader, sources)
+        where = f"column {culprit} ({sources[culprit]})" if culprit else "the file"
+        raise LandingFileError(f"{path.name}: {where} cannot be read ({_first_line(e)})") from e
+    return list(sources)
+
+
+def _check_csv_header(path: Path, detected: int, options: dict[str, object]) -> None:
+    """DuckDB's sniffer takes the widest row as the structure and silently skips the lines
+    before it; a header with a different field count means a ragged or mis-delimited file."""
+    delim = str(options.get("delim", options.get("sep", options.get("delimiter", ","))))
+    with path.open("rb") as f:
+        header = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    fields = len(header.split(delim))
+    if fields != detected:
+        raise LandingFileError(
+            f"{path.name}: cannot be read (header has {fields} fields separated by {delim!r} "
+            f"but the rows have {detected}: a ragged or mis-delimited CSV)"
+        )
+
+
+def _failing_column(con: duckdb.DuckDBPyConnection, reader: str, sources: dict[str, str]) -> str:
+    for col, expr in sources.items():
+        try:
+            con.execute(f"select count(({expr})) from {reader}").fetchall()
+        except duckdb.Error:
+            return col
+    return ""
+
+
+def _check_types(path: Path, contract: Contract, con: duckdb.DuckDBPyConnection, cols: list[str]):
+    """Reject the file when a column mostly cannot be read as its contract type."""
+    n = int(one(con, "select count(*) from _stage")[0])
+    if n == 0:
+        raise LandingFileError(f"{path.name}: file has zero rows")
+    for col in cols:
+        typ = contract.columns[col]
+        if typ == "VARCHAR":
+            continue
+        bad, total, example = one(
+            con,
+            f"select count(*) filter (where _src_{col} is not null and {col} is null), "
+            f"count(_src_{col}), any_value(cast(_src_{col} as varchar)) "
+            f"filter (where _src_{col} is not null and {col} is null) from _stage",
+        )
+        if total >= MIN_VALUES_FOR_TYPE_CHECK and bad / total > MAX_UNREADABLE_SHARE:
+            raise LandingFileError(
+                f"{path.name}: column {col}: {bad / total:.0%} of {total} values cannot be read "
+                f"as {typ} (e.g. {example!r})"
+            )
+
+
+def _reason_case(contract: Contract, cols: list[str]) -> str:
+    """SQL CASE naming the first rule a row breaks (NULL for a good row)."""
+    whens: list[tuple[str, str]] = []
+    for col in contract.required:
+        cond = f"{col} is null" + (
+            f" or trim({col}) = ''" if contract.columns[col] == "VARCHAR" else ""
+        )
+        if contract.columns[col] != "VARCHAR":
+            whens.append((f"unparseable {col}", f"_src_{col} is not null and {col} is null"))
+        whens.append((f"missing {col}", cond))
+    for col in cols:
+        if col not in contract.required and contract.columns[col] != "VARCHAR":
+            whens.append((f"unparseable {col}", f"_src_{col} is not null and {col} is null"))
+    whens += list(contract.rules)
+    key = contract.key
+    whens.append((f"duplicate {key} in file", "_dup_key is not null and _row > _first_row"))
+    if contract.unique_across_files:
+        whens.append(
+            (
+                f"duplicate {key} already loaded from another file",
+                f"_stage.{key} in (select {key} from _seen)",
+            )
+        )
+    body = " ".join(f"when {cond} then {_sql_str(reason)}" for reason, cond in whens)
+    return f"case {body} end"
 
 
 def _load_one(
-    con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, digest: str, replace: bool
-) -> int:
-    select = _select_list(con, path, contract)
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    contract: Contract,
+    mapping: SourceMapping,
+    digest: str,
+    replace: bool,
+) -> tuple[int, dict[str, int]]:
+    cols = _stage(con, path, contract, mapping)
+    _check_types(path, contract, con, cols)
     now = dt.datetime.now()
+    key = contract.key
+    con.execute(
+        f"create or replace temp table _dups as select {key} as _dup_key, min(_row) as _first_row "
+        f"from _stage where {key} is not null group by {key} having count(*) > 1"
+    )
+    if contract.unique_across_files:
+        # probe the (large) raw table with this file's keys only
+        con.execute(
+            f"create or replace temp table _seen as select distinct {key} from {contract.table} "
+            f"where {key} in (select {key} from _stage) and _source_file <> ?",
+            [path.name],
+        )
+    reason = _reason_case(contract, cols)
+    scored = (
+        f"select _stage.*, {reason} as _reason from _stage "
+        f"left join _dups on _stage.{key} = _dups._dup_key"
+    )
+    record = "to_json({" + ", ".join(f"'{c}': cast(_src_{c} as varchar)" for c in cols) + "})"
     con.execute("begin transaction")
     try:
         if replace:
             con.execute(f"delete from {contract.table} where _source_file = ?", [path.name])
-        try:
             con.execute(
-                f"insert into {contract.table} select {select}, ? as _source_file, "
-                f"? as _loaded_at from {_reader(path)}",
-                [path.name, now],
+                f"delete from {QUARANTINE} where kind = ? and file_name = ?",
+                [contract.kind, path.name],
             )
-        except duckdb.Error as e:
-            raise LandingFileError(
-                f"{path.name}: values do not fit the {contract.kind} contract "
-                f"({str(e).splitlines()[0]})"
-            ) from e
-        n = one(con, f"select count(*) from {contract.table} where _source_file = ?", [path.name])[
-            0
-        ]
-        if n == 0:
-            raise LandingFileError(f"{path.name}: file has zero rows")
-        _record(con, contract.kind, path, digest, "loaded", n, None)
+        con.execute(
+            f"insert into {contract.table} select {', '.join(contract.columns)}, ?, ? "
+            f"from ({scored}) where _reason is null order by _row",
+            [path.name, now],
+        )
+        con.execute(
+            f"insert into {QUARANTINE} select ?, ?, _row, _reason, {record}, ? "
+            f"from ({scored}) where _reason is not null order by _row",
+            [contract.kind, path.name, now],
+        )
+        reasons = dict(
+            con.execute(
+                "select reason, count(*) from raw.quarantine where kind = ? and file_name = ? "
+                "group by 1",
+                [contract.kind, path.name],
+            ).fetchall()
+        )
+        total = int(one(con, "select count(*) from _stage")[0])
+        n = total - sum(reasons.values())
+        _record(con, contract.kind, path, digest, "loaded", n, sum(reasons.values()), None)
         con.execute("commit")
-        return int(n)
     except BaseException:
         con.execute("rollback")
         raise
+    finally:
+        for tmp in ("_stage", "_dups", "_seen"):
+            con.execute(f"drop table if exists {tmp}")
+    return n, {str(k): int(v) for k, v in reasons.items()}
 
 
 def _record(
@@ -210,17 +410,34 @@ def _record(
     digest: str,
     status: str,
     rows: int | None,
+    quarantined: int | None,
     error: str | None,
 ) -> None:
     con.execute(
-        f"insert or replace into {MANIFEST} values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [kind, path.name, digest, path.stat().st_size, status, rows, error, dt.datetime.now()],
+        f"insert or replace into {MANIFEST} values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            kind,
+            path.name,
+            digest,
+            path.stat().st_size,
+            status,
+            rows,
+            quarantined,
+            error,
+            dt.datetime.now(),
+        ],
     )
 
 
-def load_kind(con: duckdb.DuckDBPyConnection, landing_dir: Path, kind: str) -> LoadReport:
+def load_kind(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    kind: str,
+    mapping: SourceMapping | None = None,
+) -> LoadReport:
     """Load every new or changed landing file of ``kind`` into ``raw.<kind>``."""
     contract = CONTRACTS[kind]
+    mapping = mapping or SourceMapping()
     ensure_schema(con)
     report = LoadReport(kind)
     known = {
@@ -237,15 +454,20 @@ def load_kind(con: duckdb.DuckDBPyConnection, landing_dir: Path, kind: str) -> L
             continue
         replace = previous is not None and previous[1] == "loaded"
         try:
-            n = _load_one(con, path, contract, digest, replace)
+            n, reasons = _load_one(con, path, contract, mapping, digest, replace)
         except LandingFileError as e:
             log.error("rejected landing file: %s", e)
             report.rejected[path.name] = str(e)
-            # the previously loaded version (if any) stays; the rejection is recorded
+            # the previously loaded version (if any) stays; a new rejection is recorded
             if previous is None or previous[1] == "rejected":
-                _record(con, kind, path, digest, "rejected", None, str(e))
+                _record(con, kind, path, digest, "rejected", None, None, str(e))
             continue
         report.rows_inserted += n
+        report.rows_quarantined += sum(reasons.values())
+        for reason, count in reasons.items():
+            report.quarantined_by_reason[reason] = (
+                report.quarantined_by_reason.get(reason, 0) + count
+            )
         (report.replaced if replace else report.loaded).append(path.name)
     report.table_rows = int(one(con, f"select count(*) from {contract.table}")[0])
     return report

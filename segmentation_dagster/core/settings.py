@@ -8,6 +8,7 @@
 | SEGMENTATION_MODEL_DIR     | $SEGMENTATION_DATA_DIR/models    | fitted models                 |
 | SEGMENTATION_TRUTH_DIR     | $SEGMENTATION_DATA_DIR/truth     | simulated personas (eval only)|
 | SEGMENTATION_EXPORT_DIR    | $SEGMENTATION_DATA_DIR/exports   | segment membership exports    |
+| SEGMENTATION_REPORT_DIR    | $SEGMENTATION_DATA_DIR/reports   | validation reports            |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Paths:
     model_dir: Path
     truth_dir: Path
     export_dir: Path
+    report_dir: Path
 
     @classmethod
     def from_env(cls) -> Paths:
@@ -42,4 +44,5 @@ class Paths:
             model_dir=Path(os.environ.get("SEGMENTATION_MODEL_DIR", data / "models")),
             truth_dir=Path(os.environ.get("SEGMENTATION_TRUTH_DIR", data / "truth")),
             export_dir=Path(os.environ.get("SEGMENTATION_EXPORT_DIR", data / "exports")),
+            report_dir=Path(os.environ.get("SEGMENTATION_REPORT_DIR", data / "reports")),
         )

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from segmentation_dagster.core import ingest
+from segmentation_dagster.core.sources import load_mapping, mapping_path
 from segmentation_dagster.core.warehouse import markdown_preview
 from segmentation_dagster.resources import LandingResource, WarehouseResource
 
@@ -24,7 +25,13 @@ def _report_metadata(report: ingest.LoadReport) -> dict[str, object]:
         "files_replaced": len(report.replaced),
         "files_skipped_unchanged": len(report.skipped),
         "files_rejected": len(report.rejected),
+        "rows_quarantined": report.rows_quarantined,
     }
+    if report.quarantined_by_reason:
+        meta["quarantined_by_reason"] = dg.MetadataValue.md(
+            "| reason | rows |\n|---|---|\n"
+            + "\n".join(f"| {r} | {n} |" for r, n in sorted(report.quarantined_by_reason.items()))
+        )
     if report.rejected:
         meta["rejected_files"] = dg.MetadataValue.md(
             "| file | problem |\n|---|---|\n"
@@ -46,8 +53,9 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
     def _raw(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
     ) -> dg.MaterializeResult:
+        mapping = load_mapping(mapping_path(landing.dir))
         with warehouse.connect() as con:
-            report = ingest.load_kind(con, landing.dir, kind)
+            report = ingest.load_kind(con, landing.dir, kind, mapping)
             meta = _report_metadata(report)
             meta["preview"] = dg.MetadataValue.md(
                 markdown_preview(con, f"select * exclude (_loaded_at) from raw.{kind}", 5)
@@ -72,8 +80,11 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
         context.log.info(
             f"{kind}: {len(report.loaded)} file(s) loaded, {len(report.replaced)} replaced, "
             f"{len(report.skipped)} unchanged, {len(report.rejected)} rejected; "
-            f"{report.rows_inserted} rows inserted, {report.table_rows} in raw.{kind}"
+            f"{report.rows_inserted} rows inserted, {report.rows_quarantined} quarantined, "
+            f"{report.table_rows} in raw.{kind}"
         )
+        for reason, n in report.quarantined_by_reason.items():
+            context.log.warning(f"{kind}: {n} row(s) quarantined: {reason}")
         return dg.MaterializeResult(metadata=meta)
 
     return _raw

@@ -18,6 +18,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from pydantic import Field
 
+from segmentation_dagster.core import quality
 from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
 from segmentation_dagster.defs.transform.project import dbt_project
 from segmentation_dagster.resources import WarehouseResource
@@ -63,10 +64,37 @@ def dbt_models(
     }
     # profiles.yml reads the database path from this variable; dbt inherits our environment
     os.environ["SEGMENTATION_DUCKDB_PATH"] = warehouse.path
-    with warehouse.lock() as waited:
-        if waited > 1:
-            context.log.info(f"waited {waited:.1f}s for the warehouse writer lock")
-        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    checks: list[dg.AssetCheckResult | dg.AssetCheckEvaluation] = []
+    try:
+        with warehouse.lock() as waited:
+            if waited > 1:
+                context.log.info(f"waited {waited:.1f}s for the warehouse writer lock")
+            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+            for event in invocation.stream():
+                if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
+                    checks.append(event)
+                yield event
+    finally:
+        # a failing dbt test is exactly what the audit trail must keep: write it either way
+        if checks:
+            with warehouse.connect() as con:
+                quality.append_audit(con, [_audit_row(c) for c in checks], context.run_id)
+
+
+def _audit_row(check: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> quality.AuditRow:
+    metadata = check.metadata or {}
+    failed = metadata.get("dagster_dbt/failed_row_count")
+    severity = getattr(check, "severity", None)
+    return quality.AuditRow(
+        asset=check.asset_key.to_user_string() if check.asset_key else "",
+        source="dbt",
+        suite="dbt",
+        check_name=check.check_name or "",
+        success=bool(check.passed),
+        expectation="dbt test",
+        severity=severity.value.lower() if severity is not None else None,
+        observed=getattr(failed, "value", failed),
+    )
 
 
 def dbt_resource() -> DbtCliResource:

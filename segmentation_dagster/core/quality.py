@@ -1,0 +1,393 @@
+"""Great Expectations 1.x suites as files, validated on pandas frames, with an audit trail.
+
+A suite file (``expectations/<name>.json``) names the asset it gates and lists expectations in
+GX's own configuration form, plus a ``severity`` in each expectation's ``meta``::
+
+    {"name": "raw_events", "asset": "raw_events", "sample_rows": 100000,
+     "table": "raw.events",
+     "expectations": [
+       {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "customer_id"},
+        "meta": {"severity": "error", "description": "every event has a customer"}}]}
+
+``severity`` is ``error`` (a blocking Dagster check: downstream assets do not run) or ``warn``
+(reported only). A row-count expectation (at least one row, severity error) is added to every
+suite that lacks one, so empty data never passes.
+
+GX 1.x cannot validate DuckDB through SQLAlchemy here, so a fixed-seed sample of the table (at
+most ``sample_rows``; row-level rules already ran on every row at ingestion) is pulled into
+pandas and validated there. GX is imported lazily (it costs seconds) with analytics disabled.
+GX result formats do not reliably give row indices, so the failing-row sample is built here
+from the reported unexpected values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+ROW_COUNT = "expect_table_row_count_to_be_between"
+AUDIT_SCHEMA = "audit"
+AUDIT_TABLE = f"{AUDIT_SCHEMA}.validations"
+SEVERITIES = ("error", "warn")
+
+
+class SuiteError(ValueError):
+    """A suite file is malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One expectation of a suite, with the Dagster check name derived from it."""
+
+    type: str
+    kwargs: dict[str, Any]
+    severity: str
+    description: str
+    check_name: str
+
+    @property
+    def column(self) -> str | None:
+        return self.kwargs.get("column")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A suite file: which asset and table it gates, its expectations."""
+
+    name: str
+    asset: str
+    table: str
+    sample_rows: int
+    expectations: tuple[Expectation, ...]
+    path: Path
+
+
+@dataclass
+class Outcome:
+    """The result of one expectation on one batch."""
+
+    expectation: Expectation
+    success: bool
+    observed: Any = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    failing_rows: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def _check_name(type_: str, kwargs: dict[str, Any], seen: set[str]) -> str:
+    base = type_.removeprefix("expect_")
+    if kwargs.get("column"):
+        base = f"{kwargs['column']}__{base}"
+    base = re.sub(r"[^A-Za-z0-9_]", "_", base)
+    name, n = base, 2
+    while name in seen:
+        name, n = f"{base}_{n}", n + 1
+    seen.add(name)
+    return name
+
+
+def load_suite(path: Path) -> Suite:
+    """Read and check a suite file (plain JSON; GX itself is not imported here)."""
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SuiteError(f"{path}: not valid JSON ({e})") from e
+    for key in ("name", "asset", "table", "expectations"):
+        if key not in raw:
+            raise SuiteError(f"{path}: missing key {key!r}")
+    seen: set[str] = set()
+    exps: list[Expectation] = []
+    entries = list(raw["expectations"])
+    if not any(e.get("type") == ROW_COUNT for e in entries):
+        entries.insert(
+            0,
+            {
+                "type": ROW_COUNT,
+                "kwargs": {"min_value": 1},
+                "meta": {"severity": "error", "description": "empty data never passes a gate"},
+            },
+        )
+    for i, e in enumerate(entries):
+        meta = e.get("meta") or {}
+        severity = meta.get("severity", "error")
+        if severity not in SEVERITIES:
+            raise SuiteError(f"{path}: expectation {i}: severity must be one of {SEVERITIES}")
+        if not str(e.get("type", "")).startswith("expect_"):
+            raise SuiteError(f"{path}: expectation {i}: 'type' must be a GX expectation type")
+        kwargs = dict(e.get("kwargs") or {})
+        exps.append(
+            Expectation(
+                type=e["type"],
+                kwargs=kwargs,
+                severity=severity,
+                description=meta.get("description", ""),
+                check_name=_check_name(e["type"], kwargs, seen),
+            )
+        )
+    return Suite(
+        name=raw["name"],
+        asset=raw["asset"],
+        table=raw["table"],
+        sample_rows=int(raw.get("sample_rows", 100_000)),
+        expectations=tuple(exps),
+        path=path,
+    )
+
+
+def load_suites(folder: Path) -> list[Suite]:
+    """Every suite file in ``folder``, in name order."""
+    return [load_suite(p) for p in sorted(folder.glob("*.json"))]
+
+
+def sample_frame(con: duckdb.DuckDBPyConnection, suite: Suite, seed: int = 42) -> pd.DataFrame:
+    """A fixed-seed sample of the suite's table as pandas (all rows if the table is small)."""
+    n = con.execute(f"select count(*) from {suite.table}").fetchall()[0][0]
+    if n <= suite.sample_rows:
+        return con.sql(f"select * from {suite.table}").df()
+    return con.sql(
+        f"select * from {suite.table} using sample reservoir({int(suite.sample_rows)} rows) "
+        f"repeatable ({int(seed)})"
+    ).df()
+
+
+def _gx():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
+
+    return gx, ExpectationConfiguration
+
+
+def _failing_rows(df: pd.DataFrame, exp: Expectation, result: dict[str, Any], n: int = 5):
+    col = exp.column
+    if not col or col not in df.columns:
+        return []
+    values = result.get("partial_unexpected_list") or []
+    if exp.type == "expect_column_values_to_not_be_null":
+        rows = df[df[col].isna()]
+    elif values:
+        rows = df[df[col].isin([v for v in values if v is not None])]
+    else:
+        return []
+    return json.loads(rows.head(n).to_json(orient="records", date_format="iso"))
+
+
+def validate(df: pd.DataFrame, suite: Suite) -> list[Outcome]:
+    """Run the suite with GX on ``df``; one outcome per expectation."""
+    gx, ExpectationConfiguration = _gx()
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    batch = (
+        context.data_sources.add_pandas(f"{suite.name}_source")
+        .add_dataframe_asset(suite.name)
+        .add_batch_definition_whole_dataframe("batch")
+        .get_batch(batch_parameters={"dataframe": df})
+    )
+    # one validation per expectation: GX merges expectations that share a type and column
+    # (two bounds on one column), which would leave a declared Dagster check without a result
+    outcomes = []
+    for exp in suite.expectations:
+        config = ExpectationConfiguration(type=exp.type, kwargs=exp.kwargs)
+        r = batch.validate(config.to_domain_obj(), result_format="SUMMARY")
+        res = r.result or {}
+        err = (r.exception_info or {}).get("exception_message") if not r.success else None
+        outcomes.append(
+            Outcome(
+                expectation=exp,
+                success=bool(r.success),
+                observed=res.get("observed_value"),
+                unexpected_count=res.get("unexpected_count"),
+                unexpected_percent=res.get("unexpected_percent"),
+                failing_rows=[] if r.success else _failing_rows(df, exp, res),
+                error=err,
+            )
+        )
+    return outcomes
+
+
+def ensure_audit(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the audit table if missing."""
+    con.execute(f"create schema if not exists {AUDIT_SCHEMA}")
+    con.execute(
+        f"""create table if not exists {AUDIT_TABLE} (
+            run_id varchar,
+            validated_at timestamp not null,
+            asset varchar not null,
+            partition_key varchar,
+            source varchar not null,        -- gx | dbt
+            suite varchar not null,
+            check_name varchar not null,
+            expectation varchar,
+            column_name varchar,
+            severity varchar,
+            success boolean not null,
+            observed_value varchar,
+            unexpected_count bigint,
+            details json
+        )"""
+    )
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One validation result for the audit trail (GX expectation or dbt test)."""
+
+    asset: str
+    source: str
+    suite: str
+    check_name: str
+    success: bool
+    expectation: str | None = None
+    column: str | None = None
+    severity: str | None = None
+    observed: Any = None
+    unexpected_count: int | None = None
+    details: dict[str, Any] | None = None
+
+
+def outcome_rows(suite: Suite, outcomes: list[Outcome]) -> list[AuditRow]:
+    """Audit rows for a GX validation."""
+    return [
+        AuditRow(
+            asset=suite.asset,
+            source="gx",
+            suite=suite.name,
+            check_name=o.expectation.check_name,
+            success=o.success,
+            expectation=o.expectation.type,
+            column=o.expectation.column,
+            severity=o.expectation.severity,
+            observed=o.observed,
+            unexpected_count=o.unexpected_count,
+            details={"failing_rows": o.failing_rows, "error": o.error} if not o.success else None,
+        )
+        for o in outcomes
+    ]
+
+
+def append_audit(
+    con: duckdb.DuckDBPyConnection,
+    rows: list[AuditRow],
+    run_id: str | None,
+    partition_key: str | None = None,
+) -> None:
+    """Append validation results to the audit trail (one transaction)."""
+    ensure_audit(con)
+    now = dt.datetime.now()
+    con.executemany(
+        f"insert into {AUDIT_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            [
+                run_id,
+                now,
+                r.asset,
+                partition_key,
+                r.source,
+                r.suite,
+                r.check_name,
+                r.expectation,
+                r.column,
+                r.severity,
+                r.success,
+                None if r.observed is None else json.dumps(r.observed, default=str),
+                r.unexpected_count,
+                None if r.details is None else json.dumps(r.details, default=str),
+            ]  # fmt: skip
+            for r in rows
+        ],
+    )
+
+
+def write_report(suite: Suite, outcomes: list[Outcome], n_rows: int, folder: Path, run_id: str):
+    """A human-readable markdown report of one validation; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{suite.name}_{dt.datetime.now():%Y%m%dT%H%M%S}_{run_id[:8]}.md"
+    failed = [o for o in outcomes if not o.success]
+    lines = [
+        f"# Validation of `{suite.asset}` with suite `{suite.name}`",
+        "",
+        f"- run: `{run_id}`  ",
+        f"- rows validated: {n_rows} (sample of at most {suite.sample_rows} from `{suite.table}`)",
+        f"- result: {len(outcomes) - len(failed)} of {len(outcomes)} expectations passed",
+        "",
+        "| check | severity | passed | observed | unexpected |",
+        "|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        unexpected = "" if o.unexpected_count is None else f"{o.unexpected_count}"
+        lines.append(
+            f"| {o.expectation.check_name} | {o.expectation.severity} | "
+            f"{'yes' if o.success else '**no**'} | {o.observed if o.observed is not None else ''}"
+            f" | {unexpected} |"
+        )
+    for o in failed:
+        lines += ["", f"## {o.expectation.check_name} failed", ""]
+        if o.expectation.description:
+            lines.append(o.expectation.description)
+        if o.error:
+            lines.append(f"Error: {o.error}")
+        if o.failing_rows:
+            lines += ["", "Sample of failing rows:", "", "```json"]
+            lines += [json.dumps(r, default=str) for r in o.failing_rows]
+            lines.append("```")
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """What `segmentation audit` prints, as plain tables (lists of tuples)."""
+
+    pass_rates: list[tuple]  # source, suite, checks, passed, pass rate
+    failures: list[tuple]  # validated_at, asset, check, severity, observed, unexpected
+    quarantine: list[tuple]  # kind, reason, rows, files
+    rejected_files: list[tuple]  # kind, file, error
+
+
+def audit_summary(
+    con: duckdb.DuckDBPyConnection, since: dt.datetime, until: dt.datetime
+) -> AuditSummary:
+    """Validations, quarantined rows and rejected files recorded between ``since`` and
+    ``until`` (by validation / load time)."""
+    from segmentation_dagster.core.ingest import MANIFEST, QUARANTINE, ensure_schema
+
+    ensure_audit(con)
+    ensure_schema(con)
+    window = [since, until]
+    return AuditSummary(
+        pass_rates=con.execute(
+            f"select source, suite, count(*), count(*) filter (where success), "
+            f"round(100.0 * count(*) filter (where success) / count(*), 1) from {AUDIT_TABLE} "
+            "where validated_at between ? and ? group by all order by all",
+            window,
+        ).fetchall(),
+        failures=con.execute(
+            f"select strftime(validated_at, '%Y-%m-%d %H:%M'), asset, check_name, severity, "
+            f"observed_value, unexpected_count from {AUDIT_TABLE} "
+            "where not success and validated_at between ? and ? order by validated_at, asset",
+            window,
+        ).fetchall(),
+        quarantine=con.execute(
+            f"select kind, reason, count(*), count(distinct file_name) from {QUARANTINE} "
+            "where quarantined_at between ? and ? group by all order by 3 desc",
+            window,
+        ).fetchall(),
+        rejected_files=con.execute(
+            f"select kind, file_name, error from {MANIFEST} "
+            "where status = 'rejected' and recorded_at between ? and ? order by all",
+            window,
+        ).fetchall(),
+    )

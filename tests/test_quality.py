@@ -1,0 +1,163 @@
+"""Quality gates in Dagster: real GX validations, blocking vs warn, audit trail, dbt tests."""
+
+import json
+import shutil
+
+import dagster as dg
+import pytest
+
+from segmentation_dagster.core import quality, simulate
+from segmentation_dagster.core.settings import EXPECTATIONS_DIR
+from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.defs.quality.checks import build_suite_checks
+from tests.conftest import resources_for
+
+SMALL = simulate.DemoConfig(n_customers=400, days=20, seed=4)
+
+
+def _assets() -> list:
+    from segmentation_dagster.definitions import defs
+
+    return list(defs.assets or [])
+
+
+def _suite_copy(tmp_path, name: str, edit) -> quality.Suite:
+    raw = json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text())
+    edit(raw)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(raw))
+    return quality.load_suite(path)
+
+
+def _strict_price(severity: str):
+    def edit(raw):
+        raw["expectations"].append(
+            {"type": "expect_column_values_to_be_between",
+             "kwargs": {"column": "price", "max_value": 1},
+             "meta": {"severity": severity, "description": "test: absurdly strict"}}
+        )  # fmt: skip
+
+    return edit
+
+
+def _run(paths, checks, selection=None):
+    return dg.materialize(
+        _assets() + checks,
+        resources=resources_for(paths),
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=selection,
+        raise_on_error=False,
+    )
+
+
+def _materialized(result) -> set[str]:
+    return {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+
+
+@pytest.fixture
+def landed(paths):
+    simulate.generate(SMALL, paths.landing_dir, paths.truth_dir)
+    return paths
+
+
+def test_every_suite_file_loads_and_guards_against_empty_data():
+    suites = quality.load_suites(EXPECTATIONS_DIR)
+    assert {s.asset for s in suites} >= {"raw_events", "raw_customers", "raw_products",
+                                        "customer_features"}  # fmt: skip
+    for s in suites:
+        assert s.expectations[0].type == quality.ROW_COUNT or any(
+            e.type == quality.ROW_COUNT for e in s.expectations
+        )
+
+
+def test_empty_table_fails_the_gate(tmp_path):
+    import pandas as pd
+
+    suite = quality.load_suite(EXPECTATIONS_DIR / "raw_events.json")
+    empty = pd.DataFrame({"customer_id": [], "event_id": [], "event_type": [], "price": [],
+                          "quantity": [], "review_rating": []})  # fmt: skip
+    outcomes = quality.validate(empty, suite)
+    row_count = next(o for o in outcomes if o.expectation.type == quality.ROW_COUNT)
+    assert not row_count.success and row_count.expectation.severity == "error"
+
+
+def test_failing_error_check_blocks_everything_downstream(landed, tmp_path):
+    suite = _suite_copy(tmp_path, "raw_events", _strict_price("error"))
+    result = _run(landed, [build_suite_checks(suite)])
+    assert not result.success
+    done = _materialized(result)
+    assert "raw_events" in done
+    assert not done & {"stg_shop__events", "customer_features", "segmentation_model"}
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    failed = evals[suite.expectations[-1].check_name]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert failed.metadata["failing_rows_sample"].value  # rows the user can look at
+    assert failed.metadata["report"].value.endswith(".md")
+
+
+def test_failing_warn_check_is_reported_and_downstream_still_runs(landed, tmp_path):
+    suite = _suite_copy(tmp_path, "raw_events", _strict_price("warn"))
+    result = _run(landed, [build_suite_checks(suite)])
+    assert result.success
+    assert {"customer_features", "segmentation_model", "customer_segments"} <= _materialized(result)
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    strict = evals[suite.expectations[-1].check_name]
+    assert not strict.passed and strict.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_loosening_a_bound_in_a_copied_suite_makes_the_gate_pass(landed, tmp_path):
+    def strict(raw):
+        raw["expectations"].append(
+            {"type": "expect_column_values_to_be_between",
+             "kwargs": {"column": "frequency", "min_value": 1, "mostly": 0.99},
+             "meta": {"severity": "error"}}
+        )  # fmt: skip
+
+    def loose(raw):
+        strict(raw)
+        raw["expectations"][-1]["kwargs"]["mostly"] = 0.05
+
+    results = {}
+    for name, edit in (("strict", strict), ("loose", loose)):
+        (tmp_path / name).mkdir()
+        suite = _suite_copy(tmp_path / name, "customer_features", edit)
+        result = _run(landed, [build_suite_checks(suite)])
+        results[name] = result
+    assert not results["strict"].success
+    assert "segmentation_model" not in _materialized(results["strict"])
+    assert results["loose"].success and "segmentation_model" in _materialized(results["loose"])
+
+
+def test_every_validation_is_appended_to_the_audit_trail(landed):
+    from segmentation_dagster.defs.quality.checks import gx_checks
+
+    selection = "group:ingestion"
+    first = _run(landed, gx_checks, selection)
+    second = _run(landed, gx_checks, selection)
+    assert first.success and second.success
+    with connect(landed.duckdb_path) as con:
+        runs = con.execute(
+            "select run_id, count(*) from audit.validations where source = 'gx' group by 1"
+        ).fetchall()
+    assert {r[0] for r in runs} == {first.run_id, second.run_id}
+    assert runs[0][1] == runs[1][1] >= 14
+
+
+def test_failing_dbt_test_blocks_the_python_assets_and_is_audited(landed):
+    _run(landed, [], "group:ingestion")
+    with connect(landed.duckdb_path) as con:  # someone loads raw data by hand, bypassing checks
+        con.execute(
+            "insert into raw.events (event_id, customer_id, event_ts, event_type, _source_file, "
+            "_loaded_at) values ('manual-1', null, now()::timestamp - interval 1 day, 'view', "
+            "'manual', now()::timestamp)"
+        )
+    result = _run(landed, [], "group:transform or group:segmentation")
+    assert not result.success
+    assert "segmentation_model" not in _materialized(result)
+    with connect(landed.duckdb_path) as con:
+        failed = one(
+            con,
+            "select check_name from audit.validations where source = 'dbt' and not success",
+        )
+    assert failed[0] == "not_null_stg_shop__events_customer_id"
+    shutil.rmtree(landed.data_dir / "models", ignore_errors=True)
