@@ -215,3 +215,11 @@ def update_catalog_text(
             f"update {CATALOG} set description = ?, rule = ? where segment_id = ?",
             [descriptions.get(sid), rules.get(sid), sid],
         )
+
+
+def reference_path(con: duckdb.DuckDBPyConnection, version: int) -> Path:
+    """The feature snapshot model ``version`` was fitted on (the drift reference)."""
+    row = one(con, f"select reference_path from {REGISTRY} where version = ?", [version])
+    if row is None:
+        raise LookupError(f"model version {version} is not registered")
+    return Path(row[0])

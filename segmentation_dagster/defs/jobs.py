@@ -1,9 +1,24 @@
-"""Jobs."""
+"""Jobs: the full pipeline, the daily refresh, and re-segmentation."""
 
 import dagster as dg
 
 segmentation_job = dg.define_asset_job(
     name="segmentation_job",
     selection=dg.AssetSelection.all(),
-    description="Load landed files, build features with dbt, fit and assign segments, profile.",
+    description="Everything: load files, dbt features, gates, fit (champion/challenger), "
+    "assign, profile, export, monitors.",
+)
+
+daily_refresh_job = dg.define_asset_job(
+    name="daily_refresh_job",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("segmentation_model"),
+    description="The day's files, dbt features, gates, assignment with the current champion, "
+    "profiles, migrations, export and the drift monitors. No refit.",
+)
+
+resegmentation_job = dg.define_asset_job(
+    name="resegmentation_job",
+    selection=dg.AssetSelection.assets("segmentation_model").downstream(),
+    description="Fit a challenger, promote it or keep the champion, align ids, reassign, "
+    "profile, export, and re-run the monitors against the (possibly new) reference.",
 )

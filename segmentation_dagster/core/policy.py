@@ -1,0 +1,117 @@
+"""When is behaviour drift real enough to re-segment? A small state machine with hysteresis.
+
+- **Enter** "drifted" when the score is at or above ``enter_threshold`` in ``k`` of the last
+  ``n`` checks (one noisy day is not a shift).
+- **Trigger** a re-segmentation once per drifted episode, only after ``cooldown_days`` since
+  the reference was last reset (a refit, or the first check of a new champion).
+- **Leave** "drifted" when the score falls below ``exit_threshold``.
+- Checks with fewer than ``min_customers`` customers are ignored.
+- A new champion (reference version) resets the state: its own snapshot is the new reference.
+
+The state is plain JSON so the sensor can keep it in its cursor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Thresholds on the behaviour drift score (share of features drifted, 0..1)."""
+
+    enter_threshold: float = 0.3
+    exit_threshold: float = 0.1
+    k: int = 2
+    n: int = 3
+    cooldown_days: int = 7
+    min_customers: int = 500
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One drift check as the sensor reads it from materialisation metadata."""
+
+    check_id: int
+    snapshot_date: str
+    score: float
+    n_customers: int
+    reference_version: int
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """Everything the policy remembers between checks."""
+
+    reference_version: int | None = None
+    reference_since: str | None = None
+    recent: tuple[float, ...] = ()
+    drifted: bool = False
+    triggered_this_episode: bool = False
+    last_check_id: int | None = None
+    last_trigger: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> PolicyState:
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        raw["recent"] = tuple(raw.get("recent", ()))
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """Whether to re-segment now, and why (also when not)."""
+
+    trigger: bool
+    reason: str
+    state: PolicyState = field(default_factory=PolicyState)
+
+
+def _days(a: str, b: str) -> int:
+    return (dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days
+
+
+def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDecision:
+    """Advance the policy by one check."""
+    if state.last_check_id is not None and obs.check_id == state.last_check_id:
+        return PolicyDecision(False, "no new drift check", state)
+    if obs.reference_version != state.reference_version:
+        state = PolicyState(
+            reference_version=obs.reference_version, reference_since=obs.snapshot_date
+        )
+    state = replace(state, last_check_id=obs.check_id)
+    if obs.n_customers < config.min_customers:
+        why = f"{obs.n_customers} customers < {config.min_customers}: too little data to judge"
+        return PolicyDecision(False, why, state)
+    recent = (*state.recent, obs.score)[-config.n :]
+    state = replace(state, recent=recent)
+    high = sum(s >= config.enter_threshold for s in recent)
+    if state.drifted and obs.score < config.exit_threshold:
+        state = replace(state, drifted=False, triggered_this_episode=False)
+        return PolicyDecision(
+            False, f"drift over: {obs.score:.2f} < {config.exit_threshold}", state
+        )
+    if not state.drifted and high >= config.k:
+        state = replace(state, drifted=True)
+    if not state.drifted:
+        why = f"stable: {high} of the last {len(recent)} checks >= {config.enter_threshold}"
+        return PolicyDecision(False, why, state)
+    if state.triggered_this_episode:
+        return PolicyDecision(False, "drifted; re-segmentation already requested", state)
+    since = _days(state.reference_since or obs.snapshot_date, obs.snapshot_date)
+    if since < config.cooldown_days:
+        why = f"drifted, but {since} day(s) since the reference < cooldown {config.cooldown_days}"
+        return PolicyDecision(False, why, state)
+    state = replace(state, triggered_this_episode=True, last_trigger=obs.snapshot_date)
+    why = (
+        f"behaviour drifted: {high} of the last {len(recent)} checks >= "
+        f"{config.enter_threshold} (latest {obs.score:.2f})"
+    )
+    return PolicyDecision(True, why, state)

@@ -1,0 +1,168 @@
+"""Monitoring: is today's behaviour still what the champion was fitted on?
+
+Three daily monitors against the champion's reference snapshot (the features it was fitted
+on): behaviour drift per feature (Evidently, effect sizes), segment-share drift (PSI) and
+model-quality decay. Each appends to monitoring.drift_history; the drift sensor reads the
+behaviour_drift materialisation metadata (it computes nothing itself).
+"""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from segmentation_dagster.core import drift, registry
+from segmentation_dagster.core.warehouse import md_table
+from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
+from segmentation_dagster.defs.segmentation.assets import customer_segments, read_features
+from segmentation_dagster.resources import ReportsResource, WarehouseResource
+
+HISTORY = "monitoring.drift_history"
+
+
+class DriftMonitorConfig(dg.Config):
+    """Drift method and thresholds, set explicitly (Evidently's defaults depend on sample size)."""
+
+    method: str = Field(
+        default="wasserstein", description="Evidently drift method for every feature."
+    )
+    threshold: float = Field(
+        default=0.1,
+        description="A feature drifts when its effect size (normed Wasserstein: shift in "
+        "reference standard deviations) exceeds this.",
+    )
+    per_column: dict[str, list] = Field(
+        default={}, description='Overrides: {"feature": ["method", threshold]}.'
+    )
+    sample_size: int = Field(default=20_000, description="Rows sampled (fixed seed) per side.")
+    seed: int = Field(default=0, description="Sampling seed.")
+
+
+def _reference(con) -> tuple[int, object, pl.DataFrame]:  # noqa: ANN001
+    version, model = registry.require_champion(con)
+    path = registry.reference_path(con, version)
+    return version, model, pl.read_parquet(path)
+
+
+def _append_history(con, snapshot, version: int, monitor: str, score: float, details) -> None:  # noqa: ANN001
+    con.execute("create schema if not exists monitoring")
+    con.execute(
+        f"create table if not exists {HISTORY} (checked_at timestamp, snapshot_date date, "
+        "reference_version integer, monitor varchar, score double, details json)"
+    )
+    con.execute(
+        f"insert into {HISTORY} values (?, ?, ?, ?, ?, ?)",
+        [dt.datetime.now(), snapshot, version, monitor, score, json.dumps(details, default=str)],
+    )
+
+
+@dg.asset(
+    group_name="monitoring",
+    kinds={"evidently", "duckdb"},
+    deps=[customer_segments],
+    pool=DUCKDB_POOL,
+)
+def behaviour_drift(
+    config: DriftMonitorConfig, warehouse: WarehouseResource, reports: ReportsResource
+) -> dg.MaterializeResult:
+    """Evidently report: today's customer_features vs the champion's reference snapshot, per
+    feature the effect size and whether it crossed its threshold; the share of drifted features
+    is the score the drift sensor's policy reads."""
+    with warehouse.connect() as con:
+        version, model, reference = _reference(con)
+        current = read_features(con)
+    snapshot = current["snapshot_date"].max()
+    cfg = drift.DriftConfig(
+        method=config.method,
+        threshold=config.threshold,
+        per_column={k: (str(v[0]), float(v[1])) for k, v in config.per_column.items()},
+        sample_size=config.sample_size,
+        seed=config.seed,
+    )
+    report = Path(reports.dir) / f"behaviour_drift_{snapshot}_ref{version:04d}.html"
+    result = drift.behaviour_drift(reference, current, model.plan.used, cfg, report)
+    with warehouse.connect() as con:
+        _append_history(con, snapshot, version, "behaviour_drift", result.drift_share,
+                        {"scores": result.scores, "drifted": result.drifted})  # fmt: skip
+    table = pl.DataFrame(
+        {
+            "feature": list(result.scores),
+            "effect_size": list(result.scores.values()),
+            "threshold": [result.thresholds[c] for c in result.scores],
+            "drifted": [c in result.drifted for c in result.scores],
+        }
+    ).sort("effect_size", descending=True)
+    return dg.MaterializeResult(
+        metadata={
+            "snapshot_date": str(snapshot),
+            "reference_version": version,
+            "drift_share": result.drift_share,
+            "drifted_columns": ", ".join(result.drifted) or "none",
+            "n_current": current.height,
+            "n_sampled": result.n_current,
+            "scores": dg.MetadataValue.md(md_table(table)),
+            "report": dg.MetadataValue.path(str(report)),
+        }
+    )
+
+
+@dg.asset(group_name="monitoring", kinds={"duckdb"}, deps=[customer_segments], pool=DUCKDB_POOL)
+def segment_share_drift(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """PSI of today's segment shares vs the shares on the champion's reference snapshot
+    (rule of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a real shift)."""
+    with warehouse.connect() as con:
+        version, model, reference = _reference(con)
+        current = read_features(con)
+        at_fit = drift.shares(model.assign(reference)[0])
+        today = drift.shares(
+            con.sql("select segment_id from segmentation.customer_segments")
+            .pl()["segment_id"]
+            .to_numpy()
+        )
+        score = drift.psi(at_fit, today)
+        snapshot = current["snapshot_date"].max()
+        _append_history(con, snapshot, version, "segment_share_psi", score,
+                        {"at_fit": at_fit, "today": today})  # fmt: skip
+    rows = pl.DataFrame(
+        {
+            "segment_id": sorted(set(at_fit) | set(today)),
+        }
+    ).with_columns(
+        share_at_fit=pl.col("segment_id").replace_strict(at_fit, default=0.0),
+        share_today=pl.col("segment_id").replace_strict(today, default=0.0),
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "snapshot_date": str(snapshot),
+            "reference_version": version,
+            "psi": score,
+            "shares": dg.MetadataValue.md(md_table(rows)),
+        }
+    )
+
+
+@dg.asset(group_name="monitoring", kinds={"sklearn"}, deps=[customer_segments], pool=DUCKDB_POOL)
+def model_quality(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Does the champion still fit? Silhouette and mean distance to the assigned centroid on
+    today's customers vs on its reference snapshot (same sample size and seed)."""
+    with warehouse.connect() as con:
+        version, model, reference = _reference(con)
+        current = read_features(con)
+        q = drift.model_quality(model, reference, current)
+        snapshot = current["snapshot_date"].max()
+        _append_history(con, snapshot, version, "distance_ratio", q.distance_ratio,
+                        q.__dict__)  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "snapshot_date": str(snapshot),
+            "reference_version": version,
+            "silhouette_now": q.silhouette_now,
+            "silhouette_at_fit": q.silhouette_at_fit,
+            "mean_distance_now": q.mean_distance_now,
+            "mean_distance_at_fit": q.mean_distance_at_fit,
+            "distance_ratio": q.distance_ratio,
+        }
+    )

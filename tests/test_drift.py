@@ -1,0 +1,143 @@
+"""Monitors and the drift sensor: real Evidently reports, a real Dagster instance."""
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from segmentation_dagster.core import drift
+from segmentation_dagster.core.policy import PolicyState
+from segmentation_dagster.core.warehouse import connect
+from segmentation_dagster.definitions import defs
+from segmentation_dagster.defs.automation.sensors import drift_sensor
+
+
+def _features(shift: float = 0.0, n: int = 3000, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "frequency": rng.poisson(1, n).astype(float),  # few distinct values, still numeric
+            "discount_share": np.clip(rng.normal(0.3 + shift, 0.1, n), 0, 1),
+            "avg_item_price": rng.lognormal(3, 0.5, n),
+            "sessions_per_week": rng.gamma(2, 1 - min(shift, 0.5), n),
+        }
+    )
+
+
+COLS = ["frequency", "discount_share", "avg_item_price", "sessions_per_week"]
+
+
+def test_same_behaviour_does_not_drift_and_a_shift_does(tmp_path):
+    ref = _features(seed=0)
+    same = drift.behaviour_drift(ref, _features(seed=1), COLS, report_path=tmp_path / "r.html")
+    assert same.drift_share == 0 and same.drifted == ()
+    assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
+    shifted = drift.behaviour_drift(ref, _features(shift=0.3, seed=1), COLS)
+    assert set(shifted.drifted) == {"discount_share", "sessions_per_week"}
+    assert shifted.scores["discount_share"] > 1.0  # ~3 reference sds: an effect size
+    assert shifted.drift_share == 0.5
+
+
+def test_per_column_threshold_is_respected():
+    ref, cur = _features(seed=0), _features(shift=0.3, seed=1)
+    loose = drift.DriftConfig(per_column={"discount_share": ("wasserstein", 10.0)})
+    assert "discount_share" not in drift.behaviour_drift(ref, cur, COLS, loose).drifted
+
+
+def test_psi_is_zero_for_equal_shares_and_grows_with_a_shift():
+    assert drift.psi({1: 0.5, 2: 0.5}, {1: 0.5, 2: 0.5}) == 0
+    assert drift.psi({1: 0.5, 2: 0.5}, {1: 0.8, 2: 0.2}) > 0.25
+    assert drift.psi({1: 1.0}, {1: 0.5, 2: 0.5}) > 1  # a segment appearing
+
+
+def test_monitors_run_in_the_pipeline_and_see_no_drift_on_the_fit_snapshot(pipeline_run):
+    p, result = pipeline_run
+    meta = {
+        m.asset_key.to_user_string(): m.materialization.metadata
+        for m in result.get_asset_materialization_events()
+    }
+    assert meta["behaviour_drift"]["drift_share"].value == 0
+    assert meta["behaviour_drift"]["report"].value.endswith(".html")
+    assert meta["segment_share_drift"]["psi"].value < 0.01
+    assert meta["model_quality"]["distance_ratio"].value == pytest.approx(1, abs=0.05)
+    with connect(p.duckdb_path) as con:
+        monitors = {
+            r[0] for r in con.execute("select monitor from monitoring.drift_history").fetchall()
+        }
+    assert monitors == {"behaviour_drift", "segment_share_psi", "distance_ratio"}
+
+
+# -- the sensor, on a real ephemeral instance -------------------------------------------------
+
+
+def _check(instance, day: int, share: float, ref: int = 1, n: int = 5000) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "behaviour_drift",
+            metadata={
+                "snapshot_date": f"2026-09-{day:02d}",
+                "drift_share": share,
+                "n_current": n,
+                "reference_version": ref,
+            },
+        )
+    )
+
+
+def _tick(instance, cursor):
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    result = drift_sensor(ctx)
+    return result, ctx.cursor
+
+
+def test_sensor_requests_one_run_per_drift_decision():
+    instance = dg.DagsterInstance.ephemeral()
+    cursor, requests = None, []
+    for day, share in enumerate([0.0] * 8 + [0.6, 0.7, 0.8, 0.7], start=1):
+        _check(instance, day, share)
+        result, new_cursor = _tick(instance, cursor)
+        if isinstance(result, dg.RunRequest):
+            requests.append(result)
+            # a second tick over the same decision (e.g. the cursor write was lost) asks for
+            # the same run_key, which Dagster runs only once
+            again, _ = _tick(instance, cursor)
+            assert again.run_key == result.run_key
+        cursor = new_cursor
+    assert [r.run_key for r in requests] == ["resegment-ref1-2026-09-10"]
+    assert requests[0].tags["segmentation/trigger"] == "drift"
+    again, same_cursor = _tick(instance, cursor)  # nothing new since
+    assert isinstance(again, dg.SkipReason) and same_cursor == cursor
+
+
+def test_sensor_failure_leaves_the_cursor_unchanged():
+    instance = dg.DagsterInstance.ephemeral()
+    _check(instance, 10, 0.0)
+    _, cursor = _tick(instance, None)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("behaviour_drift", metadata={"snapshot_date": "2026-09-11"})
+    )
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    with pytest.raises(KeyError):
+        drift_sensor(ctx)
+    assert ctx.cursor == cursor
+    assert PolicyState.from_json(cursor).recent == (0.0,)
+
+
+def test_sensor_does_not_trigger_while_a_blocking_check_fails():
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("customer_features"),
+            check_name="customer_id__column_values_to_be_unique",
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+        )
+    )
+    cursor = None
+    results = []
+    for day, share in enumerate([0.0] * 8 + [0.6, 0.7, 0.8], start=1):
+        _check(instance, day, share)
+        result, cursor = _tick(instance, cursor)
+        results.append(result)
+    assert all(isinstance(r, dg.SkipReason) for r in results)
+    assert "blocking checks fail" in results[-1].skip_message

@@ -1,0 +1,55 @@
+import datetime as dt
+
+import numpy as np
+
+from segmentation_dagster.core.policy import Observation, PolicyConfig, PolicyState, step
+
+CFG = PolicyConfig(enter_threshold=0.3, exit_threshold=0.1, k=2, n=3, cooldown_days=7)
+START = dt.date(2026, 8, 1)
+
+
+def run(scores, config=CFG, reference=lambda day: 1, n_customers=1000):
+    state, triggers = PolicyState(), []
+    for day, score in enumerate(scores):
+        obs = Observation(day, (START + dt.timedelta(days=day)).isoformat(), score, n_customers,
+                          reference(day))  # fmt: skip
+        decision = step(state, obs, config)
+        state = PolicyState.from_json(decision.state.to_json())  # as the sensor cursor would
+        if decision.trigger:
+            triggers.append(day)
+    return triggers, state
+
+
+def test_one_noisy_day_does_not_trigger_but_a_sustained_shift_does():
+    quiet = [0.0] * 10
+    assert run(quiet + [0.6] + quiet)[0] == []
+    assert run(quiet + [0.6, 0.6, 0.6] + quiet)[0] == [11]  # 2 of the last 3 checks
+
+
+def test_a_noisy_series_gives_at_most_one_trigger_per_episode():
+    rng = np.random.default_rng(0)
+    episode = list(np.clip(0.5 + rng.normal(0, 0.15, 40), 0.11, 1))  # never below exit
+    triggers, _ = run([0.0] * 10 + episode)
+    assert len(triggers) == 1
+
+
+def test_leaving_below_the_exit_threshold_allows_a_new_episode():
+    scores = [0.0] * 10 + [0.6] * 5 + [0.05] + [0.0] * 3 + [0.6] * 3
+    assert run(scores)[0] == [11, 20]
+
+
+def test_cooldown_after_a_new_reference_is_respected():
+    # new champion on day 10; drift right after is held back until the cooldown has passed
+    triggers, state = run([0.0] * 10 + [0.6] * 10, reference=lambda d: 1 if d < 10 else 2)
+    assert triggers == [17]
+    assert state.reference_version == 2 and state.reference_since == "2026-08-11"
+
+
+def test_too_little_data_is_ignored_and_the_same_check_is_not_counted_twice():
+    triggers, _ = run([0.9] * 20, n_customers=10)
+    assert triggers == []
+    state = PolicyState()
+    obs = Observation(1, "2026-09-01", 0.9, 1000, 1)
+    first = step(state, obs, CFG)
+    again = step(first.state, obs, CFG)
+    assert again.reason == "no new drift check" and again.state == first.state
