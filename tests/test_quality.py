@@ -1,7 +1,6 @@
 """Quality gates in Dagster: real GX validations, blocking vs warn, audit trail, dbt tests."""
 
 import json
-import shutil
 
 import dagster as dg
 import pytest
@@ -160,4 +159,3 @@ def test_failing_dbt_test_blocks_the_python_assets_and_is_audited(landed):
             "select check_name from audit.validations where source = 'dbt' and not success",
         )
     assert failed[0] == "not_null_stg_shop__events_customer_id"
-    shutil.rmtree(landed.data_dir / "models", ignore_errors=True)

@@ -1,10 +1,11 @@
 """Ingestion: landing files -> raw tables in DuckDB (see core.ingest for the rules)."""
 
 import dagster as dg
+import polars as pl
 
 from segmentation_dagster.core import ingest
 from segmentation_dagster.core.sources import load_mapping, mapping_path
-from segmentation_dagster.core.warehouse import markdown_preview
+from segmentation_dagster.core.warehouse import markdown_preview, md_table
 from segmentation_dagster.resources import LandingResource, WarehouseResource
 
 DUCKDB_POOL = "duckdb"
@@ -28,15 +29,15 @@ def _report_metadata(report: ingest.LoadReport) -> dict[str, object]:
         "rows_quarantined": report.rows_quarantined,
     }
     if report.quarantined_by_reason:
+        reasons = sorted(report.quarantined_by_reason.items())
         meta["quarantined_by_reason"] = dg.MetadataValue.md(
-            "| reason | rows |\n|---|---|\n"
-            + "\n".join(f"| {r} | {n} |" for r, n in sorted(report.quarantined_by_reason.items()))
+            md_table(pl.DataFrame(reasons, schema=["reason", "rows"], orient="row"))
         )
     if report.rejected:
-        meta["rejected_files"] = dg.MetadataValue.md(
-            "| file | problem |\n|---|---|\n"
-            + "\n".join(f"| {f} | {why} |" for f, why in report.rejected.items())
+        rejected = pl.DataFrame(
+            {"file": list(report.rejected), "problem": list(report.rejected.values())}
         )
+        meta["rejected_files"] = dg.MetadataValue.md(md_table(rejected))
     return meta
 
 
