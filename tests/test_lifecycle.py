@@ -105,3 +105,11 @@ def test_surrogate_rules_are_readable_and_faithful_on_separable_data():
     assert rules.fidelity > 0.95
     assert set(rules.rules) == {1, 2, 3}
     assert all("precise" in r and (" <= " in r or " > " in r) for r in rules.rules.values())
+
+
+def test_browsing_archetypes_are_not_offered_without_browsing_features():
+    z = pl.DataFrame({"segment_id": [1, 2], "sessions_per_week": [2.0, -1.0],
+                      "frequency": [1.5, -1.0], "avg_order_value": [1.0, -0.5]})  # fmt: skip
+    names = naming.name_segments(z)
+    assert "Frequent visitors" not in names.values()
+    assert names[1] == "Loyal high spenders"

@@ -34,6 +34,14 @@ ARCHETYPES: dict[str, dict[str, float]] = {
     "Frequent visitors": {"sessions_per_week": 1.0},
     "Big baskets": {"avg_order_value": 1.0, "frequency": -0.3},
 }  # fmt: skip
+#: Archetypes that only mean something when the input logs browsing: without these features
+#: among the model's inputs (e.g. a purchases-only log, where a "session" is an order) they
+#: are not offered.
+ARCHETYPE_REQUIRES: dict[str, tuple[str, ...]] = {
+    "Window shoppers": ("views_per_session",),
+    "Cart abandoners": ("cart_rate",),
+    "Frequent visitors": ("views_per_session",),
+}
 MIN_ARCHETYPE_SCORE = 0.4
 
 
@@ -53,9 +61,9 @@ def zscores(profiles: pl.DataFrame, population: pl.DataFrame, features: list[str
 def archetype_scores(z: pl.DataFrame) -> np.ndarray:
     """Score matrix (segments x archetypes)."""
     out = np.full((z.height, len(ARCHETYPES)), -np.inf)
-    for j, weights in enumerate(ARCHETYPES.values()):
+    for j, (name, weights) in enumerate(ARCHETYPES.items()):
         usable = {f: w for f, w in weights.items() if f in z.columns}
-        if not usable:
+        if not usable or any(f not in z.columns for f in ARCHETYPE_REQUIRES.get(name, ())):
             continue
         total = sum(abs(w) for w in usable.values())
         vals = sum(w * z[f].fill_null(0).to_numpy() for f, w in usable.items())

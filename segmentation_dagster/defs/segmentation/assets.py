@@ -87,7 +87,7 @@ def _names_for_new_segments(
 ) -> dict[int, str]:
     ids, _, _ = model.assign(features)
     segments = features.select("customer_id").with_columns(segment_id=ids)
-    cols = clustering.candidate_columns(features)
+    cols = list(model.plan.used)  # name by what the model could see, not by absent features
     prof = profiling.profile_segments(features, segments, cols)
     z = naming.zscores(prof.filter(pl.col("segment_id").is_in(list(new_ids))), features, cols)
     return naming.name_segments(z, taken) if z.height else {}
