@@ -302,10 +302,10 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
         if prev is None:
             previous = current.clear()
         else:
-            previous = con.execute(
+            previous = con.sql(
                 f"select customer_id, segment_id from {HISTORY_TABLE} "
                 "where snapshot_date = ? and model_version = ?",
-                [prev[0], prev[1]],
+                params=[prev[0], prev[1]],
             ).pl()
         matrix = lifecycle.migration_matrix(previous, current).with_columns(
             from_snapshot=pl.lit(prev[0] if prev else None, dtype=pl.Date),
