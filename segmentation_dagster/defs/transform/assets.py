@@ -69,7 +69,13 @@ def dbt_models(
         with warehouse.lock() as waited:
             if waited > 1:
                 context.log.info(f"waited {waited:.1f}s for the warehouse writer lock")
-            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+            # one target folder per warehouse, kept between runs: dbt then re-parses only
+            # what changed (its partial-parse cache is keyed on the profile, i.e. the path)
+            invocation = dbt.cli(
+                ["build", "--vars", json.dumps(dbt_vars)],
+                context=context,
+                target_path=Path(warehouse.path).resolve().parent / "dbt_target",
+            )
             for event in invocation.stream():
                 if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
                     checks.append(event)
