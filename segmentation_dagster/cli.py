@@ -4,6 +4,7 @@
     segmentation run        run the main job through Dagster and print a summary
     segmentation evaluate   adjusted Rand index of the segments vs the simulated personas
     segmentation audit      data-quality audit: pass rates, failures, quarantine, rejections
+    segmentation replay     day-by-day operation over a simulated period (drift -> re-segment)
 
 Paths come from the environment (see core.settings); `make run` sets DAGSTER_HOME so the runs
 appear in `make ui`.
@@ -99,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(paths: Paths) -> None:
     """What was loaded and which segments were found."""
+    from segmentation_dagster.core import registry
     from segmentation_dagster.core.warehouse import connect, one
 
     with connect(paths.duckdb_path) as con:
@@ -113,9 +115,7 @@ def print_summary(paths: Paths) -> None:
             "select version, algorithm, k, silhouette from segmentation.model_registry "
             "where status = 'champion'",
         )
-        decision = one(
-            con, "select reason from segmentation.model_decisions order by decided_at desc limit 1"
-        )[0]
+        decision = registry.last_decision(con)
         profiles = con.execute(
             "select segment_id, segment_name, size, share, description "
             "from segmentation.segment_profiles order by segment_id"
@@ -138,9 +138,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     with connect(paths.duckdb_path) as con:
         segments = con.sql(
-            "select customer_id, segment_id from segmentation.customer_segments"
+            "select customer_id, segment_id, snapshot_date from segmentation.customer_segments"
         ).pl()
-    ev = evaluate_segments(segments, paths.truth_dir / "personas.parquet")
+    ev = evaluate_segments(
+        segments, paths.truth_dir / "personas.parquet", segments["snapshot_date"].max()
+    )
     print(
         f"adjusted Rand index vs personas: {ev.ari:.3f} "
         f"({ev.n_customers:,} customers, {ev.n_segments} segments, {ev.n_personas} personas)"
@@ -195,6 +197,49 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from segmentation_dagster import replay as rp
+    from segmentation_dagster.definitions import defs
+
+    paths = Paths.from_env()
+    cfg = simulate.ReplayConfig(
+        scenario=args.scenario,
+        n_customers=args.customers,
+        history_days=args.history_days,
+        days=args.days,
+        shift_after=args.shift_after,
+        seed=args.seed,
+        start_date=dt.date.fromisoformat(args.start_date),
+        window_days=args.window_days,
+    )
+    shift = cfg.start_date + dt.timedelta(days=cfg.history_days + cfg.shift_after)
+    print(
+        f"replay: {cfg.n_customers:,} customers, first fit on {cfg.history_days} days of history, "
+        f"then {cfg.days} daily checks; scenario {cfg.scenario}"
+        + (f" from {shift}" if cfg.scenario != "none" else "")
+        + f"\ndata: {paths.data_dir}\n"
+    )
+    with _instance() as instance:
+        try:
+            days = rp.replay(
+                paths, cfg, instance, defs, lambda d: print(rp.format_day(d), flush=True)
+            )
+        except rp.ReplayError as e:
+            print(f"replay stopped: {e}", file=sys.stderr)
+            return 1
+    triggers = [d for d in days if "resegmentation_job" in d.runs]
+    print(f"\n{len(days) - 1} daily checks, {len(triggers)} re-segmentation(s)", end="")
+    if triggers and cfg.scenario != "none":
+        checks = sum(1 for d in days[1:] if shift <= d.snapshot_date <= triggers[0].snapshot_date)
+        print(f"; the first came {checks} check(s) after the shift on {shift}", end="")
+    per_day = [d.seconds for d in days[1:]]
+    if per_day:
+        print(f"; {sum(per_day) / len(per_day):.1f} s per simulated day", end="")
+    print()
+    print_summary(paths)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segmentation", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_audit.add_argument("--since", default=week_ago, help="date or timestamp (default: -7 days)")
     p_audit.add_argument("--until", default=None, help="date or timestamp (default: now)")
     p_audit.set_defaults(func=cmd_audit)
+
+    d = simulate.ReplayConfig()
+    p_replay = sub.add_parser(
+        "replay", help="day-by-day operation over a simulated period: drift -> re-segmentation"
+    )
+    p_replay.add_argument("--scenario", choices=simulate.SCENARIOS, default=d.scenario)
+    p_replay.add_argument("--customers", type=int, default=d.n_customers)
+    p_replay.add_argument("--history-days", type=int, default=d.history_days)
+    p_replay.add_argument("--days", type=int, default=d.days, help="daily checks to replay")
+    p_replay.add_argument(
+        "--shift-after", type=int, default=d.shift_after, help="days into the replay"
+    )
+    p_replay.add_argument("--seed", type=int, default=d.seed)
+    p_replay.add_argument("--start-date", default=d.start_date.isoformat())
+    p_replay.add_argument("--window-days", type=int, default=d.window_days, help="feature window")
+    p_replay.set_defaults(func=cmd_replay)
     return parser
 
 

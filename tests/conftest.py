@@ -86,3 +86,17 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory):
     simulate.generate(SMALL, p.landing_dir, p.truth_dir)
     result = materialize_all(p)
     return p, result
+
+
+def defs_for(p: Paths) -> dg.Definitions:
+    """The project's Definitions (jobs, sensors, checks) bound to the data folders of ``p``."""
+    from segmentation_dagster.definitions import defs
+
+    return dg.Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        sensors=defs.sensors,
+        resources=resources_for(p),
+        executor=dg.in_process_executor,
+    )

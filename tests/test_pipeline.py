@@ -31,9 +31,11 @@ def test_segments_recover_the_hidden_personas(pipeline_run):
     p, _ = pipeline_run
     with connect(p.duckdb_path) as con:
         segments = con.sql(
-            "select customer_id, segment_id from segmentation.customer_segments"
+            "select customer_id, segment_id, snapshot_date from segmentation.customer_segments"
         ).pl()
-    ev = evaluate_segments(segments, p.truth_dir / "personas.parquet")
+    ev = evaluate_segments(
+        segments, p.truth_dir / "personas.parquet", segments["snapshot_date"].max()
+    )
     assert ev.n_personas == 7
     assert ev.ari > 0.6, ev.crosstab
 
@@ -98,7 +100,9 @@ def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):
     p, _ = pipeline_run
     with connect(p.duckdb_path) as con:
         events_before = one(con, "select count(*) from raw.events")[0]
-        before = con.sql("select customer_id, segment_id from segmentation.customer_segments").pl()
+        before = con.sql(
+            "select customer_id, segment_id, snapshot_date from segmentation.customer_segments"
+        ).pl()
     result = materialize_all(p)
     assert result.success
     with connect(p.duckdb_path) as con:
@@ -106,7 +110,9 @@ def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):
         statuses = con.execute(
             "select status, count(*) from segmentation.model_registry group by 1 order by 1"
         ).fetchall()
-        after = con.sql("select customer_id, segment_id from segmentation.customer_segments").pl()
+        after = con.sql(
+            "select customer_id, segment_id, snapshot_date from segmentation.customer_segments"
+        ).pl()
         decisions = one(con, "select count(*) from segmentation.model_decisions")[0]
     assert statuses == [("challenger", 1), ("champion", 1)]
     assert decisions == 2

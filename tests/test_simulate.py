@@ -18,7 +18,7 @@ def test_same_seed_same_data_and_different_seed_different_data():
 
 def test_every_persona_present_and_behaves_differently():
     events, customers, _, truth = simulate.simulate(CFG)
-    assert set(truth["persona"]) == set(simulate.PERSONA_NAMES)
+    assert set(truth["persona"]) | {simulate.LAPSED} == set(simulate.PERSONA_NAMES)
     assert len(simulate.PERSONA_NAMES) >= 6
     per = (
         events.join(truth, on="customer_id")
@@ -33,7 +33,36 @@ def test_every_persona_present_and_behaves_differently():
     assert row["window_shopper"]["views"] > 2 * row["loyal_high_spender"]["views"]
     assert row["loyal_high_spender"]["buys"] > 3 * row["window_shopper"]["buys"]
     assert row["cart_abandoner"]["carts"] > 3 * row["cart_abandoner"]["buys"]
-    assert customers.height == CFG.n_customers
+    assert customers.height == truth.height
+
+
+def test_the_mix_a_snapshot_sees_does_not_depend_on_its_date():
+    cfg = simulate.DemoConfig(n_customers=4000, days=200, seed=5)
+    events, _, _, truth = simulate.simulate(cfg)
+    mixes = []
+    for day in (95, 145, 199):
+        as_of = cfg.start_date + dt.timedelta(days=day)
+        seen = events.filter(
+            pl.col("event_ts").dt.date().is_between(as_of - dt.timedelta(days=89), as_of)
+        )["customer_id"].unique()
+        t = simulate.truth_at(truth, as_of).filter(pl.col("customer_id").is_in(seen.implode()))
+        mixes.append(dict(t["persona"].value_counts(normalize=True).iter_rows()))
+        assert set(mixes[-1]) == set(simulate.PERSONA_NAMES)
+    for name in simulate.PERSONA_NAMES:
+        shares = [m[name] for m in mixes]
+        assert max(shares) - min(shares) < 0.03, (name, shares)
+
+
+def test_newcomers_turn_lapsed_after_their_spell():
+    _, _, _, truth = simulate.simulate(CFG)
+    first = truth.filter(pl.col("arrival_ts").is_not_null()).sort("leave_ts").row(0, named=True)
+    spell_end = first["leave_ts"].date()
+    at = {d: simulate.truth_at(truth, spell_end + dt.timedelta(days=d)) for d in (0, 31)}
+    label = {
+        d: t.filter(pl.col("customer_id") == first["customer_id"])["persona"][0]
+        for d, t in at.items()
+    }
+    assert label == {0: "new_one_off", 31: simulate.LAPSED}
 
 
 def test_event_contract_columns_and_types():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from segmentation_dagster.core.clustering import FittedModel, SelectionConfig, fit
 from segmentation_dagster.core.lifecycle import Alignment, align_to_champion
+from segmentation_dagster.core.simulate import truth_at
 
 
 @dataclass(frozen=True)
@@ -23,15 +25,16 @@ class Evaluation:
     crosstab: pl.DataFrame
 
 
-def evaluate_segments(
-    segments: pl.DataFrame, truth_path: Path, persona_column: str = "persona"
-) -> Evaluation:
-    """Adjusted Rand index between ``segments`` (customer_id, segment_id) and the truth file."""
+def evaluate_segments(segments: pl.DataFrame, truth_path: Path, as_of: dt.date) -> Evaluation:
+    """Adjusted Rand index between ``segments`` (customer_id, segment_id) and the true personas
+    on ``as_of`` (the features' snapshot date; see :func:`simulate.truth_at`)."""
     if not truth_path.exists():
         raise FileNotFoundError(
             f"{truth_path}: no truth file; it exists only for data made by `segmentation demo`"
         )
-    truth = pl.read_parquet(truth_path).with_columns(pl.col("customer_id").cast(pl.String))
+    truth = truth_at(pl.read_parquet(truth_path), as_of)
+    truth = truth.with_columns(pl.col("customer_id").cast(pl.String))
+    persona_column = "persona"
     joined = segments.with_columns(pl.col("customer_id").cast(pl.String)).join(
         truth, on="customer_id", how="inner"
     )

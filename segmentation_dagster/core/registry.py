@@ -152,6 +152,13 @@ def active_names(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     return {int(r[0]): r[1] for r in rows}
 
 
+def last_decision(con: duckdb.DuckDBPyConnection) -> str:
+    """The reason given for the most recent champion/challenger decision ("" if none)."""
+    ensure_tables(con)
+    row = one(con, f"select reason from {DECISIONS} order by decided_at desc limit 1")
+    return row[0] if row else ""
+
+
 def record_decision(
     con: duckdb.DuckDBPyConnection,
     challenger_version: int,

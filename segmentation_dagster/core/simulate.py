@@ -9,7 +9,14 @@ Writes, under ``landing_dir``::
 
 and, under ``truth_dir`` (never read by the pipeline; evaluation only)::
 
-    personas.parquet                   customer_id, persona, persona_after_shift
+    personas.parquet                   customer_id, persona, persona_after_shift,
+                                       arrival_ts, leave_ts, shift_ts
+
+The population is *stationary*: steady personas stay for the whole period, and newcomers
+arrive at a constant rate, shop for a short spell and go quiet. So a snapshot on any day (once
+a full feature window of history exists) sees the same mix: about 76 % steady customers, 11 %
+new one-off buyers and 13 % lapsed ones. A customer's true persona therefore depends on the
+day: :func:`truth_at` gives it.
 
 A *scenario* shifts behaviour from ``shift_day`` on: ``price_wave`` turns part of the loyal and
 specialist customers into discount-driven bargain hunters and makes everyone more discount
@@ -53,7 +60,9 @@ class Persona:
     p_favourite_category: float
     p_review: float
     rating_mean: float
-    activity: Literal["full", "early", "recent"] = "full"
+    #: "steady": around for the whole period. "newcomer": arrives at a constant rate, is
+    #: active for a short spell, then goes quiet (a one-off buyer who later shows as lapsed).
+    lifecycle: Literal["steady", "newcomer"] = "steady"
 
 
 PERSONAS: tuple[Persona, ...] = (
@@ -61,11 +70,18 @@ PERSONAS: tuple[Persona, ...] = (
     Persona("bargain_hunter", 0.18, 2.0, 6, 0.75, 0.50, 0.60, 0.6, (1.2, 6), 0.85, 0.30, 0.10, 3.8),
     Persona("window_shopper", 0.18, 3.0, 12, 0.40, 0.05, 0.25, 0.0, (2, 2), 0.20, 0.30, 0.01, 3.5),
     Persona("cart_abandoner", 0.14, 1.5, 5, 0.30, 0.75, 0.10, 0.3, (2, 2), 0.30, 0.30, 0.05, 3.5),
-    Persona("new_one_off", 0.10, 1.2, 4, 0.40, 0.70, 0.80, 0.2, (2, 2), 0.25, 0.30, 0.05, 4.0, "recent"),
-    Persona("lapsed", 0.14, 2.0, 5, 0.30, 0.45, 0.60, 0.4, (2, 2), 0.25, 0.30, 0.10, 3.9, "early"),
     Persona("category_specialist", 0.14, 1.5, 5, 0.30, 0.45, 0.70, 0.4, (3, 2), 0.15, 0.93, 0.20, 4.2),
+    Persona("new_one_off", 0.24, 1.5, 4, 0.40, 0.70, 0.80, 0.2, (2, 2), 0.25, 0.30, 0.05, 4.0, "newcomer"),
 )  # fmt: skip
-PERSONA_NAMES: tuple[str, ...] = tuple(p.name for p in PERSONAS)
+#: A newcomer is "new_one_off" until RECENT_DAYS after their spell ends, then "lapsed".
+LAPSED = "lapsed"
+RECENT_DAYS = 30
+#: Every label the truth can give a customer on some day.
+PERSONA_NAMES: tuple[str, ...] = (*(p.name for p in PERSONAS), LAPSED)
+#: Newcomers' active spell, in days (uniform), and the feature window the arrival rate is
+#: sized for: with this window, the mix a snapshot sees does not depend on its date.
+SPELL_DAYS = (7.0, 42.0)
+WINDOW_DAYS = 90
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "event_id": pl.Int64(),
@@ -87,6 +103,8 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
 class DemoConfig:
     """What to generate. ``n_customers`` scales to millions; events grow linearly with it."""
 
+    #: customers visible on any one day (steady ones plus recent newcomers); newcomers keep
+    #: arriving, so a long period has more customer ids than this.
     n_customers: int = 20_000
     days: int = 90
     start_date: dt.date = dt.date(2026, 8, 1)
@@ -104,6 +122,35 @@ class DemoConfig:
             raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {SCENARIOS}")
         if self.scenario != "none" and not 0 < self.shift_day < self.days:
             raise ValueError(f"shift_day must be in 1..{self.days}, got {self.shift_day}")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """The simulated period: ``history_days`` before the first fit, then ``days`` of operation;
+    the scenario's shift happens ``shift_after`` days into operation.
+
+    The defaults are sized for `make run` (a few minutes on 2 cores): a 28-day feature window
+    (the pipeline's default is 90) so that a shift fills enough of it within two weeks.
+    """
+
+    scenario: Scenario = "price_wave"
+    n_customers: int = 5_000
+    history_days: int = 28
+    days: int = 14
+    shift_after: int = 3
+    seed: int = 42
+    start_date: dt.date = dt.date(2026, 5, 1)
+    window_days: int = 28  # the features' trailing window (dbt var window_days)
+
+    def demo(self) -> DemoConfig:
+        return DemoConfig(
+            n_customers=self.n_customers,
+            days=self.history_days + self.days,
+            start_date=self.start_date,
+            seed=self.seed,
+            scenario=self.scenario,
+            shift_day=self.history_days + self.shift_after,
+        )
 
 
 @dataclass(frozen=True)
@@ -196,19 +243,6 @@ def _shifted(
     elif cfg.scenario == "visit_collapse":
         after["sessions_per_week"] = after["sessions_per_week"] * 0.35
     return persona_after, after
-
-
-def _active_window(
-    cfg: DemoConfig, persona_idx: np.ndarray, signup_us: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """[from, to) in microseconds since start, per customer."""
-    total = cfg.days * _US_PER_DAY
-    activity = np.asarray([p.activity for p in cfg.personas])[persona_idx]
-    t_from = np.maximum(signup_us, 0)
-    t_to = np.full(persona_idx.size, total, dtype=np.int64)
-    early = activity == "early"
-    t_to[early] = (rng.uniform(0.2, 0.4, int(early.sum())) * total).astype(np.int64)
-    return t_from, t_to
 
 
 def _sessions(
@@ -346,25 +380,55 @@ def _events(
     ).select(list(EVENT_SCHEMA))
 
 
+def _population(
+    cfg: DemoConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Persona, signup, and active window [from, to) of every customer, in us since start.
+
+    Steady customers signed up 30-700 days before the start and stay. Newcomers arrive at a
+    constant rate from one window + one spell before the start on, so the days the data covers
+    all see the same mix; those whose spell ended before the start are never generated.
+    """
+    ps = cfg.personas
+    shares = np.asarray([p.share for p in ps])
+    shares = shares / shares.sum()
+    flow = np.asarray([p.lifecycle == "newcomer" for p in ps])
+    total_us = cfg.days * _US_PER_DAY
+    n_steady = round(cfg.n_customers * shares[~flow].sum())
+    steady = rng.choice(np.flatnonzero(~flow), n_steady, p=shares[~flow] / shares[~flow].sum())
+    # visible newcomers = rate * (mean spell + window): size the rate for the configured share
+    mean_spell = sum(SPELL_DAYS) / 2
+    rate = cfg.n_customers * shares[flow].sum() / (mean_spell + WINDOW_DAYS)  # per day
+    lead = WINDOW_DAYS + SPELL_DAYS[1]
+    n_new = rng.poisson(rate * (lead + cfg.days)) if flow.any() else 0
+    arrival = ((rng.uniform(-lead, cfg.days, n_new)) * _US_PER_DAY).astype(np.int64)
+    leave = arrival + (rng.uniform(*SPELL_DAYS, n_new) * _US_PER_DAY).astype(np.int64)
+    keep = leave > 0
+    arrival, leave = arrival[keep], leave[keep]
+    newcomer = rng.choice(np.flatnonzero(flow), arrival.size, p=shares[flow] / shares[flow].sum())
+    persona = np.concatenate([steady, newcomer]) if flow.any() else steady
+    signup = np.concatenate(
+        [-(rng.uniform(30, 700, n_steady) * _US_PER_DAY).astype(np.int64), arrival]
+    )
+    t_from = np.maximum(signup, 0)
+    t_to = np.concatenate(
+        [np.full(n_steady, total_us, dtype=np.int64), np.minimum(leave, total_us)]
+    )
+    leave_all = np.concatenate([np.full(n_steady, np.iinfo(np.int64).max), leave])
+    return persona, signup, np.stack([t_from, t_to]), leave_all
+
+
 def simulate(cfg: DemoConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Generate ``(events, customers, products, truth)`` in memory."""
     rng = np.random.default_rng(cfg.seed)
     products = _products(cfg, rng)
-    shares = np.asarray([p.share for p in cfg.personas])
-    persona = rng.choice(len(cfg.personas), cfg.n_customers, p=shares / shares.sum())
+    persona, signup_us, (t_from, t_to), leave_us = _population(cfg, rng)
+    n = persona.size
     params = _customer_params(cfg, persona, rng)
-    total_us = cfg.days * _US_PER_DAY
-    recent = np.asarray([p.activity == "recent" for p in cfg.personas])[persona]
-    signup_us = np.where(
-        recent,
-        total_us - (rng.uniform(0, 21, cfg.n_customers) * _US_PER_DAY).astype(np.int64),
-        -(rng.uniform(30, 700, cfg.n_customers) * _US_PER_DAY).astype(np.int64),
-    )
-    t_from, t_to = _active_window(cfg, persona, signup_us, rng)
-    fav_cat = rng.integers(0, len(CATEGORIES), cfg.n_customers)
+    fav_cat = rng.integers(0, len(CATEGORIES), n)
     persona_after, params_after = _shifted(cfg, persona, params, rng)
 
-    cust = np.arange(cfg.n_customers)
+    cust = np.arange(n)
     if cfg.scenario == "none":
         sess = _sessions(cust, params, t_from, t_to, rng)
         events = _events(cfg, sess, params, fav_cat, products, rng)
@@ -388,22 +452,50 @@ def simulate(cfg: DemoConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
         )
 
     start = dt.datetime.combine(cfg.start_date, dt.time())
+
+    def ts(us: np.ndarray) -> pl.Expr:
+        return pl.lit(start) + pl.duration(microseconds=pl.Series(us))
+
     customers = pl.DataFrame(
         {
             "customer_id": cust.astype(np.int64) + 1,
-            "signup_ts": signup_us,
-            "country": np.asarray(COUNTRIES)[rng.integers(0, len(COUNTRIES), cfg.n_customers)],
+            "country": np.asarray(COUNTRIES)[rng.integers(0, len(COUNTRIES), n)],
         }
-    ).with_columns(signup_ts=pl.lit(start) + pl.duration(microseconds=pl.col("signup_ts")))
-    names = np.asarray(PERSONA_NAMES)
+    ).select("customer_id", signup_ts=ts(signup_us), country="country")
+    names = np.asarray([p.name for p in cfg.personas])
+    newcomer = leave_us < np.iinfo(np.int64).max
+    shift_us = cfg.shift_day * _US_PER_DAY if cfg.scenario != "none" else None
     truth = pl.DataFrame(
         {
             "customer_id": cust.astype(np.int64) + 1,
             "persona": names[persona],
             "persona_after_shift": names[persona_after],
         }
+    ).with_columns(
+        arrival_ts=pl.when(pl.Series(newcomer)).then(ts(signup_us)),
+        leave_ts=pl.when(pl.Series(newcomer)).then(ts(np.where(newcomer, leave_us, 0))),
+        shift_ts=pl.lit(None, pl.Datetime("us")) if shift_us is None else ts(np.full(n, shift_us)),
     )
     return events, customers, products, truth
+
+
+def truth_at(truth: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
+    """Each customer's true persona on ``as_of`` (customer_id, persona).
+
+    After the scenario's shift, ``persona_after_shift``; a newcomer is "new_one_off" until
+    RECENT_DAYS after their spell and "lapsed" after that; customers who have not arrived yet
+    are left out.
+    """
+    day_end = pl.lit(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+    shifted = pl.col("shift_ts").is_not_null() & (pl.col("shift_ts") < day_end)
+    persona = pl.when(shifted).then("persona_after_shift").otherwise("persona")
+    lapsed = pl.col("leave_ts") <= day_end - pl.duration(days=RECENT_DAYS)
+    return truth.filter(pl.col("arrival_ts").is_null() | (pl.col("arrival_ts") < day_end)).select(
+        "customer_id",
+        persona=pl.when(pl.col("leave_ts").is_not_null() & lapsed)
+        .then(pl.lit(LAPSED))
+        .otherwise(persona),
+    )
 
 
 def _write(df: pl.DataFrame, path: Path, file_format: str) -> None:
@@ -431,7 +523,7 @@ def generate(cfg: DemoConfig, landing_dir: Path, truth_dir: Path) -> DemoSummary
     _write(truth, truth_dir / "personas.parquet", "parquet")
     days = sorted(d for (d,) in by_day)
     return DemoSummary(
-        n_customers=cfg.n_customers,
+        n_customers=customers.height,
         n_events=events.height,
         n_files=len(by_day) + 2,
         first_date=days[0] if days else cfg.start_date,

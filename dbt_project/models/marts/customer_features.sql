@@ -1,5 +1,5 @@
--- One row per customer (anyone with an event on or before the snapshot date) with behaviour
--- features over the trailing window of var('window_days') days ending on the snapshot date.
+-- One row per customer with an event in the trailing window (var('window_days') days ending on
+-- the snapshot date), with behaviour features over that window.
 
 with
 
@@ -58,6 +58,8 @@ seen as (
     cross join params
     where events.event_date <= params.snapshot_date
     group by events.customer_id
+    -- customers with no event in the window are out of scope (gone, not a segment)
+    having max(events.event_date) > any_value(params.snapshot_date) - any_value(params.window_days)
 
 ),
 

@@ -1,0 +1,266 @@
+"""Replay: day-by-day operation over a simulated period, through Dagster.
+
+The demo generator writes the whole scenario into ``<data>/replay_source/`` (never read by the
+pipeline). The replay then behaves like production would:
+
+1. deliver the first ``history_days`` day files (plus customers and products) into the landing
+   folder and run ``segmentation_job``: the first champion, fitted on a full feature window;
+2. for every later day: deliver that day's file, run ``daily_refresh_job`` (ingest, dbt,
+   gates, assign with the champion, profiles, migrations, export, monitors), evaluate
+   ``drift_sensor`` once, and run the ``resegmentation_job`` it requests, if any.
+
+Each day appends one row to ``monitoring.replay_timeline``; the sensor's cursor is kept in
+``monitoring.replay_cursor``. Re-running continues where the last replay stopped (a finished
+replay adds nothing). Delivered files are copied, so the source is never modified.
+
+Wiring only: the science (features, fit, drift, policy) lives in dbt and ``core``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from segmentation_dagster.core import registry, simulate
+from segmentation_dagster.core.evaluate import evaluate_segments
+from segmentation_dagster.core.settings import Paths
+from segmentation_dagster.core.simulate import ReplayConfig
+from segmentation_dagster.core.warehouse import connect, one
+
+TIMELINE = "monitoring.replay_timeline"
+CURSOR = "monitoring.replay_cursor"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+class ReplayError(RuntimeError):
+    """The replay cannot run on this data folder (and nothing was changed)."""
+
+
+@dataclass(frozen=True)
+class Day:
+    """One row of the timeline."""
+
+    snapshot_date: dt.date
+    runs: str
+    drift_share: float | None
+    segment_psi: float | None
+    distance_ratio: float | None
+    decision: str
+    champion_version: int | None
+    unchanged_share: float | None
+    ari: float | None  # segments vs the true personas of that day (demo data only)
+    seconds: float
+
+
+def _deliver(src: Path, dst: Path) -> None:
+    """Copy a file into the landing folder atomically (a reader never sees half a file)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+
+
+def _source(paths: Paths, cfg: ReplayConfig) -> Path:
+    source = paths.data_dir / "replay_source"
+    if not (source / "events").exists():
+        simulate.generate(cfg.demo(), source, paths.truth_dir)
+    return source
+
+
+def _check_landing(paths: Paths, source: Path) -> list[Path]:
+    """Source day files not delivered yet; refuses a landing folder with foreign files."""
+    days = sorted((source / "events").iterdir())
+    landed = {p.name for p in (paths.landing_dir / "events").glob("*") if p.is_file()}
+    foreign = landed - {p.name for p in days}
+    if foreign:
+        raise ReplayError(
+            f"{paths.landing_dir / 'events'} holds {len(foreign)} file(s) the replay did not "
+            f"deliver (e.g. {sorted(foreign)[0]}); replay into an empty data folder "
+            "(SEGMENTATION_DATA_DIR=...)"
+        )
+    return [p for p in days if p.name not in landed]
+
+
+def _ensure_tables(con) -> None:  # noqa: ANN001
+    con.execute("create schema if not exists monitoring")
+    con.execute(
+        f"create table if not exists {TIMELINE} (snapshot_date date, runs varchar, "
+        "drift_share double, segment_psi double, distance_ratio double, decision varchar, "
+        "champion_version integer, unchanged_share double, ari double, seconds double)"
+    )
+    con.execute(f"create table if not exists {CURSOR} (cursor varchar)")
+
+
+def _latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, object]:
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+    if not records:
+        return {}
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def _run(
+    defs: dg.Definitions,
+    job: str,
+    instance: dg.DagsterInstance,
+    cfg: ReplayConfig,
+    tags: dict[str, str] | None = None,
+) -> str:
+    job_def = defs.resolve_job_def(job)
+    run_config: dict = dict(QUIET)
+    if "dbt_models" in job_def.graph.node_dict:
+        # the trend compares the last third of a short window with the rest (30 of 90 days)
+        window = {
+            "window_days": cfg.window_days,
+            "trend_recent_days": min(30, cfg.window_days // 3),
+        }
+        run_config["ops"] = {"dbt_models": {"config": window}}
+    with contextlib.redirect_stdout(io.StringIO()):  # dagster-dbt echoes all of dbt's log
+        result = job_def.execute_in_process(
+            instance=instance, run_config=run_config, tags=tags or {}, raise_on_error=False
+        )
+    if not result.success:
+        failed = [
+            f"{ev.step_key}: {ev.step_failure_data.error.message.strip()}"
+            for ev in result.all_events
+            if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error
+        ]
+        raise ReplayError(f"{job} run {result.run_id} failed: {'; '.join(failed) or 'see UI'}")
+    return result.run_id
+
+
+def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # noqa: ANN202
+    from segmentation_dagster.defs.automation.sensors import drift_sensor
+
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    result = drift_sensor(ctx)
+    return result, ctx.cursor
+
+
+def replay(
+    paths: Paths,
+    cfg: ReplayConfig,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    on_day: Callable[[Day], None] = lambda day: None,
+) -> list[Day]:
+    """Run (or continue) the replay; returns the whole timeline so far."""
+    source = _source(paths, cfg)
+    todo = _check_landing(paths, source)
+    if todo and not (paths.landing_dir / "events").exists():
+        for kind in ("customers", "products"):
+            for f in (source / kind).iterdir():
+                _deliver(f, paths.landing_dir / kind / f.name)
+        t0 = time.perf_counter()
+        for f in todo[: cfg.history_days]:
+            _deliver(f, paths.landing_dir / "events" / f.name)
+        _run(defs, "segmentation_job", instance, cfg, {"segmentation/replay": "initial"})
+        todo = todo[cfg.history_days :]
+        _record(paths, _monitors(instance), "segmentation_job", "first champion", t0, on_day)
+    with connect(paths.duckdb_path) as con:
+        _ensure_tables(con)
+        row = one(con, f"select cursor from {CURSOR}")
+    cursor = row[0] if row else None
+    for f in todo:
+        t0 = time.perf_counter()
+        _deliver(f, paths.landing_dir / "events" / f.name)
+        _run(defs, "daily_refresh_job", instance, cfg, {"segmentation/replay": "daily"})
+        monitors = _monitors(instance)  # what the sensor judged, before any refit resets them
+        runs = "daily_refresh_job"
+        result, cursor = _tick(defs, instance, cursor)
+        if isinstance(result, dg.RunRequest):
+            tags = {**result.tags, "dagster/run_key": result.run_key or ""}
+            _run(defs, "resegmentation_job", instance, cfg, tags)
+            runs += " + resegmentation_job"
+            reason = result.tags.get("segmentation/reason", "")
+            decision = f"RE-SEGMENT ({reason}) -> {_last_model_decision(paths)}"
+        else:
+            decision = getattr(result, "skip_message", None) or str(result)
+        with connect(paths.duckdb_path) as con:
+            con.execute(f"delete from {CURSOR}")
+            con.execute(f"insert into {CURSOR} values (?)", [cursor])
+        _record(paths, monitors, runs, decision, t0, on_day)
+    with connect(paths.duckdb_path) as con:
+        rows = con.sql(f"select * from {TIMELINE} order by snapshot_date").fetchall()
+    return [Day(*r) for r in rows]
+
+
+def _last_model_decision(paths: Paths) -> str:
+    with connect(paths.duckdb_path) as con:
+        return registry.last_decision(con)
+
+
+def _monitors(instance: dg.DagsterInstance) -> dict[str, dict[str, object]]:
+    return {
+        a: _latest_metadata(instance, a)
+        for a in ("behaviour_drift", "segment_share_drift", "model_quality", "segment_migrations")
+    }
+
+
+def _record(
+    paths: Paths,
+    monitors: dict[str, dict[str, object]],
+    runs: str,
+    decision: str,
+    t0: float,
+    on_day: Callable[[Day], None],
+) -> None:
+    drift = monitors["behaviour_drift"]
+    with connect(paths.duckdb_path) as con:
+        _ensure_tables(con)
+        champion = one(
+            con, "select version from segmentation.model_registry where status = 'champion'"
+        )
+        segments = con.sql(
+            "select customer_id, segment_id from segmentation.customer_segments"
+        ).pl()
+        snapshot = dt.date.fromisoformat(str(drift["snapshot_date"]))
+        truth = paths.truth_dir / "personas.parquet"
+        ari = evaluate_segments(segments, truth, snapshot).ari if truth.exists() else None
+        day = Day(
+            snapshot_date=snapshot,
+            runs=runs,
+            drift_share=_num(drift.get("drift_share")),
+            segment_psi=_num(monitors["segment_share_drift"].get("psi")),
+            distance_ratio=_num(monitors["model_quality"].get("distance_ratio")),
+            decision=decision,
+            champion_version=champion[0] if champion else None,
+            unchanged_share=_num(monitors["segment_migrations"].get("unchanged_share")),
+            ari=ari,
+            seconds=round(time.perf_counter() - t0, 1),
+        )
+        con.execute(f"delete from {TIMELINE} where snapshot_date = ?", [day.snapshot_date])
+        con.execute(
+            f"insert into {TIMELINE} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            list(day.__dict__.values()),
+        )
+    on_day(day)
+
+
+def _num(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def format_day(day: Day) -> str:
+    """One timeline line for the console."""
+
+    def f(v: float | None, spec: str = ".2f") -> str:
+        return "   -" if v is None else format(v, spec)
+
+    return (
+        f"{day.snapshot_date}  drift {f(day.drift_share)}  psi {f(day.segment_psi, '.3f')}  "
+        f"dist x{f(day.distance_ratio)}  same-id {f(day.unchanged_share, '.1%'):>6}  "
+        f"ARI {f(day.ari)}  v{day.champion_version}  {day.seconds:5.1f}s  {day.decision}"
+    )
+
+
+def timeline_frame(days: list[Day]) -> pl.DataFrame:
+    return pl.DataFrame([d.__dict__ for d in days])

@@ -1,0 +1,68 @@
+"""End-to-end replay through Dagster on small data: a behaviour shift gets a re-segmentation,
+quiet days do not (real DuckDB, dbt, GX, Evidently, sensor)."""
+
+import dagster as dg
+import pytest
+
+from segmentation_dagster import replay
+from segmentation_dagster.core import simulate
+from segmentation_dagster.core.warehouse import connect, one
+from tests.conftest import defs_for
+
+#: A short feature window keeps the test small: the shift fills it within days.
+WINDOW = 7
+
+
+def _replay(paths, scenario: str, days: int) -> list[replay.Day]:
+    cfg = simulate.ReplayConfig(
+        scenario=scenario, n_customers=1_200, history_days=WINDOW, days=days, shift_after=1,
+        seed=5, window_days=WINDOW,
+    )  # fmt: skip
+    with dg.DagsterInstance.ephemeral() as instance:
+        return replay.replay(paths, cfg, instance, defs_for(paths))
+
+
+@pytest.fixture
+def fast_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the default 7-day cooldown would need a week of replay before any trigger
+    monkeypatch.setenv("SEGMENTATION_DRIFT_POLICY", '{"cooldown_days": 1}')
+
+
+def test_a_shift_triggers_exactly_one_resegmentation(paths, fast_policy):
+    days = _replay(paths, "visit_collapse", days=5)
+    triggered = [d for d in days if "resegmentation_job" in d.runs]
+    assert len(triggered) == 1, [replay.format_day(d) for d in days]
+    assert all(d.decision.startswith("RE-SEGMENT") == (d in triggered) for d in days[1:])
+    with connect(paths.duckdb_path) as con:
+        assert one(con, "select count(*) from monitoring.replay_timeline")[0] == len(days) == 6
+        # the challenger was fitted and judged: promoted or kept, the decision is on record
+        decisions = one(con, "select count(*) from segmentation.model_decisions")[0]
+        champion = one(
+            con, "select version from segmentation.model_registry where status = 'champion'"
+        )[0]
+        ref = one(
+            con,
+            "select reference_version from monitoring.drift_history "
+            "order by checked_at desc limit 1",
+        )[0]
+    assert decisions == 2  # the first fit and the challenger
+    assert triggered[0].decision.split("-> ")[1] != ""
+    # monitors always compare with the champion's reference: reset only by a promotion
+    assert ref == champion == days[-1].champion_version
+
+
+def test_quiet_days_do_not_trigger_and_a_rerun_adds_nothing(paths, fast_policy):
+    days = _replay(paths, "none", days=2)
+    assert not [d for d in days if "resegmentation_job" in d.runs]
+    assert max(d.drift_share for d in days) < 0.3
+    assert {d.champion_version for d in days} == {1}
+    again = _replay(paths, "none", days=2)
+    assert again == days
+
+
+def test_replay_refuses_a_landing_folder_it_did_not_fill(paths):
+    (paths.landing_dir / "events").mkdir(parents=True)
+    (paths.landing_dir / "events" / "orders_2026.csv").write_text("customer_id\n1\n")
+    with pytest.raises(replay.ReplayError, match="orders_2026.csv"):
+        _replay(paths, "none", days=1)
+    assert (paths.landing_dir / "events" / "orders_2026.csv").exists()
