@@ -1,5 +1,7 @@
 """Monitors and the drift sensor: real Evidently reports, a real Dagster instance."""
 
+from pathlib import Path
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -44,6 +46,13 @@ def test_per_column_threshold_is_respected():
     assert "discount_share" not in drift.behaviour_drift(ref, cur, COLS, loose).drifted
 
 
+def test_only_columns_with_spread_in_the_reference_are_compared():
+    ref = pl.DataFrame(
+        {"views": [None, None, None], "orders": [1.0, 1.0, 1.0], "spend": [1.0, 5.0, None]}
+    )
+    assert drift.comparable_columns(ref, ["views", "orders", "spend", "absent"]) == ["spend"]
+
+
 def test_psi_is_zero_for_equal_shares_and_grows_with_a_shift():
     assert drift.psi({1: 0.5, 2: 0.5}, {1: 0.5, 2: 0.5}) == 0
     assert drift.psi({1: 0.5, 2: 0.5}, {1: 0.8, 2: 0.2}) > 0.25
@@ -56,15 +65,19 @@ def test_monitors_run_in_the_pipeline_and_see_no_drift_on_the_fit_snapshot(pipel
         m.asset_key.to_user_string(): m.materialization.metadata
         for m in result.get_asset_materialization_events()
     }
-    assert meta["behaviour_drift"]["drift_share"].value == 0
-    assert meta["behaviour_drift"]["report"].value.endswith(".html")
+    drift = meta["behaviour_drift"]
+    # the policy's score compares the last 7 days with those before the fit: same day, no drift
+    assert drift["basis"].value.startswith("main.customer_recent_activity")
+    assert drift["drift_share"].value == 0 and drift["feature_drift_share"].value == 0
+    assert drift["report"].value.endswith(".html") and Path(drift["report"].value).exists()
+    assert Path(drift["feature_report"].value).exists()
     assert meta["segment_share_drift"]["psi"].value < 0.01
     assert meta["model_quality"]["distance_ratio"].value == pytest.approx(1, abs=0.05)
     with connect(p.duckdb_path) as con:
         monitors = {
             r[0] for r in con.execute("select monitor from monitoring.drift_history").fetchall()
         }
-    assert monitors == {"behaviour_drift", "segment_share_psi", "distance_ratio"}
+    assert monitors == {"behaviour_drift", "feature_drift", "segment_share_psi", "distance_ratio"}
 
 
 # -- the sensor, on a real ephemeral instance -------------------------------------------------

@@ -100,6 +100,19 @@ def behaviour_drift(
     )
 
 
+def comparable_columns(reference: pl.DataFrame, columns: list[str] | tuple[str, ...]) -> list[str]:
+    """Columns a drift score means something for: present, not all NULL, not constant in the
+    reference (normed Wasserstein divides by the reference's spread)."""
+    keep = []
+    for c in columns:
+        if c not in reference.columns:
+            continue
+        values = reference[c].drop_nulls()
+        if values.len() > 1 and (values.std() or 0) > 0:
+            keep.append(c)
+    return keep
+
+
 def psi(expected: dict[int, float], actual: dict[int, float], eps: float = 1e-4) -> float:
     """Population stability index between two share distributions over the same keys."""
     keys = set(expected) | set(actual)

@@ -59,22 +59,53 @@ def _append_history(con, snapshot, version: int, monitor: str, score: float, det
     )
 
 
+RECENT_TABLE = "main.customer_recent_activity"
+RECENT_KEY = ["snapshot_date", "customer_id"]
+
+
+def _recent(con, snapshot) -> pl.DataFrame:  # noqa: ANN001
+    return con.sql(
+        f"select * from {RECENT_TABLE} where snapshot_date = ? order by customer_id",
+        params=[snapshot],
+    ).pl()
+
+
+def _scores_table(result: drift.BehaviourDrift) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "feature": list(result.scores),
+            "effect_size": list(result.scores.values()),
+            "threshold": [result.thresholds[c] for c in result.scores],
+            "drifted": [c in result.drifted for c in result.scores],
+        },
+        schema={"feature": pl.String, "effect_size": pl.Float64, "threshold": pl.Float64,
+                "drifted": pl.Boolean},
+    ).sort("effect_size", descending=True)  # fmt: skip
+
+
 @dg.asset(
     group_name="monitoring",
     kinds={"evidently", "duckdb"},
-    deps=[customer_segments],
+    deps=[customer_segments, dg.AssetKey("customer_recent_activity")],
     pool=DUCKDB_POOL,
 )
 def behaviour_drift(
     config: DriftMonitorConfig, warehouse: WarehouseResource, reports: ReportsResource
 ) -> dg.MaterializeResult:
-    """Evidently report: today's customer_features vs the champion's reference snapshot, per
-    feature the effect size and whether it crossed its threshold; the share of drifted features
-    is the score the drift sensor's policy reads."""
+    """Evidently reports, per feature the effect size and whether it crossed its threshold:
+
+    - recent behaviour (``customer_recent_activity``, the last 7 days) today vs on the day the
+      champion was fitted. Its drift share is the score the drift sensor's policy reads: it
+      responds to a shift within days;
+    - the model's features (``customer_features``, 90 days) today vs the champion's reference
+      snapshot: slower (a shift fills 1/90 of the window a day), reported for context.
+    """
     with warehouse.connect() as con:
         version, model, reference = _reference(con)
         current = read_features(con)
-    snapshot = current["snapshot_date"].max()
+        ref_snapshot = reference["snapshot_date"].max()
+        snapshot = current["snapshot_date"].max()
+        recent_ref, recent_now = _recent(con, ref_snapshot), _recent(con, snapshot)
     cfg = drift.DriftConfig(
         method=config.method,
         threshold=config.threshold,
@@ -82,29 +113,48 @@ def behaviour_drift(
         sample_size=config.sample_size,
         seed=config.seed,
     )
-    report = Path(reports.dir) / f"behaviour_drift_{snapshot}_ref{version:04d}.html"
-    result = drift.behaviour_drift(reference, current, model.plan.used, cfg, report)
+    stem = Path(reports.dir) / f"{snapshot}_ref{version:04d}"
+    window = drift.behaviour_drift(
+        reference, current, model.plan.used, cfg, stem.with_name(f"feature_drift_{stem.name}.html")
+    )
+    if recent_ref.height and recent_now.height:
+        columns = drift.comparable_columns(recent_ref, [c for c in recent_ref.columns
+                                                        if c not in RECENT_KEY])  # fmt: skip
+        result = drift.behaviour_drift(
+            recent_ref, recent_now, columns, cfg,
+            stem.with_name(f"behaviour_drift_{stem.name}.html"),
+        )  # fmt: skip
+        basis = f"{RECENT_TABLE}: {snapshot} vs {ref_snapshot}"
+    else:  # a champion fitted before the recent-activity table existed
+        result = window
+        basis = f"customer_features (no {RECENT_TABLE} rows for {ref_snapshot})"
     with warehouse.connect() as con:
-        _append_history(con, snapshot, version, "behaviour_drift", result.drift_share,
-                        {"scores": result.scores, "drifted": result.drifted})  # fmt: skip
-    table = pl.DataFrame(
-        {
-            "feature": list(result.scores),
-            "effect_size": list(result.scores.values()),
-            "threshold": [result.thresholds[c] for c in result.scores],
-            "drifted": [c in result.drifted for c in result.scores],
-        }
-    ).sort("effect_size", descending=True)
+        _append_history(
+            con,
+            snapshot,
+            version,
+            "behaviour_drift",
+            result.drift_share,
+            {"scores": result.scores, "drifted": result.drifted, "basis": basis},
+        )
+        _append_history(con, snapshot, version, "feature_drift", window.drift_share,
+                        {"scores": window.scores, "drifted": window.drifted})  # fmt: skip
     return dg.MaterializeResult(
         metadata={
             "snapshot_date": str(snapshot),
             "reference_version": version,
+            "reference_snapshot": str(ref_snapshot),
             "drift_share": result.drift_share,
             "drifted_columns": ", ".join(result.drifted) or "none",
-            "n_current": current.height,
+            "basis": basis,
+            "n_current": recent_now.height if result is not window else current.height,
             "n_sampled": result.n_current,
-            "scores": dg.MetadataValue.md(md_table(table)),
-            "report": dg.MetadataValue.path(str(report)),
+            "scores": dg.MetadataValue.md(md_table(_scores_table(result))),
+            "report": dg.MetadataValue.path(str(result.report_path)),
+            "feature_drift_share": window.drift_share,
+            "feature_drifted_columns": ", ".join(window.drifted) or "none",
+            "feature_scores": dg.MetadataValue.md(md_table(_scores_table(window))),
+            "feature_report": dg.MetadataValue.path(str(window.report_path)),
         }
     )
 

@@ -42,6 +42,11 @@ class FeatureWindowConfig(dg.Config):
     trend_recent_days: int = Field(
         default=30, description="Length of the 'recent' part of the window for activity_trend."
     )
+    monitor_window_days: int = Field(
+        default=7,
+        description="Window of customer_recent_activity, what the drift monitor compares "
+        "(at most window_days).",
+    )
 
 
 @dbt_assets(
@@ -61,6 +66,7 @@ def dbt_models(
         "snapshot_date": config.snapshot_date,
         "window_days": config.window_days,
         "trend_recent_days": config.trend_recent_days,
+        "monitor_window_days": config.monitor_window_days,
     }
     # profiles.yml reads the database path from this variable; dbt inherits our environment
     os.environ["SEGMENTATION_DUCKDB_PATH"] = warehouse.path
