@@ -1,4 +1,5 @@
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,8 +30,18 @@ def test_one_noisy_day_does_not_trigger_but_a_sustained_shift_does():
 def test_a_noisy_series_gives_at_most_one_trigger_per_episode():
     rng = np.random.default_rng(0)
     episode = list(np.clip(0.5 + rng.normal(0, 0.15, 40), 0.11, 1))  # never below exit
-    triggers, _ = run([0.0] * 10 + episode)
+    triggers, _ = run([0.0] * 10 + episode, replace(CFG, retry_days=0))
     assert len(triggers) == 1
+
+
+def test_a_drift_the_champion_survived_is_retried_every_retry_days():
+    # the same reference all along: each re-segmentation kept the champion
+    triggers, state = run([0.0] * 10 + [0.6] * 30, replace(CFG, retry_days=14))
+    assert triggers == [11, 25, 39]
+    # a promotion (new reference) ends the episode: nothing more after it, within the cooldown
+    triggers, _ = run([0.0] * 10 + [0.6] * 30, replace(CFG, retry_days=14),
+                      reference=lambda d: 1 if d < 20 else 2)  # fmt: skip
+    assert triggers == [11, 27]  # 27: the new champion's cooldown passed, still drifted
 
 
 def test_leaving_below_the_exit_threshold_allows_a_new_episode():

@@ -4,6 +4,9 @@
   ``n`` checks (one noisy day is not a shift).
 - **Trigger** a re-segmentation once per drifted episode, only after ``cooldown_days`` since
   the reference was last reset (a refit, or the first check of a new champion).
+- **Retry** while still drifted ``retry_days`` after a trigger with no new champion (the
+  challenger lost: the model's 90-day features had not caught up with the shift yet). Without
+  it a permanent shift that the first challenger could not capture would never be re-fitted.
 - **Leave** "drifted" when the score falls below ``exit_threshold``.
 - Checks with fewer than ``min_customers`` customers are ignored.
 - A new champion (reference version) resets the state: its own snapshot is the new reference.
@@ -27,6 +30,7 @@ class PolicyConfig:
     k: int = 2
     n: int = 3
     cooldown_days: int = 7
+    retry_days: int = 14  # 0: never retry within an episode
     min_customers: int = 500
 
 
@@ -104,14 +108,23 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
         why = f"stable: {high} of the last {len(recent)} checks >= {config.enter_threshold}"
         return PolicyDecision(False, why, state)
     if state.triggered_this_episode:
-        return PolicyDecision(False, "drifted; re-segmentation already requested", state)
+        waited = _days(state.last_trigger or obs.snapshot_date, obs.snapshot_date)
+        if not config.retry_days or waited < config.retry_days:
+            why = f"drifted; re-segmentation requested {waited} day(s) ago, champion kept"
+            return PolicyDecision(False, why, state)
     since = _days(state.reference_since or obs.snapshot_date, obs.snapshot_date)
     if since < config.cooldown_days:
         why = f"drifted, but {since} day(s) since the reference < cooldown {config.cooldown_days}"
         return PolicyDecision(False, why, state)
+    if state.triggered_this_episode:
+        why = (
+            f"still drifted {_days(state.last_trigger or obs.snapshot_date, obs.snapshot_date)} "
+            f"days after a re-segmentation kept the champion (latest {obs.score:.2f}): retry"
+        )
+    else:
+        why = (
+            f"behaviour drifted: {high} of the last {len(recent)} checks >= "
+            f"{config.enter_threshold} (latest {obs.score:.2f})"
+        )
     state = replace(state, triggered_this_episode=True, last_trigger=obs.snapshot_date)
-    why = (
-        f"behaviour drifted: {high} of the last {len(recent)} checks >= "
-        f"{config.enter_threshold} (latest {obs.score:.2f})"
-    )
     return PolicyDecision(True, why, state)
