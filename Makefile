@@ -1,6 +1,7 @@
 # segmentation_dagster — the commands a newcomer guesses right.
 #   make run    install, generate demo data if nothing landed, run the main job, print a summary
 #   make test   install and run the test suite (real DuckDB, dbt, GX, Evidently on small data)
+#   make replay day-by-day operation on a demo with a behaviour shift: drift -> re-segmentation
 #   make ui     Dagster UI on http://127.0.0.1:3000 (shows the runs `make run` made)
 #   make lint   ruff
 SHELL := /bin/bash
@@ -22,10 +23,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install run ui test lint clean
+.PHONY: help install run replay ui test lint clean
 
 help:
-	@sed -n '2,5p' Makefile | sed 's/^# *//'
+	@sed -n '2,6p' Makefile | sed 's/^# *//'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +50,10 @@ install: $(VENV)/.synced $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 
 run: install
 	$(BIN)/segmentation run
+
+# its own data folder: the replay delivers day files one by one into an empty landing folder
+replay: install
+	SEGMENTATION_DATA_DIR=$${SEGMENTATION_DATA_DIR:-data/replay} $(BIN)/segmentation replay
 
 ui: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

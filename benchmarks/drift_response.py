@@ -1,8 +1,10 @@
 """How fast does the behaviour-drift score respond to a shift, and how quiet is it without one?
 
-Generates a scenario (5,000 customers, 90 days, shift on day 60), builds customer_features with
-the real dbt project at several snapshot dates, fits the reference model on the day-59
-snapshot, and prints the drift share (core.drift.behaviour_drift) per snapshot.
+Generates a scenario (5,000 customers, 180 days, shift on day 120), builds customer_features and
+customer_recent_activity with the real dbt project at several snapshot dates, fits the reference
+model on the day-89 snapshot, and prints per snapshot the two drift shares behaviour_drift
+computes (core.drift): recent activity (last 7 days, the score the drift policy reads) and the
+model's 90-day features (context).
 
     .venv/bin/python -m benchmarks.drift_response price_wave
     .venv/bin/python -m benchmarks.drift_response none        # the no-shift control
@@ -27,14 +29,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("scenario", choices=simulate.SCENARIOS)
     parser.add_argument("--customers", type=int, default=5_000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--shift-day", type=int, default=60)
+    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--shift-day", type=int, default=120)
+    parser.add_argument("--ref-day", type=int, default=89, help="first full 90-day window")
+    parser.add_argument("--monitor-window", type=int, default=7, help="dbt monitor_window_days")
+    parser.add_argument("--out", type=Path, help="write every per-column effect size here (JSON)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="drift_response_"))
     db = root / "warehouse.duckdb"
     cfg = simulate.DemoConfig(
         n_customers=args.customers, days=args.days, shift_day=args.shift_day,
-        scenario=args.scenario, seed=3,
+        scenario=args.scenario, seed=3, start_date=simulate.ReplayConfig().start_date,
     )  # fmt: skip
     simulate.generate(cfg, root / "landing", root / "truth")
     with warehouse.connect(db) as con:
@@ -45,25 +50,44 @@ def main() -> None:
 
     def features(day: int):
         snap = (cfg.start_date + dt.timedelta(days=day)).isoformat()
+        dbt_vars = {"snapshot_date": snap, "monitor_window_days": args.monitor_window}
         subprocess.run(
-            [dbt, "run", "-q", "--select", "+customer_features",
-             "--vars", json.dumps({"snapshot_date": snap}),
+            [dbt, "run", "-q", "--select", "+customer_features", "+customer_recent_activity",
+             "--vars", json.dumps(dbt_vars),
              "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
             env=env, check=True,
         )  # fmt: skip
         with warehouse.connect(db) as con:
-            return con.sql("select * from main.customer_features").pl()
+            recent = con.sql(
+                "select * from main.customer_recent_activity where snapshot_date = ?", params=[snap]
+            ).pl()
+            return con.sql("select * from main.customer_features").pl(), recent
 
-    ref_day = args.shift_day - 1
-    reference = features(ref_day)
+    ref_day = args.ref_day
+    reference, recent_ref = features(ref_day)
     model = clustering.fit(reference)
+    recent_cols = drift.comparable_columns(
+        recent_ref, [c for c in recent_ref.columns if c not in ("snapshot_date", "customer_id")]
+    )
     print(f"scenario {args.scenario}: reference = snapshot of day {ref_day}")
-    for day in sorted({ref_day + k for k in (1, 2, 3, 4, 7, 11, 16)} | {args.days - 1}):
-        if day >= args.days:
-            continue
-        r = drift.behaviour_drift(reference, features(day), model.plan.used)
-        print(f"day {day} (+{day - ref_day}): drift share {r.drift_share:.2f}  "
-              f"drifted: {', '.join(r.drifted) or '-'}")  # fmt: skip
+    print(f"recent-activity columns compared: {', '.join(recent_cols)}")
+    print("day (days after reference): recent-activity drift share | 90-day feature drift share")
+    days = set(range(ref_day + 10, args.days, 10)) | {ref_day + 1, args.days - 1}
+    if args.scenario != "none":
+        days |= {args.shift_day + k for k in range(-1, 8)} | {args.shift_day + 14}
+    scores = {}
+    for day in sorted(d for d in days if d < args.days):
+        current, recent = features(day)
+        r = drift.behaviour_drift(recent_ref, recent, recent_cols)
+        w = drift.behaviour_drift(reference, current, model.plan.used)
+        scores[day - ref_day] = {"recent": r.scores, "features": w.scores}
+        top = max(r.scores, key=lambda c: r.scores[c])
+        print(f"day {day} (+{day - ref_day}): recent {r.drift_share:.2f} "
+              f"[{', '.join(r.drifted) or '-'}] (largest effect {top} {r.scores[top]:.3f}) "
+              f"| features {w.drift_share:.2f}")  # fmt: skip
+    if args.out:
+        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
+                                        "days_after_reference": scores}, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -129,18 +129,19 @@ class ReplayConfig:
     """The simulated period: ``history_days`` before the first fit, then ``days`` of operation;
     the scenario's shift happens ``shift_after`` days into operation.
 
-    The defaults are sized for `make run` (a few minutes on 2 cores): a 28-day feature window
-    (the pipeline's default is 90) so that a shift fills enough of it within two weeks.
+    The defaults are what `make replay` runs: the pipeline's own 90-day feature window, a price
+    wave three days into operation, and long enough for the drift policy (7-day cooldown after
+    the first fit, two checks over the threshold) to act on it.
     """
 
     scenario: Scenario = "price_wave"
     n_customers: int = 5_000
-    history_days: int = 28
-    days: int = 14
+    history_days: int = 90
+    days: int = 12
     shift_after: int = 3
     seed: int = 42
     start_date: dt.date = dt.date(2026, 5, 1)
-    window_days: int = 28  # the features' trailing window (dbt var window_days)
+    window_days: int = 90  # the features' trailing window (dbt var window_days)
 
     def demo(self) -> DemoConfig:
         return DemoConfig(
