@@ -4,6 +4,7 @@
 #   make replay day-by-day operation on a demo with a behaviour shift: drift -> re-segmentation
 #   make ui     Dagster UI on http://127.0.0.1:3000 (shows the runs `make run` made)
 #   make lint   ruff
+#   make bench  the platform's full loop vs a hand-written baseline (BENCH_ARGS="--events ...")
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -23,10 +24,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install run replay ui test lint clean
+.PHONY: help install run replay ui test lint bench clean
 
 help:
-	@sed -n '2,6p' Makefile | sed 's/^# *//'
+	@sed -n '2,7p' Makefile | sed 's/^# *//'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -64,6 +65,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+BENCH_ARGS ?= --events 1000000 --customers 100000
+bench: install
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf data $(DAGSTER_HOME) dbt_project/target dbt_project/logs

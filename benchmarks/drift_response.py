@@ -33,13 +33,17 @@ def main() -> None:
     parser.add_argument("--shift-day", type=int, default=120)
     parser.add_argument("--ref-day", type=int, default=89, help="first full 90-day window")
     parser.add_argument("--monitor-window", type=int, default=7, help="dbt monitor_window_days")
+    parser.add_argument("--every", type=int, default=10, help="days between quiet snapshots")
     parser.add_argument("--out", type=Path, help="write every per-column effect size here (JSON)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="drift_response_"))
     db = root / "warehouse.duckdb"
     cfg = simulate.DemoConfig(
         n_customers=args.customers, days=args.days, shift_day=args.shift_day,
-        scenario=args.scenario, seed=3, start_date=simulate.ReplayConfig().start_date,
+        scenario=args.scenario, seed=3,
+        # the data must end before today: later events would be quarantined as "future"
+        start_date=min(simulate.ReplayConfig().start_date,
+                       dt.date.today() - dt.timedelta(days=args.days + 1)),
     )  # fmt: skip
     simulate.generate(cfg, root / "landing", root / "truth")
     with warehouse.connect(db) as con:
@@ -72,7 +76,7 @@ def main() -> None:
     print(f"scenario {args.scenario}: reference = snapshot of day {ref_day}")
     print(f"recent-activity columns compared: {', '.join(recent_cols)}")
     print("day (days after reference): recent-activity drift share | 90-day feature drift share")
-    days = set(range(ref_day + 10, args.days, 10)) | {ref_day + 1, args.days - 1}
+    days = set(range(ref_day + args.every, args.days, args.every)) | {ref_day + 1, args.days - 1}
     if args.scenario != "none":
         days |= {args.shift_day + k for k in range(-1, 8)} | {args.shift_day + 14}
     scores = {}

@@ -1,0 +1,194 @@
+"""`make bench`: the platform's full loop against the hand-written baseline, same files, one run.
+
+    .venv/bin/python -m benchmarks.bench --events 1000000 --customers 100000
+    .venv/bin/python -m benchmarks.bench --events 10000000 --customers 1000000   # issue #6 target
+
+1. Generates the demo shop at the chosen scale into ``benchmarks/.work/<scale>/landing`` once
+   (reused on later runs: the measurements are warm, generation is not timed).
+2. Runs each side in its own process, so each peak RSS (``ru_maxrss`` of the process and of
+   the subprocesses it waited for, e.g. dbt) is its own:
+   - ``platform``: ``segmentation_job`` through Dagster on a fresh DuckDB file (ingest, dbt
+     features, GX gates, fit with champion/challenger, assign, profiles, export, monitors);
+     stage times are Dagster's step stats, grouped into the baseline's stages;
+   - ``baseline``: ``benchmarks/baseline.py``.
+3. Writes ``benchmarks/results/bench_<events>_<customers>.json`` and ``.md`` (stage times, the
+   baseline / platform ratio per stage, peak RSS, the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+STAGES = ("ingest", "features", "gates", "fit", "assign", "drift", "other")
+
+#: Dagster step -> stage. Steps not listed are "other" (profiles, exports, migrations...).
+PLATFORM_STAGE = {
+    "raw_events": "ingest", "raw_customers": "ingest", "raw_products": "ingest",
+    "dbt_models": "features", "segmentation_model": "fit", "customer_segments": "assign",
+    "behaviour_drift": "drift", "segment_share_drift": "drift", "model_quality": "drift",
+}  # fmt: skip
+
+#: Events per customer per day of the demo generator at activity_scale 1 (3.6M events from
+#: 20k customers over 90 days).
+EVENTS_PER_CUSTOMER_DAY = 2.0
+
+
+def _peak_rss_mib() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024  # Linux: KiB
+
+
+def _stage(step_key: str) -> str:
+    if step_key in PLATFORM_STAGE:
+        return PLATFORM_STAGE[step_key]
+    if step_key.startswith("gx_"):
+        return "gates"
+    return "other"
+
+
+def run_platform(data_dir: Path) -> dict[str, object]:
+    """segmentation_job on a fresh warehouse over the landed files; seconds per stage."""
+    for name in ("warehouse.duckdb", "warehouse.duckdb.wal", "models", "exports", "reports"):
+        target = data_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    os.environ["SEGMENTATION_DATA_DIR"] = str(data_dir)
+    import dagster as dg
+
+    from segmentation_dagster.core.warehouse import connect, one
+    from segmentation_dagster.definitions import defs
+
+    t0 = time.perf_counter()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("segmentation_job").execute_in_process(
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        total = time.perf_counter() - t0
+        stats = instance.get_run_step_stats(result.run_id)
+    stages = dict.fromkeys(STAGES, 0.0)
+    for s in stats:
+        if s.start_time and s.end_time:
+            stages[_stage(s.step_key)] += s.end_time - s.start_time
+    stages["other"] += total - sum(stages.values())  # run start-up and hand-offs
+    with connect(data_dir / "warehouse.duckdb") as con:
+        events = one(con, "select count(*) from raw.events")[0]
+        customers = one(con, "select count(*) from main.customer_features")[0]
+    return {"stages": stages, "events": events, "customers": customers}
+
+
+def _child(side: str, data_dir: Path) -> dict[str, object]:
+    """Run one side in a fresh interpreter; returns its JSON report."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--side", side, "--data", str(data_dir)],
+        check=True, capture_output=True, text=True, cwd=ROOT.parent,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def markdown(report: dict) -> str:
+    p, b = report["platform"], report["baseline"]
+    lines = [
+        f"# Benchmark: {p['events']:,} events, {p['customers']:,} customers",
+        "",
+        f"{report['machine']}; {report['date']}; `{report['command']}`",
+        "",
+        "| stage | platform s | baseline s | baseline / platform |",
+        "|---|---:|---:|---:|",
+    ]
+    for stage in (*STAGES, "total"):
+        ps = p["stages"].get(stage, 0.0) if stage != "total" else p["total_s"]
+        bs = b["stages"].get(stage, 0.0) if stage != "total" else b["total_s"]
+        ratio = f"{bs / ps:.2f}x" if ps > 0.05 and bs > 0 else "-"
+        lines.append(f"| {stage} | {ps:.1f} | {bs:.1f} | {ratio} |")
+    lines += [
+        f"| peak RSS MiB | {p['peak_rss_mib']:.0f} | {b['peak_rss_mib']:.0f} | |",
+        "",
+        "platform: segmentation_job through Dagster (gates, registry, profiles, exports and "
+        "monitors included; 'gates' and 'other' have no baseline counterpart). baseline: "
+        "benchmarks/baseline.py (pandas, KMeans k-sweep, Evidently DataDriftPreset).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="approximate")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--work", type=Path, default=ROOT / ".work")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--side", choices=("platform", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.side:  # one side, in its own process
+        t0 = time.perf_counter()
+        if args.side == "platform":
+            report = run_platform(args.data)
+        else:
+            from benchmarks.baseline import run
+
+            report = run(args.data / "landing")
+        report["total_s"] = time.perf_counter() - t0
+        report["peak_rss_mib"] = _peak_rss_mib()
+        print(json.dumps(report, default=str))
+        return 0
+
+    from segmentation_dagster.core import simulate
+
+    scale = f"{args.events}_{args.customers}"
+    data_dir = args.work / scale
+    if not (data_dir / "landing" / "events").exists():
+        cfg = simulate.DemoConfig(
+            n_customers=args.customers,
+            days=args.days,
+            start_date=dt.date.today() - dt.timedelta(days=args.days + 1),
+            activity_scale=args.events / (args.customers * args.days * EVENTS_PER_CUSTOMER_DAY),
+        )
+        t0 = time.perf_counter()
+        summary = simulate.generate(cfg, data_dir / "landing", data_dir / "truth")
+        print(f"generated {summary.n_events:,} events, {summary.n_customers:,} customers "
+              f"in {time.perf_counter() - t0:.1f}s -> {data_dir}", flush=True)  # fmt: skip
+    report: dict[str, object] = {
+        "machine": _machine(),
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.bench " + " ".join(argv or sys.argv[1:]),
+    }
+    for side in ("platform", "baseline"):
+        print(f"running {side}...", flush=True)
+        report[side] = _child(side, data_dir)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"bench_{scale}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
+    md = markdown(report)
+    stem.with_suffix(".md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
