@@ -52,6 +52,19 @@ def test_fit_recovers_the_number_of_blobs_and_assigns_everyone():
     assert "fewest segments" in model.selection_reason
 
 
+def test_candidates_are_compared_on_a_sample_and_the_winner_refitted_on_more():
+    from sklearn.metrics import adjusted_rand_score
+
+    df, truth = blobs()
+    cfg = clustering.SelectionConfig(k_min=2, k_max=6, search_sample=df.height // 4)
+    model = clustering.fit(df, cfg)
+    assert model.k == 4
+    assert f"refitted on {df.height:,} rows" in model.selection_reason
+    assert adjusted_rand_score(truth, model.assign(df)[0]) > 0.95
+    full = clustering.fit(df, clustering.SelectionConfig(k_min=2, k_max=6))
+    assert "refitted" not in full.selection_reason  # nothing to refit: the search saw all
+
+
 def test_fit_is_deterministic_for_a_seed():
     df, _ = blobs()
     a = clustering.fit(df, clustering.SelectionConfig(k_min=2, k_max=5))

@@ -2,7 +2,8 @@
 
 Everything here takes and returns plain values (numpy arrays, polars frames, dataclasses), so
 the Dagster assets, the CLI and the benchmarks share it. Nothing is quadratic in the number of
-customers: models are fitted on at most ``fit_sample`` rows and every pairwise metric
+customers: candidates are compared on at most ``search_sample`` rows, the winner is refitted on
+at most ``fit_sample`` rows, and every pairwise metric
 (silhouette, Davies-Bouldin, Calinski-Harabasz, stability) is computed on a fixed-size,
 fixed-seed sample.
 
@@ -64,7 +65,8 @@ class SelectionConfig:
     k_max: int = 10
     algorithms: tuple[Algorithm, ...] = ("kmeans", "gmm")
     silhouette_sample: int = 5_000
-    fit_sample: int = 200_000
+    search_sample: int = 50_000  # candidates and bootstraps are fitted on this many rows
+    fit_sample: int = 200_000  # the winner is refitted on this many
     n_init: int = 4
     min_segment_share: float = 0.02
     silhouette_tolerance: float = 0.01
@@ -364,9 +366,10 @@ def select(
 ) -> tuple[Candidate, object, list[Candidate], str]:
     """Fit and score every candidate on ``x`` (scaled); return the winner, its estimator,
     all candidates (with rejection reasons) and a one-line reason for the choice."""
+    search_idx = sample_idx(x.shape[0], min(config.search_sample, config.fit_sample), config.seed)
     fit_idx = sample_idx(x.shape[0], config.fit_sample, config.seed)
     eval_idx = sample_idx(x.shape[0], config.silhouette_sample, config.seed + 1)
-    x_fit, x_eval = x[fit_idx], x[eval_idx]
+    x_fit, x_eval = x[search_idx], x[eval_idx]
     k_max = min(config.k_max, max(config.k_min, x_eval.shape[0] // 10))
     fitted: dict[tuple[str, int], tuple[Candidate, object, np.ndarray]] = {}
     for algorithm in config.algorithms:
@@ -411,11 +414,16 @@ def select(
                 reject(key, f"stability {fitted[key][0].stability:.2f} < {config.min_stability}")
     best = (stable or top)[0]
     winner, est, _ = fitted[best]
+    refit = ""
+    if fit_idx.size > search_idx.size:  # 16 candidate fits on 50k rows, one on up to 200k
+        est = _estimator(winner.algorithm, winner.k, config, config.seed).fit(x[fit_idx])
+        refit = f"; refitted on {fit_idx.size:,} rows"
     reason = (
         f"{winner.algorithm} k={winner.k}: fewest segments with silhouette {winner.silhouette:.3f} "
         f"within {config.silhouette_tolerance} of the best ({best_sil:.3f}), every segment >= "
         f"{config.min_segment_share:.0%} of customers, bootstrap stability {winner.stability:.2f}"
         + ("" if stable else f" (no candidate reached stability {config.min_stability})")
+        + refit
     )
     candidates = sorted((c for c, _, _ in fitted.values()), key=lambda c: (c.algorithm, c.k))
     return winner, est, candidates, reason

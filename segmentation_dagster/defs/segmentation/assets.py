@@ -37,7 +37,12 @@ class SegmentationConfig(dg.Config):
     silhouette_sample: int = Field(
         default=5_000, description="Customers sampled (fixed seed) for every pairwise metric."
     )
-    fit_sample: int = Field(default=200_000, description="At most this many customers per fit.")
+    search_sample: int = Field(
+        default=50_000, description="Candidates and bootstraps are fitted on this many customers."
+    )
+    fit_sample: int = Field(
+        default=200_000, description="The chosen candidate is refitted on this many customers."
+    )
     min_segment_share: float = Field(
         default=0.02, description="A candidate with a smaller segment than this share is out."
     )
@@ -68,6 +73,7 @@ class SegmentationConfig(dg.Config):
             k_max=self.k_max,
             algorithms=tuple(self.algorithms),  # type: ignore[arg-type]
             silhouette_sample=self.silhouette_sample,
+            search_sample=self.search_sample,
             fit_sample=self.fit_sample,
             min_segment_share=self.min_segment_share,
             silhouette_tolerance=self.silhouette_tolerance,
