@@ -120,7 +120,10 @@ def test_bad_row_is_quarantined_with_file_row_and_reason(landed, case, changes, 
     assert total == good + 5  # the five good rows of the same file loaded
 
 
-def test_duplicates_within_a_file_and_across_files_are_quarantined(landed):
+@pytest.mark.parametrize("batch_rows", [1, ingest.BATCH_ROWS], ids=["file-by-file", "one-batch"])
+def test_duplicates_within_a_file_and_across_files_are_quarantined(landed, monkeypatch, batch_rows):
+    # across batches the raw table is probed, within a batch the batch itself
+    monkeypatch.setattr(ingest, "BATCH_ROWS", batch_rows)
     paths, good = landed
     first = sorted((paths.landing_dir / "events").iterdir())[0]
     again = pl.read_parquet(first).head(2)  # already loaded from the first file

@@ -11,7 +11,12 @@ Your own column names and formats map onto the contract through a sources file (
 
 Every file is recorded in ``raw.load_manifest`` with its sha256. A file whose name and hash are
 already loaded is skipped; a file re-delivered under the same name with new content replaces the
-rows (and quarantined rows) that came from it. Each file is loaded in its own transaction.
+rows (and quarantined rows) that came from it.
+
+New files are read and checked one by one, then loaded in batches of about ``BATCH_ROWS`` rows:
+one duplicate probe, one insert and one commit per batch rather than per file (a 90-day
+backfill of 10M events is one or a few transactions). A batch is all or nothing: a failure
+rolls it back, the manifest does not list its files, and the next run loads them again.
 
 Per file:
 
@@ -48,6 +53,10 @@ EVENT_TYPES = ("view", "cart", "purchase", "search", "review")
 MAX_UNREADABLE_SHARE = 0.5
 #: ... judged only on columns with at least this many values (a few bad values: quarantine).
 MIN_VALUES_FOR_TYPE_CHECK = 20
+#: Rows staged before a batch is written (bounds the memory a backfill takes).
+BATCH_ROWS = 2_500_000
+#: A batch position is file ordinal * POS_FILE + row number (rows per file < 10^12).
+POS_FILE = 1_000_000_000_000
 
 
 @dataclass(frozen=True)
@@ -217,10 +226,11 @@ def _first_line(e: Exception) -> str:
 
 def _stage(
     con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, mapping: SourceMapping
-) -> list[str]:
-    """Read ``path`` once into temp table ``_stage``: per contract column present, its source
-    value ``_src_<col>`` (mapped expression or same-named column) and its typed value ``<col>``
-    (NULL where the value cannot be cast). Returns the columns present."""
+) -> tuple[list[str], int]:
+    """Temp view ``_stage`` over ``path``: per contract column present, its source value
+    ``_src_<col>`` (mapped expression or same-named column) and its typed value ``<col>``
+    (NULL where the value cannot be cast). Checks the types (:func:`_check_types`) and returns
+    the columns present and the row count."""
     if path.stat().st_size == 0:
         raise LandingFileError(f"{path.name}: file is empty (0 bytes)")
     reader = _reader(path, mapping.csv_options(contract.kind))
@@ -253,15 +263,17 @@ def _stage(
         for col, typ in contract.columns.items()
     )
     try:
+        # a view: the file is read by the type check and again by the insert, never copied
         con.execute(
-            "create or replace temp table _stage as select *, "
+            "create or replace temp view _stage as select *, "
             f"{typed} from (select row_number() over () as _row, {src} from {reader})"
         )
+        rows = _check_types(path, contract, con, list(sources))
     except duckdb.Error as e:
         culprit = _failing_column(con, reader, sources)
         where = f"column {culprit} ({sources[culprit]})" if culprit else "the file"
         raise LandingFileError(f"{path.name}: {where} cannot be read ({_first_line(e)})") from e
-    return list(sources)
+    return list(sources), rows
 
 
 def _check_csv_header(path: Path, detected: int, options: dict[str, object]) -> None:
@@ -288,29 +300,29 @@ def _failing_column(con: duckdb.DuckDBPyConnection, reader: str, sources: dict[s
 
 
 def _check_types(path: Path, contract: Contract, con: duckdb.DuckDBPyConnection, cols: list[str]):
-    """Reject the file when a column mostly cannot be read as its contract type."""
-    n = int(one(con, "select count(*) from _stage")[0])
-    if n == 0:
+    """Reject the file when a column mostly cannot be read as its contract type (one scan)."""
+    typed = [c for c in cols if contract.columns[c] != "VARCHAR"]
+    parts = ["count(*)"]
+    for col in typed:
+        bad = f"_src_{col} is not null and {col} is null"
+        parts += [f"count(*) filter (where {bad})", f"count(_src_{col})",
+                  f"any_value(cast(_src_{col} as varchar)) filter (where {bad})"]  # fmt: skip
+    row = one(con, f"select {', '.join(parts)} from _stage")
+    if int(row[0]) == 0:
         raise LandingFileError(f"{path.name}: file has zero rows")
-    for col in cols:
-        typ = contract.columns[col]
-        if typ == "VARCHAR":
-            continue
-        bad, total, example = one(
-            con,
-            f"select count(*) filter (where _src_{col} is not null and {col} is null), "
-            f"count(_src_{col}), any_value(cast(_src_{col} as varchar)) "
-            f"filter (where _src_{col} is not null and {col} is null) from _stage",
-        )
+    for i, col in enumerate(typed):
+        bad, total, example = row[1 + 3 * i : 4 + 3 * i]
         if total >= MIN_VALUES_FOR_TYPE_CHECK and bad / total > MAX_UNREADABLE_SHARE:
             raise LandingFileError(
                 f"{path.name}: column {col}: {bad / total:.0%} of {total} values cannot be read "
-                f"as {typ} (e.g. {example!r})"
+                f"as {contract.columns[col]} (e.g. {example!r})"
             )
+    return int(row[0])
 
 
 def _reason_case(contract: Contract, cols: list[str]) -> str:
-    """SQL CASE naming the first rule a row breaks (NULL for a good row)."""
+    """SQL CASE naming the first row rule a row breaks (NULL for a good row); duplicates are
+    judged later, over the whole batch (:func:`_write_batch`)."""
     whens: list[tuple[str, str]] = []
     for col in contract.required:
         cond = f"{col} is null" + (
@@ -323,84 +335,143 @@ def _reason_case(contract: Contract, cols: list[str]) -> str:
         if col not in contract.required and contract.columns[col] != "VARCHAR":
             whens.append((f"unparseable {col}", f"_src_{col} is not null and {col} is null"))
     whens += list(contract.rules)
-    key = contract.key
-    whens.append((f"duplicate {key} in file", "_dup_key is not null and _row > _first_row"))
-    if contract.unique_across_files:
-        whens.append(
-            (
-                f"duplicate {key} already loaded from another file",
-                f"_stage.{key} in (select {key} from _seen)",
-            )
-        )
     body = " ".join(f"when {cond} then {_sql_str(reason)}" for reason, cond in whens)
     return f"case {body} end"
 
 
-def _load_one(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    contract: Contract,
-    mapping: SourceMapping,
-    digest: str,
-    replace: bool,
-) -> tuple[int, dict[str, int]]:
-    cols = _stage(con, path, contract, mapping)
-    _check_types(path, contract, con, cols)
-    now = dt.datetime.now()
-    key = contract.key
+@dataclass
+class _Staged:
+    path: Path
+    digest: str
+    replace: bool
+    ordinal: int
+
+
+def _batch_table(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    typed = ", ".join(f"{name} {typ}" for name, typ in contract.columns.items())
     con.execute(
-        f"create or replace temp table _dups as select {key} as _dup_key, min(_row) as _first_row "
-        f"from _stage where {key} is not null group by {key} having count(*) > 1"
+        f"create or replace temp table _batch (_pos bigint, {typed}, _reason varchar, _record json)"
     )
-    if contract.unique_across_files:
-        # probe the (large) raw table with this file's keys only
+
+
+def _stage_into_batch(
+    con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, mapping: SourceMapping,
+    ordinal: int,
+) -> int:  # fmt: skip
+    """Read, check and rule-score one file into the batch; returns its row count."""
+    try:
+        cols, rows = _stage(con, path, contract, mapping)
+        record = "to_json({" + ", ".join(f"'{c}': cast(_src_{c} as varchar)" for c in cols) + "})"
         con.execute(
-            f"create or replace temp table _seen as select distinct {key} from {contract.table} "
-            f"where {key} in (select {key} from _stage) and _source_file <> ?",
-            [path.name],
+            f"insert into _batch select {ordinal} * {POS_FILE} + _row, "
+            f"{', '.join(contract.columns)}, _reason, "
+            f"case when _reason is not null then {record} end "
+            f"from (select *, {_reason_case(contract, cols)} as _reason from _stage)"
         )
-    reason = _reason_case(contract, cols)
-    scored = (
-        f"select _stage.*, {reason} as _reason from _stage "
-        f"left join _dups on _stage.{key} = _dups._dup_key"
+    finally:
+        con.execute("drop view if exists _stage")
+    return rows
+
+
+def _write_batch(
+    con: duckdb.DuckDBPyConnection, contract: Contract, staged: list[_Staged]
+) -> dict[str, tuple[int, dict[str, int]]]:
+    """Judge duplicates over the batch, then insert its good rows, quarantine the rest and
+    record every file in the manifest, in one transaction. Returns per file (rows loaded,
+    quarantined rows by reason)."""
+    key = contract.key
+    now = dt.datetime.now()
+    names = {s.ordinal: s.path.name for s in staged}
+    name_of = "case _pos // " + str(POS_FILE) + " " + " ".join(
+        f"when {o} then {_sql_str(n)}" for o, n in names.items()
+    ) + " end"  # fmt: skip
+    # the first occurrence of a key in the batch (file order, then row order) wins
+    con.execute(
+        f"create or replace temp table _dups as select {key} as _dup_key, min(_pos) as _first "
+        f"from _batch where {key} is not null group by {key} having count(*) > 1"
     )
-    record = "to_json({" + ", ".join(f"'{c}': cast(_src_{c} as varchar)" for c in cols) + "})"
+    seen = "false"
+    if contract.unique_across_files:
+        # keys already loaded from files outside this batch (a re-delivered file's own rows
+        # are about to be replaced)
+        con.execute(
+            f"create or replace temp table _seen as select distinct {key} as _seen_key "
+            f"from {contract.table} where {key} in (select {key} from _batch) "
+            f"and _source_file not in (select unnest(?))",
+            [list(names.values())],
+        )
+        seen = f"{key} in (select _seen_key from _seen)"
+    all_cols = "{" + ", ".join(f"'{c}': cast({c} as varchar)" for c in contract.columns) + "}"
+    con.execute(
+        "create or replace temp table _scored as select _batch.* replace ("
+        f"coalesce(_reason, case "
+        f"when _first < _pos and _first // {POS_FILE} = _pos // {POS_FILE} "
+        f"then 'duplicate {key} in file' "
+        f"when _first < _pos or {seen} "
+        f"then 'duplicate {key} already loaded from another file' end) as _reason), "
+        f"{name_of} as _file "
+        f"from _batch left join _dups on {key} = _dup_key"
+    )
+    replaced = [s.path.name for s in staged if s.replace]
     con.execute("begin transaction")
     try:
-        if replace:
-            con.execute(f"delete from {contract.table} where _source_file = ?", [path.name])
+        if replaced:
             con.execute(
-                f"delete from {QUARANTINE} where kind = ? and file_name = ?",
-                [contract.kind, path.name],
+                f"delete from {contract.table} where _source_file in (select unnest(?))",
+                [replaced],
+            )
+            con.execute(
+                f"delete from {QUARANTINE} where kind = ? and file_name in (select unnest(?))",
+                [contract.kind, replaced],
             )
         con.execute(
-            f"insert into {contract.table} select {', '.join(contract.columns)}, ?, ? "
-            f"from ({scored}) where _reason is null order by _row",
-            [path.name, now],
+            f"insert into {contract.table} select {', '.join(contract.columns)}, _file, ? "
+            "from _scored where _reason is null",
+            [now],
         )
         con.execute(
-            f"insert into {QUARANTINE} select ?, ?, _row, _reason, {record}, ? "
-            f"from ({scored}) where _reason is not null order by _row",
-            [contract.kind, path.name, now],
+            f"insert into {QUARANTINE} select ?, _file, _pos % {POS_FILE}, _reason, "
+            f"coalesce(_record, to_json({all_cols})), ? from _scored where _reason is not null "
+            "order by _pos",
+            [contract.kind, now],
         )
-        reasons = dict(
-            con.execute(
-                "select reason, count(*) from raw.quarantine where kind = ? and file_name = ? "
-                "group by 1",
-                [contract.kind, path.name],
-            ).fetchall()
-        )
-        total = int(one(con, "select count(*) from _stage")[0])
-        n = total - sum(reasons.values())
-        _record(con, contract.kind, path, digest, "loaded", n, sum(reasons.values()), None)
+        out: dict[str, tuple[int, dict[str, int]]] = {s.path.name: (0, {}) for s in staged}
+        for name, reason, count in con.execute(
+            "select _file, _reason, count(*) from _scored group by all"
+        ).fetchall():
+            good, reasons = out[name]
+            if reason is None:
+                out[name] = (int(count), reasons)
+            else:
+                reasons[str(reason)] = int(count)
+        for s in staged:
+            n, reasons = out[s.path.name]
+            _record(con, contract.kind, s.path, s.digest, "loaded", n, sum(reasons.values()), None)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     finally:
-        for tmp in ("_stage", "_dups", "_seen"):
+        for tmp in ("_batch", "_dups", "_seen", "_scored"):
             con.execute(f"drop table if exists {tmp}")
-    return n, {str(k): int(v) for k, v in reasons.items()}
+    return out
+
+
+def _flush(
+    con: duckdb.DuckDBPyConnection, contract: Contract, staged: list[_Staged], report: LoadReport
+) -> None:
+    """Write a staged batch and account for it in ``report``."""
+    if not staged:
+        return
+    for n, reasons in _write_batch(con, contract, staged).values():
+        report.rows_inserted += n
+        report.rows_quarantined += sum(reasons.values())
+        for reason, count in reasons.items():
+            report.quarantined_by_reason[reason] = (
+                report.quarantined_by_reason.get(reason, 0) + count
+            )
+    for s in staged:
+        (report.replaced if s.replace else report.loaded).append(s.path.name)
 
 
 def _record(
@@ -446,15 +517,19 @@ def load_kind(
             f"select file_name, sha256, status from {MANIFEST} where kind = ?", [kind]
         ).fetchall()
     }
+    staged: list[_Staged] = []
+    batch_rows = 0
     for path in landing_files(landing_dir, kind):
         digest = sha256_of(path)
         previous = known.get(path.name)
         if previous is not None and previous[0] == digest:
             report.skipped.append(path.name)
             continue
+        if not staged:
+            _batch_table(con, contract)
         replace = previous is not None and previous[1] == "loaded"
         try:
-            n, reasons = _load_one(con, path, contract, mapping, digest, replace)
+            batch_rows += _stage_into_batch(con, path, contract, mapping, len(staged))
         except LandingFileError as e:
             log.error("rejected landing file: %s", e)
             report.rejected[path.name] = str(e)
@@ -462,12 +537,10 @@ def load_kind(
             if previous is None or previous[1] == "rejected":
                 _record(con, kind, path, digest, "rejected", None, None, str(e))
             continue
-        report.rows_inserted += n
-        report.rows_quarantined += sum(reasons.values())
-        for reason, count in reasons.items():
-            report.quarantined_by_reason[reason] = (
-                report.quarantined_by_reason.get(reason, 0) + count
-            )
-        (report.replaced if replace else report.loaded).append(path.name)
+        staged.append(_Staged(path, digest, replace, len(staged)))
+        if batch_rows >= BATCH_ROWS:
+            _flush(con, contract, staged, report)
+            staged, batch_rows = [], 0
+    _flush(con, contract, staged, report)
     report.table_rows = int(one(con, f"select count(*) from {contract.table}")[0])
     return report
