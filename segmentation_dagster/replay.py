@@ -51,7 +51,7 @@ class Day:
 
     snapshot_date: dt.date
     runs: str
-    drift_share: float | None
+    drift_score: float | None
     segment_psi: float | None
     distance_ratio: float | None
     decision: str
@@ -94,7 +94,7 @@ def _ensure_tables(con) -> None:  # noqa: ANN001
     con.execute("create schema if not exists monitoring")
     con.execute(
         f"create table if not exists {TIMELINE} (snapshot_date date, runs varchar, "
-        "drift_share double, segment_psi double, distance_ratio double, decision varchar, "
+        "drift_score double, segment_psi double, distance_ratio double, decision varchar, "
         "champion_version integer, unchanged_share double, ari double, seconds double)"
     )
     con.execute(f"create table if not exists {CURSOR} (cursor varchar)")
@@ -228,7 +228,7 @@ def _record(
         day = Day(
             snapshot_date=snapshot,
             runs=runs,
-            drift_share=_num(drift.get("drift_share")),
+            drift_score=_num(drift.get("drift_score")),
             segment_psi=_num(monitors["segment_share_drift"].get("psi")),
             distance_ratio=_num(monitors["model_quality"].get("distance_ratio")),
             decision=decision,
@@ -256,7 +256,7 @@ def format_day(day: Day) -> str:
         return "   -" if v is None else format(v, spec)
 
     return (
-        f"{day.snapshot_date}  drift {f(day.drift_share)}  psi {f(day.segment_psi, '.3f')}  "
+        f"{day.snapshot_date}  drift {f(day.drift_score)}  psi {f(day.segment_psi, '.3f')}  "
         f"dist x{f(day.distance_ratio)}  same-id {f(day.unchanged_share, '.1%'):>6}  "
         f"ARI {f(day.ari)}  v{day.champion_version}  {day.seconds:5.1f}s  {day.decision}"
     )

@@ -40,6 +40,35 @@ def test_same_behaviour_does_not_drift_and_a_shift_does(tmp_path):
     assert shifted.drift_share == 0.5
 
 
+def test_thresholds_are_calibrated_per_column_on_the_reference():
+    rng = np.random.default_rng(0)
+    sparse = rng.normal(50, 5, 4000)
+    sparse[rng.random(4000) < 0.9] = np.nan  # e.g. abandonment: only customers with a cart
+    ref = pl.DataFrame({"steady": rng.normal(50, 5, 4000), "noisy": sparse}).fill_nan(None)
+    bars = drift.thresholds(ref, ["steady", "noisy"], drift.DriftConfig())
+    # chance effects grow as the number of values shrinks: the sparse column gets a higher bar
+    assert bars["noisy"] > 2 * bars["steady"]
+    assert bars["steady"] >= drift.DriftConfig().min_threshold
+    assert bars == drift.thresholds(ref, ["steady", "noisy"], drift.DriftConfig())  # seeded
+    pinned = drift.DriftConfig(threshold=0.2, per_column={"noisy": ("wasserstein", 0.5)})
+    assert drift.thresholds(ref, ["steady", "noisy"], pinned) == {"steady": 0.2, "noisy": 0.5}
+    # a shift of a fifth of a standard deviation in the steady column: score >= 1, and the
+    # score is the largest effect over its own threshold
+    moved = ref.with_columns(pl.col("steady") + 1.0)
+    result = drift.behaviour_drift(ref, moved, ["steady", "noisy"])
+    assert result.drifted == ("steady",) and result.score >= 1
+    assert result.score == pytest.approx(result.scores["steady"] / result.thresholds["steady"],
+                                         abs=1e-3)  # fmt: skip
+
+
+def test_calibration_uses_evidentlys_own_statistic():
+    ref, cur = _features(seed=0), _features(shift=0.1, seed=1)
+    result = drift.behaviour_drift(ref, cur, COLS, drift.DriftConfig(threshold=0.1))
+    for c in COLS:  # the report's value (Evidently) == the calibration's fast formula
+        mine = drift._effect("wasserstein", ref[c].to_numpy(), cur[c].to_numpy())
+        assert mine == pytest.approx(result.scores[c], rel=1e-6)
+
+
 def test_per_column_threshold_is_respected():
     ref, cur = _features(seed=0), _features(shift=0.3, seed=1)
     loose = drift.DriftConfig(per_column={"discount_share": ("wasserstein", 10.0)})
@@ -68,6 +97,7 @@ def test_monitors_run_in_the_pipeline_and_see_no_drift_on_the_fit_snapshot(pipel
     drift = meta["behaviour_drift"]
     # the policy's score compares the last 7 days with those before the fit: same day, no drift
     assert drift["basis"].value.startswith("main.customer_recent_activity")
+    assert drift["drift_score"].value == 0 and drift["feature_drift_score"].value == 0
     assert drift["drift_share"].value == 0 and drift["feature_drift_share"].value == 0
     assert drift["report"].value.endswith(".html") and Path(drift["report"].value).exists()
     assert Path(drift["feature_report"].value).exists()
@@ -83,13 +113,13 @@ def test_monitors_run_in_the_pipeline_and_see_no_drift_on_the_fit_snapshot(pipel
 # -- the sensor, on a real ephemeral instance -------------------------------------------------
 
 
-def _check(instance, day: int, share: float, ref: int = 1, n: int = 5000) -> None:
+def _check(instance, day: int, score: float, ref: int = 1, n: int = 5000) -> None:
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             "behaviour_drift",
             metadata={
                 "snapshot_date": f"2026-09-{day:02d}",
-                "drift_share": share,
+                "drift_score": score,
                 "n_current": n,
                 "reference_version": ref,
             },
@@ -106,7 +136,7 @@ def _tick(instance, cursor):
 def test_sensor_requests_one_run_per_drift_decision():
     instance = dg.DagsterInstance.ephemeral()
     cursor, requests = None, []
-    for day, share in enumerate([0.0] * 8 + [0.6, 0.7, 0.8, 0.7], start=1):
+    for day, share in enumerate([0.0] * 8 + [1.6, 1.7, 1.8, 1.7], start=1):
         _check(instance, day, share)
         result, new_cursor = _tick(instance, cursor)
         if isinstance(result, dg.RunRequest):
@@ -148,7 +178,7 @@ def test_sensor_does_not_trigger_while_a_blocking_check_fails():
     )
     cursor = None
     results = []
-    for day, share in enumerate([0.0] * 8 + [0.6, 0.7, 0.8], start=1):
+    for day, share in enumerate([0.0] * 8 + [1.6, 1.7, 1.8], start=1):
         _check(instance, day, share)
         result, cursor = _tick(instance, cursor)
         results.append(result)

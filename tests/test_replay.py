@@ -6,6 +6,7 @@ import pytest
 
 from segmentation_dagster import replay
 from segmentation_dagster.core import simulate
+from segmentation_dagster.core.policy import PolicyConfig
 from segmentation_dagster.core.warehouse import connect, one
 from tests.conftest import defs_for
 
@@ -54,7 +55,7 @@ def test_a_shift_triggers_exactly_one_resegmentation(paths, fast_policy):
 def test_quiet_days_do_not_trigger_and_a_rerun_adds_nothing(paths, fast_policy):
     days = _replay(paths, "none", days=2)
     assert not [d for d in days if "resegmentation_job" in d.runs]
-    assert max(d.drift_share for d in days) < 0.3
+    assert max(d.drift_score for d in days) < PolicyConfig().enter_threshold
     assert {d.champion_version for d in days} == {1}
     again = _replay(paths, "none", days=2)
     assert again == days

@@ -23,10 +23,13 @@ from dataclasses import asdict, dataclass, field, replace
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Thresholds on the behaviour drift score (share of features drifted, 0..1)."""
+    """Thresholds on the behaviour drift score (``core.drift.BehaviourDrift.score``: the largest
+    effect as a multiple of its calibrated threshold; >= 1 means a feature moved more than
+    chance allows). Quiet replays stay below 0.6, a shift crosses 1 within 1-3 checks (README,
+    "How fast is drift seen")."""
 
-    enter_threshold: float = 0.3
-    exit_threshold: float = 0.1
+    enter_threshold: float = 1.0
+    exit_threshold: float = 0.6
     k: int = 2
     n: int = 3
     cooldown_days: int = 7

@@ -129,16 +129,17 @@ class ReplayConfig:
     """The simulated period: ``history_days`` before the first fit, then ``days`` of operation;
     the scenario's shift happens ``shift_after`` days into operation.
 
-    The defaults are what `make replay` runs: the pipeline's own 90-day feature window, a price
-    wave three days into operation, and long enough for the drift policy (7-day cooldown after
-    the first fit, two checks over the threshold) to act on it.
+    The defaults are what `make replay` runs: the pipeline's own 90-day feature window, and a
+    price wave from the fifth day of operation, late enough that the policy's 7-day cooldown
+    after the first fit is over when the third shifted day is checked, with three days after it
+    to show the outcome.
     """
 
     scenario: Scenario = "price_wave"
     n_customers: int = 5_000
     history_days: int = 90
-    days: int = 12
-    shift_after: int = 3
+    days: int = 10
+    shift_after: int = 4
     seed: int = 42
     start_date: dt.date = dt.date(2026, 5, 1)
     window_days: int = 90  # the features' trailing window (dbt var window_days)

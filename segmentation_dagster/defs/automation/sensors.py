@@ -50,7 +50,7 @@ def observation(record: dg.EventLogRecord) -> policy.Observation:
     return policy.Observation(
         check_id=record.storage_id,
         snapshot_date=str(meta["snapshot_date"].value),
-        score=float(meta["drift_share"].value),
+        score=float(meta["drift_score"].value),
         n_customers=int(meta["n_current"].value),
         reference_version=int(meta["reference_version"].value),
     )

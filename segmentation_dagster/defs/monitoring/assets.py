@@ -29,10 +29,16 @@ class DriftMonitorConfig(dg.Config):
     method: str = Field(
         default="wasserstein", description="Evidently drift method for every feature."
     )
-    threshold: float = Field(
-        default=0.1,
+    threshold: float | None = Field(
+        default=None,
         description="A feature drifts when its effect size (normed Wasserstein: shift in "
-        "reference standard deviations) exceeds this.",
+        "reference standard deviations) exceeds its threshold. None: calibrate each feature's "
+        "threshold on the reference (bootstrap: margin x the 95th percentile of chance effects, "
+        "at least min_threshold); a number: that threshold for every feature.",
+    )
+    min_threshold: float = Field(default=0.05, description="Floor of a calibrated threshold.")
+    margin: float = Field(
+        default=2.0, description="Calibrated threshold = margin x chance effect (95th pct)."
     )
     per_column: dict[str, list] = Field(
         default={}, description='Overrides: {"feature": ["method", threshold]}.'
@@ -95,8 +101,8 @@ def behaviour_drift(
     """Evidently reports, per feature the effect size and whether it crossed its threshold:
 
     - recent behaviour (``customer_recent_activity``, the last 7 days) today vs on the day the
-      champion was fitted. Its drift share is the score the drift sensor's policy reads: it
-      responds to a shift within days;
+      champion was fitted. Its drift score (largest effect / its calibrated threshold, see
+      ``core.drift``) is what the drift sensor's policy reads: it responds within days;
     - the model's features (``customer_features``, 90 days) today vs the champion's reference
       snapshot: slower (a shift fills 1/90 of the window a day), reported for context.
     """
@@ -112,6 +118,8 @@ def behaviour_drift(
         per_column={k: (str(v[0]), float(v[1])) for k, v in config.per_column.items()},
         sample_size=config.sample_size,
         seed=config.seed,
+        min_threshold=config.min_threshold,
+        margin=config.margin,
     )
     stem = Path(reports.dir) / f"{snapshot}_ref{version:04d}"
     window = drift.behaviour_drift(
@@ -134,16 +142,19 @@ def behaviour_drift(
             snapshot,
             version,
             "behaviour_drift",
-            result.drift_share,
-            {"scores": result.scores, "drifted": result.drifted, "basis": basis},
-        )
-        _append_history(con, snapshot, version, "feature_drift", window.drift_share,
-                        {"scores": window.scores, "drifted": window.drifted})  # fmt: skip
+            result.score,
+            {"share": result.drift_share, "scores": result.scores,
+             "thresholds": result.thresholds, "drifted": result.drifted, "basis": basis},
+        )  # fmt: skip
+        _append_history(con, snapshot, version, "feature_drift", window.score,
+                        {"share": window.drift_share, "scores": window.scores,
+                         "thresholds": window.thresholds, "drifted": window.drifted})  # fmt: skip
     return dg.MaterializeResult(
         metadata={
             "snapshot_date": str(snapshot),
             "reference_version": version,
             "reference_snapshot": str(ref_snapshot),
+            "drift_score": result.score,
             "drift_share": result.drift_share,
             "drifted_columns": ", ".join(result.drifted) or "none",
             "basis": basis,
@@ -151,6 +162,7 @@ def behaviour_drift(
             "n_sampled": result.n_current,
             "scores": dg.MetadataValue.md(md_table(_scores_table(result))),
             "report": dg.MetadataValue.path(str(result.report_path)),
+            "feature_drift_score": window.score,
             "feature_drift_share": window.drift_share,
             "feature_drifted_columns": ", ".join(window.drifted) or "none",
             "feature_scores": dg.MetadataValue.md(md_table(_scores_table(window))),
