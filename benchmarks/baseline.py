@@ -55,10 +55,12 @@ def features(events: pd.DataFrame, window_days: int = 90) -> pd.DataFrame:
         purchase=("is_purchase", "any"), view=("is_view", "any"),
     )  # fmt: skip
     sessions["abandoned"] = sessions["cart"] & ~sessions["purchase"]
+    sessions["viewed_purchase"] = sessions["view"] & sessions["purchase"]
     per_session = sessions.groupby("customer_id").agg(
         session_count=("views", "size"), views=("views", "sum"), searches=("searches", "sum"),
         cart_sessions=("cart", "sum"), purchase_sessions=("purchase", "sum"),
         view_sessions=("view", "sum"), abandoned=("abandoned", "sum"),
+        viewed_purchase_sessions=("viewed_purchase", "sum"),
     )  # fmt: skip
     buys = ev[is_["purchase"]]
     orders = buys.groupby(["customer_id", "session_id"]).agg(
@@ -91,7 +93,9 @@ def features(events: pd.DataFrame, window_days: int = 90) -> pd.DataFrame:
     f["sessions_per_week"] = f["session_count"] * 7.0 / exposure
     f["views_per_session"] = f["views"] / f["session_count"]
     f["searches_per_session"] = f["searches"] / f["session_count"]
-    f["view_to_purchase_rate"] = f["purchase_sessions"] / f["view_sessions"].replace(0, np.nan)
+    f["view_to_purchase_rate"] = f["viewed_purchase_sessions"] / f["view_sessions"].replace(
+        0, np.nan
+    )
     f["cart_rate"] = f["cart_sessions"] / f["session_count"]
     f["cart_abandonment_rate"] = f["abandoned"] / f["cart_sessions"].replace(0, np.nan)
     return f[FEATURES]

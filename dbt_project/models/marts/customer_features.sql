@@ -73,7 +73,10 @@ session_stats as (
         count(*) filter (where has_view) as view_session_count,
         count(*) filter (where has_cart) as cart_session_count,
         count(*) filter (where has_cart and not has_purchase) as abandoned_cart_session_count,
-        count(*) filter (where has_purchase) as purchase_session_count
+        count(*) filter (where has_purchase) as purchase_session_count,
+        -- a purchase session without a view (a re-order, a session split at the window's
+        -- start) is not a converted view: the rate stays within 0..1
+        count(*) filter (where has_view and has_purchase) as viewed_purchase_session_count
     from sessions
     group by customer_id
 
@@ -145,6 +148,7 @@ joined as (
         coalesce(session_stats.cart_session_count, 0) as cart_session_count,
         coalesce(session_stats.abandoned_cart_session_count, 0) as abandoned_cart_session_count,
         coalesce(session_stats.purchase_session_count, 0) as purchase_session_count,
+        coalesce(session_stats.viewed_purchase_session_count, 0) as viewed_purchase_session_count,
         coalesce(order_stats.order_count, 0) as order_count,
         coalesce(order_stats.monetary, 0) as monetary,
         coalesce(order_stats.item_count, 0) as item_count,
@@ -185,7 +189,7 @@ final as (
         session_count * 7.0 / greatest(least(window_days, tenure_days + 1), 1) as sessions_per_week,
         coalesce(view_count / nullif(session_count, 0), 0) as views_per_session,
         coalesce(search_count / nullif(session_count, 0), 0) as searches_per_session,
-        purchase_session_count / nullif(view_session_count, 0) as view_to_purchase_rate,
+        viewed_purchase_session_count / nullif(view_session_count, 0) as view_to_purchase_rate,
         coalesce(cart_session_count / nullif(session_count, 0), 0) as cart_rate,
         abandoned_cart_session_count / nullif(cart_session_count, 0) as cart_abandonment_rate,
         discounted_item_count / nullif(item_count, 0) as discount_share,

@@ -1,21 +1,15 @@
--- A table, not a view: every downstream model and test would otherwise repeat the dedup window
--- over all events (10M events: dbt build 58 s as views, 31 s with this table).
-{{ config(materialized='table') }}
+-- A view: a projection of raw.events, no copy. Ingestion already guarantees one row per
+-- event_id (a duplicate in a file or across files is quarantined, a re-delivered file
+-- replaces its own rows) and the unique test in _shop__models.yml re-checks that on every
+-- build, so there is no dedup window to materialise. As a deduplicating table this model
+-- cost 15.7 s of a 32 s dbt build on 10M events, and a full rewrite on every daily refresh.
+{{ config(materialized='view') }}
 
 with
 
 source as (
 
     select * from {{ source('shop', 'events') }}
-
-),
-
-deduplicated as (
-
-    -- a re-delivered event keeps its latest version
-    select *
-    from source
-    qualify row_number() over (partition by event_id order by _loaded_at desc, _source_file desc) = 1
 
 ),
 
@@ -36,7 +30,7 @@ renamed as (
         search_query,
         review_rating
 
-    from deduplicated
+    from source
 
 )
 
