@@ -1,7 +1,7 @@
 # segmentation_dagster — the commands a newcomer guesses right.
-#   make run    install, generate demo data if nothing landed, run the main job, print a summary
+#   make run    install; a demo shop: the main job on 90 days of history, then 10 days of daily
+#               refreshes with a behaviour shift the drift sensor acts on; print the timeline
 #   make test   install and run the test suite (real DuckDB, dbt, GX, Evidently on small data)
-#   make replay day-by-day operation on a demo with a behaviour shift: drift -> re-segmentation
 #   make ui     Dagster UI on http://127.0.0.1:3000 (shows the runs `make run` made)
 #   make lint   ruff
 #   make bench  the platform's full loop vs a hand-written baseline (BENCH_ARGS="--events ...")
@@ -24,7 +24,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install run replay ui test lint bench clean
+.PHONY: help install run ui test lint bench clean
 
 help:
 	@sed -n '2,7p' Makefile | sed 's/^# *//'
@@ -49,12 +49,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 install: $(VENV)/.synced $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 
+# the replay delivers the demo's day files one by one into data/landing (it refuses files it
+# did not deliver) and continues where it stopped when re-run; delete data/ to start over
 run: install
-	$(BIN)/segmentation run
-
-# its own data folder: the replay delivers day files one by one into an empty landing folder
-replay: install
-	SEGMENTATION_DATA_DIR=$${SEGMENTATION_DATA_DIR:-data/replay} $(BIN)/segmentation replay
+	$(BIN)/segmentation replay
 
 ui: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

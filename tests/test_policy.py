@@ -56,6 +56,21 @@ def test_cooldown_after_a_new_reference_is_respected():
     assert state.reference_version == 2 and state.reference_since == "2026-08-11"
 
 
+def test_cooldown_counts_from_the_refit_snapshot_not_the_first_check_seen():
+    # champion fitted on 2026-08-01; the sensor first sees a check of it on 08-02
+    fitted = START.isoformat()
+    state, triggers = PolicyState(), []
+    for day in range(1, 12):
+        obs = Observation(day, (START + dt.timedelta(days=day)).isoformat(), 0.6, 1000, 1,
+                          reference_snapshot=fitted)  # fmt: skip
+        decision = step(state, obs, CFG)
+        state = decision.state
+        if decision.trigger:
+            triggers.append(day)
+    assert state.reference_since == fitted
+    assert triggers == [7]  # 7 days after the fit (it would be day 8 counted from the first check)
+
+
 def test_too_little_data_is_ignored_and_the_same_check_is_not_counted_twice():
     triggers, _ = run([0.9] * 20, n_customers=10)
     assert triggers == []

@@ -46,6 +46,9 @@ class Observation:
     score: float
     n_customers: int
     reference_version: int
+    #: the snapshot the reference was fitted on: the cooldown counts from the refit, not from
+    #: the first check the sensor happened to see after it
+    reference_snapshot: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
         return PolicyDecision(False, "no new drift check", state)
     if obs.reference_version != state.reference_version:
         state = PolicyState(
-            reference_version=obs.reference_version, reference_since=obs.snapshot_date
+            reference_version=obs.reference_version,
+            reference_since=obs.reference_snapshot or obs.snapshot_date,
         )
     state = replace(state, last_check_id=obs.check_id)
     if obs.n_customers < config.min_customers:

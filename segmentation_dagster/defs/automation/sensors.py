@@ -53,6 +53,9 @@ def observation(record: dg.EventLogRecord) -> policy.Observation:
         score=float(meta["drift_score"].value),
         n_customers=int(meta["n_current"].value),
         reference_version=int(meta["reference_version"].value),
+        reference_snapshot=str(meta["reference_snapshot"].value)
+        if "reference_snapshot" in meta
+        else None,
     )
 
 
