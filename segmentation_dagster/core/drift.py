@@ -7,9 +7,10 @@ are sampled to a fixed size with a fixed seed.
 
 Each column's threshold is *calibrated* on the reference itself unless configured: the effect
 two bootstrap resamples of the reference show by chance (its ``quantile``-th value over
-``rounds`` pairs) times ``margin``, never below ``min_threshold``. A noisy column (a share of
-few purchases) gets a high bar, a steady one (average item price) a low one, so a shift that
-moves two of eleven columns is seen within days without quiet days crossing.
+``rounds`` pairs) times ``margin``, never below ``min_threshold``. Chance effects grow as a
+column's values get fewer, so a column only some customers have (discount share: buyers only)
+gets a higher bar than one every active customer has, and the bar follows the sample size
+instead of Evidently's size-dependent default.
 
 The score that drives decisions (:attr:`BehaviourDrift.score`) is the largest effect as a
 multiple of its column's threshold: >= 1 means at least one column moved more than chance
@@ -59,7 +60,7 @@ def _effect(method: str, reference: np.ndarray, current: np.ndarray) -> float:
 
     Normed Wasserstein is computed here with the same formula (scipy's distance over the
     reference's std, floored at 0.001; a test pins it to Evidently's value): Evidently's own
-    call costs 10x more, and calibration makes hundreds of them.
+    call costs about 12x more, and calibration makes hundreds of them.
     """
     if method == "wasserstein":
         norm = max(float(np.std(reference)), 0.001)
