@@ -33,6 +33,8 @@ def _demo_config(args: argparse.Namespace) -> simulate.DemoConfig:
         shift_day=args.shift_day,
         purchases_only=args.purchases_only,
         file_format=args.format,
+        activity_scale=args.activity_scale,
+        stream=args.stream,
     )
 
 
@@ -254,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--shift-day", type=int, default=d.shift_day)
         p.add_argument("--purchases-only", action="store_true")
         p.add_argument("--format", choices=("parquet", "csv"), default=d.file_format)
+        p.add_argument("--activity-scale", type=float, default=d.activity_scale,
+                       help="multiplies visit frequency (events grow with it)")  # fmt: skip
+        p.add_argument("--stream", action="store_true",
+                       help="write events day by day (memory: one day), for millions of "
+                            "customers")  # fmt: skip
 
     p_demo = sub.add_parser("demo", help="generate the demo data set into the landing folder")
     demo_args(p_demo)

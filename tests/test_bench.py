@@ -12,7 +12,7 @@ def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
     report = json.loads((tmp_path / "results" / "bench_15000_400.json").read_text())
     platform, baseline = report["platform"], report["baseline"]
     # same landed files, same customers in scope, on both sides
-    assert platform["events"] == baseline["events"] > 10_000
+    assert platform["events"] == baseline["events"] == report["generate"]["events"] > 10_000
     assert platform["customers"] == baseline["customers"] > 300
     assert set(platform["stages"]) == set(bench.STAGES)
     assert platform["stages"]["features"] > 0 and platform["stages"]["gates"] > 0
@@ -23,3 +23,4 @@ def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
     assert len(list((tmp_path / "work" / "15000_400" / "landing" / "events").iterdir())) == 30
     md = (tmp_path / "results" / "bench_15000_400.md").read_text()
     assert "| total |" in md and "baseline / platform" in md and "Daily refresh" in md
+    assert "streamed day by day" in md

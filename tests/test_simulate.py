@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 
 import polars as pl
@@ -92,15 +93,20 @@ def test_csv_and_purchases_only_options(tmp_path):
     assert df["event_type"].unique().to_list() == ["purchase"]
 
 
-def test_price_wave_shifts_behaviour_after_the_shift_day_only():
-    cfg = simulate.DemoConfig(n_customers=1500, days=40, shift_day=20, scenario="price_wave")
-    events, _, _, truth = simulate.simulate(cfg)
+def _assert_price_wave(cfg: simulate.DemoConfig, events: pl.DataFrame, truth: pl.DataFrame):
+    """Some customers convert, and purchases are discounted far more often after the shift."""
     assert (truth["persona"] != truth["persona_after_shift"]).sum() > 50
-    shift = dt.datetime.combine(cfg.start_date, dt.time()) + dt.timedelta(days=20)
+    shift = dt.datetime.combine(cfg.start_date, dt.time()) + dt.timedelta(days=cfg.shift_day)
     buys = events.filter(pl.col("event_type") == "purchase")
     before = buys.filter(pl.col("event_ts") < shift)["discount"].gt(0).mean()
     after = buys.filter(pl.col("event_ts") >= shift)["discount"].gt(0).mean()
     assert after > before + 0.2
+
+
+def test_price_wave_shifts_behaviour_after_the_shift_day_only():
+    cfg = simulate.DemoConfig(n_customers=1500, days=40, shift_day=20, scenario="price_wave")
+    events, _, _, truth = simulate.simulate(cfg)
+    _assert_price_wave(cfg, events, truth)
 
 
 def test_visit_collapse_cuts_sessions():
@@ -117,3 +123,34 @@ def test_bad_config_is_rejected_with_a_clear_message():
         simulate.DemoConfig(scenario="meteor")
     with pytest.raises(ValueError, match="shift_day"):
         simulate.DemoConfig(days=30, shift_day=45, scenario="price_wave")
+
+
+def test_streamed_generation_writes_the_same_shop_day_by_day(tmp_path):
+    """The streaming mode (for 100M events) draws other random numbers but the same shop:
+    same files, ids unique across files, same event mix, and the scenario still shifts."""
+    cfg = simulate.DemoConfig(n_customers=1500, days=40, shift_day=20, scenario="price_wave")
+    kept = simulate.generate(cfg, tmp_path / "a" / "landing", tmp_path / "a" / "truth")
+    streamed = simulate.generate(
+        dataclasses.replace(cfg, stream=True), tmp_path / "b" / "landing", tmp_path / "b" / "truth"
+    )
+    names = [sorted(p.name for p in (tmp_path / s / "landing").rglob("*.parquet")) for s in "ab"]
+    assert names[0] == names[1] and streamed.n_files == kept.n_files
+    files = sorted((tmp_path / "b" / "landing" / "events").glob("*.parquet"))
+    for f in files:  # each file holds its own day only (sessions crossing midnight move on)
+        assert pl.read_parquet(f)["event_ts"].dt.date().unique().to_list() == [
+            dt.date.fromisoformat(f.stem.removeprefix("events_"))
+        ]
+    events = pl.read_parquet(files)
+    assert events.schema == pl.Schema(simulate.EVENT_SCHEMA)
+    assert events["event_id"].to_list() == list(range(1, events.height + 1))
+    assert events.height == streamed.n_events
+    assert abs(streamed.n_events / kept.n_events - 1) < 0.05
+    mix = [
+        pl.read_parquet(sorted((tmp_path / s / "landing" / "events").glob("*")))["event_type"]
+        .value_counts(normalize=True)
+        .sort("event_type")["proportion"]
+        for s in "ab"
+    ]
+    assert (mix[0] - mix[1]).abs().max() < 0.01
+    truth = pl.read_parquet(tmp_path / "b" / "truth" / "personas.parquet")
+    _assert_price_wave(cfg, events, truth)

@@ -115,6 +115,10 @@ class DemoConfig:
     purchases_only: bool = False
     file_format: Literal["parquet", "csv"] = "parquet"
     activity_scale: float = 1.0  # multiplies visit frequency: < 1 for sparse, cheap data
+    #: write events one day at a time (memory: the customers plus one day of events) instead
+    #: of simulating the whole period first. Same personas, scenario and file layout, other
+    #: random draws: the data differ event by event from the in-memory mode.
+    stream: bool = False
     personas: tuple[Persona, ...] = field(default=PERSONAS)
 
     def __post_init__(self) -> None:
@@ -420,39 +424,38 @@ def _population(
     return persona, signup, np.stack([t_from, t_to]), leave_all
 
 
-def simulate(cfg: DemoConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Generate ``(events, customers, products, truth)`` in memory."""
-    rng = np.random.default_rng(cfg.seed)
+@dataclass(frozen=True)
+class _World:
+    """Who the customers are and how each behaves, before and after the scenario's shift."""
+
+    products: pl.DataFrame
+    persona: np.ndarray
+    persona_after: np.ndarray
+    signup_us: np.ndarray
+    t_from: np.ndarray  # active window [t_from, t_to), us since the start
+    t_to: np.ndarray
+    leave_us: np.ndarray
+    params: dict[str, np.ndarray]
+    params_after: dict[str, np.ndarray]
+    fav_cat: np.ndarray
+
+
+def _world(cfg: DemoConfig, rng: np.random.Generator) -> _World:
     products = _products(cfg, rng)
     persona, signup_us, (t_from, t_to), leave_us = _population(cfg, rng)
-    n = persona.size
     params = _customer_params(cfg, persona, rng)
-    fav_cat = rng.integers(0, len(CATEGORIES), n)
+    fav_cat = rng.integers(0, len(CATEGORIES), persona.size)
     persona_after, params_after = _shifted(cfg, persona, params, rng)
+    return _World(products, persona, persona_after, signup_us, t_from, t_to, leave_us,
+                  params, params_after, fav_cat)  # fmt: skip
 
+
+def _tables(
+    cfg: DemoConfig, w: _World, rng: np.random.Generator
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(customers, truth)`` of a world."""
+    n = w.persona.size
     cust = np.arange(n)
-    if cfg.scenario == "none":
-        sess = _sessions(cust, params, t_from, t_to, rng)
-        events = _events(cfg, sess, params, fav_cat, products, rng)
-    else:
-        shift = cfg.shift_day * _US_PER_DAY
-        before = _sessions(cust, params, t_from, np.minimum(t_to, shift), rng)
-        after = _sessions(cust, params_after, np.maximum(t_from, shift), t_to, rng)
-        # events of each phase use that phase's behaviour; ids stay globally unique
-        ev_before = _events(cfg, before, params, fav_cat, products, rng)
-        ev_after = _events(cfg, after, params_after, fav_cat, products, rng).with_columns(
-            session_id=pl.col("session_id") + before["customer"].size
-        )
-        events = (
-            pl.concat([ev_before, ev_after])
-            .sort("event_ts")
-            .with_columns(event_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
-        )
-    if cfg.purchases_only:
-        events = events.filter(pl.col("event_type") == "purchase").with_columns(
-            session_id=pl.lit(None, pl.Int64)
-        )
-
     start = dt.datetime.combine(cfg.start_date, dt.time())
 
     def ts(us: np.ndarray) -> pl.Expr:
@@ -463,22 +466,56 @@ def simulate(cfg: DemoConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
             "customer_id": cust.astype(np.int64) + 1,
             "country": np.asarray(COUNTRIES)[rng.integers(0, len(COUNTRIES), n)],
         }
-    ).select("customer_id", signup_ts=ts(signup_us), country="country")
+    ).select("customer_id", signup_ts=ts(w.signup_us), country="country")
     names = np.asarray([p.name for p in cfg.personas])
-    newcomer = leave_us < np.iinfo(np.int64).max
+    newcomer = w.leave_us < np.iinfo(np.int64).max
     shift_us = cfg.shift_day * _US_PER_DAY if cfg.scenario != "none" else None
     truth = pl.DataFrame(
         {
             "customer_id": cust.astype(np.int64) + 1,
-            "persona": names[persona],
-            "persona_after_shift": names[persona_after],
+            "persona": names[w.persona],
+            "persona_after_shift": names[w.persona_after],
         }
     ).with_columns(
-        arrival_ts=pl.when(pl.Series(newcomer)).then(ts(signup_us)),
-        leave_ts=pl.when(pl.Series(newcomer)).then(ts(np.where(newcomer, leave_us, 0))),
+        arrival_ts=pl.when(pl.Series(newcomer)).then(ts(w.signup_us)),
+        leave_ts=pl.when(pl.Series(newcomer)).then(ts(np.where(newcomer, w.leave_us, 0))),
         shift_ts=pl.lit(None, pl.Datetime("us")) if shift_us is None else ts(np.full(n, shift_us)),
     )
-    return events, customers, products, truth
+    return customers, truth
+
+
+def _purchases_only(cfg: DemoConfig, events: pl.DataFrame) -> pl.DataFrame:
+    if not cfg.purchases_only:
+        return events
+    return events.filter(pl.col("event_type") == "purchase").with_columns(
+        session_id=pl.lit(None, pl.Int64)
+    )
+
+
+def simulate(cfg: DemoConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Generate ``(events, customers, products, truth)`` in memory."""
+    rng = np.random.default_rng(cfg.seed)
+    w = _world(cfg, rng)
+    cust = np.arange(w.persona.size)
+    if cfg.scenario == "none":
+        sess = _sessions(cust, w.params, w.t_from, w.t_to, rng)
+        events = _events(cfg, sess, w.params, w.fav_cat, w.products, rng)
+    else:
+        shift = cfg.shift_day * _US_PER_DAY
+        before = _sessions(cust, w.params, w.t_from, np.minimum(w.t_to, shift), rng)
+        after = _sessions(cust, w.params_after, np.maximum(w.t_from, shift), w.t_to, rng)
+        # events of each phase use that phase's behaviour; ids stay globally unique
+        ev_before = _events(cfg, before, w.params, w.fav_cat, w.products, rng)
+        ev_after = _events(cfg, after, w.params_after, w.fav_cat, w.products, rng).with_columns(
+            session_id=pl.col("session_id") + before["customer"].size
+        )
+        events = (
+            pl.concat([ev_before, ev_after])
+            .sort("event_ts")
+            .with_columns(event_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+        )
+    customers, truth = _tables(cfg, w, rng)
+    return _purchases_only(cfg, events), customers, w.products, truth
 
 
 def truth_at(truth: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
@@ -511,23 +548,78 @@ def _write(df: pl.DataFrame, path: Path, file_format: str) -> None:
     tmp.replace(path)
 
 
+def _stream_events(
+    cfg: DemoConfig, w: _World, rng: np.random.Generator, landing_dir: Path
+) -> tuple[int, list[dt.date]]:
+    """Simulate and write the events day by day; returns (events written, days written).
+
+    Sessions are drawn per day (a Poisson count per day sums to the period's Poisson count);
+    the few events of a session that cross midnight move on to the next day's file, and ids
+    keep counting across files.
+    """
+    start = dt.datetime.combine(cfg.start_date, dt.time())
+    shift = cfg.shift_day * _US_PER_DAY if cfg.scenario != "none" else cfg.days * _US_PER_DAY
+    carry = pl.DataFrame(schema=EVENT_SCHEMA)
+    n_events = n_sessions = 0
+    days: list[dt.date] = []
+    for d in range(cfg.days):
+        lo, hi = d * _US_PER_DAY, (d + 1) * _US_PER_DAY
+        parts = [carry]
+        for params, a, b in ((w.params, lo, min(hi, shift)), (w.params_after, max(lo, shift), hi)):
+            active = np.flatnonzero((w.t_from < b) & (w.t_to > a))
+            if a >= b or not active.size:
+                continue
+            t_from, t_to = np.clip(w.t_from[active], a, b), np.clip(w.t_to[active], a, b)
+            sess = _sessions(active, params, t_from, t_to, rng)
+            ev = _events(cfg, sess, params, w.fav_cat, w.products, rng)
+            parts.append(ev.with_columns(session_id=pl.col("session_id") + n_sessions))
+            n_sessions += sess["customer"].size
+        events = pl.concat(parts)
+        day_end = start + dt.timedelta(days=d + 1)
+        carry = events.filter(pl.col("event_ts") >= day_end)
+        day = (
+            events.filter(pl.col("event_ts") < day_end)
+            .sort("event_ts")
+            .with_columns(event_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64) + n_events)
+        )
+        day = _purchases_only(cfg, day)
+        if day.height:
+            date = day_end.date() - dt.timedelta(days=1)
+            ext = cfg.file_format
+            _write(day, landing_dir / "events" / f"events_{date.isoformat()}.{ext}", ext)
+            n_events += day.height
+            days.append(date)
+    return n_events, days
+
+
 def generate(cfg: DemoConfig, landing_dir: Path, truth_dir: Path) -> DemoSummary:
-    """Generate the demo data set and write landing files plus the truth file."""
-    events, customers, products, truth = simulate(cfg)
+    """Generate the demo data set and write landing files plus the truth file.
+
+    ``cfg.stream`` writes the events day by day, holding one day in memory (the scale
+    benchmarks' 100M events); otherwise the period is simulated in memory first.
+    """
     ext = cfg.file_format
-    by_day = events.with_columns(_day=pl.col("event_ts").dt.date()).partition_by(
-        "_day", as_dict=True, include_key=False
-    )
-    for (day,), part in sorted(by_day.items()):
-        _write(part, landing_dir / "events" / f"events_{day.isoformat()}.{ext}", ext)
+    if cfg.stream:
+        rng = np.random.default_rng(cfg.seed)
+        w = _world(cfg, rng)
+        customers, truth = _tables(cfg, w, rng)
+        n_events, days = _stream_events(cfg, w, rng, landing_dir)
+        products = w.products
+    else:
+        events, customers, products, truth = simulate(cfg)
+        by_day = events.with_columns(_day=pl.col("event_ts").dt.date()).partition_by(
+            "_day", as_dict=True, include_key=False
+        )
+        for (day,), part in sorted(by_day.items()):
+            _write(part, landing_dir / "events" / f"events_{day.isoformat()}.{ext}", ext)
+        n_events, days = events.height, sorted(d for (d,) in by_day)
     _write(customers, landing_dir / "customers" / f"customers.{ext}", ext)
     _write(products, landing_dir / "products" / f"products.{ext}", ext)
     _write(truth, truth_dir / "personas.parquet", "parquet")
-    days = sorted(d for (d,) in by_day)
     return DemoSummary(
         n_customers=customers.height,
-        n_events=events.height,
-        n_files=len(by_day) + 2,
+        n_events=n_events,
+        n_files=len(days) + 2,
         first_date=days[0] if days else cfg.start_date,
         last_date=days[-1] if days else cfg.start_date,
         landing_dir=landing_dir,
