@@ -131,12 +131,14 @@ def test_duplicates_within_a_file_and_across_files_are_quarantined(landed, monke
     pl.concat([fresh, fresh.head(1), again]).write_parquet(
         paths.landing_dir / "events" / "zz_dupes.parquet"
     )
-    report, total, _ = _load(paths)
+    report, total, q = _load(paths)
     assert report.quarantined_by_reason == {
         "duplicate event_id in file": 1,
         "duplicate event_id already loaded from another file": 2,
     }
     assert total == good + 3
+    # rows are numbered from 1 in the file, as in a CSV (Parquet's own row numbers, + 1)
+    assert [(f, n) for f, n, _, _ in q] == [("zz_dupes.parquet", n) for n in (4, 5, 6)]
 
 
 def test_a_corrected_redelivery_under_the_same_name_loads(landed):

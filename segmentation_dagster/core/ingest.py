@@ -262,11 +262,15 @@ def _stage(
         else f"cast(null as {typ}) as {col}"
         for col, typ in contract.columns.items()
     )
+    row = "row_number() over ()"
+    if path.suffix.lower() == ".parquet" and "file_row_number" not in present:
+        # the row number Parquet already has: no window over the whole file
+        reader, row = reader[:-1] + ", file_row_number = true)", "file_row_number + 1"
     try:
         # a view: the file is read by the type check and again by the insert, never copied
         con.execute(
             "create or replace temp view _stage as select *, "
-            f"{typed} from (select row_number() over () as _row, {src} from {reader})"
+            f"{typed} from (select {row} as _row, {src} from {reader})"
         )
         rows = _check_types(path, contract, con, list(sources))
     except duckdb.Error as e:
@@ -402,8 +406,9 @@ def _write_batch(
         )
         seen = f"{key} in (select _seen_key from _seen)"
     all_cols = "{" + ", ".join(f"'{c}': cast({c} as varchar)" for c in contract.columns) + "}"
+    # a view, not a copy of the batch: read by the two inserts and the per-file counts
     con.execute(
-        "create or replace temp table _scored as select _batch.* replace ("
+        "create or replace temp view _scored as select _batch.* replace ("
         f"coalesce(_reason, case "
         f"when _first < _pos and _first // {POS_FILE} = _pos // {POS_FILE} "
         f"then 'duplicate {key} in file' "
@@ -452,7 +457,8 @@ def _write_batch(
         con.execute("rollback")
         raise
     finally:
-        for tmp in ("_batch", "_dups", "_seen", "_scored"):
+        con.execute("drop view if exists _scored")
+        for tmp in ("_batch", "_dups", "_seen"):
             con.execute(f"drop table if exists {tmp}")
     return out
 
