@@ -577,12 +577,8 @@ def _stream_events(
         events = pl.concat(parts)
         day_end = start + dt.timedelta(days=d + 1)
         carry = events.filter(pl.col("event_ts") >= day_end)
-        day = (
-            events.filter(pl.col("event_ts") < day_end)
-            .sort("event_ts")
-            .with_columns(event_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64) + n_events)
-        )
-        day = _purchases_only(cfg, day)
+        day = _purchases_only(cfg, events.filter(pl.col("event_ts") < day_end)).sort("event_ts")
+        day = day.with_columns(event_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64) + n_events)
         if day.height:
             date = day_end.date() - dt.timedelta(days=1)
             ext = cfg.file_format

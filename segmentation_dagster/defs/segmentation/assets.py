@@ -185,7 +185,7 @@ def customer_segments(warehouse: WarehouseResource) -> dg.MaterializeResult:
         names = registry.active_names(con)
         segments = features.select("customer_id", "snapshot_date").with_columns(
             segment_id=pl.Series(ids, dtype=pl.Int32),
-            segment_name=pl.Series([names.get(int(i)) for i in ids], dtype=pl.String),
+            segment_name=pl.Series(ids).replace_strict(names, default=None, return_dtype=pl.String),
             model_version=pl.lit(version, dtype=pl.Int32),
             distance=pl.Series(distance),
             confidence=pl.Series(confidence),
