@@ -86,11 +86,15 @@ def test_generate_writes_one_file_per_day_and_a_separate_truth_file(tmp_path):
     assert not list((tmp_path / "landing").rglob("*persona*"))
 
 
-def test_csv_and_purchases_only_options(tmp_path):
-    cfg = simulate.DemoConfig(n_customers=300, days=20, purchases_only=True, file_format="csv")
+@pytest.mark.parametrize("stream", [False, True], ids=["in-memory", "streamed"])
+def test_csv_and_purchases_only_options(tmp_path, stream):
+    cfg = simulate.DemoConfig(
+        n_customers=300, days=20, purchases_only=True, file_format="csv", stream=stream
+    )
     simulate.generate(cfg, tmp_path / "landing", tmp_path / "truth")
-    df = pl.read_csv(next((tmp_path / "landing" / "events").glob("*.csv")))
+    df = pl.read_csv(sorted((tmp_path / "landing" / "events").glob("*.csv")))
     assert df["event_type"].unique().to_list() == ["purchase"]
+    assert df["event_id"].is_unique().all()  # ids never repeat across the days
 
 
 def _assert_price_wave(cfg: simulate.DemoConfig, events: pl.DataFrame, truth: pl.DataFrame):
