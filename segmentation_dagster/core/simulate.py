@@ -560,15 +560,19 @@ def _stream_events(
     """
     start = dt.datetime.combine(cfg.start_date, dt.time())
     shift = cfg.shift_day * _US_PER_DAY if cfg.scenario != "none" else cfg.days * _US_PER_DAY
+    ext = cfg.file_format
     carry = pl.DataFrame(schema=EVENT_SCHEMA)
     n_events = n_sessions = 0
     days: list[dt.date] = []
     for d in range(cfg.days):
         lo, hi = d * _US_PER_DAY, (d + 1) * _US_PER_DAY
         parts = [carry]
+        # the day's part before the scenario's shift, then the part after it
         for params, a, b in ((w.params, lo, min(hi, shift)), (w.params_after, max(lo, shift), hi)):
+            if a >= b:
+                continue
             active = np.flatnonzero((w.t_from < b) & (w.t_to > a))
-            if a >= b or not active.size:
+            if not active.size:
                 continue
             t_from, t_to = np.clip(w.t_from[active], a, b), np.clip(w.t_to[active], a, b)
             sess = _sessions(active, params, t_from, t_to, rng)
@@ -582,7 +586,6 @@ def _stream_events(
         day = day.with_columns(event_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64) + n_events)
         if day.height:
             date = day_end.date() - dt.timedelta(days=1)
-            ext = cfg.file_format
             _write(day, landing_dir / "events" / f"events_{date.isoformat()}.{ext}", ext)
             n_events += day.height
             days.append(date)
