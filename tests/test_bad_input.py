@@ -204,3 +204,22 @@ def test_a_sources_file_naming_an_unknown_column_is_a_clear_error(tmp_path):
     f.write_text("events:\n  columns:\n    amount: total\n")
     with pytest.raises(SourceConfigError, match=r"events.columns: \['amount'\] are not contract"):
         load_mapping(f)
+
+
+def test_a_file_failing_the_shared_parquet_scan_is_named_and_the_others_load(landed):
+    # Parquet files of a batch are read by one multi-file scan; a value that breaks a mapped
+    # (non-try) expression fails that scan, and each file is then read alone to name it
+    paths, good = landed
+    bad = _good_rows(paths, 3).with_columns(pl.col("event_ts").cast(pl.String))
+    bad = bad.with_columns(event_ts=pl.Series(["2026-08-01 10:00:00", "yesterday", None]))
+    bad.write_parquet(paths.landing_dir / "events" / "zz_mapped.parquet")
+    sources = paths.landing_dir / "sources.yml"
+    sources.write_text("events:\n  columns:\n    event_ts: cast(event_ts as timestamp)\n")
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+        total = one(con, "select count(*) from raw.events")[0]
+    assert list(report.rejected) == ["zz_mapped.parquet"]
+    assert report.rejected["zz_mapped.parquet"].startswith(
+        "zz_mapped.parquet: column event_ts (cast(event_ts as timestamp)) cannot be read"
+    )
+    assert total == good and len(report.loaded) == CFG.days
