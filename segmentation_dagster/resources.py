@@ -36,7 +36,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[float]:
-        """Hold the writer lock without a connection (e.g. while dbt runs in a subprocess)."""
+        """Hold the writer lock without a connection of our own (e.g. while dbt opens the file)."""
         with warehouse.locked(self.path, self.lock_timeout_s) as waited:
             yield waited
 

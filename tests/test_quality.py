@@ -153,6 +153,10 @@ def test_failing_dbt_test_blocks_the_python_assets_and_is_audited(landed):
     result = _run(landed, [], "group:transform or group:segmentation")
     assert not result.success
     assert "segmentation_model" not in _materialized(result)
+    # the dbt step's error names the failing test and where dbt's own log is
+    (failure,) = [e for e in result.get_step_failure_events() if e.step_key == "dbt_models"]
+    error = failure.step_failure_data.error.message
+    assert "not_null_stg_shop__events_customer_id" in error and "dbt.log" in error
     with connect(landed.duckdb_path) as con:
         failed = one(
             con,

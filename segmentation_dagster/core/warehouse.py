@@ -40,7 +40,7 @@ def locked(
 ) -> Iterator[float]:
     """Hold the single-writer lock for ``db_path``; yields the seconds spent waiting.
 
-    Use it around anything that opens the database file, including a dbt subprocess.
+    Use it around anything that opens the database file, including dbt.
     """
     path = lock_path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)

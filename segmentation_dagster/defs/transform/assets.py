@@ -4,6 +4,11 @@ The manifest is prepared at build/test time (`make manifest`, which runs
 `dagster-dbt project prepare-and-package`), never by running dbt at import. dbt tests become
 asset checks. dbt runs while holding the warehouse writer lock, so it queues behind other
 writers instead of failing on DuckDB's file lock.
+
+dbt runs inside the run's process (dbt's programmatic ``dbtRunner``), not as the subprocess
+``DbtCliResource.cli`` starts: the subprocess re-imports dbt and sets up a second adapter, about
+8 s per run, more than the models take on a 1M-event shop. Selection (a subset materialised in
+the UI) and the dbt-result -> Dagster-event translation are dagster-dbt's own.
 """
 
 import json
@@ -16,6 +21,9 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from pydantic import Field
 
 from segmentation_dagster.core import quality
@@ -77,12 +85,10 @@ def dbt_models(
                 context.log.info(f"waited {waited:.1f}s for the warehouse writer lock")
             # one target folder per warehouse, kept between runs: dbt then re-parses only
             # what changed (its partial-parse cache is keyed on the profile, i.e. the path)
-            invocation = dbt.cli(
-                ["build", "--vars", json.dumps(dbt_vars)],
-                context=context,
-                target_path=Path(warehouse.path).resolve().parent / "dbt_target",
-            )
-            for event in invocation.stream():
+            target = Path(warehouse.path).resolve().parent / "dbt_target"
+            for event in dbt_in_process(
+                context, dbt, ["build", "--vars", json.dumps(dbt_vars)], target
+            ):
                 if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
                     checks.append(event)
                 yield event
@@ -91,6 +97,60 @@ def dbt_models(
         if checks:
             with warehouse.connect() as con:
                 quality.append_audit(con, [_audit_row(c) for c in checks], context.run_id)
+
+
+#: dbt events that carry a node's result (what dagster-dbt turns into outputs and checks)
+RESULT_EVENTS = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"})
+
+
+def dbt_in_process(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str], target_path: Path
+) -> Iterator[Any]:
+    """Run dbt ``args`` in this process for the assets selected in ``context``; yield the
+    Dagster events of every node result, then raise (naming the failed nodes) if dbt failed.
+
+    dbt prints its usual log to stdout (the step's compute log) and writes ``dbt.log`` into
+    ``target_path``, which also keeps the partial-parse cache between runs."""
+    from dbt.cli.main import dbtRunner  # ~0.6 s on top of what dagster-dbt already imported
+    from dbt_common.events.functions import msg_to_dict
+
+    params = get_updated_cli_invocation_params_for_context(
+        context=context, manifest={}, dagster_dbt_translator=TransformTranslator()
+    )
+    project_dir = params.dbt_project.project_dir if params.dbt_project else dbt.project_dir
+    argv = [*args, "--project-dir", str(project_dir), "--target-path", str(target_path),
+            "--log-path", str(target_path), "--no-send-anonymous-usage-stats",
+            *(["--profiles-dir", str(dbt.profiles_dir)] if dbt.profiles_dir else []),
+            *params.selection_args]  # fmt: skip
+    if params.indirect_selection:
+        argv += ["--indirect-selection", params.indirect_selection]
+    results: list[dict[str, Any]] = []
+
+    def keep(msg: Any) -> None:
+        if msg.info.name in RESULT_EVENTS:
+            results.append(msg_to_dict(msg))  # the same dict as a line of dbt's JSON log
+
+    outcome = dbtRunner(callbacks=[keep]).invoke(argv)
+    for raw in results:
+        yield from DbtCoreCliEventMessage(raw, {}).to_default_asset_events(
+            manifest=params.manifest,
+            dagster_dbt_translator=params.dagster_dbt_translator,
+            context=context,
+            target_path=target_path,
+            project=params.dbt_project,
+        )
+    if not outcome.success:
+        failed = [
+            f"{info['unique_id']} ({info.get('node_status')})"
+            for info in (r["data"]["node_info"] for r in results)
+            if info.get("node_status") not in ("success", "pass", "warn")
+        ]
+        raise DagsterDbtCliRuntimeError(
+            description=f"dbt {' '.join(args[:1])} failed"
+            + (f": {outcome.exception}" if outcome.exception else "")
+            + ("; failed nodes: " + ", ".join(failed) if failed else "")
+            + f". See {target_path / 'dbt.log'}"
+        )
 
 
 def _audit_row(check: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> quality.AuditRow:
@@ -110,8 +170,8 @@ def _audit_row(check: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> quality.
 
 
 def dbt_resource() -> DbtCliResource:
-    """The dbt CLI resource for this project."""
-    # the dbt installed next to this interpreter, so an un-activated venv works too
+    """The dbt resource for this project: its folders and the dbt beside this interpreter
+    (which the resource insists on finding, though :func:`dbt_in_process` runs dbt in-process)."""
     beside = Path(sys.executable).parent / "dbt"
     executable = str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
     return DbtCliResource(project_dir=dbt_project, dbt_executable=executable)
