@@ -20,6 +20,9 @@ def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
     assert platform["peak_rss_mib"] > 0 and baseline["peak_rss_mib"] > 0
     # the daily refresh ran on top of that history, and the harness's new day left again
     assert platform["daily_refresh_s"] > 0 and "dbt_models" in platform["daily_refresh_slowest"]
+    # ... in its own process: loading the code location is reported apart from the run
+    assert platform["daily_refresh_load_s"] > 0
+    assert platform["daily_refresh_process_s"] > platform["daily_refresh_s"]
     assert len(list((tmp_path / "work" / "15000_400" / "landing" / "events").iterdir())) == 30
     md = (tmp_path / "results" / "bench_15000_400.md").read_text()
     assert "| total |" in md and "baseline / platform" in md and "Daily refresh" in md
