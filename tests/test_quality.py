@@ -80,6 +80,29 @@ def test_empty_table_fails_the_gate(tmp_path):
     assert not row_count.success and row_count.expectation.severity == "error"
 
 
+def test_each_expectation_gets_its_own_result_and_an_error_names_the_column(tmp_path):
+    import pandas as pd
+
+    def edit(raw):
+        raw["expectations"] = [
+            {"type": "expect_column_values_to_be_between",
+             "kwargs": {"column": "price", "min_value": 0, "max_value": 10}},
+            {"type": "expect_column_values_to_be_between",  # same type and column, looser
+             "kwargs": {"column": "price", "min_value": 0, "max_value": 100}},
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such"}},
+        ]  # fmt: skip
+
+    suite = _suite_copy(tmp_path, "raw_events", edit)
+    df = pd.DataFrame({"price": [1.0, 5.0, 50.0]})
+    by_type = {(o.expectation.type, o.expectation.kwargs.get("max_value")): o
+               for o in quality.validate(df, suite)}  # fmt: skip
+    assert not by_type[("expect_column_values_to_be_between", 10)].success
+    assert by_type[("expect_column_values_to_be_between", 10)].failing_rows == [{"price": 50.0}]
+    assert by_type[("expect_column_values_to_be_between", 100)].success
+    missing = by_type[("expect_column_values_to_not_be_null", None)]
+    assert not missing.success and '"no_such"' in missing.error
+
+
 def test_failing_error_check_blocks_everything_downstream(landed, tmp_path):
     suite = _suite_copy(tmp_path, "raw_events", _strict_price("error"))
     result = _run(landed, [build_suite_checks(suite)])
