@@ -113,3 +113,21 @@ def test_browsing_archetypes_are_not_offered_without_browsing_features():
     names = naming.name_segments(z)
     assert "Frequent visitors" not in names.values()
     assert names[1] == "Loyal high spenders"
+
+
+def test_reference_shares_are_counted_once_and_follow_the_id_map(tmp_path):
+    from segmentation_dagster.core import drift, registry
+    from segmentation_dagster.core.warehouse import connect
+
+    df, _ = blobs(centers=3)
+    model = _fit(df)
+    with connect(tmp_path / "w.duckdb") as con:
+        version = registry.save_model(con, model, tmp_path / "models", None, df)
+        expected = drift.shares(model.assign(df)[0])
+        assert registry.reference_shares(con, version, model) == expected
+        cache = registry.reference_path(con, version).with_suffix(".clusters.json")
+        assert cache.exists()
+        model.segment_ids = model.segment_ids + 10  # ids re-mapped; the cached counts still apply
+        assert registry.reference_shares(con, version, model) == {
+            k + 10: v for k, v in expected.items()
+        }

@@ -15,9 +15,13 @@ import polars as pl
 from pydantic import Field
 
 from segmentation_dagster.core import drift, registry
-from segmentation_dagster.core.warehouse import md_table
+from segmentation_dagster.core.warehouse import md_table, one
 from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
-from segmentation_dagster.defs.segmentation.assets import customer_segments, read_features
+from segmentation_dagster.defs.segmentation.assets import (
+    FEATURES_TABLE,
+    customer_segments,
+    read_features,
+)
 from segmentation_dagster.resources import ReportsResource, WarehouseResource
 
 HISTORY = "monitoring.drift_history"
@@ -176,16 +180,16 @@ def segment_share_drift(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PSI of today's segment shares vs the shares on the champion's reference snapshot
     (rule of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a real shift)."""
     with warehouse.connect() as con:
-        version, model, reference = _reference(con)
-        current = read_features(con)
-        at_fit = drift.shares(model.assign(reference)[0])
+        version, model = registry.require_champion(con)
+        # today's shares come from customer_segments; only the date is needed from the features
+        snapshot = one(con, f"select max(snapshot_date) from {FEATURES_TABLE}")[0]
+        at_fit = registry.reference_shares(con, version, model)
         today = drift.shares(
             con.sql("select segment_id from segmentation.customer_segments")
             .pl()["segment_id"]
             .to_numpy()
         )
         score = drift.psi(at_fit, today)
-        snapshot = current["snapshot_date"].max()
         _append_history(con, snapshot, version, "segment_share_psi", score,
                         {"at_fit": at_fit, "today": today})  # fmt: skip
     rows = pl.DataFrame(
