@@ -242,11 +242,12 @@ def reference_shares(
     every day cost most of segment_share_drift (~19 s at 6M customers). Ids are mapped through
     ``model.segment_ids`` at read time.
     """
-    cache = reference_path(con, version).with_suffix(".clusters.json")
+    snapshot = reference_path(con, version)
+    cache = snapshot.with_suffix(".clusters.json")
     if cache.exists():
         counts = [int(c) for c in json.loads(cache.read_text())]
     else:
-        reference = pl.read_parquet(reference_path(con, version))
+        reference = pl.read_parquet(snapshot)
         idx = model.cluster_index(model.transform(reference))[0]
         counts = [int((idx == i).sum()) for i in range(model.k)]
         _atomic(cache, lambda tmp: tmp.write_text(json.dumps(counts)))
