@@ -272,7 +272,7 @@ def _inspect(
     try:  # binds the mapped expressions against this file's columns (reads no rows)
         con.execute(f"describe select {_source_list(sources)} from {reader}").fetchall()
     except duckdb.Error as e:
-        raise _unreadable(con, path, reader, sources, e) from e
+        raise _read_error(con, path, reader, sources, e) from e
     numbered = path.suffix.lower() == ".parquet" and not {"file_row_number", "filename"} & set(
         present
     )
@@ -283,7 +283,7 @@ def _source_list(sources: dict[str, str]) -> str:
     return ", ".join(f"({expr}) as _src_{col}" for col, expr in sources.items())
 
 
-def _unreadable(
+def _read_error(
     con: duckdb.DuckDBPyConnection, path: Path, reader: str, sources: dict[str, str], e: Exception
 ) -> LandingFileError:
     """The error for a file a statement failed on, naming the first column that fails alone."""
@@ -320,6 +320,11 @@ def _rows_estimate(con: duckdb.DuckDBPyConnection, s: _Staged) -> int:
     return s.path.stat().st_size // 64
 
 
+def _unread(col: str) -> str:
+    """SQL condition: the row has a value for ``col`` that could not be read as its type."""
+    return f"_src_{col} is not null and {col} is null"
+
+
 def _typed_columns(contract: Contract) -> list[str]:
     """Contract columns whose values are converted (judged by the type check), in bit order."""
     return [c for c, t in contract.columns.items() if t != "VARCHAR"]
@@ -334,11 +339,11 @@ def _reason_case(contract: Contract, cols: list[str]) -> str:
             f" or trim({col}) = ''" if contract.columns[col] == "VARCHAR" else ""
         )
         if contract.columns[col] != "VARCHAR":
-            whens.append((f"unparseable {col}", f"_src_{col} is not null and {col} is null"))
+            whens.append((f"unparseable {col}", _unread(col)))
         whens.append((f"missing {col}", cond))
     for col in cols:
         if col not in contract.required and contract.columns[col] != "VARCHAR":
-            whens.append((f"unparseable {col}", f"_src_{col} is not null and {col} is null"))
+            whens.append((f"unparseable {col}", _unread(col)))
     whens += list(contract.rules)
     body = " ".join(f"when {cond} then {_sql_str(reason)}" for reason, cond in whens)
     return f"case {body} end"
@@ -389,7 +394,7 @@ def _scan_into_batch(
     )
     record = "to_json({" + ", ".join(f"'{c}': cast(_src_{c} as varchar)" for c in cols) + "})"
     unreadable = " + ".join(
-        f"case when _src_{col} is not null and {col} is null then {1 << bit} else 0 end"
+        f"case when {_unread(col)} then {1 << bit} else 0 end"
         for bit, col in enumerate(_typed_columns(contract))
         if col in sources
     )
@@ -409,9 +414,11 @@ def _scan_batch(
     """Fill ``_batch`` with the staged files; returns the files that could not be read, by
     ordinal. The Parquet files share one scan; when it fails, each file is read alone so the
     error names the file (and the column) it came from."""
-    multi = [s for s in staged if s.file_row_number]
-    groups = [multi] if len(multi) > 1 else []
-    groups += [[s] for s in staged if not (len(multi) > 1 and s.file_row_number)]
+    shared = [s for s in staged if s.file_row_number]
+    if len(shared) < 2:
+        shared = []
+    groups = [shared] if shared else []
+    groups += [[s] for s in staged if s not in shared]
     failed: dict[int, LandingFileError] = {}
     for group in groups:
         try:
@@ -420,7 +427,7 @@ def _scan_batch(
         except duckdb.Error as e:  # an INSERT fails whole: nothing of the group was written
             if len(group) == 1:
                 s = group[0]
-                failed[s.ordinal] = _unreadable(con, s.path, s.reader, s.sources, e)
+                failed[s.ordinal] = _read_error(con, s.path, s.reader, s.sources, e)
                 continue
         for s in group:
             failed.update(_scan_batch(con, contract, [s]))

@@ -99,10 +99,6 @@ def dbt_models(
                 quality.append_audit(con, [_audit_row(c) for c in checks], context.run_id)
 
 
-#: dbt events that carry a node's result (what dagster-dbt turns into outputs and checks)
-RESULT_EVENTS = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"})
-
-
 def dbt_in_process(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str], target_path: Path
 ) -> Iterator[Any]:
@@ -124,15 +120,18 @@ def dbt_in_process(
             *params.selection_args]  # fmt: skip
     if params.indirect_selection:
         argv += ["--indirect-selection", params.indirect_selection]
-    results: list[dict[str, Any]] = []
+    results: list[DbtCoreCliEventMessage] = []
 
     def keep(msg: Any) -> None:
-        if msg.info.name in RESULT_EVENTS:
-            results.append(msg_to_dict(msg))  # the same dict as a line of dbt's JSON log
+        # the same dict as a line of dbt's JSON log (~900 a build, 0.07 s in all);
+        # dagster-dbt decides which carry a node's result
+        event = DbtCoreCliEventMessage(msg_to_dict(msg), {})
+        if event.is_result_event:
+            results.append(event)
 
     outcome = dbtRunner(callbacks=[keep]).invoke(argv)
-    for raw in results:
-        yield from DbtCoreCliEventMessage(raw, {}).to_default_asset_events(
+    for event in results:
+        yield from event.to_default_asset_events(
             manifest=params.manifest,
             dagster_dbt_translator=params.dagster_dbt_translator,
             context=context,
@@ -142,7 +141,7 @@ def dbt_in_process(
     if not outcome.success:
         failed = [
             f"{info['unique_id']} ({info.get('node_status')})"
-            for info in (r["data"]["node_info"] for r in results)
+            for info in (r.raw_event["data"]["node_info"] for r in results)
             if info.get("node_status") not in ("success", "pass", "warn")
         ]
         raise DagsterDbtCliRuntimeError(
