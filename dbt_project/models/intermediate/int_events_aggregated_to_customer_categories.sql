@@ -1,4 +1,7 @@
--- One row per customer and category: how much of the customer's product attention it gets.
+-- One row per customer and category: how many of the customer's product events (view, cart,
+-- purchase) in the feature window were in it. Shares and ranks are taken per customer in
+-- customer_features with plain aggregates: a window over these rows (share, rank) cost 2 s of
+-- CPU at 10M events, more than the counting.
 
 with
 
@@ -10,23 +13,11 @@ events as (
 
 ),
 
-counted as (
+final as (
 
     select customer_id, category, count(*) as event_count
     from events
     group by customer_id, category
-
-),
-
-final as (
-
-    select
-        *,
-        event_count / sum(event_count) over (partition by customer_id) as category_share,
-        row_number() over (
-            partition by customer_id order by event_count desc, category
-        ) as category_rank
-    from counted
 
 )
 

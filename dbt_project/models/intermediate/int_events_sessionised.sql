@@ -31,48 +31,6 @@ windowed as (
 
 ),
 
-with_session_id as (
+{{ sessionise('windowed') }}
 
-    select *, session_id as session_key
-    from windowed
-    where session_id is not null
-
-),
-
-without_session_id as (
-
-    select
-        *,
-        case
-            when event_ts - lag(event_ts) over by_customer
-                <= interval '{{ var("session_gap_minutes") }} minutes' then 0
-            else 1
-        end as starts_session
-    from windowed
-    where session_id is null
-    window by_customer as (partition by customer_id order by event_ts, event_id)
-
-),
-
-derived as (
-
-    select
-        * exclude (starts_session),
-        customer_id || '~' || cast(
-            sum(starts_session) over (
-                partition by customer_id order by event_ts, event_id rows unbounded preceding
-            ) as varchar
-        ) as session_key
-    from without_session_id
-
-),
-
-final as (
-
-    select * from with_session_id
-    union all by name
-    select * from derived
-
-)
-
-select * from final
+select * from sessionised

@@ -117,9 +117,11 @@ category_stats as (
     select
         customer_id,
         count(*) as category_count,
-        sum(category_share * category_share) as category_hhi,
-        max(category_share) as top_category_share,
-        arg_min(category, category_rank) as top_category
+        -- Herfindahl index of the category shares: sum((n / total)^2)
+        sum(event_count * event_count) / (sum(event_count) * sum(event_count)) as category_hhi,
+        max(event_count) / sum(event_count) as top_category_share,
+        -- the most frequent category; ties go to the first by name
+        arg_min(category, (-event_count, category)) as top_category
     from categories
     group by customer_id
 

@@ -16,12 +16,6 @@
     )
 }}
 
-{% if var('monitor_window_days') > var('window_days') %}
-    {{ exceptions.raise_compiler_error(
-        "monitor_window_days (" ~ var('monitor_window_days') ~ ") must not exceed window_days ("
-        ~ var('window_days') ~ "): the recent activity is taken from the feature window") }}
-{% endif %}
-
 with
 
 params as (
@@ -33,11 +27,14 @@ params as (
 events as (
 
     select events.*, params.snapshot_date
-    from {{ ref('int_events_sessionised') }} as events
+    from {{ ref('stg_shop__events') }} as events
     cross join params
-    where events.event_date > params.snapshot_date - params.days
+    where events.event_date <= params.snapshot_date
+      and events.event_date > params.snapshot_date - params.days
 
 ),
+
+{{ sessionise('events') }},
 
 sessions as (
 
@@ -49,7 +46,7 @@ sessions as (
         count(*) filter (where event_type = 'search') as search_count,
         bool_or(event_type = 'cart') as has_cart,
         bool_or(event_type = 'purchase') as has_purchase
-    from events
+    from sessionised
     group by customer_id, session_key
 
 ),

@@ -52,8 +52,7 @@ class FeatureWindowConfig(dg.Config):
     )
     monitor_window_days: int = Field(
         default=7,
-        description="Window of customer_recent_activity, what the drift monitor compares "
-        "(at most window_days).",
+        description="Window of customer_recent_activity, what the drift monitor compares.",
     )
 
 
