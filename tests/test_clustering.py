@@ -50,6 +50,9 @@ def test_fit_recovers_the_number_of_blobs_and_assigns_everyone():
         (a, k) for a in ("kmeans", "gmm") for k in range(2, 8)
     }
     assert "fewest segments" in model.selection_reason
+    # assignment runs in row chunks; where the chunks fall changes nothing
+    chunked = model.assign(df, chunk=7)
+    assert all(np.array_equal(a, b) for a, b in zip(chunked, (labels, dist, conf), strict=True))
 
 
 def test_candidates_are_compared_on_a_sample_and_the_winner_refitted_on_more():
