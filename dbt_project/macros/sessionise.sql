@@ -5,8 +5,8 @@
     session that began before its earliest date is counted from there.
 
     Used by int_events_sessionised (the feature window) and customer_recent_activity (the
-    monitor's few days), which sessionises its own few days rather than reading the first:
-    DuckDB materialises the feature window's events there, 100M rows at 100M events.
+    monitor's few days). The monitor sessionises its own days instead of filtering the
+    feature window's view: DuckDB materialises that view's events, 100M rows at 100M events.
 -#}
 {% macro sessionise(events) -%}
 
