@@ -186,7 +186,7 @@ class FittedModel:
 
     def cluster_index(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Estimator cluster index, distance to that centroid, and a confidence in [0, 1]."""
-        dist = centroid_distances(x, self.centroids)
+        dist = np.sqrt(((x[:, None, :] - self.centroids[None, :, :]) ** 2).sum(-1))
         if isinstance(self.estimator, KMeans):
             idx = dist.argmin(axis=1)
             two = np.sort(dist, axis=1)[:, :2] if self.k > 1 else np.c_[dist, dist + 1]
@@ -197,33 +197,27 @@ class FittedModel:
             confidence = proba.max(axis=1)
         return idx, dist[np.arange(idx.size), idx], confidence
 
-    def assign(
+    def cluster_index_rows(
         self, features: pl.DataFrame, chunk: int = 262_144
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Published segment id, distance to its centroid and confidence for every row.
+        """:meth:`cluster_index` of every row of ``features``, transformed here.
 
-        Row by row in effect (every step is per-row), computed in chunks of ``chunk`` rows: on
-        6M customers the whole-frame version spent most of its 14 s faulting in the fresh
-        640 MB copy each preprocessing step makes."""
+        Every step is per-row, so it runs in chunks of ``chunk`` rows: on 6M customers the
+        whole-frame version spent most of its 14 s faulting in the fresh 640 MB copy each
+        preprocessing step makes (and the n x k x d distance temporary)."""
         parts = [
             self.cluster_index(self.transform(features.slice(start, chunk)))
             for start in range(0, features.height, chunk)
         ] or [self.cluster_index(self.transform(features))]
         idx, distance, confidence = (np.concatenate(p) for p in zip(*parts, strict=True))
+        return idx, distance, confidence
+
+    def assign(
+        self, features: pl.DataFrame, chunk: int = 262_144
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Published segment id, distance to its centroid and confidence for every row."""
+        idx, distance, confidence = self.cluster_index_rows(features, chunk)
         return self.segment_ids[idx], distance, confidence
-
-
-def centroid_distances(x: np.ndarray, centroids: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """Euclidean distance of every row of ``x`` to every centroid, (n, k).
-
-    In row chunks: the one-shot broadcast builds an n x k x d temporary (1.9 GB for 6M
-    customers, 3 centroids, 13 features) and spent most of its time faulting that memory in.
-    """
-    out = np.empty((x.shape[0], centroids.shape[0]))
-    for start in range(0, x.shape[0], chunk):
-        part = x[start : start + chunk]
-        out[start : start + chunk] = np.sqrt(((part[:, None, :] - centroids[None]) ** 2).sum(-1))
-    return out
 
 
 def candidate_columns(features: pl.DataFrame) -> list[str]:

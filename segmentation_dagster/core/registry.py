@@ -248,7 +248,7 @@ def reference_shares(
         counts = [int(c) for c in json.loads(cache.read_text())]
     else:
         reference = pl.read_parquet(snapshot)
-        idx = model.cluster_index(model.transform(reference))[0]
+        idx = model.cluster_index_rows(reference)[0]
         counts = [int((idx == i).sum()) for i in range(model.k)]
         _atomic(cache, lambda tmp: tmp.write_text(json.dumps(counts)))
     total = sum(counts)
