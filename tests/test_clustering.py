@@ -87,6 +87,27 @@ def test_transform_reuses_the_fitted_scaling():
     assert model.transform(extreme)[:, 0].max() < 5  # clipped to the fitted 99.5 % quantile
 
 
+def test_preprocessing_matches_sklearns_median_imputer_and_plain_quantiles():
+    """The fast preprocessing steps give what the straightforward ones give."""
+    from sklearn.impute import SimpleImputer
+
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(0, 1, size=(2_001, 4))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[:, 3] = np.nan  # a column with no values at all
+    plan = clustering.FeaturePlan(used=("a", "b", "c", "d"), log_transformed=("b", "c"),
+                                  dropped={})  # fmt: skip
+    pre = clustering.build_preprocessor(plan).fit(x)
+    sk = SimpleImputer(strategy="median", keep_empty_features=True).fit(x)
+    np.testing.assert_array_equal(pre.named_steps["impute"].statistics_, sk.statistics_)
+    logged = sk.transform(x)
+    logged[:, 1:3] = np.log1p(np.clip(logged[:, 1:3], 0, None))
+    clip = pre.named_steps["clip"]
+    np.testing.assert_array_equal(clip.lo_, np.nanquantile(logged, 0.005, axis=0))
+    np.testing.assert_array_equal(clip.hi_, np.nanquantile(logged, 0.995, axis=0))
+    np.testing.assert_array_equal(pre[:-1].transform(x), np.clip(logged, clip.lo_, clip.hi_))
+
+
 def test_too_few_customers_is_a_clear_error():
     df, _ = blobs(n_per=1, centers=2)
     with pytest.raises(ValueError, match="customer_features has 2 rows; need at least 30"):
