@@ -141,6 +141,36 @@ def test_duplicates_within_a_file_and_across_files_are_quarantined(landed, monke
     assert [(f, n) for f, n, _, _ in q] == [("zz_dupes.parquet", n) for n in (4, 5, 6)]
 
 
+def test_duplicates_of_an_earlier_load_and_of_an_earlier_batch_of_the_same_load_are_caught(
+    landed, monkeypatch
+):
+    # the history is probed by key, this load's earlier batches by key hash then key
+    monkeypatch.setattr(ingest, "BATCH_ROWS", 1)  # a batch per file
+    paths, good = landed
+    _load(paths)
+    last = sorted((paths.landing_dir / "events").iterdir())[-1]  # the latest _loaded_at
+    fresh = _good_rows(paths, 3)
+    events = paths.landing_dir / "events"
+    pl.concat([fresh, pl.read_parquet(last).head(2)]).write_parquet(events / "zz_a.parquet")
+    fresh.tail(1).write_parquet(events / "zz_b.parquet")  # loaded by zz_a, one batch before
+    report, total, q = _load(paths)
+    assert report.loaded == ["zz_a.parquet", "zz_b.parquet"]
+    assert report.quarantined_by_reason == {
+        "duplicate event_id already loaded from another file": 3
+    }
+    assert total == good + 3
+    assert [(f, n) for f, n, _, _ in q] == [("zz_a.parquet", 4), ("zz_a.parquet", 5),
+                                            ("zz_b.parquet", 1)]  # fmt: skip
+
+
+def test_a_load_stamps_its_rows_after_every_earlier_load_even_if_the_clock_went_back():
+    import datetime as dt
+
+    later = dt.datetime.now() + dt.timedelta(days=1)
+    assert ingest._Pass(later).now() > later
+    assert ingest._Pass(None).now() <= dt.datetime.now()
+
+
 def test_a_corrected_redelivery_under_the_same_name_loads(landed):
     paths, good = landed
     target = paths.landing_dir / "events" / "zz_delivery.csv"
