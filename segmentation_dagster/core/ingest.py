@@ -514,9 +514,12 @@ def _find_seen(
             [run.loaded_before, files],
         )
     # probe the pass's hashes (a scan) with the batch's (a hash table of the batch's size)
-    hits = f"select h from _pass_keys where h in (select hash({key}) from _batch)"
-    if one(con, f"select count(*) from ({hits})")[0]:
-        matches = f"select {key} from _batch where hash({key}) in ({hits})"
+    con.execute(
+        "create or replace temp table _hits as "
+        f"select h from _pass_keys where h in (select hash({key}) from _batch)"
+    )
+    if one(con, "select count(*) from _hits")[0]:
+        matches = f"select {key} from _batch where hash({key}) in (select h from _hits)"
         this_pass = "true" if run.loaded_before is None else "_loaded_at > ?"
         con.execute(
             f"insert into _seen select distinct {key} from {contract.table} "
@@ -606,7 +609,7 @@ def _write_batch(
         raise
     finally:
         con.execute("drop view if exists _scored")
-        for tmp in ("_batch", "_dups", "_seen"):
+        for tmp in ("_batch", "_dups", "_seen", "_hits"):
             con.execute(f"drop table if exists {tmp}")
     return out
 
