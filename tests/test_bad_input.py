@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from segmentation_dagster.core import ingest, simulate
-from segmentation_dagster.core.sources import SourceConfigError, load_mapping
+from segmentation_dagster.core.sources import SourceConfigError, load_mapping, mapping_path
 from segmentation_dagster.core.warehouse import connect, one
 
 CFG = simulate.DemoConfig(n_customers=150, days=3, seed=2)
@@ -42,6 +42,14 @@ def _with_bad_row(paths, **changes) -> pl.DataFrame:
     return pl.concat([rows.head(5), bad])
 
 
+def _sources_file(paths, text: str):
+    """A sources file in the project's configuration folder (never the landing folder)."""
+    path = mapping_path(paths.landing_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def _write_raw(path, data: bytes) -> None:
     path.write_bytes(data)
 
@@ -55,7 +63,8 @@ FILE_CASES = [
      "cannot be read"),
     ("bad csv encoding",
      lambda p, t: _write_raw(t, HEADER + "1,Jos\xe9,2026-08-01,view\n".encode("latin-1")),
-     "cannot be read"),
+     "not UTF-8 (line 2); declare the file's encoding in the sources file, e.g. events: "
+     "{csv: {encoding: latin-1}}"),
     ("zero rows", lambda p, t: _good_rows(p).head(0).write_parquet(t.with_suffix(".parquet")),
      "file has zero rows"),
     ("wrong type: timestamps", lambda p, t: _csv(
@@ -205,8 +214,8 @@ def test_orders_csv_maps_onto_the_contract_through_a_sources_file(paths):
         "A2;1;c2;20260802;1;7,50\n"
         "A3;1;c3;2026-08-03;1;1,00\n"  # not YYYYMMDD: quarantined, not the whole file
     )
-    sources = paths.landing_dir / "sources.yml"
-    sources.write_text(
+    sources = _sources_file(
+        paths,
         "events:\n"
         "  csv: {delim: ';'}\n"
         "  columns:\n"
@@ -215,7 +224,7 @@ def test_orders_csv_maps_onto_the_contract_through_a_sources_file(paths):
         "    event_ts: \"try_strptime(order_date, '%Y%m%d')\"\n"
         "    event_type: \"'purchase'\"\n"
         "    quantity: qty\n"
-        "    price: \"try_cast(replace(amount, ',', '.') as double) / try_cast(qty as double)\"\n"
+        "    price: \"try_cast(replace(amount, ',', '.') as double) / try_cast(qty as double)\"\n",
     )
     with connect(paths.duckdb_path) as con:
         report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
@@ -243,8 +252,9 @@ def test_a_file_failing_the_shared_parquet_scan_is_named_and_the_others_load(lan
     bad = _good_rows(paths, 3).with_columns(pl.col("event_ts").cast(pl.String))
     bad = bad.with_columns(event_ts=pl.Series(["2026-08-01 10:00:00", "yesterday", None]))
     bad.write_parquet(paths.landing_dir / "events" / "zz_mapped.parquet")
-    sources = paths.landing_dir / "sources.yml"
-    sources.write_text("events:\n  columns:\n    event_ts: cast(event_ts as timestamp)\n")
+    sources = _sources_file(
+        paths, "events:\n  columns:\n    event_ts: cast(event_ts as timestamp)\n"
+    )
     with connect(paths.duckdb_path) as con:
         report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
         total = one(con, "select count(*) from raw.events")[0]
