@@ -3,7 +3,8 @@
     segmentation demo       generate the demo data set into the landing folder
     segmentation run        run the main job through Dagster and print a summary
     segmentation evaluate   adjusted Rand index of the segments vs the simulated personas
-    segmentation audit      data-quality audit: pass rates, failures, quarantine, rejections
+    segmentation audit      data-quality audit: pass rates, failures, quarantine, rejections,
+                            ignored landing entries
     segmentation replay     day-by-day operation over a simulated period (drift -> re-segment)
 
 Paths come from the environment (see core.settings); `make run` sets DAGSTER_HOME so the runs
@@ -196,6 +197,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print(_table(["kind", "reason", "rows", "files"], s.quarantine))
     print("\nrejected files")
     print(_table(["kind", "file", "error"], s.rejected_files))
+    print("\nignored landing entries")
+    print(_table(["kind", "entry", "reason"], s.ignored_entries))
     return 0
 
 

@@ -53,6 +53,8 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     p = make_paths(tmp_path / "data")
     monkeypatch.setenv("SEGMENTATION_DATA_DIR", str(p.data_dir))
     monkeypatch.setenv("SEGMENTATION_DUCKDB_PATH", str(p.duckdb_path))
+    monkeypatch.setenv("SEGMENTATION_CONFIG_DIR", str(tmp_path / "config"))  # no sources.yml
+    monkeypatch.delenv("SEGMENTATION_SOURCES", raising=False)
     return p
 
 

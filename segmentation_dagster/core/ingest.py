@@ -2,12 +2,20 @@
 
 Layout of the landing folder (files are only ever read, never moved, changed or deleted)::
 
-    <landing>/events/*.parquet|*.csv      behaviour events (one file per day, any names)
-    <landing>/customers/*.parquet|*.csv   optional customer attributes
-    <landing>/products/*.parquet|*.csv    optional product attributes
+    <landing>/events/*.parquet|*.csv|*.csv.gz      behaviour events (one file per day, any names)
+    <landing>/customers/*.parquet|*.csv|*.csv.gz   optional customer attributes
+    <landing>/products/*.parquet|*.csv|*.csv.gz    optional product attributes
 
-Your own column names and formats map onto the contract through a sources file (see
-:mod:`segmentation_dagster.core.sources`), not code.
+Every other entry is ignored with a reason in the manifest (see
+:mod:`segmentation_dagster.core.landing`). Your own column names and formats map onto the
+contract through a sources file (see :mod:`segmentation_dagster.core.sources`), not code.
+
+Landing files and mapping expressions are untrusted, so files are read and mapped on a separate
+in-memory DuckDB (:func:`file_reader`) that may open the files of this pass and nothing else on
+disk (``allowed_paths``, ``enable_external_access = false``, configuration locked) and has no
+access to the warehouse; its result (typed, rule-scored rows) is streamed into the warehouse
+connection as Arrow. It runs in UTC, so a timestamp with an offset (``10:00+05:00``, ``Z``, a
+Parquet TIMESTAMPTZ) is stored as its UTC time; a timestamp without one is taken as UTC.
 
 Every file is recorded in ``raw.load_manifest`` with its sha256. A file whose name and hash are
 already loaded is skipped; a file re-delivered under the same name with new content replaces the
@@ -22,24 +30,35 @@ back, the manifest does not list its files, and the next run loads them again.
 Per file:
 
 1. **File-level checks** reject the whole file, naming it and the problem: unreadable (corrupt
-   Parquet, bad CSV encoding, ragged CSV), a required column missing, a column whose values
-   mostly cannot be read as the contract type, zero rows. The manifest records it as rejected;
-   the previously loaded version of that file, if any, stays.
+   Parquet, not UTF-8 without a declared encoding, ragged CSV), a required column missing or a
+   mapped column the file lacks, a column whose values mostly cannot be read as the contract
+   type, zero rows. The manifest records it as rejected; if a previously loaded version of the
+   file exists, that version stays and the manifest row keeps the rejection beside it
+   (``rejected_sha256``, ``rejected_error``, ``rejected_at``).
 2. **Row-level rules** send each bad row to ``raw.quarantine`` with the file, the row number,
-   the first rule it broke and its raw values; the good rows load. See ``Contract.rules``.
+   the first rule it broke and its raw values; the good rows load. See ``Contract.rules`` and
+   :class:`Limits` (non-finite numbers, absurd prices and quantities, timestamps too old).
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import datetime as dt
+import gzip
 import hashlib
 import logging
+import math
+import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from segmentation_dagster.core.sources import SourceMapping
+from segmentation_dagster.core import landing
+from segmentation_dagster.core.sources import SourceMapping, UnknownColumnError
 from segmentation_dagster.core.warehouse import one
 
 log = logging.getLogger(__name__)
@@ -47,7 +66,6 @@ log = logging.getLogger(__name__)
 RAW_SCHEMA = "raw"
 MANIFEST = f"{RAW_SCHEMA}.load_manifest"
 QUARANTINE = f"{RAW_SCHEMA}.quarantine"
-SUFFIXES = (".parquet", ".csv")
 EVENT_TYPES = ("view", "cart", "purchase", "search", "review")
 #: A file is rejected as "wrong types" when more than this share of a column's values cannot be
 #: read as the contract type; below it, the offending rows are quarantined.
@@ -58,6 +76,74 @@ MIN_VALUES_FOR_TYPE_CHECK = 20
 BATCH_ROWS = 2_500_000
 #: A batch position is file ordinal * POS_FILE + row number (rows per file < 10^12).
 POS_FILE = 1_000_000_000_000
+#: Rows per Arrow batch streamed from the file reader into the warehouse.
+STREAM_ROWS = 1_000_000
+#: Manifest kind of the entries at the top of the landing folder.
+ROOT_KIND = "landing"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds beyond which a value is absurd rather than rare: rows outside are quarantined
+    with the rule named after the bound (``price above 1e9``, ``event_ts before 2000-01-01``).
+    Set through ``SEGMENTATION_EARLIEST_TS``, ``SEGMENTATION_MAX_PRICE`` and
+    ``SEGMENTATION_MAX_QUANTITY``."""
+
+    earliest_ts: dt.datetime = dt.datetime(2000, 1, 1)
+    max_price: float = 1e9
+    max_quantity: float = 1e6
+
+    def __post_init__(self) -> None:
+        for name in ("max_price", "max_quantity"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        kw: dict[str, object] = {}
+        ts = os.environ.get("SEGMENTATION_EARLIEST_TS")
+        if ts:
+            try:
+                kw["earliest_ts"] = dt.datetime.fromisoformat(ts)
+            except ValueError as e:
+                raise ValueError(
+                    f"SEGMENTATION_EARLIEST_TS: not a date or timestamp: {ts!r}"
+                ) from e
+        for var, name in (("SEGMENTATION_MAX_PRICE", "max_price"),
+                          ("SEGMENTATION_MAX_QUANTITY", "max_quantity")):  # fmt: skip
+            raw = os.environ.get(var)
+            if raw:
+                try:
+                    kw[name] = float(raw)
+                except ValueError as e:
+                    raise ValueError(f"{var}: not a number: {raw!r}") from e
+        try:
+            return cls(**kw)  # type: ignore[arg-type]
+        except ValueError as e:
+            raise ValueError(f"SEGMENTATION_MAX_*: {e}") from e
+
+    def rules(self, contract: Contract) -> list[tuple[str, str]]:
+        """The bounded-value rules of ``contract``: (reason, SQL condition true for a bad row).
+        The bounds are numbers and a timestamp parsed here, rendered as SQL literals."""
+        ts = self.earliest_ts
+        if ts.tzinfo is not None:
+            ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
+        label = ts.date().isoformat() if ts.time() == dt.time() else ts.isoformat(sep=" ")
+        out = [
+            (f"{col} before {label}", f"{col} < timestamp '{ts.isoformat(sep=' ')}'")
+            for col, typ in contract.columns.items()
+            if typ == "TIMESTAMP"
+        ]
+        for col, bound in contract.bounded.items():
+            value = float(getattr(self, bound))
+            out.append((f"{col} above {_num(value)}", f"{col} > {value!r}"))
+        return out
+
+
+def _num(x: float) -> str:
+    """A bound as people write it: 1e9, 2.5e6, 100."""
+    return f"{x:g}".replace("e+0", "e").replace("e+", "e")
 
 
 @dataclass(frozen=True)
@@ -71,6 +157,8 @@ class Contract:
     key: str
     rules: tuple[tuple[str, str], ...] = ()
     unique_across_files: bool = False
+    #: column -> the :class:`Limits` field that bounds it from above
+    bounded: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> str:
@@ -114,6 +202,7 @@ CONTRACTS: dict[str, Contract] = {
             ("review_rating outside 1..5", "review_rating < 1 or review_rating > 5"),
         ),
         unique_across_files=True,
+        bounded={"price": "max_price", "quantity": "max_quantity"},
     ),
     "customers": Contract(
         "customers",
@@ -130,6 +219,7 @@ CONTRACTS: dict[str, Contract] = {
         optional={"category": "VARCHAR", "base_price": "DOUBLE"},
         key="product_id",
         rules=(("negative base_price", "base_price < 0"),),
+        bounded={"base_price": "max_price"},
     ),
 }
 
@@ -147,10 +237,19 @@ class LoadReport:
     replaced: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    ignored: dict[str, str] = field(default_factory=dict)
     rows_inserted: int = 0
     rows_quarantined: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     table_rows: int = 0
+
+
+_MANIFEST_COLUMNS = (
+    "kind", "file_name", "sha256", "size_bytes", "status", "rows_loaded", "rows_quarantined",
+    "error", "recorded_at",
+)  # fmt: skip
+_REJECTION_COLUMNS = {"rejected_sha256": "varchar", "rejected_error": "varchar",
+                      "rejected_at": "timestamp"}  # fmt: skip
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -162,7 +261,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             file_name varchar not null,
             sha256 varchar not null,
             size_bytes bigint not null,
-            status varchar not null,       -- loaded | rejected
+            status varchar not null,       -- loaded | rejected | ignored
             rows_loaded bigint,
             rows_quarantined bigint,
             error varchar,
@@ -170,6 +269,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             primary key (kind, file_name)
         )"""
     )
+    # a later delivery under a loaded file's name that was rejected (the loaded version stays);
+    # added in place so warehouses created before keep working
+    for col, typ in _REJECTION_COLUMNS.items():
+        con.execute(f"alter table {MANIFEST} add column if not exists {col} {typ}")
     con.execute(
         f"""create table if not exists {QUARANTINE} (
             kind varchar not null,
@@ -194,89 +297,164 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def landing_files(landing_dir: Path, kind: str) -> list[Path]:
-    """Landing files of ``kind`` in name order (hidden and temporary files ignored)."""
-    folder = landing_dir / kind
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+landing_files = landing.landing_files
+
+
+@contextlib.contextmanager
+def file_reader(files: list[Path]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB that may open ``files`` and nothing else.
+
+    ``allowed_paths`` lists the files (links resolved), ``enable_external_access = false``
+    closes every other file, URL, ``COPY``, ``ATTACH`` and extension install, and
+    ``lock_configuration`` keeps any statement from undoing that. It has no access to the
+    warehouse, and runs in UTC (timestamps with an offset convert to UTC time)."""
+    con = duckdb.connect(
+        ":memory:",
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
     )
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute("set allowed_paths = ?", [[str(f) for f in files]])
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+        yield con
+    finally:
+        con.close()
 
 
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+#: Checked CSV options that go to DuckDB's reader; the others guide the type conversion.
+_READER_OPTIONS = ("delim", "quote", "escape", "header", "skip", "encoding", "compression")
+
+
+def _compression(path: Path, options: dict[str, object]) -> str:
+    default = "gzip" if path.name.lower().endswith(".gz") else "none"
+    chosen = str(options.get("compression", "auto"))
+    return default if chosen == "auto" else chosen
+
+
 def _reader(path: Path, csv_options: dict[str, object]) -> str:
-    if path.suffix.lower() == ".csv":
-        opts = {"header": True, "all_varchar": True, **csv_options}
-        rendered = ", ".join(
-            f"{k} = {_sql_str(v) if isinstance(v, str) else str(v).lower()}"
-            for k, v in opts.items()
-        )
-        return f"read_csv({_sql_str(str(path))}, {rendered})"
-    return f"read_parquet({_sql_str(str(path))})"
+    """The DuckDB table function reading ``path`` alone. CSV options are checked, typed values
+    (:func:`segmentation_dagster.core.sources.check_csv_options`) rendered as literals."""
+    if not landing.is_csv(path.name):
+        return f"read_parquet({_sql_str(str(path))})"
+    opts: dict[str, object] = {"header": True, "all_varchar": True}
+    opts |= {k: v for k, v in csv_options.items() if k in _READER_OPTIONS}
+    opts["compression"] = _compression(path, csv_options)
+    rendered = ", ".join(f"{k} = {_literal(v)}" for k, v in opts.items())
+    return f"read_csv({_sql_str(str(path))}, {rendered})"
+
+
+def _literal(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(int(v))
+    return _sql_str(str(v))
+
+
+_STREAM_ERROR = re.compile(r"^.*reading the stream registered as '\w+' failed: (IOError: )?")
 
 
 def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0]
+    """The first line of a DuckDB error, without the wrapper of an error in a streamed scan."""
+    return _STREAM_ERROR.sub("", str(e).strip()).splitlines()[0]
+
+
+_NOT_UTF8 = re.compile(r"not utf-8 encoded|invalid unicode", re.IGNORECASE)
+
+
+def _cannot_read(name: str, kind: str, e: Exception) -> LandingFileError:
+    """The error for a file DuckDB could not read; an encoding problem says how to declare it."""
+    if _NOT_UTF8.search(str(e)):
+        line = re.search(r"CSV Error on Line: (\d+)", str(e))
+        at = f" (line {line.group(1)})" if line else ""
+        return LandingFileError(
+            f"{name}: not UTF-8{at}; declare the file's encoding in the sources file, e.g. "
+            f"{kind}: {{csv: {{encoding: latin-1}}}} (utf-8, utf-16 or latin-1)"
+        )
+    return LandingFileError(f"{name}: cannot be read ({_first_line(e)})")
 
 
 @dataclass
 class _Staged:
     """A new or changed landing file whose structure passed the file-level checks."""
 
-    path: Path
+    name: str  # as in the landing folder (the manifest's file_name)
+    path: Path  # the file read (a link resolved)
+    size: int
     digest: str
     replace: bool  # a loaded version exists (its rows are replaced; a rejection keeps it)
     ordinal: int  # position in the batch
-    sources: dict[str, str]  # contract column -> SQL expression over the file's columns
+    sources: dict[str, str]  # contract column -> checked SQL expression over the file's columns
+    labels: dict[str, str]  # contract column -> what the user wrote (for errors)
+    types: dict[str, str]  # contract column -> DuckDB type of its source expression
     reader: str  # DuckDB table function reading this file alone
-    file_row_number: bool  # the reader can number rows itself (Parquet)
+    file_row_number: bool  # the reader can number rows itself (Parquet), may share a scan
+    conversions: dict[str, object]  # CSV options that guide the type conversion
 
 
 def _inspect(
-    con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, mapping: SourceMapping
-) -> tuple[dict[str, str], str, bool]:
+    rcon: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    contract: Contract,
+    mapping: SourceMapping,
+) -> tuple[dict[str, str], dict[str, str], dict[str, str], str, bool, dict[str, object]]:
     """File-level checks that need no scan: readable, the header (CSV), every required column
     present or mapped, every mapped expression valid over the file's columns. Returns the
-    source expression per contract column present, the file's reader and whether the reader
-    can number rows itself (Parquet without a column of that name)."""
+    source expression, its label and its type per contract column present, the file's reader,
+    whether the reader can number rows itself (Parquet without a column of that name, and no
+    mapping numbering rows) and the CSV options that guide conversion."""
     if path.stat().st_size == 0:
-        raise LandingFileError(f"{path.name}: file is empty (0 bytes)")
-    reader = _reader(path, mapping.csv_options(contract.kind))
+        raise LandingFileError(f"{name}: file is empty (0 bytes)")
+    csv_file = landing.is_csv(name)
+    options = mapping.csv_options(contract.kind) if csv_file else {}
+    reader = _reader(path, options)
     try:
-        described = con.execute(f"describe select * from {reader}").fetchall()
+        described = rcon.execute(f"describe select * from {reader}").fetchall()
     except duckdb.Error as e:
-        raise LandingFileError(f"{path.name}: cannot be read ({_first_line(e)})") from e
-    if path.suffix.lower() == ".csv":
-        _check_csv_header(path, len(described), mapping.csv_options(contract.kind))
+        raise _cannot_read(name, contract.kind, e) from e
+    if csv_file:
+        _check_csv_header(name, path, len(described), options)
     present = {row[0].lower(): row[0] for row in described}
     exprs = mapping.expressions(contract.kind)
     sources: dict[str, str] = {}
+    labels: dict[str, str] = {}
     for col in contract.columns:
         if col in exprs:
-            sources[col] = exprs[col]
+            try:
+                sources[col] = exprs[col].render(present)
+            except UnknownColumnError as e:
+                raise LandingFileError(f"{name}: {e} (mapping: {mapping.path})") from e
+            labels[col] = exprs[col].text
         elif col in present:
-            sources[col] = '"' + present[col].replace('"', '""') + '"'
+            sources[col] = labels[col] = _quote(present[col])
     missing = [c for c in contract.required if c not in sources]
     if missing:
         raise LandingFileError(
-            f"{path.name}: missing required column(s) {', '.join(missing)} for "
+            f"{name}: missing required column(s) {', '.join(missing)} for "
             f"{contract.kind} (found: {', '.join(sorted(present)) or 'none'}; map your own "
             "names in the sources file)"
         )
     try:  # binds the mapped expressions against this file's columns (reads no rows)
-        con.execute(f"describe select {_source_list(sources)} from {reader}").fetchall()
+        bound = rcon.execute(f"describe select {_source_list(sources)} from {reader}").fetchall()
     except duckdb.Error as e:
-        raise _read_error(con, path, reader, sources, e) from e
-    numbered = path.suffix.lower() == ".parquet" and not {"file_row_number", "filename"} & set(
-        present
+        raise _read_error(rcon, name, contract.kind, reader, sources, labels, e) from e
+    numbered = (
+        not csv_file
+        and not mapping.numbers_rows(contract.kind)
+        and not {"file_row_number", "filename"} & set(present)
     )
-    return sources, reader, numbered
+    types = {str(row[0]).removeprefix("_src_"): str(row[1]) for row in bound}
+    return sources, labels, types, reader, numbered, options
 
 
 def _source_list(sources: dict[str, str]) -> str:
@@ -284,40 +462,74 @@ def _source_list(sources: dict[str, str]) -> str:
 
 
 def _read_error(
-    con: duckdb.DuckDBPyConnection, path: Path, reader: str, sources: dict[str, str], e: Exception
+    rcon: duckdb.DuckDBPyConnection,
+    name: str,
+    kind: str,
+    reader: str,
+    sources: dict[str, str],
+    labels: dict[str, str],
+    e: Exception,
 ) -> LandingFileError:
     """The error for a file a statement failed on, naming the first column that fails alone."""
+    if _NOT_UTF8.search(str(e)):
+        return _cannot_read(name, kind, e)
     culprit = ""
     for col, expr in sources.items():
         try:
-            con.execute(f"select count(({expr})) from {reader}").fetchall()
+            rcon.execute(f"select count(({expr})) from {reader}").fetchall()
         except duckdb.Error:
             culprit = col
             break
-    where = f"column {culprit} ({sources[culprit]})" if culprit else "the file"
-    return LandingFileError(f"{path.name}: {where} cannot be read ({_first_line(e)})")
+    where = f"column {culprit} ({labels[culprit]})" if culprit else "the file"
+    return LandingFileError(f"{name}: {where} cannot be read ({_first_line(e)})")
 
 
-def _check_csv_header(path: Path, detected: int, options: dict[str, object]) -> None:
+_ENCODINGS = {"utf-8": "utf-8-sig", "utf-16": "utf-16", "latin-1": "latin-1"}
+
+
+def _check_csv_header(name: str, path: Path, detected: int, options: dict[str, object]) -> None:
     """DuckDB's sniffer takes the widest row as the structure and silently skips the lines
-    before it; a header with a different field count means a ragged or mis-delimited file."""
-    delim = str(options.get("delim", options.get("sep", options.get("delimiter", ","))))
-    with path.open("rb") as f:
-        header = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
-    fields = len(header.split(delim))
-    if fields != detected:
+    before it; a header with a different field count means a ragged or mis-delimited file.
+    The header is split by Python's CSV reader (a quoted field may hold the delimiter)."""
+    if options.get("header") is False:
+        return
+    delim = str(options.get("delim", ","))
+    quote = str(options.get("quote", '"'))
+    escape = str(options.get("escape", "")) or None
+    opener = gzip.open if _compression(path, options) == "gzip" else open
+    encoding = _ENCODINGS[str(options.get("encoding", "utf-8"))]
+    try:
+        with opener(path, "rt", encoding=encoding, errors="replace", newline="") as f:
+            for _ in range(int(options.get("skip", 0))):  # type: ignore[call-overload]
+                f.readline()
+            header = next(
+                csv.reader(
+                    f,
+                    delimiter=delim,
+                    quotechar=quote or None,
+                    quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
+                    escapechar=escape if escape != quote else None,
+                    doublequote=escape in (None, quote),
+                ),
+                [],
+            )
+    except (OSError, EOFError, csv.Error) as e:
+        raise LandingFileError(f"{name}: cannot be read (header: {e})") from e
+    if len(header) != detected:
         raise LandingFileError(
-            f"{path.name}: cannot be read (header has {fields} fields separated by {delim!r} "
-            f"but the rows have {detected}: a ragged or mis-delimited CSV)"
+            f"{name}: cannot be read (header has {len(header)} fields separated by {delim!r} "
+            f"but the rows have {detected}: a ragged or mis-delimited CSV; declare another "
+            "delimiter in the sources file, e.g. csv: {delim: ';'})"
         )
 
 
-def _rows_estimate(con: duckdb.DuckDBPyConnection, s: _Staged) -> int:
-    """Rows in a staged file, for batch sizing: Parquet's footer, or ~64 bytes per CSV row."""
-    if s.path.suffix.lower() == ".parquet":
+def _rows_estimate(rcon: duckdb.DuckDBPyConnection, s: _Staged) -> int:
+    """Rows in a staged file, for batch sizing: Parquet's footer, or ~64 bytes per CSV row
+    (~16 compressed bytes)."""
+    if not landing.is_csv(s.name):
         meta = f"parquet_file_metadata({_sql_str(str(s.path))})"
-        return int(one(con, f"select coalesce(sum(num_rows), 0) from {meta}")[0])
-    return s.path.stat().st_size // 64
+        return int(one(rcon, f"select coalesce(sum(num_rows), 0) from {meta}")[0])
+    return s.size // (16 if s.name.lower().endswith(".gz") else 64)
 
 
 def _unread(col: str) -> str:
@@ -330,7 +542,35 @@ def _typed_columns(contract: Contract) -> list[str]:
     return [c for c, t in contract.columns.items() if t != "VARCHAR"]
 
 
-def _reason_case(contract: Contract, cols: list[str]) -> str:
+#: Source types that hold no offset: converted to TIMESTAMP by a plain cast.
+_NAIVE_TIMES = {"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "DATE"}
+
+
+def _converted(col: str, typ: str, conversions: dict[str, object], source_types: set[str]) -> str:
+    """SQL converting ``_src_<col>`` to the contract type (NULL when it cannot be read).
+
+    Timestamps from text go through TIMESTAMPTZ on the UTC reader: a value with an offset
+    becomes its UTC time, one without is taken as UTC (a plain cast would drop the offset); a
+    TIMESTAMPTZ casts to its UTC time. A CSV's declared ``timestampformat`` / ``dateformat``
+    and ``decimal_separator`` are tried first."""
+    src = f"_src_{col}"
+    if typ == "TIMESTAMP" and not conversions and source_types <= _NAIVE_TIMES:
+        return f"try_cast({src} as timestamp)"
+    if typ == "TIMESTAMP":
+        tries = [
+            f"try_cast(try_strptime(cast({src} as varchar), {_sql_str(str(conversions[k]))}) "
+            "as timestamp)"
+            for k in ("timestampformat", "dateformat")
+            if k in conversions
+        ]
+        tries.append(f"try_cast(try_cast({src} as timestamptz) as timestamp)")
+        return tries[0] if len(tries) == 1 else f"coalesce({', '.join(tries)})"
+    if typ == "DOUBLE" and conversions.get("decimal_separator") == ",":
+        return f"try_cast(replace(cast({src} as varchar), ',', '.') as double)"
+    return f"try_cast({src} as {typ})"
+
+
+def _reason_case(contract: Contract, cols: list[str], limits: Limits) -> str:
     """SQL CASE naming the first row rule a row breaks (NULL for a good row); duplicates are
     judged later, over the whole batch (:func:`_write_batch`)."""
     whens: list[tuple[str, str]] = []
@@ -344,7 +584,12 @@ def _reason_case(contract: Contract, cols: list[str]) -> str:
     for col in cols:
         if col not in contract.required and contract.columns[col] != "VARCHAR":
             whens.append((f"unparseable {col}", _unread(col)))
-    whens += list(contract.rules)
+    whens += [
+        (f"non-finite {col}", f"not isfinite({col})")
+        for col, typ in contract.columns.items()
+        if typ == "DOUBLE"
+    ]
+    whens += list(contract.rules) + limits.rules(contract)
     body = " ".join(f"when {cond} then {_sql_str(reason)}" for reason, cond in whens)
     return f"case {body} end"
 
@@ -360,9 +605,14 @@ def _batch_table(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
 
 
 def _scan_into_batch(
-    con: duckdb.DuckDBPyConnection, contract: Contract, group: list[_Staged]
+    con: duckdb.DuckDBPyConnection,
+    rcon: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    group: list[_Staged],
+    limits: Limits,
 ) -> None:
-    """Read, convert and rule-score ``group``'s files into ``_batch`` with one statement.
+    """Read, convert and rule-score ``group``'s files on the file reader, streamed as Arrow
+    into the warehouse's ``_batch`` by one statement (it fails whole, writing nothing).
 
     Several Parquet files are read by one multi-file scan (``union_by_name``: a column a file
     lacks reads as NULL there), so DuckDB's threads share the work: 4x faster than a statement
@@ -372,6 +622,7 @@ def _scan_into_batch(
     for s in group:
         sources.update({c: e for c, e in s.sources.items() if c not in sources})
     cols = list(sources)
+    conversions: dict[str, object] = {}
     if len(group) == 1:
         s = group[0]
         ordinal = str(s.ordinal)
@@ -380,14 +631,16 @@ def _scan_into_batch(
         if s.file_row_number:
             reader, row = reader[:-1] + ", file_row_number = true)", "file_row_number + 1"
         params: list[object] = []
+        conversions = s.conversions
     else:
         ordinal = "list_extract(?, list_position(?, filename))"
         reader = "read_parquet(?, filename = true, file_row_number = true, union_by_name = true)"
         row = "file_row_number + 1"
         paths = [str(s.path) for s in group]
         params = [[s.ordinal for s in group], paths, paths]
+    types = {col: {g.types[col] for g in group if col in g.types} for col in cols}
     typed = ", ".join(
-        f"try_cast(_src_{col} as {typ}) as {col}"
+        f"{_converted(col, typ, conversions, types[col])} as {col}"
         if col in sources
         else f"cast(null as {typ}) as {col}"
         for col, typ in contract.columns.items()
@@ -398,22 +651,31 @@ def _scan_into_batch(
         for bit, col in enumerate(_typed_columns(contract))
         if col in sources
     )
-    con.execute(
-        f"insert into _batch select _ord * {POS_FILE} + _row, {', '.join(contract.columns)}, "
+    scored = rcon.sql(
+        f"select _ord * {POS_FILE} + _row, {', '.join(contract.columns)}, "
         f"_reason, case when _reason is not null then {record} end, {unreadable or '0'} "
-        f"from (select *, {_reason_case(contract, cols)} as _reason from (select *, {typed} "
-        f"from (select {ordinal} as _ord, {row} as _row, {_source_list(sources)} "
-        f"from {reader})))",
-        params,
+        f"from (select *, {_reason_case(contract, cols, limits)} as _reason from "
+        f"(select *, {typed} from (select {ordinal} as _ord, {row} as _row, "
+        f"{_source_list(sources)} from {reader})))",
+        params=params,
     )
+    con.register("_scored_stream", scored.to_arrow_reader(STREAM_ROWS))
+    try:
+        con.execute("insert into _batch select * from _scored_stream")
+    finally:
+        con.unregister("_scored_stream")
 
 
 def _scan_batch(
-    con: duckdb.DuckDBPyConnection, contract: Contract, staged: list[_Staged]
+    con: duckdb.DuckDBPyConnection,
+    rcon: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    staged: list[_Staged],
+    limits: Limits,
 ) -> dict[int, LandingFileError]:
     """Fill ``_batch`` with the staged files; returns the files that could not be read, by
-    ordinal. The Parquet files share one scan; when it fails, each file is read alone so the
-    error names the file (and the column) it came from."""
+    ordinal. The Parquet files share one scan; when it fails, each file is read alone
+    so the error names the file (and the column) it came from."""
     shared = [s for s in staged if s.file_row_number]
     if len(shared) < 2:
         shared = []
@@ -422,15 +684,17 @@ def _scan_batch(
     failed: dict[int, LandingFileError] = {}
     for group in groups:
         try:
-            _scan_into_batch(con, contract, group)
+            _scan_into_batch(con, rcon, contract, group, limits)
             continue
         except duckdb.Error as e:  # an INSERT fails whole: nothing of the group was written
             if len(group) == 1:
                 s = group[0]
-                failed[s.ordinal] = _read_error(con, s.path, s.reader, s.sources, e)
+                failed[s.ordinal] = _read_error(
+                    rcon, s.name, contract.kind, s.reader, s.sources, s.labels, e
+                )
                 continue
         for s in group:
-            failed.update(_scan_batch(con, contract, [s]))
+            failed.update(_scan_batch(con, rcon, contract, [s], limits))
     return failed
 
 
@@ -452,7 +716,7 @@ def _check_types(
     failed: dict[int, LandingFileError] = {}
     for s in staged:
         if s.ordinal not in stats:
-            failed[s.ordinal] = LandingFileError(f"{s.path.name}: file has zero rows")
+            failed[s.ordinal] = LandingFileError(f"{s.name}: file has zero rows")
             continue
         row = stats[s.ordinal]
         for i, col in enumerate(typed):
@@ -460,7 +724,7 @@ def _check_types(
             total = bad + readable
             if total >= MIN_VALUES_FOR_TYPE_CHECK and bad / total > MAX_UNREADABLE_SHARE:
                 failed[s.ordinal] = LandingFileError(
-                    f"{s.path.name}: column {col}: {bad / total:.0%} of {total} values cannot "
+                    f"{s.name}: column {col}: {bad / total:.0%} of {total} values cannot "
                     f"be read as {contract.columns[col]} (e.g. {example!r})"
                 )
                 break
@@ -539,7 +803,7 @@ def _write_batch(
     quarantined rows by reason)."""
     key = contract.key
     now = run.now() if run else dt.datetime.now()
-    names = {s.ordinal: s.path.name for s in staged}
+    names = {s.ordinal: s.name for s in staged}
     name_of = "case _pos // " + str(POS_FILE) + " " + " ".join(
         f"when {o} then {_sql_str(n)}" for o, n in names.items()
     ) + " end"  # fmt: skip
@@ -564,7 +828,7 @@ def _write_batch(
         f"{name_of} as _file "
         f"from _batch left join _dups on {key} = _dup_key"
     )
-    replaced = [s.path.name for s in staged if s.replace]
+    replaced = [s.name for s in staged if s.replace]
     con.execute("begin transaction")
     try:
         if replaced:
@@ -591,7 +855,7 @@ def _write_batch(
             "order by _pos",
             [contract.kind, now],
         )
-        out: dict[str, tuple[int, dict[str, int]]] = {s.path.name: (0, {}) for s in staged}
+        out: dict[str, tuple[int, dict[str, int]]] = {s.name: (0, {}) for s in staged}
         for name, reason, count in con.execute(
             "select _file, _reason, count(*) from _scored group by all"
         ).fetchall():
@@ -601,8 +865,9 @@ def _write_batch(
             else:
                 reasons[str(reason)] = int(count)
         for s in staged:
-            n, reasons = out[s.path.name]
-            _record(con, contract.kind, s.path, s.digest, "loaded", n, sum(reasons.values()), None)
+            n, reasons = out[s.name]
+            _record(con, contract.kind, s.name, s.size, s.digest, "loaded", n,
+                    sum(reasons.values()), None)  # fmt: skip
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -615,30 +880,96 @@ def _write_batch(
 
 
 def _reject(
-    con: duckdb.DuckDBPyConnection, kind: str, path: Path, digest: str, replace: bool,
-    error: LandingFileError, report: LoadReport,
+    con: duckdb.DuckDBPyConnection, kind: str, s: _Staged | _Todo, error: LandingFileError,
+    report: LoadReport,
 ) -> None:  # fmt: skip
-    """Report a rejected file; the manifest records the rejection unless a previously loaded
-    version of the file exists (that version stays)."""
+    """Report a rejected file and record it: as rejected in the manifest, or, when a loaded
+    version of the file exists (it stays), as that row's latest rejection."""
     log.error("rejected landing file: %s", error)
-    report.rejected[path.name] = str(error)
-    if not replace:
-        _record(con, kind, path, digest, "rejected", None, None, str(error))
+    report.rejected[s.name] = str(error)
+    if s.replace:
+        _note_rejection(con, kind, s.name, s.digest, str(error))
+    else:
+        _record(con, kind, s.name, s.size, s.digest, "rejected", None, None, str(error))
+
+
+def _note_rejection(
+    con: duckdb.DuckDBPyConnection, kind: str, name: str, digest: str | None, error: str | None
+) -> None:
+    """Keep (or clear, with None) the latest rejected delivery beside a loaded file's row."""
+    con.execute(
+        f"update {MANIFEST} set rejected_sha256 = ?, rejected_error = ?, rejected_at = ? "
+        "where kind = ? and file_name = ?",
+        [digest, error, dt.datetime.now() if error else None, kind, name],
+    )
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A manifest row, as the next pass needs it."""
+
+    sha256: str
+    status: str
+    error: str | None
+    rejected_sha256: str | None
+    rejected_error: str | None
+
+
+def _known(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, _Known]:
+    return {
+        row[0]: _Known(*row[1:])
+        for row in con.execute(
+            f"select file_name, sha256, status, error, rejected_sha256, rejected_error "
+            f"from {MANIFEST} where kind = ?",
+            [kind],
+        ).fetchall()
+    }
+
+
+def _ignore(
+    con: duckdb.DuckDBPyConnection, kind: str, entry: landing.Entry, known: dict[str, _Known],
+    report: LoadReport, label: str,
+) -> None:  # fmt: skip
+    """Report an entry that is not read and record it once: as ignored in the manifest, or, when
+    a loaded file of that name exists (its rows stay), as that row's latest rejection."""
+    reason = str(entry.reason)
+    report.ignored[label] = reason
+    prev = known.get(entry.name)
+    if prev is not None and prev.status == "loaded":
+        if prev.rejected_error != reason:
+            log.warning("landing entry %s (loaded earlier) %s", label, reason)
+            _note_rejection(con, kind, entry.name, "", reason)
+        return
+    if prev is None or prev.status != "ignored" or prev.error != reason:
+        log.warning("landing entry %s %s", label, reason)
+        _record(con, kind, entry.name, entry.size, "", "ignored", None, None, reason)
+
+
+def _check_root(
+    con: duckdb.DuckDBPyConnection, landing_dir: Path, mapping: SourceMapping, report: LoadReport
+) -> None:
+    """Record the entries at the top of the landing folder that are not read."""
+    entries = landing.root_entries(landing_dir, mapping.path)
+    known = _known(con, ROOT_KIND) if entries else {}
+    for entry in entries:
+        _ignore(con, ROOT_KIND, entry, known, report, f"{ROOT_KIND}/{entry.name}")
 
 
 def _flush(
     con: duckdb.DuckDBPyConnection,
+    rcon: duckdb.DuckDBPyConnection,
     contract: Contract,
     staged: list[_Staged],
     report: LoadReport,
     run: _Pass | None,
+    limits: Limits,
 ) -> None:
-    """Scan a staged batch, reject the files that fail the type check, write the rest and
-    account for everything in ``report``."""
+    """Scan a staged batch (on the file reader, streamed into the warehouse), reject the files
+    that fail the type check, write the rest and account for everything in ``report``."""
     if not staged:
         return
     _batch_table(con, contract)
-    failed = _scan_batch(con, contract, staged)
+    failed = _scan_batch(con, rcon, contract, staged, limits)
     failed |= _check_types(con, contract, [s for s in staged if s.ordinal not in failed])
     if failed:
         con.execute(
@@ -646,7 +977,7 @@ def _flush(
         )
     for s in staged:
         if s.ordinal in failed:
-            _reject(con, contract.kind, s.path, s.digest, s.replace, failed[s.ordinal], report)
+            _reject(con, contract.kind, s, failed[s.ordinal], report)
     staged = [s for s in staged if s.ordinal not in failed]
     if not staged:
         con.execute("drop table _batch")
@@ -659,33 +990,39 @@ def _flush(
                 report.quarantined_by_reason.get(reason, 0) + count
             )
     for s in staged:
-        (report.replaced if s.replace else report.loaded).append(s.path.name)
+        (report.replaced if s.replace else report.loaded).append(s.name)
 
 
 def _record(
     con: duckdb.DuckDBPyConnection,
     kind: str,
-    path: Path,
+    name: str,
+    size: int,
     digest: str,
     status: str,
     rows: int | None,
     quarantined: int | None,
     error: str | None,
 ) -> None:
+    """Write a file's manifest row (replacing the one of its name; no rejection kept)."""
+    cols = (*_MANIFEST_COLUMNS, *_REJECTION_COLUMNS)
+    values = [kind, name, digest, size, status, rows, quarantined, error, dt.datetime.now()]
     con.execute(
-        f"insert or replace into {MANIFEST} values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            kind,
-            path.name,
-            digest,
-            path.stat().st_size,
-            status,
-            rows,
-            quarantined,
-            error,
-            dt.datetime.now(),
-        ],
+        f"insert or replace into {MANIFEST} ({', '.join(cols)}) "
+        f"values ({', '.join('?' * len(cols))})",
+        values + [None] * len(_REJECTION_COLUMNS),
     )
+
+
+@dataclass
+class _Todo:
+    """A landing file whose content is new under its name."""
+
+    name: str
+    path: Path
+    size: int
+    digest: str
+    replace: bool
 
 
 def load_kind(
@@ -693,40 +1030,52 @@ def load_kind(
     landing_dir: Path,
     kind: str,
     mapping: SourceMapping | None = None,
+    limits: Limits | None = None,
 ) -> LoadReport:
-    """Load every new or changed landing file of ``kind`` into ``raw.<kind>``."""
+    """Load every new or changed landing file of ``kind`` into ``raw.<kind>``; record every
+    entry that is not read (the events pass also checks the top of the landing folder)."""
     contract = CONTRACTS[kind]
     mapping = mapping or SourceMapping()
+    limits = limits or Limits.from_env()
     ensure_schema(con)
     report = LoadReport(kind)
-    known = {
-        name: (digest, status)
-        for name, digest, status in con.execute(
-            f"select file_name, sha256, status from {MANIFEST} where kind = ?", [kind]
-        ).fetchall()
-    }
+    if kind == "events":
+        _check_root(con, landing_dir, mapping, report)
+    known = _known(con, kind)
+    todo: list[_Todo] = []
+    for entry in landing.kind_entries(landing_dir, kind):
+        if entry.real is None:
+            _ignore(con, kind, entry, known, report, entry.name)
+            continue
+        digest = sha256_of(entry.real)
+        prev = known.get(entry.name)
+        if prev is not None and digest in (prev.sha256, prev.rejected_sha256):
+            if digest == prev.sha256 and prev.rejected_error is not None:
+                _note_rejection(con, kind, entry.name, None, None)  # the loaded one is back
+            report.skipped.append(entry.name)
+            continue
+        replace = prev is not None and prev.status == "loaded"
+        todo.append(_Todo(entry.name, entry.real, entry.size, digest, replace))
     run = _start_pass(con, contract)
-    staged: list[_Staged] = []
-    batch_rows = 0
-    for path in landing_files(landing_dir, kind):
-        digest = sha256_of(path)
-        previous = known.get(path.name)
-        if previous is not None and previous[0] == digest:
-            report.skipped.append(path.name)
-            continue
-        replace = previous is not None and previous[1] == "loaded"
-        try:
-            sources, reader, numbered = _inspect(con, path, contract, mapping)
-        except LandingFileError as e:
-            _reject(con, kind, path, digest, replace, e, report)
-            continue
-        s = _Staged(path, digest, replace, len(staged), sources, reader, numbered)
-        staged.append(s)
-        batch_rows += _rows_estimate(con, s)
-        if batch_rows >= BATCH_ROWS:
-            _flush(con, contract, staged, report, run)
-            staged, batch_rows = [], 0
-    _flush(con, contract, staged, report, run)
+    with file_reader([t.path for t in todo]) as rcon:
+        staged: list[_Staged] = []
+        batch_rows = 0
+        for t in todo:
+            try:
+                sources, labels, types, reader, numbered, conv = _inspect(
+                    rcon, t.name, t.path, contract, mapping
+                )
+            except LandingFileError as e:
+                _reject(con, kind, t, e, report)
+                continue
+            s = _Staged(t.name, t.path, t.size, t.digest, t.replace, len(staged), sources,
+                        labels, types, reader, numbered, conv)  # fmt: skip
+            staged.append(s)
+            batch_rows += _rows_estimate(rcon, s)
+            if batch_rows >= BATCH_ROWS:
+                _flush(con, rcon, contract, staged, report, run, limits)
+                staged, batch_rows = [], 0
+        _flush(con, rcon, contract, staged, report, run, limits)
     if run:
         con.execute("drop table _pass_keys")
     report.table_rows = int(one(con, f"select count(*) from {contract.table}")[0])

@@ -389,13 +389,15 @@ class AuditSummary:
     failures: list[tuple]  # validated_at, asset, check, severity, observed, unexpected
     quarantine: list[tuple]  # kind, reason, rows, files
     rejected_files: list[tuple]  # kind, file, error
+    ignored_entries: list[tuple] = ()  # kind, entry, reason
 
 
 def audit_summary(
     con: duckdb.DuckDBPyConnection, since: dt.datetime, until: dt.datetime
 ) -> AuditSummary:
-    """Validations, quarantined rows and rejected files recorded between ``since`` and
-    ``until`` (by validation / load time)."""
+    """Validations, quarantined rows, rejected files and ignored landing entries recorded
+    between ``since`` and ``until`` (by validation / load time). A rejected re-delivery of a
+    loaded file (the loaded version stays) is listed with the rejected files."""
     from segmentation_dagster.core.ingest import MANIFEST, QUARANTINE, ensure_schema
 
     ensure_audit(con)
@@ -421,7 +423,18 @@ def audit_summary(
         ).fetchall(),
         rejected_files=con.execute(
             f"select kind, file_name, error from {MANIFEST} "
-            "where status = 'rejected' and recorded_at between ? and ? order by all",
-            window,
+            "where status = 'rejected' and recorded_at between ? and ? "
+            f"union all select kind, file_name, rejected_error || ' (the loaded version stays)' "
+            f"from {MANIFEST} where status = 'loaded' and rejected_sha256 <> '' "
+            "and rejected_at between ? and ? order by all",
+            window + window,
+        ).fetchall(),
+        ignored_entries=con.execute(
+            f"select kind, file_name, error from {MANIFEST} "
+            "where status = 'ignored' and recorded_at between ? and ? "
+            f"union all select kind, file_name, rejected_error || ' (the loaded version stays)' "
+            f"from {MANIFEST} where status = 'loaded' and rejected_sha256 = '' "
+            "and rejected_at between ? and ? order by all",
+            window + window,
         ).fetchall(),
     )

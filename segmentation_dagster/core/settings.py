@@ -9,6 +9,11 @@
 | SEGMENTATION_TRUTH_DIR     | $SEGMENTATION_DATA_DIR/truth     | simulated personas (eval only)|
 | SEGMENTATION_EXPORT_DIR    | $SEGMENTATION_DATA_DIR/exports   | segment membership exports    |
 | SEGMENTATION_REPORT_DIR    | $SEGMENTATION_DATA_DIR/reports   | validation reports            |
+| SEGMENTATION_CONFIG_DIR    | <repo>                           | project configuration         |
+| SEGMENTATION_SOURCES       | $SEGMENTATION_CONFIG_DIR/sources.yml | the column mapping        |
+| SEGMENTATION_EARLIEST_TS   | 2000-01-01                       | older timestamps: quarantined |
+| SEGMENTATION_MAX_PRICE     | 1e9                              | higher prices: quarantined    |
+| SEGMENTATION_MAX_QUANTITY  | 1e6                              | more items: quarantined       |
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+
+
+def config_dir() -> Path:
+    """The folder of the project's configuration files (``sources.yml``)."""
+    return Path(os.environ.get("SEGMENTATION_CONFIG_DIR", REPO_ROOT))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ def _report_metadata(report: ingest.LoadReport) -> dict[str, object]:
         "files_replaced": len(report.replaced),
         "files_skipped_unchanged": len(report.skipped),
         "files_rejected": len(report.rejected),
+        "entries_ignored": len(report.ignored),
         "rows_quarantined": report.rows_quarantined,
     }
     if report.quarantined_by_reason:
@@ -38,6 +39,11 @@ def _report_metadata(report: ingest.LoadReport) -> dict[str, object]:
             {"file": list(report.rejected), "problem": list(report.rejected.values())}
         )
         meta["rejected_files"] = dg.MetadataValue.md(md_table(rejected))
+    if report.ignored:
+        ignored = pl.DataFrame(
+            {"entry": list(report.ignored), "reason": list(report.ignored.values())}
+        )
+        meta["ignored_entries"] = dg.MetadataValue.md(md_table(ignored))
     return meta
 
 
@@ -73,6 +79,8 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
                 )
         for name, why in report.rejected.items():
             context.log.error(f"rejected landing file {name}: {why}")
+        for name, why in report.ignored.items():
+            context.log.warning(f"landing entry {name} not read: {why}")
         if kind == "events" and report.table_rows == 0:
             raise ValueError(
                 f"no events in {landing.dir / 'events'}: put event files there (see README) "
@@ -80,7 +88,8 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
             )
         context.log.info(
             f"{kind}: {len(report.loaded)} file(s) loaded, {len(report.replaced)} replaced, "
-            f"{len(report.skipped)} unchanged, {len(report.rejected)} rejected; "
+            f"{len(report.skipped)} unchanged, {len(report.rejected)} rejected, "
+            f"{len(report.ignored)} ignored; "
             f"{report.rows_inserted} rows inserted, {report.rows_quarantined} quarantined, "
             f"{report.table_rows} in raw.{kind}"
         )
