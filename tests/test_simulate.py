@@ -158,3 +158,66 @@ def test_streamed_generation_writes_the_same_shop_day_by_day(tmp_path):
     assert (mix[0] - mix[1]).abs().max() < 0.01
     truth = pl.read_parquet(tmp_path / "b" / "truth" / "personas.parquet")
     _assert_price_wave(cfg, events, truth)
+
+
+def _buys_per_customer(events: pl.DataFrame, truth: pl.DataFrame, persona: str, when) -> float:
+    who = truth.filter(pl.col("persona") == persona)["customer_id"].implode()
+    part = events.filter(pl.col("customer_id").is_in(who) & when)
+    return (part["event_type"] == "purchase").sum() / max(part["customer_id"].n_unique(), 1)
+
+
+def test_emerging_segment_brings_a_behaviour_no_persona_had_before():
+    cfg = simulate.DemoConfig(n_customers=2000, days=40, shift_day=20, scenario="emerging_segment")
+    events, _, _, truth = simulate.simulate(cfg)
+    new = truth.filter(pl.col("persona_after_shift") == simulate.EMERGING.name)
+    steady = truth.filter(pl.col("arrival_ts").is_null()).height
+    assert 0.07 < new.height / steady < 0.13
+    assert simulate.EMERGING.name not in set(truth["persona"])
+    shift = dt.datetime.combine(cfg.start_date, dt.time()) + dt.timedelta(days=20)
+    qty = (
+        events.filter(
+            (pl.col("event_type") == "purchase") & pl.col("customer_id").is_in(new["customer_id"])
+        )
+        .group_by(after=pl.col("event_ts") >= shift)
+        .agg(pl.col("quantity").mean())
+    )
+    mean_qty = dict(qty.iter_rows())
+    assert mean_qty[True] > 2 * mean_qty[False]  # big baskets only after the shift
+    now = simulate.truth_at(truth, cfg.start_date + dt.timedelta(days=25))
+    assert (now["persona"] == simulate.EMERGING.name).sum() == new.height
+
+
+def test_vanishing_segment_stops_one_persona_buying():
+    cfg = simulate.DemoConfig(n_customers=2000, days=40, shift_day=20, scenario="vanishing_segment")
+    events, _, _, truth = simulate.simulate(cfg)
+    shift = dt.datetime.combine(cfg.start_date, dt.time()) + dt.timedelta(days=20)
+    before = _buys_per_customer(events, truth, "loyal_high_spender", pl.col("event_ts") < shift)
+    after = _buys_per_customer(events, truth, "loyal_high_spender", pl.col("event_ts") >= shift)
+    assert after < 0.2 * before
+    now = simulate.truth_at(truth, cfg.start_date + dt.timedelta(days=25))
+    assert "loyal_high_spender" not in set(now["persona"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["in-memory", "streamed"])
+def test_gradual_drift_spreads_each_customers_change_over_the_period(tmp_path, stream):
+    cfg = simulate.DemoConfig(
+        n_customers=1500, days=70, shift_day=20, scenario="gradual_drift", stream=stream
+    )
+    simulate.generate(cfg, tmp_path / "landing", tmp_path / "truth")
+    truth = pl.read_parquet(tmp_path / "truth" / "personas.parquet")
+    events = pl.read_parquet(sorted((tmp_path / "landing" / "events").iterdir()))
+    start = dt.datetime.combine(cfg.start_date, dt.time())
+    offsets = (truth["shift_ts"] - start).dt.total_days()
+    assert offsets.min() >= 20 and offsets.max() < 20 + simulate.GRADUAL_DAYS
+    assert offsets.std() > 5  # spread, not one day
+    converted = truth.filter(pl.col("persona") != pl.col("persona_after_shift"))
+    assert converted.height > 50
+    # the share of discounted purchases climbs over the 30 days instead of jumping once
+    buys = events.filter(pl.col("event_type") == "purchase").with_columns(
+        week=((pl.col("event_ts") - start).dt.total_days() - 20) // 10
+    )
+    share = dict(buys.group_by("week").agg(pl.col("discount").gt(0).mean()).iter_rows())
+    assert share[-1] < share[0] < share[1] < share[2] <= share[3] + 0.02
+    mid = simulate.truth_at(truth, cfg.start_date + dt.timedelta(days=35))
+    moved = mid.join(converted.select("customer_id"), on="customer_id")
+    assert 0.2 < (moved["persona"] == "bargain_hunter").mean() < 0.8  # half way through

@@ -19,9 +19,20 @@ a full feature window of history exists) sees the same mix: about 76 % steady cu
 new one-off buyers and 13 % lapsed ones. A customer's true persona therefore depends on the
 day: :func:`truth_at` gives it.
 
-A *scenario* shifts behaviour from ``shift_day`` on: ``price_wave`` turns part of the loyal and
-specialist customers into discount-driven bargain hunters and makes everyone more discount
-sensitive; ``visit_collapse`` cuts visit frequency by two thirds. The default is ``none``.
+A *scenario* shifts behaviour from ``shift_day`` on (each customer has their own shift time, in
+``personas.parquet``):
+
+- ``price_wave``: part of the loyal and specialist customers turn into discount-driven bargain
+  hunters, and everyone becomes more discount sensitive;
+- ``visit_collapse``: everyone visits a third as often (personas unchanged);
+- ``emerging_segment``: a tenth of the steady customers, from every persona, take up a behaviour
+  no persona had before (:data:`EMERGING`: bulk buyers);
+- ``vanishing_segment``: one persona stops buying (the first steady persona, the loyal high
+  spenders in the default table): its customers keep visiting like window shoppers;
+- ``gradual_drift``: the price wave, with each customer's change at a random time spread over
+  ``GRADUAL_DAYS`` days instead of on one day.
+
+The default is ``none``.
 """
 
 from __future__ import annotations
@@ -34,8 +45,17 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-Scenario = Literal["none", "price_wave", "visit_collapse"]
-SCENARIOS: tuple[str, ...] = ("none", "price_wave", "visit_collapse")
+Scenario = Literal[
+    "none", "price_wave", "visit_collapse", "emerging_segment", "vanishing_segment", "gradual_drift"
+]
+SCENARIOS: tuple[str, ...] = (
+    "none", "price_wave", "visit_collapse", "emerging_segment", "vanishing_segment",
+    "gradual_drift",
+)  # fmt: skip
+#: gradual_drift spreads the price wave's changes over this many days.
+GRADUAL_DAYS = 30
+#: emerging_segment: the share of steady customers that take up the new behaviour.
+EMERGING_SHARE = 0.10
 
 CATEGORIES = (
     "electronics", "fashion", "home", "beauty", "sports", "books",
@@ -74,6 +94,11 @@ PERSONAS: tuple[Persona, ...] = (
     Persona("category_specialist", 0.14, 1.5, 5, 0.30, 0.45, 0.70, 0.4, (3, 2), 0.15, 0.93, 0.20, 4.2),
     Persona("new_one_off", 0.24, 1.5, 4, 0.40, 0.70, 0.80, 0.2, (2, 2), 0.25, 0.30, 0.05, 4.0, "newcomer"),
 )  # fmt: skip
+#: The behaviour that appears in ``emerging_segment``: rare visits, few views, nearly every
+#: session ends in a large basket.
+EMERGING = Persona("bulk_buyer", 0.0, 1.2, 3, 0.10, 0.90, 0.95, 6.0, (3, 3), 0.10, 0.50, 0.05, 4.0)
+#: The persona a vanishing one turns into (it keeps visiting, it stops buying).
+VANISHED_INTO = "window_shopper"
 #: A newcomer is "new_one_off" until RECENT_DAYS after their spell ends, then "lapsed".
 LAPSED = "lapsed"
 RECENT_DAYS = 30
@@ -134,20 +159,19 @@ class ReplayConfig:
     """The simulated period: ``history_days`` before the first fit, then ``days`` of operation;
     the scenario's shift happens ``shift_after`` days into operation.
 
-    The defaults are what `make replay` runs: the pipeline's own 90-day feature window, and a
-    price wave from the fifth day of operation, late enough that the policy's 7-day cooldown
-    after the first fit is over when the third shifted day is checked, with three days after it
-    to show the outcome.
+    The defaults are what `make run` replays: 90 days of history, then a price wave from the
+    fourth day of operation, and two weeks after it: the daily assignment moving the customers
+    who changed, the drift sensor's re-segmentation once its 7-day cooldown after the first fit
+    is over, and ARI (against the day's true personas) climbing back.
     """
 
     scenario: Scenario = "price_wave"
     n_customers: int = 5_000
     history_days: int = 90
-    days: int = 10
-    shift_after: int = 4
+    days: int = 17
+    shift_after: int = 3
     seed: int = 42
     start_date: dt.date = dt.date(2026, 5, 1)
-    window_days: int = 90  # the features' trailing window (dbt var window_days)
 
     def demo(self) -> DemoConfig:
         return DemoConfig(
@@ -192,11 +216,16 @@ def _products(cfg: DemoConfig, rng: np.random.Generator) -> pl.DataFrame:
     )
 
 
+def _scenario_personas(cfg: DemoConfig) -> tuple[Persona, ...]:
+    """The persona table of ``cfg`` plus the behaviour its scenario introduces, if any."""
+    return cfg.personas + ((EMERGING,) if cfg.scenario == "emerging_segment" else ())
+
+
 def _customer_params(
     cfg: DemoConfig, persona_idx: np.ndarray, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
     """Per-customer behaviour: the persona mean with individual noise."""
-    ps = cfg.personas
+    ps = _scenario_personas(cfg)
     n = persona_idx.size
 
     def col(attr: str) -> np.ndarray:
@@ -225,31 +254,65 @@ def _customer_params(
     }
 
 
+#: Shift time of a customer whose behaviour never changes.
+_NEVER = np.iinfo(np.int64).max
+
+
+def _convert(
+    cfg: DemoConfig,
+    after: dict[str, np.ndarray],
+    persona_after: np.ndarray,
+    who: np.ndarray,
+    target: int,
+    rng: np.random.Generator,
+) -> None:
+    """Give the customers in mask ``who`` persona ``target``'s behaviour (fresh noise)."""
+    persona_after[who] = target
+    converted = _customer_params(cfg, np.full(int(who.sum()), target), rng)
+    for k in after:
+        after[k][who] = converted[k]
+
+
 def _shifted(
     cfg: DemoConfig,
     persona_idx: np.ndarray,
     params: dict[str, np.ndarray],
     rng: np.random.Generator,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Persona and behaviour after ``shift_day`` under the configured scenario."""
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Persona, behaviour after the shift, and each customer's shift time (us since the start)
+    under the configured scenario."""
+    n = persona_idx.size
     if cfg.scenario == "none":
-        return persona_idx, params
+        return persona_idx, params, np.full(n, _NEVER, dtype=np.int64)
     after = {k: v.copy() for k, v in params.items()}
     persona_after = persona_idx.copy()
-    if cfg.scenario == "price_wave":
-        names = np.asarray(PERSONA_NAMES)[persona_idx]
-        converts = ((names == "loyal_high_spender") & (rng.random(persona_idx.size) < 0.6)) | (
-            (names == "category_specialist") & (rng.random(persona_idx.size) < 0.5)
+    ps = _scenario_personas(cfg)
+    names = np.asarray([p.name for p in ps])[persona_idx]
+    index = {p.name: i for i, p in enumerate(ps)}
+    steady = np.asarray([p.lifecycle == "steady" for p in ps])[persona_idx]
+    if cfg.scenario in ("price_wave", "gradual_drift"):
+        converts = ((names == "loyal_high_spender") & (rng.random(n) < 0.6)) | (
+            (names == "category_specialist") & (rng.random(n) < 0.5)
         )
-        bargain = PERSONA_NAMES.index("bargain_hunter")
-        persona_after[converts] = bargain
-        converted = _customer_params(cfg, np.full(int(converts.sum()), bargain), rng)
-        for k in after:
-            after[k][converts] = converted[k]
+        if "bargain_hunter" in index:
+            _convert(cfg, after, persona_after, converts, index["bargain_hunter"], rng)
         after["p_discount"] = np.clip(after["p_discount"] + 0.3, 0, 1)
     elif cfg.scenario == "visit_collapse":
         after["sessions_per_week"] = after["sessions_per_week"] * 0.35
-    return persona_after, after
+    elif cfg.scenario == "emerging_segment":
+        converts = steady & (rng.random(n) < EMERGING_SHARE)
+        _convert(cfg, after, persona_after, converts, index[EMERGING.name], rng)
+    elif cfg.scenario == "vanishing_segment":
+        first_steady = next(p.name for p in ps if p.lifecycle == "steady")
+        vanishing = names == first_steady
+        if VANISHED_INTO in index and VANISHED_INTO != first_steady:
+            _convert(cfg, after, persona_after, vanishing, index[VANISHED_INTO], rng)
+        else:  # a custom persona table: it simply stops buying
+            after["p_buy"] = np.where(vanishing, 0.0, after["p_buy"])
+    shift = np.full(n, cfg.shift_day * _US_PER_DAY, dtype=np.int64)
+    if cfg.scenario == "gradual_drift":
+        shift += (rng.uniform(0, GRADUAL_DAYS, n) * _US_PER_DAY).astype(np.int64)
+    return persona_after, after, shift
 
 
 def _sessions(
@@ -439,6 +502,7 @@ class _World:
     params: dict[str, np.ndarray]
     params_after: dict[str, np.ndarray]
     fav_cat: np.ndarray
+    shift_us: np.ndarray  # when each customer's behaviour changes (_NEVER: it does not)
 
 
 def _world(cfg: DemoConfig, rng: np.random.Generator) -> _World:
@@ -446,9 +510,9 @@ def _world(cfg: DemoConfig, rng: np.random.Generator) -> _World:
     persona, signup_us, (t_from, t_to), leave_us = _population(cfg, rng)
     params = _customer_params(cfg, persona, rng)
     fav_cat = rng.integers(0, len(CATEGORIES), persona.size)
-    persona_after, params_after = _shifted(cfg, persona, params, rng)
+    persona_after, params_after, shift_us = _shifted(cfg, persona, params, rng)
     return _World(products, persona, persona_after, signup_us, t_from, t_to, leave_us,
-                  params, params_after, fav_cat)  # fmt: skip
+                  params, params_after, fav_cat, shift_us)  # fmt: skip
 
 
 def _tables(
@@ -468,9 +532,9 @@ def _tables(
             "country": np.asarray(COUNTRIES)[rng.integers(0, len(COUNTRIES), n)],
         }
     ).select("customer_id", signup_ts=ts(w.signup_us), country="country")
-    names = np.asarray([p.name for p in cfg.personas])
+    names = np.asarray([p.name for p in _scenario_personas(cfg)])
     newcomer = w.leave_us < np.iinfo(np.int64).max
-    shift_us = cfg.shift_day * _US_PER_DAY if cfg.scenario != "none" else None
+    shifts = w.shift_us < _NEVER
     truth = pl.DataFrame(
         {
             "customer_id": cust.astype(np.int64) + 1,
@@ -480,7 +544,7 @@ def _tables(
     ).with_columns(
         arrival_ts=pl.when(pl.Series(newcomer)).then(ts(w.signup_us)),
         leave_ts=pl.when(pl.Series(newcomer)).then(ts(np.where(newcomer, w.leave_us, 0))),
-        shift_ts=pl.lit(None, pl.Datetime("us")) if shift_us is None else ts(np.full(n, shift_us)),
+        shift_ts=pl.when(pl.Series(shifts)).then(ts(np.where(shifts, w.shift_us, 0))),
     )
     return customers, truth
 
@@ -502,7 +566,7 @@ def simulate(cfg: DemoConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
         sess = _sessions(cust, w.params, w.t_from, w.t_to, rng)
         events = _events(cfg, sess, w.params, w.fav_cat, w.products, rng)
     else:
-        shift = cfg.shift_day * _US_PER_DAY
+        shift = w.shift_us
         before = _sessions(cust, w.params, w.t_from, np.minimum(w.t_to, shift), rng)
         after = _sessions(cust, w.params_after, np.maximum(w.t_from, shift), w.t_to, rng)
         # events of each phase use that phase's behaviour; ids stay globally unique
@@ -559,7 +623,6 @@ def _stream_events(
     keep counting across files.
     """
     start = dt.datetime.combine(cfg.start_date, dt.time())
-    shift = cfg.shift_day * _US_PER_DAY if cfg.scenario != "none" else cfg.days * _US_PER_DAY
     ext = cfg.file_format
     carry = pl.DataFrame(schema=EVENT_SCHEMA)
     n_events = n_sessions = 0
@@ -567,14 +630,15 @@ def _stream_events(
     for d in range(cfg.days):
         lo, hi = d * _US_PER_DAY, (d + 1) * _US_PER_DAY
         parts = [carry]
-        # the day's part before the scenario's shift, then the part after it
-        for params, a, b in ((w.params, lo, min(hi, shift)), (w.params_after, max(lo, shift), hi)):
-            if a >= b:
-                continue
-            active = np.flatnonzero((w.t_from < b) & (w.t_to > a))
+        # each customer's part of the day before their shift, then the part after it
+        shift = np.clip(w.shift_us, lo, hi)
+        for params, a, b in ((w.params, lo, shift), (w.params_after, shift, hi)):
+            a = np.maximum(w.t_from, a)
+            b = np.minimum(w.t_to, b)
+            active = np.flatnonzero(a < b)
             if not active.size:
                 continue
-            t_from, t_to = np.clip(w.t_from[active], a, b), np.clip(w.t_to[active], a, b)
+            t_from, t_to = a[active], b[active]
             sess = _sessions(active, params, t_from, t_to, rng)
             ev = _events(cfg, sess, params, w.fav_cat, w.products, rng)
             parts.append(ev.with_columns(session_id=pl.col("session_id") + n_sessions))
