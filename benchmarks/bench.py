@@ -105,6 +105,7 @@ def run_platform(data_dir: Path) -> dict[str, object]:
         elif target.exists():
             target.unlink()
     os.environ["SEGMENTATION_DATA_DIR"] = str(data_dir)
+    os.environ["SEGMENTATION_DUCKDB_PATH"] = str(data_dir / "warehouse.duckdb")
     import dagster as dg
 
     from segmentation_dagster.core.warehouse import connect, one
@@ -127,6 +128,7 @@ def run_refresh(data_dir: Path) -> dict[str, object]:
     side left, in a fresh process as a scheduled run has it: loading the code location (Dagster,
     dbt, pandas, sklearn...) is part of its cost and reported apart."""
     os.environ["SEGMENTATION_DATA_DIR"] = str(data_dir)
+    os.environ["SEGMENTATION_DUCKDB_PATH"] = str(data_dir / "warehouse.duckdb")
     t0 = time.perf_counter()
     import dagster as dg
 

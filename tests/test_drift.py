@@ -95,19 +95,19 @@ def test_monitors_run_in_the_pipeline_and_see_no_drift_on_the_fit_snapshot(pipel
         for m in result.get_asset_materialization_events()
     }
     drift = meta["behaviour_drift"]
-    # the policy's score compares the last 7 days with those before the fit: same day, no drift
-    assert drift["basis"].value.startswith("main.customer_recent_activity")
-    assert drift["drift_score"].value == 0 and drift["feature_drift_score"].value == 0
-    assert drift["drift_share"].value == 0 and drift["feature_drift_share"].value == 0
+    # the policy's score compares today's features with the fit's: the same day, no drift
+    assert drift["drift_score"].value == 0 and drift["drift_share"].value == 0
+    assert drift["reference_snapshot"].value == drift["snapshot_date"].value
     assert drift["report"].value.endswith(".html") and Path(drift["report"].value).exists()
-    assert Path(drift["feature_report"].value).exists()
+    scores = drift["scores"].value
+    assert "tenure_days" not in scores and "avg_item_price" in scores  # calendar features out
     assert meta["segment_share_drift"]["psi"].value < 0.01
     assert meta["model_quality"]["distance_ratio"].value == pytest.approx(1, abs=0.05)
     with connect(p.duckdb_path) as con:
         monitors = {
             r[0] for r in con.execute("select monitor from monitoring.drift_history").fetchall()
         }
-    assert monitors == {"behaviour_drift", "feature_drift", "segment_share_psi", "distance_ratio"}
+    assert monitors == {"behaviour_drift", "segment_share_psi", "distance_ratio"}
 
 
 # -- the sensor, on a real ephemeral instance -------------------------------------------------

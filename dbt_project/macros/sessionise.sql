@@ -1,14 +1,11 @@
 {#-
     CTEs giving every row of the CTE `events` a session key, ending in a CTE named `sessionised`:
     the landed session_id or, when the row has none, a session of the customer's events less
-    than var('session_gap_minutes') apart. Sessions start at the first event of `events`: a
-    session that began before its earliest date is counted from there.
-
-    Used by int_events_sessionised (the feature window) and customer_recent_activity (the
-    monitor's few days). The monitor sessionises its own days instead of filtering the
-    feature window's view: DuckDB materialises that view's events, 100M rows at 100M events.
+    than var('session_gap_minutes') apart. `partition` (a column list) cuts sessions further:
+    the day aggregates pass 'event_date', so a session never spans two days' rows.
 -#}
-{% macro sessionise(events) -%}
+{% macro sessionise(events, partition=none) -%}
+{%- set by = 'customer_id' ~ (', ' ~ partition if partition else '') -%}
 
 with_session_id as (
 
@@ -29,7 +26,7 @@ without_session_id as (
         end as starts_session
     from {{ events }}
     where session_id is null
-    window by_customer as (partition by customer_id order by event_ts, event_id)
+    window by_customer as (partition by {{ by }} order by event_ts, event_id)
 
 ),
 
@@ -39,7 +36,7 @@ derived as (
         * exclude (starts_session),
         customer_id || '~' || cast(
             sum(starts_session) over (
-                partition by customer_id order by event_ts, event_id rows unbounded preceding
+                partition by {{ by }} order by event_ts, event_id rows unbounded preceding
             ) as varchar
         ) as session_key
     from without_session_id

@@ -165,6 +165,22 @@ def behaviour_drift(
     )
 
 
+#: Features whose distribution moves on a quiet shop, so their drift is no evidence that
+#: behaviour changed: every steady customer's tenure grows a day a day, and while history
+#: accumulates (after the data's first day, or a customer's regime restart) longer gaps between
+#: orders and more categories become visible.
+NOT_MONITORED: dict[str, str] = {
+    "tenure_days": "grows with the calendar",
+    "mean_days_between_orders": "lengthens while history accumulates",
+    "category_count": "grows while history accumulates",
+}
+
+
+def monitored_columns(columns: list[str] | tuple[str, ...]) -> list[str]:
+    """The model's features the behaviour monitor compares (all but :data:`NOT_MONITORED`)."""
+    return [c for c in columns if c not in NOT_MONITORED]
+
+
 def comparable_columns(reference: pl.DataFrame, columns: list[str] | tuple[str, ...]) -> list[str]:
     """Columns a drift score means something for: present, not all NULL, not constant in the
     reference (normed Wasserstein divides by the reference's spread)."""

@@ -86,26 +86,26 @@ def feature_lift(
     return pl.DataFrame(rows, schema_overrides={"lift": pl.Float64, "z": pl.Float64})
 
 
-def top_items_sql(segments_table: str, events_relation: str, n_categories: int = 3,
+def top_items_sql(segments_table: str, purchases_relation: str, n_categories: int = 3,
                   n_products: int = 5) -> str:  # fmt: skip
-    """SQL for each segment's most purchased categories and products (by purchase events)."""
+    """SQL for each segment's most purchased categories and products, from a relation of
+    (customer_id, product_id, category, purchases) rows (``customer_recent_purchases``)."""
     return f"""
         with bought as (
-            select s.segment_id, e.category, e.product_id
-            from {events_relation} e
+            select s.segment_id, p.category, p.product_id, p.purchases
+            from {purchases_relation} p
             join {segments_table} s using (customer_id)
-            where e.event_type = 'purchase'
         ),
         cats as (
-            select segment_id, 'category' as kind, category as item, count(*) as purchases
+            select segment_id, 'category' as kind, category as item, sum(purchases) as purchases
             from bought where category is not null group by segment_id, category
-            qualify row_number() over (partition by segment_id order by count(*) desc, item)
+            qualify row_number() over (partition by segment_id order by sum(purchases) desc, item)
                 <= {int(n_categories)}
         ),
         prods as (
-            select segment_id, 'product' as kind, product_id as item, count(*) as purchases
-            from bought where product_id is not null group by segment_id, product_id
-            qualify row_number() over (partition by segment_id order by count(*) desc, item)
+            select segment_id, 'product' as kind, product_id as item, sum(purchases) as purchases
+            from bought group by segment_id, product_id
+            qualify row_number() over (partition by segment_id order by sum(purchases) desc, item)
                 <= {int(n_products)}
         )
         select * from cats union all select * from prods

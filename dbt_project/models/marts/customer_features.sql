@@ -1,11 +1,22 @@
--- One row per customer with an event in the trailing window (var('window_days') days ending on
--- the snapshot date), with behaviour features over that window.
+-- One row per customer active in the last var('active_days') days, as of the snapshot date:
+-- how the customer behaves now. Read from the behaviour state (int_customer_behaviour_state):
+-- decayed sums since the start of the customer's current regime, decayed on to the snapshot
+-- date. Rates are shrunk towards the shop's average by var('prior_sessions') pseudo-sessions
+-- (five times as many pseudo-items for per-item rates), so little evidence means a rate near
+-- the average rather than 0 or 1.
 
 with
 
-events as (
+state as (
 
-    select * from {{ ref('stg_shop__events') }}
+    select * from {{ ref('int_customer_behaviour_state') }}
+
+),
+
+category_state as (
+
+    select * from {{ ref('int_customer_category_state') }}
+    where category is not null
 
 ),
 
@@ -15,27 +26,9 @@ customers as (
 
 ),
 
-windowed_events as (
+days as (
 
-    select * from {{ ref('int_events_sessionised') }}
-
-),
-
-sessions as (
-
-    select * from {{ ref('int_events_aggregated_to_sessions') }}
-
-),
-
-orders as (
-
-    select * from {{ ref('int_purchases_aggregated_to_orders') }}
-
-),
-
-categories as (
-
-    select * from {{ ref('int_events_aggregated_to_customer_categories') }}
+    select * from {{ ref('int_events_aggregated_to_customer_days') }}
 
 ),
 
@@ -43,174 +36,138 @@ params as (
 
     select
         {{ snapshot_date() }} as snapshot_date,
-        {{ var('window_days') }} as window_days,
-        {{ var('trend_recent_days') }} as recent_days
+        {{ var('active_days') }} as active_days,
+        {{ var('trend_days') }} as trend_days,
+        {{ var('prior_sessions') }}::double as k_session,
+        5 * {{ var('prior_sessions') }}::double as k_item
 
 ),
 
-seen as (
+in_scope as (
 
     select
-        events.customer_id,
-        min(events.event_date) as first_event_date,
-        max(events.event_date) as last_event_date
-    from events
-    cross join params
-    where events.event_date <= params.snapshot_date
-    group by events.customer_id
-    -- customers with no event in the window are out of scope (gone, not a segment)
-    having max(events.event_date) > any_value(params.snapshot_date) - any_value(params.window_days)
-
-),
-
-session_stats as (
-
-    select
-        customer_id,
-        count(*) as session_count,
-        sum(view_count) as view_count,
-        sum(search_count) as search_count,
-        count(*) filter (where has_view) as view_session_count,
-        count(*) filter (where has_cart) as cart_session_count,
-        count(*) filter (where has_cart and not has_purchase) as abandoned_cart_session_count,
-        count(*) filter (where has_purchase) as purchase_session_count,
-        -- a purchase session without a view (a re-order, a session split at the window's
-        -- start) is not a converted view: the rate stays within 0..1
-        count(*) filter (where has_view and has_purchase) as viewed_purchase_session_count
-    from sessions
-    group by customer_id
-
-),
-
-activity as (
-
-    select
-        customer_id,
-        count(*) as event_count,
-        count(*) filter (where is_recent) as recent_event_count,
-        avg(price) filter (where event_type in ('view', 'cart', 'purchase')) as avg_item_price,
-        count(*) filter (where event_type = 'review') as review_count,
-        avg(review_rating) filter (where event_type = 'review') as avg_review_rating
-    from windowed_events
-    group by customer_id
-
-),
-
-order_stats as (
-
-    select
-        customer_id,
-        count(*) as order_count,
-        sum(revenue) as monetary,
-        sum(item_count) as item_count,
-        sum(coalesce(discounted_item_count, 0)) as discounted_item_count,
-        max(order_date) as last_order_date,
-        avg(days_since_previous_order) as mean_days_between_orders,
-        stddev_samp(days_since_previous_order) as std_days_between_orders
-    from orders
-    group by customer_id
-
-),
-
-category_stats as (
-
-    select
-        customer_id,
-        count(*) as category_count,
-        -- Herfindahl index of the category shares: sum((n / total)^2)
-        sum(event_count * event_count) / (sum(event_count) * sum(event_count)) as category_hhi,
-        max(event_count) / sum(event_count) as top_category_share,
-        -- the most frequent category; ties go to the first by name
-        arg_min(category, (-event_count, category)) as top_category
-    from categories
-    group by customer_id
-
-),
-
-joined as (
-
-    select
-        seen.customer_id,
+        state.*,
         params.snapshot_date,
-        params.window_days,
-        params.recent_days,
-        date_diff(
-            'day',
-            least(coalesce(cast(customers.signup_ts as date), seen.first_event_date), seen.first_event_date),
-            params.snapshot_date
-        ) as tenure_days,
-        date_diff('day', seen.last_event_date, params.snapshot_date) as days_since_last_event,
-        order_stats.last_order_date,
-        coalesce(activity.event_count, 0) as event_count,
-        coalesce(activity.recent_event_count, 0) as recent_event_count,
-        coalesce(session_stats.session_count, 0) as session_count,
-        coalesce(session_stats.view_count, 0) as view_count,
-        coalesce(session_stats.search_count, 0) as search_count,
-        coalesce(session_stats.view_session_count, 0) as view_session_count,
-        coalesce(session_stats.cart_session_count, 0) as cart_session_count,
-        coalesce(session_stats.abandoned_cart_session_count, 0) as abandoned_cart_session_count,
-        coalesce(session_stats.purchase_session_count, 0) as purchase_session_count,
-        coalesce(session_stats.viewed_purchase_session_count, 0) as viewed_purchase_session_count,
-        coalesce(order_stats.order_count, 0) as order_count,
-        coalesce(order_stats.monetary, 0) as monetary,
-        coalesce(order_stats.item_count, 0) as item_count,
-        coalesce(order_stats.discounted_item_count, 0) as discounted_item_count,
-        order_stats.mean_days_between_orders,
-        order_stats.std_days_between_orders,
-        activity.avg_item_price,
-        coalesce(activity.review_count, 0) as review_count,
-        activity.avg_review_rating,
-        category_stats.category_count,
-        category_stats.category_hhi,
-        category_stats.top_category_share,
-        category_stats.top_category
-    from seen
+        -- the state's sums decayed from the last active day on to the snapshot date
+        {{ decay("date_diff('day', state.state_date, params.snapshot_date)") }} as f,
+        {{ decayed_days("date_diff('day', state.regime_start, params.snapshot_date) + 1") }} as exposure
+    from state
     cross join params
-    left join customers on seen.customer_id = customers.customer_id
-    left join session_stats on seen.customer_id = session_stats.customer_id
-    left join activity on seen.customer_id = activity.customer_id
-    left join order_stats on seen.customer_id = order_stats.customer_id
-    left join category_stats on seen.customer_id = category_stats.customer_id
+    where state.state_date <= params.snapshot_date
+      and state.state_date > params.snapshot_date - params.active_days
+
+),
+
+population as (
+
+    -- the shop's average of every rate: the prior each customer's rate is shrunk towards
+    select
+        sum(views) / nullif(sum(sessions), 0) as views_per_session,
+        sum(searches) / nullif(sum(sessions), 0) as searches_per_session,
+        sum(viewed_orders) / nullif(sum(view_sessions), 0) as view_to_purchase_rate,
+        sum(cart_sessions) / nullif(sum(sessions), 0) as cart_rate,
+        sum(abandoned_cart_sessions) / nullif(sum(cart_sessions), 0) as cart_abandonment_rate,
+        sum(revenue) / nullif(sum(orders), 0) as avg_order_value,
+        sum(items) / nullif(sum(orders), 0) as items_per_order,
+        sum(discounted_items) / nullif(sum(items), 0) as discount_share,
+        sum(discounted_priced_events) / nullif(sum(priced_events), 0) as discounted_view_share,
+        sum(price_sum) / nullif(sum(priced_events), 0) as avg_item_price,
+        sum(rating_sum) / nullif(sum(reviews), 0) as avg_review_rating,
+        sum(gap_sum) / nullif(sum(gap_n), 0) as mean_days_between_orders
+    from in_scope
+
+),
+
+recent as (
+
+    select days.customer_id, sum(days.events) as events
+    from days
+    cross join params
+    where days.event_date <= params.snapshot_date
+      and days.event_date > params.snapshot_date - params.trend_days
+    group by days.customer_id
+
+),
+
+categories as (
+
+    select
+        category_state.customer_id,
+        count(*) filter (where round(category_state.product_events, 6) >= 0.5) as category_count,
+        max(category_state.product_events) / nullif(sum(category_state.product_events), 0) as top_category_share,
+        sum(category_state.product_events * category_state.product_events)
+            / nullif(sum(category_state.product_events) * sum(category_state.product_events), 0) as category_hhi,
+        -- the customer's most frequent category; ties go to the first by name
+        arg_min(category_state.category, (-category_state.product_events, category_state.category)) as top_category
+    from category_state
+    inner join in_scope on category_state.customer_id = in_scope.customer_id
+    group by category_state.customer_id
 
 ),
 
 final as (
 
     select
-        customer_id,
-        snapshot_date,
-        tenure_days,
-        greatest(least(window_days, tenure_days + 1), 1) as exposure_days,
-        days_since_last_event,
-        coalesce(date_diff('day', last_order_date, snapshot_date), window_days) as recency_days,
-        order_count as frequency,
-        monetary,
-        coalesce(monetary / nullif(order_count, 0), 0) as avg_order_value,
-        coalesce(item_count / nullif(order_count, 0), 0) as items_per_order,
-        event_count,
-        session_count * 7.0 / greatest(least(window_days, tenure_days + 1), 1) as sessions_per_week,
-        coalesce(view_count / nullif(session_count, 0), 0) as views_per_session,
-        coalesce(search_count / nullif(session_count, 0), 0) as searches_per_session,
-        viewed_purchase_session_count / nullif(view_session_count, 0) as view_to_purchase_rate,
-        coalesce(cart_session_count / nullif(session_count, 0), 0) as cart_rate,
-        abandoned_cart_session_count / nullif(cart_session_count, 0) as cart_abandonment_rate,
-        discounted_item_count / nullif(item_count, 0) as discount_share,
-        avg_item_price,
-        category_count,
-        top_category_share,
-        category_hhi,
-        top_category,
-        mean_days_between_orders,
-        std_days_between_orders,
-        -- +1: only recent activity (new or returning), -1: only earlier activity (lapsing)
+        in_scope.customer_id,
+        in_scope.snapshot_date,
+        date_diff(
+            'day',
+            least(coalesce(cast(customers.signup_ts as date), in_scope.first_event_date), in_scope.first_event_date),
+            in_scope.snapshot_date
+        ) as tenure_days,
+        in_scope.exposure as exposure_days,
+        date_diff('day', in_scope.state_date, in_scope.snapshot_date) as days_since_last_event,
+        least(
+            coalesce(date_diff('day', in_scope.last_order_date, in_scope.snapshot_date), params.active_days),
+            params.active_days
+        ) as recency_days,
+        30 * in_scope.orders * in_scope.f / in_scope.exposure as frequency,
+        30 * in_scope.revenue * in_scope.f / in_scope.exposure as monetary,
+        {{ shrunk('in_scope.revenue', 'in_scope.orders', 'avg_order_value', 'params.k_session') }} as avg_order_value,
+        {{ shrunk('in_scope.items', 'in_scope.orders', 'items_per_order', 'params.k_session') }} as items_per_order,
+        in_scope.events * in_scope.f as event_count,
+        7 * in_scope.sessions * in_scope.f / in_scope.exposure as sessions_per_week,
+        {{ shrunk('in_scope.views', 'in_scope.sessions', 'views_per_session', 'params.k_session') }} as views_per_session,
+        {{ shrunk('in_scope.searches', 'in_scope.sessions', 'searches_per_session', 'params.k_session') }} as searches_per_session,
+        {{ shrunk('in_scope.viewed_orders', 'in_scope.view_sessions', 'view_to_purchase_rate', 'params.k_session') }} as view_to_purchase_rate,
+        {{ shrunk('in_scope.cart_sessions', 'in_scope.sessions', 'cart_rate', 'params.k_session') }} as cart_rate,
+        {{ shrunk('in_scope.abandoned_cart_sessions', 'in_scope.cart_sessions', 'cart_abandonment_rate', 'params.k_session') }} as cart_abandonment_rate,
+        {{ shrunk('in_scope.discounted_items', 'in_scope.items', 'discount_share', 'params.k_item') }} as discount_share,
+        {{ shrunk('in_scope.discounted_priced_events', 'in_scope.priced_events', 'discounted_view_share', 'params.k_item') }} as discounted_view_share,
+        {{ shrunk('in_scope.price_sum', 'in_scope.priced_events', 'avg_item_price', 'params.k_item') }} as avg_item_price,
+        categories.category_count,
+        categories.top_category_share,
+        categories.category_hhi,
+        categories.top_category,
+        case when in_scope.gap_n > 0 then
+            {{ shrunk('in_scope.gap_sum', 'in_scope.gap_n', 'mean_days_between_orders', 1) }}
+        end as mean_days_between_orders,
+        case when in_scope.gap_n * in_scope.f >= 1.5 then
+            sqrt(greatest(in_scope.gap_sq_sum / in_scope.gap_n - pow(in_scope.gap_sum / in_scope.gap_n, 2), 0))
+        end as std_days_between_orders,
+        -- +1: only recent activity, -1: none recently although active before (lapsing)
         coalesce(
-            (recent_event_count / recent_days - (event_count - recent_event_count) / (window_days - recent_days))
-            / nullif(recent_event_count / recent_days + (event_count - recent_event_count) / (window_days - recent_days), 0),
+            (
+                coalesce(recent.events, 0) / least(params.trend_days, date_diff('day', in_scope.first_event_date, in_scope.snapshot_date) + 1)
+                - in_scope.events * in_scope.f / in_scope.exposure
+            ) / nullif(
+                coalesce(recent.events, 0) / least(params.trend_days, date_diff('day', in_scope.first_event_date, in_scope.snapshot_date) + 1)
+                + in_scope.events * in_scope.f / in_scope.exposure,
+                0
+            ),
             0
         ) as activity_trend,
-        review_count,
-        avg_review_rating
-    from joined
+        in_scope.reviews * in_scope.f as review_count,
+        case when in_scope.reviews > 0 then in_scope.rating_sum / in_scope.reviews end as avg_review_rating,
+        in_scope.regime_start,
+        in_scope.regime_changes,
+        in_scope.last_regime_change
+    from in_scope
+    cross join params
+    cross join population
+    left join customers on in_scope.customer_id = customers.customer_id
+    left join categories on in_scope.customer_id = categories.customer_id
+    left join recent on in_scope.customer_id = recent.customer_id
 
 )
 

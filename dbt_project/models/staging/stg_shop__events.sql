@@ -28,7 +28,8 @@ renamed as (
         coalesce(discount, 0) as discount,
         quantity,
         search_query,
-        review_rating
+        review_rating,
+        _loaded_at
 
     from source
 

@@ -69,17 +69,6 @@ def _append_history(con, snapshot, version: int, monitor: str, score: float, det
     )
 
 
-RECENT_TABLE = "main.customer_recent_activity"
-RECENT_KEY = ["snapshot_date", "customer_id"]
-
-
-def _recent(con, snapshot) -> pl.DataFrame:  # noqa: ANN001
-    return con.sql(
-        f"select * from {RECENT_TABLE} where snapshot_date = ? order by customer_id",
-        params=[snapshot],
-    ).pl()
-
-
 def _scores_table(result: drift.BehaviourDrift) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -96,26 +85,25 @@ def _scores_table(result: drift.BehaviourDrift) -> pl.DataFrame:
 @dg.asset(
     group_name="monitoring",
     kinds={"evidently", "duckdb"},
-    deps=[customer_segments, dg.AssetKey("customer_recent_activity")],
+    deps=[customer_segments],
     pool=DUCKDB_POOL,
 )
 def behaviour_drift(
     config: DriftMonitorConfig, warehouse: WarehouseResource, reports: ReportsResource
 ) -> dg.MaterializeResult:
-    """Evidently reports, per feature the effect size and whether it crossed its threshold:
-
-    - recent behaviour (``customer_recent_activity``, the last 7 days) today vs on the day the
-      champion was fitted. Its drift score (largest effect / its calibrated threshold, see
-      ``core.drift``) is what the drift sensor's policy reads: it responds within days;
-    - the model's features (``customer_features``, 90 days) today vs the champion's reference
-      snapshot: slower (a shift fills 1/90 of the window a day), reported for context.
-    """
+    """An Evidently report on the features the champion was fitted on: today's
+    ``customer_features`` vs the champion's reference snapshot, per feature the effect size and
+    whether it crossed its calibrated threshold. The features describe behaviour *now* (a
+    customer who changed is described by the new behaviour within days), so this is what a
+    refit or the daily assignment can act on. The drift score (largest effect / its threshold,
+    see ``core.drift``) is what the drift sensor's policy reads. Features that move on a quiet
+    shop (tenure, and what accumulates with history: ``core.drift.NOT_MONITORED``) are left
+    out."""
     with warehouse.connect() as con:
         version, model, reference = _reference(con)
         current = read_features(con)
-        ref_snapshot = reference["snapshot_date"].max()
-        snapshot = current["snapshot_date"].max()
-        recent_ref, recent_now = _recent(con, ref_snapshot), _recent(con, snapshot)
+    ref_snapshot = reference["snapshot_date"].max()
+    snapshot = current["snapshot_date"].max()
     cfg = drift.DriftConfig(
         method=config.method,
         threshold=config.threshold,
@@ -125,21 +113,9 @@ def behaviour_drift(
         min_threshold=config.min_threshold,
         margin=config.margin,
     )
-    stem = Path(reports.dir) / f"{snapshot}_ref{version:04d}"
-    window = drift.behaviour_drift(
-        reference, current, model.plan.used, cfg, stem.with_name(f"feature_drift_{stem.name}.html")
-    )
-    if recent_ref.height and recent_now.height:
-        columns = drift.comparable_columns(recent_ref, [c for c in recent_ref.columns
-                                                        if c not in RECENT_KEY])  # fmt: skip
-        result = drift.behaviour_drift(
-            recent_ref, recent_now, columns, cfg,
-            stem.with_name(f"behaviour_drift_{stem.name}.html"),
-        )  # fmt: skip
-        basis = f"{RECENT_TABLE}: {snapshot} vs {ref_snapshot}"
-    else:  # a champion fitted before the recent-activity table existed
-        result = window
-        basis = f"customer_features (no {RECENT_TABLE} rows for {ref_snapshot})"
+    columns = drift.comparable_columns(reference, drift.monitored_columns(model.plan.used))
+    report = Path(reports.dir) / f"behaviour_drift_{snapshot}_ref{version:04d}.html"
+    result = drift.behaviour_drift(reference, current, columns, cfg, report)
     with warehouse.connect() as con:
         _append_history(
             con,
@@ -148,11 +124,8 @@ def behaviour_drift(
             "behaviour_drift",
             result.score,
             {"share": result.drift_share, "scores": result.scores,
-             "thresholds": result.thresholds, "drifted": result.drifted, "basis": basis},
+             "thresholds": result.thresholds, "drifted": result.drifted},
         )  # fmt: skip
-        _append_history(con, snapshot, version, "feature_drift", window.score,
-                        {"share": window.drift_share, "scores": window.scores,
-                         "thresholds": window.thresholds, "drifted": window.drifted})  # fmt: skip
     return dg.MaterializeResult(
         metadata={
             "snapshot_date": str(snapshot),
@@ -161,16 +134,10 @@ def behaviour_drift(
             "drift_score": result.score,
             "drift_share": result.drift_share,
             "drifted_columns": ", ".join(result.drifted) or "none",
-            "basis": basis,
-            "n_current": recent_now.height if result is not window else current.height,
+            "n_current": current.height,
             "n_sampled": result.n_current,
             "scores": dg.MetadataValue.md(md_table(_scores_table(result))),
             "report": dg.MetadataValue.path(str(result.report_path)),
-            "feature_drift_score": window.score,
-            "feature_drift_share": window.drift_share,
-            "feature_drifted_columns": ", ".join(window.drifted) or "none",
-            "feature_scores": dg.MetadataValue.md(md_table(_scores_table(window))),
-            "feature_report": dg.MetadataValue.path(str(window.report_path)),
         }
     )
 

@@ -31,6 +31,10 @@ from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
 from segmentation_dagster.defs.transform.project import dbt_project
 from segmentation_dagster.resources import WarehouseResource
 
+#: dbt's unit tests check the models' logic on fixed rows: they run in the test suite
+#: (tests/test_dbt_unit.py), not on every pipeline run.
+BUILD_FLAGS = ["--exclude-resource-type", "unit_test"]
+
 
 class TransformTranslator(DagsterDbtTranslator):
     """dbt models land in the 'transform' group; sources map to raw_* via their meta."""
@@ -39,21 +43,37 @@ class TransformTranslator(DagsterDbtTranslator):
         return "transform"
 
 
-class FeatureWindowConfig(dg.Config):
-    """dbt vars for the customer_features snapshot (launchpad-editable)."""
+class BehaviourConfig(dg.Config):
+    """dbt vars of the behaviour features (launchpad-editable). Empty fields keep the dbt
+    project's defaults (dbt_project.yml, where each is documented)."""
 
     snapshot_date: str | None = Field(
         default=None,
-        description="Compute features as of this date (YYYY-MM-DD); empty = latest event date.",
+        description="Compute features as of this date (YYYY-MM-DD); empty = latest event date. "
+        "An earlier date than the stored behaviour state needs a full refresh of the state.",
     )
-    window_days: int = Field(default=90, description="Trailing window of the features, in days.")
-    trend_recent_days: int = Field(
-        default=30, description="Length of the 'recent' part of the window for activity_trend."
+    half_life_days: float | None = Field(
+        default=None, description="Evidence this many days old counts half (dbt default 30)."
     )
-    monitor_window_days: int = Field(
-        default=7,
-        description="Window of customer_recent_activity, what the drift monitor compares.",
+    change_windows_days: list[int] | None = Field(
+        default=None,
+        description="Recent windows (days) tested against the rest of a customer's behaviour "
+        "(default [2, 4, 7]).",
     )
+    change_alpha: float | None = Field(
+        default=None,
+        description="Significance of that test per customer and active day (default 0.0001).",
+    )
+    prior_sessions: float | None = Field(
+        default=None, description="Pseudo-sessions rates are shrunk by (default 2)."
+    )
+    active_days: int | None = Field(
+        default=None, description="Customers quiet for longer are out of scope (default 90)."
+    )
+
+    def dbt_vars(self) -> dict[str, object]:
+        """The fields that are set, as dbt vars."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 @dbt_assets(
@@ -66,15 +86,10 @@ def dbt_models(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
     warehouse: WarehouseResource,
-    config: FeatureWindowConfig,
+    config: BehaviourConfig,
 ) -> Iterator[Any]:
     """dbt build: models and their tests, one invocation per run."""
-    dbt_vars = {
-        "snapshot_date": config.snapshot_date,
-        "window_days": config.window_days,
-        "trend_recent_days": config.trend_recent_days,
-        "monitor_window_days": config.monitor_window_days,
-    }
+    dbt_vars = config.dbt_vars()
     # profiles.yml reads the database path from this variable; dbt inherits our environment
     os.environ["SEGMENTATION_DUCKDB_PATH"] = warehouse.path
     checks: list[dg.AssetCheckResult | dg.AssetCheckEvaluation] = []
@@ -86,7 +101,7 @@ def dbt_models(
             # what changed (its partial-parse cache is keyed on the profile, i.e. the path)
             target = Path(warehouse.path).resolve().parent / "dbt_target"
             for event in dbt_in_process(
-                context, dbt, ["build", "--vars", json.dumps(dbt_vars)], target
+                context, dbt, ["build", *BUILD_FLAGS, "--vars", json.dumps(dbt_vars)], target
             ):
                 if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
                     checks.append(event)

@@ -1,0 +1,116 @@
+{#-
+    The per-customer behaviour state: what is summed per customer and day, and how the sums are
+    decayed and tested for a change of regime. Shared by the day aggregates, the state fold and
+    customer_features so the list of sums is written once.
+-#}
+
+{#- Additive per customer-day quantities (int_events_aggregated_to_customer_days). -#}
+{% macro behaviour_sums() -%}
+  {{ return([
+      'events', 'sessions', 'views', 'searches', 'view_sessions', 'cart_sessions',
+      'abandoned_cart_sessions', 'orders', 'viewed_orders', 'revenue', 'items',
+      'discounted_items', 'priced_events', 'price_sum', 'price_sq_sum',
+      'discounted_priced_events', 'reviews', 'rating_sum',
+  ]) }}
+{%- endmacro %}
+
+{#- The decay factor of something `days` days old: 0.5 ** (days / half_life_days). -#}
+{% macro decay(days) -%}
+    pow(0.5, ({{ days }}) / {{ var('half_life_days') }}::double)
+{%- endmacro %}
+
+{#- Decayed days of exposure in a regime that started `n_days` days ago (inclusive of today):
+    sum of decay(j) for j in 0..n_days-1. -#}
+{% macro decayed_days(n_days) -%}
+    ((1 - {{ decay(n_days) }}) / (1 - {{ decay(1) }}))
+{%- endmacro %}
+
+{#- z^2 of the difference between two rates n/d (recent vs earlier), or 0 when either side has
+    less than `min_d` of its denominator. kind: 'binomial' (a share of the denominator) or
+    'poisson' (a count per unit of the denominator). A little pooled prior keeps 0/n and n/n
+    from having zero variance. -#}
+{% macro rate_z2(n_r, d_r, n_o, d_o, kind, min_d=1) -%}
+    case when {{ d_r }} >= {{ min_d }} and {{ d_o }} >= {{ min_d }} then
+        pow({{ n_r }} / {{ d_r }} - {{ n_o }} / {{ d_o }}, 2)
+        / (
+            {%- if kind == 'binomial' %}
+            greatest(
+                (({{ n_r }} + {{ n_o }} + 0.5) / ({{ d_r }} + {{ d_o }} + 1))
+                * (1 - ({{ n_r }} + {{ n_o }} + 0.5) / ({{ d_r }} + {{ d_o }} + 1)),
+                0.001
+            )
+            {%- else %}
+            (({{ n_r }} + {{ n_o }} + 0.5) / ({{ d_r }} + {{ d_o }} + 1))
+            {%- endif %}
+            * (1 / {{ d_r }} + 1 / {{ d_o }})
+        )
+    else 0 end
+{%- endmacro %}
+
+{#- 1 when rate_z2 with the same arguments is a test: both sides have evidence and the pooled
+    rate is not degenerate (0, or 1 for a share), else 0. -#}
+{% macro rate_df(n_r, d_r, n_o, d_o, kind, min_d=1) -%}
+    case when {{ d_r }} >= {{ min_d }} and {{ d_o }} >= {{ min_d }}
+        and {{ n_r }} + {{ n_o }} > 0
+        {%- if kind == 'binomial' %}
+        and {{ n_r }} + {{ n_o }} < {{ d_r }} + {{ d_o }}
+        {%- endif %}
+    then 1 else 0 end
+{%- endmacro %}
+
+{#- The (1 - alpha) quantile of a chi-square with `df` degrees of freedom (Wilson-Hilferty), with
+    the normal quantile from Abramowitz & Stegun 26.2.23 (error < 5e-4); alpha < 0.5. -#}
+{% macro chi2_quantile(df, alpha) -%}
+    {%- set t = 'sqrt(-2 * ln(' ~ alpha ~ '))' -%}
+    {%- set z = '(' ~ t ~ ' - (2.515517 + 0.802853 * ' ~ t ~ ' + 0.010328 * pow(' ~ t ~ ', 2))'
+              ~ ' / (1 + 1.432788 * ' ~ t ~ ' + 0.189269 * pow(' ~ t ~ ', 2)'
+              ~ ' + 0.001308 * pow(' ~ t ~ ', 3)))' -%}
+    ({{ df }} * pow(1 - 2 / (9.0 * {{ df }}) + {{ z }} * sqrt(2 / (9.0 * {{ df }})), 3))
+{%- endmacro %}
+
+{#- A customer's rate num/den shrunk towards the shop's average (population.<prior>) by `k`
+    pseudo-units of the denominator; both sums decayed by `f` to the snapshot date. -#}
+{% macro shrunk(num, den, prior, k, f='in_scope.f') -%}
+    coalesce(
+        ({{ num }} * {{ f }} + {{ k }} * population.{{ prior }}) / nullif({{ den }} * {{ f }} + {{ k }}, 0),
+        population.{{ prior }}
+    )
+{%- endmacro %}
+
+{#- The rates the regime test compares: (numerator, denominator, kind), see rate_z2. -#}
+{% macro change_rates() -%}
+  {{ return([
+      ('views', 'sessions', 'poisson'),
+      ('searches', 'sessions', 'poisson'),
+      ('cart_sessions', 'sessions', 'binomial'),
+      ('abandoned_cart_sessions', 'cart_sessions', 'binomial'),
+      ('orders', 'sessions', 'binomial'),
+      ('discounted_priced_events', 'priced_events', 'binomial'),
+      ('items', 'orders', 'poisson'),
+      ('sessions', 'exposure', 'poisson'),
+  ]) }}
+{%- endmacro %}
+
+{#- The regime test's chi-square statistic: recent sums (columns prefixed `r`) against the rest
+    of the regime (prefixed `o`), over change_rates() and the mean item price. -#}
+{% macro change_z2(r, o) -%}
+    {%- for num, den, kind in change_rates() %}
+    {{ rate_z2(r ~ num, r ~ den, o ~ num, o ~ den, kind) }} +
+    {%- endfor %}
+    case when {{ r }}priced_events >= 2 and {{ o }}priced_events >= 2 then
+        pow({{ r }}price_sum / {{ r }}priced_events - {{ o }}price_sum / {{ o }}priced_events, 2)
+        / (greatest(
+            ({{ r }}price_sq_sum + {{ o }}price_sq_sum) / ({{ r }}priced_events + {{ o }}priced_events)
+            - pow(({{ r }}price_sum + {{ o }}price_sum) / ({{ r }}priced_events + {{ o }}priced_events), 2),
+            1e-9
+        ) * (1 / {{ r }}priced_events + 1 / {{ o }}priced_events))
+    else 0 end
+{%- endmacro %}
+
+{#- How many of change_z2's terms are tests (its degrees of freedom). -#}
+{% macro change_tests(r, o) -%}
+    {%- for num, den, kind in change_rates() %}
+    {{ rate_df(r ~ num, r ~ den, o ~ num, o ~ den, kind) }} +
+    {%- endfor %}
+    case when {{ r }}priced_events >= 2 and {{ o }}priced_events >= 2 then 1 else 0 end
+{%- endmacro %}

@@ -1,0 +1,309 @@
+-- One row per customer: the behaviour state as of the customer's last active day.
+--
+-- The state is the customer's day counts summed with exponential decay (half-life
+-- var('half_life_days')) since the start of the customer's current *regime*. On every active
+-- day the customer's last few days (each window of var('change_windows_days')) are tested
+-- against the rest of the regime: a chi-square over per-session, per-order and per-item rates,
+-- the visit rate and the mean item price, at level var('change_alpha') split over the windows.
+-- When a window differs, the customer's behaviour changed and the state restarts from that
+-- window (the most significant one). So a steady customer's features average over months of
+-- evidence, and a customer who changed is described by the new behaviour within days.
+--
+-- Incremental: a run folds only the customer-days built since the last run into the stored
+-- state, one active day after another (a recursive CTE over each customer's new days). A
+-- customer whose already folded days changed (late or re-delivered data) is folded again from
+-- the first day. Folding every day from scratch (a full refresh) gives the same state.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='customer_id',
+        on_schema_change='fail',
+    )
+}}
+
+{%- set sums = behaviour_sums() -%}
+{%- set windows = var('change_windows_days') | map('int') | list -%}
+{%- set window = windows | max -%}
+{%- set alpha = var('change_alpha') ~ ' / ' ~ (windows | length) -%}
+
+with recursive
+
+all_days as (
+
+    select * from {{ ref('int_events_aggregated_to_customer_days') }}
+
+),
+
+days as (
+
+    -- rows of zeros mark a customer whose events of a rebuilt date are gone: not a day
+    select * from all_days
+    where event_date <= {{ snapshot_date() }}
+      and events > 0
+
+),
+
+{% if is_incremental() %}
+
+prior as (
+
+    select * from {{ this }}
+
+),
+
+checked as (
+
+    -- the state can only move forward: features as of an earlier date need a full refresh
+    select case
+        when {{ snapshot_date() }} < (select max(state_date) from prior)
+        then error('snapshot_date is before the behaviour state; run dbt with --full-refresh')
+    end as ok
+
+),
+
+changed as (
+
+    select customer_id, min(event_date) as first_changed_date
+    from all_days
+    where _built_at > (select max(_days_built_at) from prior)
+      and event_date <= {{ snapshot_date() }}
+    group by customer_id
+
+),
+
+starts as (
+
+    -- continue from the stored state when only later days changed; otherwise start over
+    select
+        changed.customer_id,
+        case
+            when prior.state_date < changed.first_changed_date then prior.state_date
+        end as folded_through
+    from changed
+    left join prior on changed.customer_id = prior.customer_id
+    cross join checked
+
+),
+
+{% else %}
+
+starts as (
+
+    select distinct customer_id, cast(null as date) as folded_through
+    from days
+
+),
+
+{% endif %}
+
+fold_days as (
+
+    select
+        days.*,
+        row_number() over (partition by days.customer_id order by days.event_date) as step
+    from days
+    inner join starts on days.customer_id = starts.customer_id
+    where starts.folded_through is null or days.event_date > starts.folded_through
+
+),
+
+recent as (
+
+    -- each fold day's last days, one set of sums per window, decayed to that day
+    select
+        fold_days.customer_id,
+        fold_days.step,
+        {%- for w in windows %}
+        {%- set last_window = loop.last %}
+        {%- for c in sums %}
+        sum(case when days.event_date > fold_days.event_date - {{ w }} then
+            days.{{ c }} * {{ decay("date_diff('day', days.event_date, fold_days.event_date)") }}
+            else 0 end) as r{{ w }}_{{ c }}{{ ',' if not (loop.last and last_window) }}
+        {%- endfor %}
+        {%- endfor %}
+    from fold_days
+    inner join days
+        on days.customer_id = fold_days.customer_id
+        and days.event_date between fold_days.event_date - {{ window - 1 }} and fold_days.event_date
+    group by fold_days.customer_id, fold_days.step
+
+),
+
+steps as (
+
+    select fold_days.*, recent.* exclude (customer_id, step)
+    from fold_days
+    inner join recent
+        on fold_days.customer_id = recent.customer_id
+        and fold_days.step = recent.step
+
+),
+
+anchor as (
+
+    select
+        starts.customer_id,
+        cast(0 as bigint) as step,
+        {%- if is_incremental() %}
+        prior.state_date,
+        prior.first_event_date,
+        prior.last_order_date,
+        prior.regime_start,
+        coalesce(prior.regime_changes, 0) as regime_changes,
+        prior.last_regime_change,
+        coalesce(prior.gap_n, 0) as gap_n,
+        coalesce(prior.gap_sum, 0) as gap_sum,
+        coalesce(prior.gap_sq_sum, 0) as gap_sq_sum,
+        {%- for c in sums %}
+        coalesce(prior.{{ c }}, 0) as {{ c }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from starts
+    left join prior
+        on starts.customer_id = prior.customer_id
+        and starts.folded_through is not null
+        {%- else %}
+        cast(null as date) as state_date,
+        cast(null as date) as first_event_date,
+        cast(null as date) as last_order_date,
+        cast(null as date) as regime_start,
+        cast(0 as bigint) as regime_changes,
+        cast(null as date) as last_regime_change,
+        cast(0 as double) as gap_n,
+        cast(0 as double) as gap_sum,
+        cast(0 as double) as gap_sq_sum,
+        {%- for c in sums %}
+        cast(0 as double) as {{ c }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from starts
+        {%- endif %}
+
+),
+
+fold as (
+
+    select * from anchor
+
+    union all
+
+    select
+        customer_id,
+        step,
+        state_date,
+        first_event_date,
+        last_order_date,
+        case
+            {%- for w in windows %}
+            when changed and ratio_{{ w }} = best_ratio
+                then greatest(state_date - {{ w - 1 }}, first_event_date)
+            {%- endfor %}
+            else regime_start
+        end as regime_start,
+        regime_changes + case when changed then 1 else 0 end as regime_changes,
+        case when changed then state_date else last_regime_change end as last_regime_change,
+        case when changed then 0 else gap_n end as gap_n,
+        case when changed then 0 else gap_sum end as gap_sum,
+        case when changed then 0 else gap_sq_sum end as gap_sq_sum,
+        {%- for c in sums %}
+        case
+            {%- for w in windows %}
+            when changed and ratio_{{ w }} = best_ratio then r{{ w }}_{{ c }}
+            {%- endfor %}
+            else {{ c }}
+        end as {{ c }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from (
+
+        select *, best_ratio > 1 as changed
+        from (
+
+            select
+                *,
+                greatest({% for w in windows %}ratio_{{ w }}{{ ', ' if not loop.last }}{% endfor %}) as best_ratio
+            from (
+
+                select
+                    *,
+                    {%- for w in windows %}
+                    case when tests_{{ w }} > 0
+                        then z2_{{ w }} / {{ chi2_quantile('tests_' ~ w, alpha) }}
+                        else 0 end as ratio_{{ w }}{{ ',' if not loop.last }}
+                    {%- endfor %}
+                from (
+
+                    select
+                        *,
+                        {%- for w in windows %}
+                        {{ change_z2('r' ~ w ~ '_', 'o' ~ w ~ '_') }} as z2_{{ w }},
+                        {{ change_tests('r' ~ w ~ '_', 'o' ~ w ~ '_') }} as tests_{{ w }}{{ ',' if not loop.last }}
+                        {%- endfor %}
+                    from (
+
+                        -- the state moved to this day, and split into each recent window and
+                        -- the rest of the regime
+                        select
+                            *,
+                            {%- for w in windows %}
+                            {%- for c in sums %}
+                            {{ c }} - r{{ w }}_{{ c }} as o{{ w }}_{{ c }},
+                            {%- endfor %}
+                            {{ decayed_days("least(" ~ w ~ ", date_diff('day', regime_start, state_date) + 1)") }} as r{{ w }}_exposure,
+                            {{ decayed_days("date_diff('day', regime_start, state_date) + 1") }}
+                                - {{ decayed_days("least(" ~ w ~ ", date_diff('day', regime_start, state_date) + 1)") }}
+                                as o{{ w }}_exposure{{ ',' if not loop.last }}
+                            {%- endfor %}
+                        from (
+
+                            select
+                                fold.customer_id,
+                                steps.step,
+                                steps.event_date as state_date,
+                                coalesce(fold.first_event_date, steps.event_date) as first_event_date,
+                                case when steps.orders > 0 then steps.event_date else fold.last_order_date end as last_order_date,
+                                coalesce(fold.regime_start, steps.event_date) as regime_start,
+                                fold.regime_changes,
+                                fold.last_regime_change,
+                                {%- set fac = "coalesce(" ~ decay("date_diff('day', fold.state_date, steps.event_date)") ~ ", 0)" %}
+                                {%- set ordered = "steps.orders > 0 and fold.last_order_date is not null" %}
+                                {%- set gap = "date_diff('day', fold.last_order_date, steps.event_date)" %}
+                                fold.gap_n * {{ fac }} + case when {{ ordered }} then 1 else 0 end as gap_n,
+                                fold.gap_sum * {{ fac }} + case when {{ ordered }} then {{ gap }} else 0 end as gap_sum,
+                                fold.gap_sq_sum * {{ fac }} + case when {{ ordered }} then pow({{ gap }}, 2) else 0 end as gap_sq_sum,
+                                {%- for c in sums %}
+                                fold.{{ c }} * {{ fac }} + steps.{{ c }} as {{ c }},
+                                {%- endfor %}
+                                steps.* exclude (customer_id, step, event_date, _source_loaded_at, _built_at, {{ sums | join(', ') }})
+                            from fold
+                            inner join steps
+                                on steps.customer_id = fold.customer_id
+                                and steps.step = fold.step + 1
+
+                        )
+
+                    )
+
+                )
+
+            )
+
+        )
+
+    )
+
+),
+
+final as (
+
+    select
+        fold.* exclude (step),
+        starts.folded_through is null as _refolded,
+        (select max(_built_at) from all_days) as _days_built_at
+    from fold
+    inner join starts on fold.customer_id = starts.customer_id
+    where fold.step > 0
+    qualify row_number() over (partition by fold.customer_id order by fold.step desc) = 1
+
+)
+
+select * from final
