@@ -47,8 +47,8 @@ def test_fit_recovers_the_number_of_blobs_and_assigns_everyone():
     assert labels.shape == (df.height,) and (dist >= 0).all()
     assert ((conf >= 0) & (conf <= 1)).all()
     assert {(c.algorithm, c.k) for c in model.candidates} == {
-        (a, k) for a in ("kmeans", "gmm") for k in range(2, 8)
-    }
+        (a, k) for a in ("kmeans", "ward") for k in range(2, 8)
+    } | {("hdbscan", 4)}  # the density family finds the number of groups itself
     assert "fewest segments" in model.selection_reason
     # assignment runs in row chunks; where the chunks fall changes nothing
     chunked = model.assign(df, chunk=7)
@@ -156,3 +156,41 @@ def test_features_plan_drops_sparse_correlated_and_excluded_columns():
     assert plan.dropped["frequency_copy"].startswith("correlation 1.00 with frequency")
     assert "undefined for" in plan.dropped["mostly_null"]
     assert plan.dropped["review_count"].startswith("excluded by configuration")
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "ward", "hdbscan", "gmm"])
+def test_every_family_recovers_the_blobs_and_assigns_by_a_rule_for_everyone(algorithm):
+    from sklearn.metrics import adjusted_rand_score
+
+    df, truth = blobs(n_per=400, centers=4, seed=3)
+    cfg = clustering.SelectionConfig(k_min=2, k_max=6, algorithms=(algorithm,), ward_sample=500,
+                                     density_sample=800)  # fmt: skip
+    model = clustering.fit(df, cfg)
+    assert model.algorithm == algorithm and model.k == 4
+    # fitted on a sample (Ward, HDBSCAN), yet every customer gets a segment
+    labels = model.assign(df)[0]
+    assert adjusted_rand_score(truth, labels) > 0.95
+    assert model.centroids.shape == (4, len(model.plan.used))
+
+
+def test_hysteresis_keeps_a_customer_on_a_boundary_where_they_were():
+    df, truth = blobs(n_per=300, centers=3, seed=1)
+    model = clustering.fit(df, clustering.SelectionConfig(k_min=3, k_max=3, algorithms=("kmeans",)))
+    ids, _, _ = model.assign(df)
+    # tell the model everyone was in some other segment yesterday
+    other = np.roll(np.sort(np.unique(ids)), 1)
+    previous = other[np.searchsorted(np.sort(np.unique(ids)), ids)]
+    x = model.transform(df)
+    d = np.sqrt(((x[:, None, :] - model.centroids[None]) ** 2).sum(-1))
+    pos = {int(s): i for i, s in enumerate(model.segment_ids)}
+    d_prev = d[np.arange(len(ids)), [pos[int(p)] for p in previous]]
+    d_best = d.min(axis=1)
+    for margin in (0.1, 0.9):
+        kept, _, _ = model.assign(df, previous_ids=previous, margin=margin)
+        stays = d_best > (1 - margin) * d_prev
+        assert stays.any() == (margin == 0.9)
+        assert (kept[stays] == previous[stays]).all()
+        assert (kept[~stays] == ids[~stays]).all()
+    # an id the model does not have is no earlier segment
+    fresh, _, _ = model.assign(df, previous_ids=np.full(len(ids), 999), margin=0.5)
+    assert (fresh == ids).all()

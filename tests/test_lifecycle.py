@@ -11,56 +11,132 @@ def _fit(df, seed=0):
     return clustering.fit(df, clustering.SelectionConfig(**{**CFG.__dict__, "seed": seed}))
 
 
+def _reseg(today, champion, current=None, next_id=50, **config):
+    return lifecycle.resegment(
+        today, champion, current, next_id, {}, CFG, lifecycle.LifecycleConfig(**config)
+    )
+
+
 def test_permuting_training_rows_and_seed_leaves_published_ids_unchanged():
     df, _ = blobs(centers=4)
     champion = _fit(df)
     refit = _fit(df.sample(fraction=1.0, shuffle=True, seed=9), seed=5)
-    al = lifecycle.align_to_champion(refit, champion, next_id=99)
+    al = lifecycle.align_to_champion(refit, champion, 99, df)
     refit.segment_ids = al.segment_ids
     assert not al.new and not al.retired
+    assert al.counts() == {"kept": 4, "split": 0, "merged": 0, "new": 0, "retired": 0}
     assert (refit.assign(df)[0] == champion.assign(df)[0]).all()
 
 
-def test_a_removed_cluster_is_retired_and_an_added_one_gets_a_new_id():
+def test_ids_follow_members_even_when_the_scaled_space_moved():
+    # every feature shifted and stretched: the champion's centroids, mapped through the
+    # challenger's preprocessing, no longer sit on the clusters, but the members are the same
+    df, truth = blobs(centers=4, seed=4)
+    champion = _fit(df)
+    current = champion.assign(df)[0]
+    moved = df.with_columns(pl.col("frequency") * 3 + 50, pl.col("cart_rate") - 30)
+    refit = _fit(moved, seed=2)
+    al = lifecycle.align_to_champion(refit, champion, 99, moved, current)
+    refit.segment_ids = al.segment_ids
+    assert al.counts()["kept"] == 4 and not al.new
+    assert (refit.assign(moved)[0] == current).all()
+
+
+def _members(sizes_old, moves):
+    """Customers with a current segment and a new cluster: ``moves`` maps (old id, new idx)
+    to a count."""
+    old, new = [], []
+    for (o, n), c in moves.items():
+        old += [o] * c
+        new += [n] * c
+    return np.array(old), np.array(new)
+
+
+def test_monic_transitions_kept_split_merged_new_retired():
+    old, new = _members(None, {
+        (1, 0): 100,             # 1 kept as cluster 0
+        (2, 1): 60, (2, 2): 40,  # 2 split: 60 % stays (cluster 1), 40 % breaks off (2)
+        (3, 3): 50, (4, 3): 45,  # 3 kept as cluster 3, and 4 merged into it
+        (5, 0): 2, (5, 1): 2, (5, 3): 1,  # 5 nearly emptied and scattered: retired
+    })  # fmt: skip
+    extra_old = np.full(30, -1)  # customers with no segment yet form a new cluster
+    al = lifecycle.align_members(
+        np.r_[old, extra_old], np.r_[new, np.full(30, 4)], 5, [1, 2, 3, 4, 5, 6], next_id=10
+    )
+    kinds = {(t.kind, t.old_ids, t.new_ids) for t in al.transitions}
+    assert ("kept", (1,), (1,)) in kinds and ("kept", (2,), (2,)) in kinds
+    assert ("kept", (3,), (3,)) in kinds
+    assert ("split", (2,), (10,)) in kinds
+    assert ("merged", (4,), (3,)) in kinds
+    assert ("new", (), (11,)) in kinds
+    assert ("retired", (5,), ()) in kinds
+    assert ("retired", (6,), ()) in kinds  # active but nobody left: emptied
+    assert list(al.segment_ids) == [1, 2, 10, 3, 11]
+    assert al.retired == (4, 5, 6) and al.new == (10, 11)
+
+
+def test_an_emerging_group_gets_a_new_id_and_a_vanished_segment_is_retired():
     df, truth = blobs(centers=4, seed=1)
     champion = _fit(df)
-    old_ids = champion.assign(df)[0]
-    gone = int(old_ids[truth == 3][0])
+    current = champion.assign(df)[0]
+    gone = int(current[truth == 3][0])
     rng = np.random.default_rng(2)
-    newcomers = df.filter(pl.Series(truth == 0)).with_columns(
-        pl.col("frequency") + 60 + rng.normal(0, 1, 300), pl.col("customer_id") + "_new"
-    )
-    today = pl.concat([df.filter(pl.Series(truth != 3)), newcomers])
-    challenger = _fit(today)
-    al = lifecycle.align_to_champion(challenger, champion, next_id=10)
-    assert al.retired == (gone,)
-    assert al.new == (10,)
-    assert set(al.matched) == set(np.unique(old_ids)) - {gone}
+    # part of cluster 0 takes up a behaviour far from every segment; cluster 3 leaves
+    movers = np.flatnonzero(truth == 0)[:120]
+    today = df.with_columns(
+        frequency=pl.when(pl.int_range(pl.len()).is_in(movers))
+        .then(pl.col("frequency") + 80 + pl.Series(rng.normal(0, 1, df.height)))
+        .otherwise(pl.col("frequency"))
+    ).filter(pl.Series(truth != 3))
+    keep = truth != 3
+    result = _reseg(today, champion, current[keep])
+    al = result.alignment
+    assert result.decision.promote and "structure changed" in result.decision.reason
+    assert al.retired == (gone,) and len(al.new) == 1
+    new_id = al.new[0]
+    moved_ids = result.challenger.assign(today)[0][np.isin(np.flatnonzero(keep), movers)]
+    assert (moved_ids == new_id).mean() > 0.95
+    assert {t.kind for t in al.transitions} >= {"kept", "retired"}
+    assert {t.kind for t in al.transitions} & {"new", "split"}
 
 
-def test_align_respects_the_distance_threshold():
-    old = {1: np.zeros(2), 2: np.array([10.0, 0])}
-    new = {0: np.array([0.1, 0]), 1: np.array([5.0, 5.0])}
-    al = lifecycle.align(new, old, next_id=3, max_distance=1.0)
-    assert list(al.segment_ids) == [1, 3] and al.retired == (2,)
+def test_the_same_structure_keeps_the_champion_and_nobody_moves():
+    df, _ = blobs(centers=4, seed=6)
+    champion = _fit(df)
+    current = champion.assign(df)[0]
+    result = _reseg(df, champion, current)
+    assert not result.decision.promote and "same structure" in result.decision.reason
+    assert result.alignment.counts()["kept"] == 4
 
 
-def test_compare_keeps_an_equal_champion_and_promotes_a_clearly_better_one():
+def test_same_segments_whose_members_moved_are_refreshed_with_their_ids():
+    df, truth = blobs(centers=4, seed=6)
+    champion = _fit(df)
+    current = champion.assign(df)[0]
+    drifted = df.with_columns(pl.col("cart_rate") + 8)  # every segment moved the same way
+    result = _reseg(drifted, champion, current)
+    assert result.decision.promote and "refreshed" in result.decision.reason
+    assert result.alignment.counts()["kept"] == 4
+    assert (result.challenger.assign(drifted)[0] == current).all()
+    still = _reseg(drifted, champion, current, refresh_shift=50.0)
+    assert not still.decision.promote
+
+
+def test_a_clearly_better_challenger_is_promoted_and_no_champion_means_promote():
     df, _ = blobs(centers=4)
-    good = _fit(df)
-    same = _fit(df, seed=3)
-    assert not lifecycle.compare(same, good, df).promote
     bad = clustering.fit(df, clustering.SelectionConfig(k_min=2, k_max=2, algorithms=("kmeans",)))
-    decision = lifecycle.compare(good, bad, df)
-    assert decision.promote and "beats champion" in decision.reason
-    assert lifecycle.compare(good, None, df).reason == "no champion yet"
+    result = _reseg(df, bad)
+    assert result.decision.promote
+    first = _reseg(df, None)
+    assert first.decision.reason == "no champion yet"
+    assert list(first.challenger.segment_ids) == list(range(50, 50 + first.challenger.k))
 
 
 def test_champion_that_cannot_score_todays_data_is_replaced():
     df, _ = blobs()
     champion = _fit(df)
-    decision = lifecycle.compare(_fit(df.drop("cart_rate")), champion, df.drop("cart_rate"))
-    assert decision.promote and "cannot score" in decision.reason
+    result = _reseg(df.drop("cart_rate"), champion)
+    assert result.decision.promote and "cannot score" in result.decision.reason
 
 
 def test_migration_matrix_and_membership_changes():

@@ -9,7 +9,11 @@ fixed-seed sample.
 
 Selection rule (see :func:`select`):
 
-1. Candidates: KMeans and a diagonal Gaussian mixture for every k in ``k_min..k_max``.
+1. Candidates from three families: KMeans and Ward's hierarchical clustering for every k in
+   ``k_min..k_max``, and HDBSCAN, which finds the number of dense groups itself (a diagonal
+   Gaussian mixture is available too). Each is fitted on a sample; every family assigns all
+   customers by the same rule, the nearest centroid in the model's space, so assignment
+   scales to every customer and runs chunk by chunk.
 2. A candidate whose smallest segment holds less than ``min_segment_share`` of the customers is
    out (a segment nobody can act on).
 3. Parsimony: a candidate whose silhouette is more than ``silhouette_tolerance`` below the best
@@ -33,7 +37,9 @@ from typing import Literal, TypeVar
 
 import numpy as np
 import polars as pl
-from sklearn.cluster import KMeans
+from scipy.cluster.hierarchy import fcluster, linkage
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import (
     adjusted_rand_score,
@@ -48,18 +54,26 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 log = logging.getLogger(__name__)
 
-Algorithm = Literal["kmeans", "gmm"]
+Algorithm = Literal["kmeans", "ward", "hdbscan", "gmm"]
+ALGORITHMS: tuple[str, ...] = ("kmeans", "ward", "hdbscan", "gmm")
 T = TypeVar("T")
 R = TypeVar("R")
 ID_COLUMNS = ("customer_id", "snapshot_date")
 #: Columns of customer_features that describe a customer but are not clustering inputs:
 #: identifiers, raw counts that duplicate a rate, and bookkeeping.
-NON_FEATURES = ("top_category", "exposure_days", "event_count", "days_since_last_event")
+NON_FEATURES = (
+    "top_category", "exposure_days", "event_count", "days_since_last_event", "regime_changes",
+)  # fmt: skip
+#: Durations that always enter the fit on a log scale: a week matters at the start of a
+#: customer's life, not after two years (without it, long-standing customers' spread of
+#: signup dates hides the new ones).
+LOG_SCALE: tuple[str, ...] = ("tenure_days",)
 #: Features left out of the fit by default (they still appear in profiles), and why.
 DEFAULT_EXCLUDED: dict[str, str] = {
     "monetary": "equals frequency x avg_order_value: would count purchase volume twice",
-    "items_per_order": "basket size is already carried by avg_order_value",
     "review_count": "sparse (most customers never review); described in profiles instead",
+    "category_count": "grows with the length of a customer's history; top_category_share and "
+    "category_hhi carry the focus",
 }
 
 
@@ -69,8 +83,12 @@ class SelectionConfig:
 
     k_min: int = 3
     k_max: int = 10
-    algorithms: tuple[Algorithm, ...] = ("kmeans", "gmm")
+    algorithms: tuple[Algorithm, ...] = ("kmeans", "ward", "hdbscan")
     silhouette_sample: int = 5_000
+    #: Ward's tree is quadratic in memory: it is built on at most this many customers
+    ward_sample: int = 5_000
+    #: HDBSCAN is fitted on at most this many customers
+    density_sample: int = 10_000
     search_sample: int = 50_000  # candidates and bootstraps are fitted on this many rows
     fit_sample: int = 200_000  # the winner is refitted on this many
     n_init: int = 4
@@ -130,7 +148,7 @@ class FittedModel:
     """
 
     preprocessor: Pipeline
-    estimator: KMeans | GaussianMixture
+    estimator: KMeans | CentroidClusters | GaussianMixture
     algorithm: Algorithm
     plan: FeaturePlan
     k: int
@@ -154,9 +172,9 @@ class FittedModel:
     @property
     def centroids(self) -> np.ndarray:
         """Cluster centres in the model's scaled feature space, in estimator order."""
-        if isinstance(self.estimator, KMeans):
-            return self.estimator.cluster_centers_
-        return self.estimator.means_
+        if isinstance(self.estimator, GaussianMixture):
+            return self.estimator.means_
+        return self.estimator.cluster_centers_
 
     def raw_centroids(self) -> pl.DataFrame:
         """Centroids mapped back to feature units (one row per published segment id).
@@ -184,40 +202,132 @@ class FittedModel:
             raise KeyError(f"features lack column(s) the model was fitted on: {missing}")
         return self.preprocessor.transform(_matrix(features, self.plan.used))
 
-    def cluster_index(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Estimator cluster index, distance to that centroid, and a confidence in [0, 1]."""
+    def cluster_index(
+        self, x: np.ndarray, previous: np.ndarray | None = None, margin: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Estimator cluster index, distance to that centroid, and a confidence in [0, 1].
+
+        With ``previous`` (each row's earlier cluster index, -1 for none) a row keeps its
+        earlier cluster unless another centroid is nearer by more than ``margin`` (a share of
+        the distance to the earlier one): hysteresis, so a customer on a boundary does not flip
+        back and forth from one day's noise."""
         dist = np.sqrt(((x[:, None, :] - self.centroids[None, :, :]) ** 2).sum(-1))
-        if isinstance(self.estimator, KMeans):
+        rows = np.arange(x.shape[0])
+        if not isinstance(self.estimator, GaussianMixture):
             idx = dist.argmin(axis=1)
-            two = np.sort(dist, axis=1)[:, :2] if self.k > 1 else np.c_[dist, dist + 1]
-            confidence = 1.0 - two[:, 0] / np.maximum(two[:, 1], 1e-12)
         else:
             proba = self.estimator.predict_proba(x)
             idx = proba.argmax(axis=1)
-            confidence = proba.max(axis=1)
-        return idx, dist[np.arange(idx.size), idx], confidence
+        if previous is not None and margin > 0:
+            had = previous >= 0
+            before = dist[rows, np.where(had, previous, 0)]
+            stay = had & (dist[rows, idx] > (1 - margin) * before)
+            idx = np.where(stay, previous, idx)
+        if not isinstance(self.estimator, GaussianMixture):
+            two = np.sort(dist, axis=1)[:, :2] if self.k > 1 else np.c_[dist, dist + 1]
+            confidence = 1.0 - two[:, 0] / np.maximum(two[:, 1], 1e-12)
+        else:
+            confidence = proba[rows, idx]
+        return idx, dist[rows, idx], confidence
 
     def cluster_index_rows(
-        self, features: pl.DataFrame, chunk: int = 262_144
+        self,
+        features: pl.DataFrame,
+        chunk: int = 262_144,
+        previous: np.ndarray | None = None,
+        margin: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`cluster_index` of every row of ``features``, transformed here.
 
-        Every step is per-row, so it runs in chunks of ``chunk`` rows: on 6M customers the
-        whole-frame version spent most of its 14 s faulting in the fresh 640 MB copy each
-        preprocessing step makes (and the n x k x d distance temporary)."""
-        parts = [
-            self.cluster_index(self.transform(features.slice(start, chunk)))
-            for start in range(0, features.height, chunk)
-        ] or [self.cluster_index(self.transform(features))]
+        Every step is per-row, so it runs in chunks of ``chunk`` rows (a whole-frame version
+        spends its time faulting in a fresh copy of the matrix per preprocessing step, and the
+        n x k x d distance temporary)."""
+
+        def part(start: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            prev = None if previous is None else previous[start : start + length]
+            return self.cluster_index(self.transform(features.slice(start, length)), prev, margin)
+
+        parts = [part(start, chunk) for start in range(0, features.height, chunk)] or [
+            part(0, features.height)
+        ]
         idx, distance, confidence = (np.concatenate(p) for p in zip(*parts, strict=True))
         return idx, distance, confidence
 
     def assign(
-        self, features: pl.DataFrame, chunk: int = 262_144
+        self,
+        features: pl.DataFrame,
+        chunk: int = 262_144,
+        previous_ids: np.ndarray | None = None,
+        margin: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Published segment id, distance to its centroid and confidence for every row."""
-        idx, distance, confidence = self.cluster_index_rows(features, chunk)
+        """Published segment id, distance to its centroid and confidence for every row.
+
+        ``previous_ids`` (each row's earlier published id, or a negative number) and ``margin``
+        add hysteresis (see :meth:`cluster_index`); an earlier id this model does not have is
+        no earlier cluster."""
+        previous = None
+        if previous_ids is not None:
+            position = {int(sid): i for i, sid in enumerate(self.segment_ids)}
+            previous = np.fromiter(
+                (position.get(int(p), -1) for p in previous_ids), dtype=np.int64,
+                count=len(previous_ids),
+            )  # fmt: skip
+        idx, distance, confidence = self.cluster_index_rows(features, chunk, previous, margin)
         return self.segment_ids[idx], distance, confidence
+
+
+class CentroidClusters(ClusterMixin, BaseEstimator):
+    """Clusters summarised by their centroids; ``predict`` assigns the nearest centroid.
+
+    Ward and HDBSCAN are fitted on a sample and have no rule for customers outside it; their
+    clusters' centroids give them one that scales to every customer (as KMeans' does)."""
+
+    cluster_centers_: np.ndarray
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        d = ((x[:, None, :] - self.cluster_centers_[None, :, :]) ** 2).sum(-1)
+        return d.argmin(axis=1)
+
+    def _centres(self, x: np.ndarray, labels: np.ndarray) -> None:
+        ids = np.unique(labels[labels >= 0])
+        self.cluster_centers_ = np.stack([x[labels == i].mean(axis=0) for i in ids])
+        self.n_clusters_ = len(ids)
+
+
+class WardClusters(CentroidClusters):
+    """Ward's agglomerative clustering of a sample, cut into ``n_clusters``."""
+
+    def __init__(self, n_clusters: int = 5, max_samples: int = 5_000, random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def fit(self, x: np.ndarray, y: object = None) -> WardClusters:
+        xs = x[sample_idx(x.shape[0], self.max_samples, self.random_state)]
+        tree = linkage(xs, method="ward")
+        self._centres(xs, fcluster(tree, self.n_clusters, criterion="maxclust") - 1)
+        return self
+
+
+class DensityClusters(CentroidClusters):
+    """HDBSCAN on a sample: dense groups of at least ``min_cluster_share`` of the sample, as
+    many as the data has (customers in no dense group are assigned their nearest group)."""
+
+    def __init__(
+        self, min_cluster_share: float = 0.02, max_samples: int = 10_000, random_state: int = 0
+    ):
+        self.min_cluster_share = min_cluster_share
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def fit(self, x: np.ndarray, y: object = None) -> DensityClusters:
+        xs = x[sample_idx(x.shape[0], self.max_samples, self.random_state)]
+        size = max(10, int(self.min_cluster_share * xs.shape[0]))
+        labels = HDBSCAN(min_cluster_size=size, min_samples=10, copy=True).fit_predict(xs)
+        if (labels >= 0).sum() == 0:  # no dense group at all: one cluster of everyone
+            labels = np.zeros(xs.shape[0], dtype=int)
+        self._centres(xs, labels)
+        return self
 
 
 def candidate_columns(features: pl.DataFrame) -> list[str]:
@@ -240,7 +350,7 @@ def plan_features(features: pl.DataFrame, config: SelectionConfig | None = None)
     input cannot support it, e.g. views in a purchases-only log); constant; NULL for more than
     ``max_missing_share`` of customers (the fit would mostly see imputed values); or correlated
     above ``max_correlation`` with a column already kept. A non-negative column whose skewness
-    exceeds ``skew_threshold`` is log1p-transformed.
+    exceeds ``skew_threshold`` is log1p-transformed, and so are the durations in ``LOG_SCALE``.
     """
     config = config or SelectionConfig()
     dropped: dict[str, str] = {}
@@ -279,7 +389,8 @@ def plan_features(features: pl.DataFrame, config: SelectionConfig | None = None)
     for c in used:
         nn = features[c].cast(pl.Float64).drop_nulls().drop_nans()
         skew = nn.skew()
-        if nn.min() >= 0 and skew is not None and skew > config.skew_threshold:
+        skewed = skew is not None and skew > config.skew_threshold
+        if nn.min() >= 0 and (c in LOG_SCALE or skewed):
             logged.append(c)
     for c, why in dropped.items():
         log.info("feature %s left out of the fit: %s", c, why)
@@ -360,6 +471,12 @@ def _parallel(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
 def _estimator(algorithm: Algorithm, k: int, config: SelectionConfig, seed: int):
     if algorithm == "kmeans":
         return KMeans(n_clusters=k, n_init=config.n_init, random_state=seed)
+    if algorithm == "ward":
+        return WardClusters(n_clusters=k, max_samples=config.ward_sample, random_state=seed)
+    if algorithm == "hdbscan":
+        return DensityClusters(config.min_segment_share, config.density_sample, seed)
+    if algorithm != "gmm":
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose from {ALGORITHMS}")
     return GaussianMixture(
         n_components=k,
         covariance_type="diag",
@@ -421,12 +538,28 @@ def select(
     d_eval = pairwise_distances(x_eval)
     k_max = min(config.k_max, max(config.k_min, x_eval.shape[0] // 10))
 
-    def candidate(key: tuple[Algorithm, int]):  # noqa: ANN202
-        est = _estimator(key[0], key[1], config, config.seed).fit(x_fit)
-        labels = est.predict(x_eval)
-        return _score(key[0], key[1], labels, x_eval, d_eval), est, labels
+    ward_tree = None
+    if "ward" in config.algorithms:  # one tree, cut at every k
+        ward_x = x_fit[sample_idx(x_fit.shape[0], config.ward_sample, config.seed)]
+        ward_tree = linkage(ward_x, method="ward")
 
-    grid = [(a, k) for a in config.algorithms for k in range(config.k_min, k_max + 1)]
+    def candidate(key: tuple[Algorithm, int]):  # noqa: ANN202
+        if key[0] == "ward":
+            est = WardClusters(key[1], config.ward_sample, config.seed)
+            est._centres(ward_x, fcluster(ward_tree, key[1], criterion="maxclust") - 1)
+        else:
+            est = _estimator(key[0], key[1], config, config.seed).fit(x_fit)
+        k = getattr(est, "n_clusters_", key[1])
+        labels = est.predict(x_eval)
+        if key[0] == "hdbscan" and not config.k_min <= k <= config.k_max:
+            return None, est, labels
+        return _score(key[0], k, labels, x_eval, d_eval), est, labels
+
+    grid = [
+        (a, k)
+        for a in config.algorithms
+        for k in ([0] if a == "hdbscan" else range(config.k_min, k_max + 1))
+    ]
     fitted: dict[tuple[str, int], tuple[Candidate, object, np.ndarray]] = {
         key: (cand, est, labels)
         for key, (cand, est, labels) in zip(grid, _parallel(candidate, grid), strict=True)
@@ -454,11 +587,11 @@ def select(
             reject(key, f"silhouette more than {config.silhouette_tolerance} below the best")
         else:
             band.append(key)
-    band.sort(key=lambda key: (key[1], -fitted[key][0].silhouette))
+    band.sort(key=lambda key: (fitted[key][0].k, -fitted[key][0].silhouette))
     top = band[: config.stability_top_n]
     for key in top:
         cand, est, labels = fitted[key]
-        s = stability(key[0], key[1], x_fit, x_eval, labels, config)
+        s = stability(key[0], cand.k, x_fit, x_eval, labels, config)
         fitted[key] = (replace(cand, stability=s), est, labels)
     stable = [key for key in top if (fitted[key][0].stability or 0) >= config.min_stability]
     if stable:
@@ -468,7 +601,9 @@ def select(
     best = (stable or top)[0]
     winner, est, _ = fitted[best]
     refit = ""
-    if fit_idx.size > search_idx.size:  # 16 candidate fits on 50k rows, one on up to 200k
+    # kmeans and gmm: 16 candidate fits on 50k rows, one on up to 200k; Ward and HDBSCAN use
+    # their own (smaller) samples whatever they are given
+    if fit_idx.size > search_idx.size and winner.algorithm in ("kmeans", "gmm"):
         est = _estimator(winner.algorithm, winner.k, config, config.seed).fit(x[fit_idx])
         refit = f"; refitted on {fit_idx.size:,} rows"
     reason = (

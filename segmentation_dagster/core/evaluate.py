@@ -72,7 +72,7 @@ def refit_stability(
     shuffled = features.sample(fraction=1.0, shuffle=True, seed=seed)
     refit = fit(shuffled, config)
     next_id = int(champion.segment_ids.max()) + 1
-    alignment = align_to_champion(refit, champion, next_id)
+    alignment = align_to_champion(refit, champion, next_id, features)
     refit.segment_ids = alignment.segment_ids
     before, _, _ = champion.assign(features)
     after, _, _ = refit.assign(features)

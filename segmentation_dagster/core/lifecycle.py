@@ -1,39 +1,113 @@
-"""Model lifecycle: champion vs challenger, stable segment ids across refits, migrations.
+"""Model lifecycle: re-segmentation (fit a challenger, compare, align, decide), stable segment
+ids across refits, and the transitions between two segmentations.
 
-Two models live in different scaled spaces (each fitted its own preprocessing), so they are
-compared on *today's* customers in one space, the challenger's: each model labels the same
-customers, and the centroids and silhouettes of both labelings are computed on the same matrix.
+:func:`resegment` is the whole flow, a plain function the ``segmentation_model`` asset, the
+CLI and the benchmarks call:
+
+1. **fit** a challenger on today's features (:func:`clustering.fit`);
+2. **compare** what both models make of today's customers: the champion's current segments
+   (the published assignment) against the challenger's clusters, customer by customer;
+3. **align**: a challenger cluster that holds the members of a current segment keeps that
+   segment's id, whatever the refit did to the scaled feature space (members are matched
+   first, centroids break near-ties); the rest are named by MONIC's vocabulary (Spiliopoulou
+   et al., KDD 2006): a segment is *kept*, *split* (a part of it became a new segment),
+   *merged* (into another kept one), *retired* (emptied or scattered), or a cluster is *new*;
+4. **decide**: promote when the structure changed (anything but kept) and the challenger
+   describes today's customers at least as well (silhouette on a common sample, within
+   ``structure_tolerance``); when it is clearly better (``promotion_margin``); or, with the same
+   segments, when their centroids moved (``refresh_shift``): behaviour shifted inside the
+   segments and the champion's assignment rule is stale. Otherwise the champion stays.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import silhouette_score
 
+from segmentation_dagster.core import clustering, naming, profiling
 from segmentation_dagster.core.clustering import FittedModel, sample_idx
+
+#: MONIC's kinds of transition between two segmentations.
+KINDS = ("kept", "split", "merged", "new", "retired")
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """How a challenger is matched to the champion's segments and when it is promoted."""
+
+    #: a challenger cluster keeps a current segment's id when their members overlap at least
+    #: this much (Jaccard: shared / either)
+    keep_overlap: float = 0.5
+    #: ... or at least half this much while their centroids are this close (standardised
+    #: units in the challenger's space)
+    max_match_distance: float = 1.5
+    #: a part of a segment counts in a split or merge when it holds this share of it
+    part_share: float = 0.2
+    #: a structural change must move this share of today's customers to count
+    min_change_share: float = 0.02
+    #: promote on a structural change unless the challenger's silhouette is more than this
+    #: below the champion's on today's customers
+    structure_tolerance: float = 0.02
+    #: promote without a structural change when the challenger's silhouette beats the
+    #: champion's by more than this
+    promotion_margin: float = 0.02
+    #: ... or when the same segments' members moved this far from the champion's centroids
+    #: on average (standardised units): behaviour shifted within the segments, so the
+    #: champion's assignment rule is stale
+    refresh_shift: float = 0.3
+    #: customers both silhouettes are computed on (fixed seed)
+    sample: int = 5_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One MONIC transition: which current segments became which challenger segments."""
+
+    kind: str  # one of KINDS
+    old_ids: tuple[int, ...]
+    new_ids: tuple[int, ...]
+    customers: int  # today's customers involved (the new segment's, or the old one's)
+    overlap: float | None = None  # Jaccard of the members, for kept segments
+    shift: float | None = None  # how far a kept segment's centroid moved (challenger space)
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "transition": self.kind,
+            "from": ", ".join(map(str, self.old_ids)),
+            "to": ", ".join(map(str, self.new_ids)),
+            "customers": self.customers,
+            "overlap": None if self.overlap is None else round(self.overlap, 3),
+            "centroid_shift": None if self.shift is None else round(self.shift, 3),
+        }
 
 
 @dataclass(frozen=True)
 class Alignment:
-    """How a new model's clusters map onto existing segment ids."""
+    """How a new model's clusters map onto segment ids, and what happened to each segment."""
 
     segment_ids: np.ndarray  # published id per cluster index of the new model
-    matched: dict[int, tuple[int, float]]  # new segment id -> (old id, centroid distance)
-    new: tuple[int, ...]  # ids minted for clusters with no close old centroid
-    retired: tuple[int, ...]  # old ids no new cluster matched
+    matched: dict[int, tuple[int, float]]  # kept id -> (old id, member overlap)
+    new: tuple[int, ...]  # ids minted for clusters no current segment holds
+    retired: tuple[int, ...]  # current ids no cluster holds any more
+    transitions: tuple[Transition, ...] = field(default=())
+
+    def counts(self) -> dict[str, int]:
+        """Transitions of each kind (MONIC), e.g. {"kept": 5, "new": 1, ...}."""
+        return {k: sum(t.kind == k for t in self.transitions) for k in KINDS}
+
+    def changed_share(self, n_customers: int) -> float:
+        """Share of today's customers in segments that did not simply survive."""
+        moved = sum(t.customers for t in self.transitions if t.kind in ("split", "new"))
+        moved += sum(t.customers for t in self.transitions if t.kind in ("merged", "retired"))
+        return moved / max(n_customers, 1)
 
     def as_rows(self) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = [
-            {"segment_id": sid, "status": "kept", "distance": round(d, 3)}
-            for sid, (_, d) in sorted(self.matched.items())
-        ]
-        rows += [{"segment_id": sid, "status": "new", "distance": None} for sid in self.new]
-        rows += [{"segment_id": sid, "status": "retired", "distance": None} for sid in self.retired]
-        return rows
+        return [t.as_row() for t in self.transitions]
 
 
 def label_centroids(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
@@ -41,63 +115,147 @@ def label_centroids(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     return {int(lab): x[labels == lab].mean(axis=0) for lab in np.unique(labels)}
 
 
-def align(
-    new_centroids: dict[int, np.ndarray],
-    old_centroids: dict[int, np.ndarray],
+def align_members(
+    old_ids: np.ndarray,
+    new_idx: np.ndarray,
+    k_new: int,
+    old_segments: tuple[int, ...] | list[int],
     next_id: int,
-    max_distance: float,
+    config: LifecycleConfig | None = None,
+    centroid_distance: np.ndarray | None = None,
+    member_shift: dict[int, float] | None = None,
 ) -> Alignment:
-    """Match new clusters to old segment ids by Hungarian assignment on centroid distance.
+    """Match the challenger's clusters to the current segments by their members.
 
-    ``new_centroids`` is keyed by the new model's cluster index, ``old_centroids`` by published
-    segment id, both in one space. A pair farther apart than ``max_distance`` is no match: the
-    new cluster gets a fresh id (``next_id``, ``next_id + 1``, ...) and the old id is retired.
+    ``old_ids``: each of today's customers' current segment id (negative: none yet);
+    ``new_idx``: the same customers' challenger cluster (0..k_new-1); ``old_segments``: every
+    active segment id (one with no customer left today is retired as emptied);
+    ``centroid_distance[i, j]``: optional distance of cluster i to segment old_segments[j] in
+    one space, used when members alone are not decisive; ``member_shift``: optional distance of
+    each segment's members today from its centroid (:func:`member_shift`), reported on kept
+    transitions.
     """
-    new_keys = sorted(new_centroids)
-    old_keys = sorted(old_centroids)
-    ids = np.zeros(len(new_keys), dtype=int)
+    config = config or LifecycleConfig()
+    olds = sorted({int(o) for o in old_segments} | {int(o) for o in np.unique(old_ids) if o >= 0})
+    pos = {o: j for j, o in enumerate(olds)}
+    known = old_ids >= 0
+    overlap = np.zeros((k_new, len(olds)))
+    np.add.at(overlap, (new_idx[known], [pos[int(o)] for o in old_ids[known]]), 1)
+    new_size = np.bincount(new_idx, minlength=k_new).astype(float)
+    old_size = overlap.sum(axis=0)
+    union = new_size[:, None] + old_size[None, :] - overlap
+    jaccard = np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
+    ids = np.full(k_new, -1)
     matched: dict[int, tuple[int, float]] = {}
-    if old_keys:
-        cost = np.array(
-            [
-                [np.linalg.norm(new_centroids[n] - old_centroids[o]) for o in old_keys]
-                for n in new_keys
-            ]
-        )
-        rows, cols = linear_sum_assignment(cost)
+    if olds:
+        score = jaccard.copy()
+        if centroid_distance is not None:  # a near-tie in members goes to the nearer centroid
+            score -= 1e-3 * np.minimum(centroid_distance / config.max_match_distance, 1)
+        rows, cols = linear_sum_assignment(-score)
         for r, c in zip(rows, cols, strict=True):
-            if cost[r, c] <= max_distance:
-                ids[r] = old_keys[c]
-                matched[old_keys[c]] = (old_keys[c], float(cost[r, c]))
-    minted = []
-    for i in range(len(new_keys)):
-        if ids[i] == 0:
-            ids[i] = next_id
-            minted.append(next_id)
-            next_id += 1
-    retired = tuple(o for o in old_keys if o not in matched)
-    return Alignment(ids, matched, tuple(minted), retired)
+            near = centroid_distance is not None and (
+                centroid_distance[r, c] <= config.max_match_distance
+            )
+            if jaccard[r, c] >= config.keep_overlap or (
+                near and jaccard[r, c] >= config.keep_overlap / 2
+            ):
+                ids[r] = olds[c]
+                matched[olds[c]] = (olds[c], float(jaccard[r, c]))
+    transitions: list[Transition] = []
+    for o, (_, j) in sorted(matched.items()):
+        i = ids.tolist().index(o)
+        shift = None if member_shift is None else member_shift.get(o)
+        transitions.append(Transition("kept", (o,), (o,), int(new_size[i]), j, shift))
+    minted: list[int] = []
+    for i in range(k_new):
+        if ids[i] >= 0:
+            continue
+        ids[i] = next_id
+        minted.append(next_id)
+        next_id += 1
+        sources = [
+            olds[j]
+            for j in np.argsort(-overlap[i])
+            if overlap[i, j] > 0 and overlap[i, j] >= config.part_share * old_size[j]
+        ]
+        kept_sources = [o for o in sources if o in matched]
+        kind = "split" if kept_sources else "new"
+        transitions.append(
+            Transition(kind, tuple(kept_sources or sources), (int(ids[i]),), int(new_size[i]))
+        )
+    retired = []
+    for j, o in enumerate(olds):
+        if o in matched:
+            continue
+        retired.append(o)
+        dest = int(np.argmax(overlap[:, j])) if old_size[j] else -1
+        into = int(ids[dest]) if dest >= 0 else None
+        merged = (
+            into is not None
+            and into in matched
+            and overlap[dest, j] >= max(config.keep_overlap, config.part_share) * old_size[j]
+        )
+        transitions.append(
+            Transition(
+                "merged" if merged else "retired",
+                (o,),
+                (into,) if merged else (),
+                int(old_size[j]),
+            )
+        )
+    return Alignment(ids, matched, tuple(minted), tuple(retired), tuple(transitions))
+
+
+def member_shift(
+    champion: FittedModel, features: pl.DataFrame, current: np.ndarray, sample: int = 50_000
+) -> dict[int, float]:
+    """Per segment, how far its members today sit from the champion's centroid: the distance
+    between the centroid and the members' mean, in the champion's own space (standardised
+    units). Near 0 when behaviour inside the segment is as at fit time; large when it moved
+    (the champion's assignment rule is stale)."""
+    idx = sample_idx(features.height, sample, 0)
+    x = champion.transform(features[idx])
+    labels = np.asarray(current)[idx]
+    out: dict[int, float] = {}
+    for i, sid in enumerate(champion.segment_ids):
+        members = labels == sid
+        if members.any():
+            out[int(sid)] = float(np.linalg.norm(x[members].mean(axis=0) - champion.centroids[i]))
+    return out
+
+
+def centroid_distances(challenger: FittedModel, champion: FittedModel) -> np.ndarray:
+    """Distance of each challenger centroid to each champion centroid (rows: the challenger's
+    clusters, columns: the champion's segments in ``segment_ids`` order), in the challenger's
+    space: the champion's centroids are mapped back to feature units and through the
+    challenger's preprocessing (features the champion did not use are imputed)."""
+    old_x = challenger.transform_partial(champion.raw_centroids())
+    return np.linalg.norm(challenger.centroids[:, None, :] - old_x[None, :, :], axis=-1)
 
 
 def align_to_champion(
     challenger: FittedModel,
     champion: FittedModel,
     next_id: int,
-    max_distance: float = 1.5,
+    features: pl.DataFrame,
+    current: np.ndarray | None = None,
+    config: LifecycleConfig | None = None,
 ) -> Alignment:
-    """Align the challenger's clusters with the champion's segment ids.
+    """Align the challenger's clusters with the champion's segment ids on ``features``' customers.
 
-    Both sets of centroids are compared in the challenger's space: the champion's centroids are
-    mapped back to feature units and through the challenger's preprocessing (features the
-    champion did not use are imputed). Comparing the models' own centroids, not today's
-    customers as labelled by the champion, means a segment that vanished cannot hand its id to
-    whatever new behaviour now sits nearest to it.
-    """
-    old = champion.raw_centroids()
-    old_x = challenger.transform_partial(old)
-    old_centroids = {int(sid): old_x[i] for i, sid in enumerate(old["segment_id"])}
-    new_centroids = {i: c for i, c in enumerate(challenger.centroids)}
-    return align(new_centroids, old_centroids, next_id, max_distance)
+    ``current`` is each customer's current (published) segment id; without it, the champion's
+    own assignment of ``features``."""
+    if current is None:
+        current = champion.assign(features)[0]
+    new_idx = challenger.cluster_index_rows(features)[0]
+    dist = centroid_distances(challenger, champion)
+    ids = [int(s) for s in champion.segment_ids]
+    # centroid columns follow the champion's ids; align_members orders segments by id
+    order = np.argsort(ids)
+    shift = member_shift(champion, features, current)
+    return align_members(
+        np.asarray(current), new_idx, challenger.k, ids, next_id, config, dist[:, order], shift
+    )
 
 
 @dataclass(frozen=True)
@@ -110,37 +268,143 @@ class Decision:
     champion_silhouette: float | None
 
 
-def compare(
+def _silhouettes(
     challenger: FittedModel,
     champion: FittedModel | None,
     features: pl.DataFrame,
-    sample: int = 5_000,
-    margin: float = 0.01,
-    seed: int = 0,
-) -> Decision:
-    """Promote the challenger if there is no champion, the champion cannot score today's data,
-    or the challenger's silhouette on today's customers beats the champion's by ``margin``
-    (both labelings scored on the same sample in the challenger's space)."""
-    idx = sample_idx(features.height, sample, seed)
+    current: np.ndarray | None,
+    config: LifecycleConfig,
+) -> tuple[float, float | None]:
+    """Both segmentations of the same sample of today's customers, scored in the
+    challenger's space (each model fitted its own preprocessing)."""
+    idx = sample_idx(features.height, config.sample, config.seed)
     part = features[idx]
     x = challenger.transform(part)
-    ch_labels, _, _ = challenger.cluster_index(x)
-    ch_sil = float(silhouette_score(x, ch_labels)) if np.unique(ch_labels).size > 1 else -1.0
+
+    def score(xs: np.ndarray, labels: np.ndarray) -> float:
+        return float(silhouette_score(xs, labels)) if np.unique(labels).size > 1 else -1.0
+
+    ch = score(x, challenger.cluster_index(x)[0])
     if champion is None:
-        return Decision(True, "no champion yet", ch_sil, None)
-    try:
-        old_labels, _, _ = champion.assign(part)
-    except KeyError as e:
-        return Decision(True, f"champion cannot score today's data ({e})", ch_sil, None)
-    old_sil = float(silhouette_score(x, old_labels)) if np.unique(old_labels).size > 1 else -1.0
-    if ch_sil > old_sil + margin:
-        why = f"challenger silhouette {ch_sil:.3f} beats champion {old_sil:.3f} by > {margin}"
-        return Decision(True, why, ch_sil, old_sil)
-    why = (
-        f"champion kept: challenger silhouette {ch_sil:.3f} vs champion {old_sil:.3f} "
-        f"(margin {margin})"
+        return ch, None
+    old = champion.assign(part)[0] if current is None else np.asarray(current)[idx]
+    has = old >= 0
+    return ch, score(x[has], old[has])
+
+
+def can_score(model: FittedModel, features: pl.DataFrame) -> bool:
+    """Whether ``features`` has every column ``model`` was fitted on."""
+    return all(c in features.columns for c in model.plan.used)
+
+
+def decide(
+    challenger: FittedModel,
+    champion: FittedModel | None,
+    features: pl.DataFrame,
+    alignment: Alignment | None = None,
+    current: np.ndarray | None = None,
+    config: LifecycleConfig | None = None,
+) -> Decision:
+    """Promote when there is no champion, it cannot score today's data, the structure changed
+    and the challenger is not worse, or the challenger is clearly better (module docstring)."""
+    config = config or LifecycleConfig()
+    if champion is None:
+        ch, _ = _silhouettes(challenger, None, features, None, config)
+        return Decision(True, "no champion yet", ch, None)
+    if not can_score(champion, features):
+        missing = [c for c in champion.plan.used if c not in features.columns]
+        ch, _ = _silhouettes(challenger, None, features, None, config)
+        why = f"champion cannot score today's data (features missing: {', '.join(missing)})"
+        return Decision(True, why, ch, None)
+    ch, old = _silhouettes(challenger, champion, features, current, config)
+    structural = [
+        t for t in (alignment.transitions if alignment else ())
+        if t.kind != "kept"
+        and (t.kind == "retired" or t.customers >= config.min_change_share * features.height)
+    ]  # fmt: skip
+    scores = f"challenger silhouette {ch:.3f} vs champion {old:.3f}"
+    if structural and ch >= old - config.structure_tolerance:
+        what = "; ".join(
+            f"{t.kind} {'+'.join(map(str, t.old_ids)) or '-'} -> "
+            f"{'+'.join(map(str, t.new_ids)) or '-'} ({t.customers:,})"
+            for t in structural
+        )
+        return Decision(True, f"structure changed: {what}; {scores}", ch, old)
+    if ch > old + config.promotion_margin:
+        return Decision(True, f"{scores}: better by > {config.promotion_margin}", ch, old)
+    kept = [t for t in (alignment.transitions if alignment else ()) if t.shift is not None]
+    size = sum(t.customers for t in kept)
+    moved = sum(t.shift * t.customers for t in kept) / size if size else 0.0
+    if not structural and moved >= config.refresh_shift and ch >= old - config.structure_tolerance:
+        why = (
+            f"same segments, refreshed: their members moved {moved:.2f} from the champion's "
+            f"centroids on average (>= {config.refresh_shift}); {scores}"
+        )
+        return Decision(True, why, ch, old)
+    why = f"champion kept: {scores}" + (
+        f" (structure changed but the challenger is worse by > {config.structure_tolerance})"
+        if structural
+        else ", same structure"
     )
-    return Decision(False, why, ch_sil, old_sil)
+    return Decision(False, why, ch, old)
+
+
+@dataclass
+class Resegmentation:
+    """What one re-segmentation produced: the challenger (ids aligned), how its segments relate
+    to the current ones, the decision, and names for the segments it introduces."""
+
+    challenger: FittedModel
+    alignment: Alignment | None
+    decision: Decision
+    names: dict[int, str]
+
+
+def resegment(
+    features: pl.DataFrame,
+    champion: FittedModel | None,
+    current: np.ndarray | None,
+    next_id: int,
+    active_names: dict[int, str],
+    selection: clustering.SelectionConfig | None = None,
+    config: LifecycleConfig | None = None,
+) -> Resegmentation:
+    """Fit a challenger on ``features`` and decide whether it replaces ``champion``.
+
+    ``current``: each row's published segment id under the champion (negative: none yet);
+    ``next_id``: the first never-used segment id; ``active_names``: names of the champion's
+    segments (a kept segment keeps its name, a new one is named from its profile)."""
+    config = config or LifecycleConfig()
+    challenger = clustering.fit(features, selection)
+    alignment = None
+    if champion is None or not can_score(champion, features):
+        challenger.segment_ids = np.arange(next_id, next_id + challenger.k)
+    else:
+        alignment = align_to_champion(challenger, champion, next_id, features, current, config)
+        challenger.segment_ids = alignment.segment_ids
+    decision = decide(challenger, champion, features, alignment, current, config)
+    names: dict[int, str] = {}
+    if decision.promote:
+        ids = {int(s) for s in challenger.segment_ids}
+        fresh = ids - set(alignment.matched if alignment else ())
+        taken = {n for sid, n in active_names.items() if sid in ids}
+        names = names_for(challenger, features, fresh, taken)
+    return Resegmentation(challenger, alignment, decision, names)
+
+
+def names_for(
+    model: FittedModel, features: pl.DataFrame, segment_ids: set[int], taken: set[str]
+) -> dict[int, str]:
+    """Names for ``segment_ids`` of ``model`` from their profiles (names in ``taken`` are
+    not reused)."""
+    if not segment_ids:
+        return {}
+    ids, _, _ = model.assign(features)
+    segments = features.select("customer_id").with_columns(segment_id=ids)
+    cols = list(model.plan.used)  # name by what the model could see, not by absent features
+    prof = profiling.profile_segments(features, segments, cols)
+    z = naming.zscores(prof.filter(pl.col("segment_id").is_in(list(segment_ids))), features, cols)
+    return naming.name_segments(z, taken) if z.height else {}
 
 
 def migration_matrix(previous: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:

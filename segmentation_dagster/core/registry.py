@@ -11,6 +11,8 @@ Tables (schema ``segmentation``):
 - ``model_decisions``: every champion/challenger comparison and its reason.
 - ``segments``: the catalog of segment ids: name, description, rule, the model versions that
   used it, and when it was retired.
+- ``segment_transitions``: per re-segmentation, what became of each segment (MONIC: kept,
+  split, merged, new, retired), with the customers involved and whether it was promoted.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ SCHEMA = "segmentation"
 REGISTRY = f"{SCHEMA}.model_registry"
 DECISIONS = f"{SCHEMA}.model_decisions"
 CATALOG = f"{SCHEMA}.segments"
+TRANSITIONS = f"{SCHEMA}.segment_transitions"
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -66,6 +69,20 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             challenger_silhouette double,
             champion_silhouette double,
             alignment json
+        )"""
+    )
+    con.execute(
+        f"""create table if not exists {TRANSITIONS} (
+            decided_at timestamp not null,
+            challenger_version integer not null,
+            champion_version integer,
+            promoted boolean not null,
+            transition varchar not null,
+            from_segments integer[] not null,
+            to_segments integer[] not null,
+            customers bigint not null,
+            overlap double,
+            member_shift double
         )"""
     )
     con.execute(
@@ -173,12 +190,19 @@ def record_decision(
     nothing does. ``names`` gives names for segment ids that are new with this model.
     """
     ensure_tables(con)
+    decided_at = dt.datetime.now()
     con.execute("begin transaction")
     try:
+        for t in alignment.transitions if alignment else ():
+            con.execute(
+                f"insert into {TRANSITIONS} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [decided_at, challenger_version, champion_version, decision.promote, t.kind,
+                 list(t.old_ids), list(t.new_ids), t.customers, t.overlap, t.shift],
+            )  # fmt: skip
         con.execute(
             f"insert into {DECISIONS} values (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                dt.datetime.now(),
+                decided_at,
                 challenger_version,
                 champion_version,
                 decision.promote,

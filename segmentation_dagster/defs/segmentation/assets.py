@@ -12,7 +12,7 @@ import polars as pl
 from pydantic import Field
 
 from segmentation_dagster.core import clustering, lifecycle, naming, profiling, registry
-from segmentation_dagster.core.warehouse import md_table, one, replace_table
+from segmentation_dagster.core.warehouse import md_table, one, replace_table, table_exists
 from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
 from segmentation_dagster.resources import ExportResource, ModelStoreResource, WarehouseResource
 
@@ -26,46 +26,65 @@ MIGRATIONS_TABLE = "segmentation.segment_migrations"
 EXPORTS_TABLE = "segmentation.segment_exports"
 
 
-class SegmentationConfig(dg.Config):
-    """How a challenger is selected and when it replaces the champion (launchpad-editable)."""
+_SEL = clustering.SelectionConfig()
+_LIFE = lifecycle.LifecycleConfig()
 
-    k_min: int = Field(default=3, description="Smallest number of segments tried.")
-    k_max: int = Field(default=10, description="Largest number of segments tried.")
+
+class SegmentationConfig(dg.Config):
+    """How a challenger is selected and when it replaces the champion (launchpad-editable).
+    Defaults are the core dataclasses' (clustering.SelectionConfig, lifecycle.LifecycleConfig)."""
+
+    k_min: int = Field(default=_SEL.k_min, description="Smallest number of segments tried.")
+    k_max: int = Field(default=_SEL.k_max, description="Largest number of segments tried.")
     algorithms: list[str] = Field(
-        default=["kmeans", "gmm"], description="Candidate families: kmeans, gmm (diagonal)."
+        default=list(_SEL.algorithms),
+        description=f"Candidate families, from {', '.join(clustering.ALGORITHMS)} (gmm: a "
+        "diagonal Gaussian mixture).",
     )
     silhouette_sample: int = Field(
-        default=5_000, description="Customers sampled (fixed seed) for every pairwise metric."
+        default=_SEL.silhouette_sample,
+        description="Customers sampled (fixed seed) for every pairwise metric.",
     )
     search_sample: int = Field(
-        default=50_000, description="Candidates and bootstraps are fitted on this many customers."
+        default=_SEL.search_sample,
+        description="Candidates and bootstraps are fitted on this many customers.",
     )
     fit_sample: int = Field(
-        default=200_000, description="The chosen candidate is refitted on this many customers."
+        default=_SEL.fit_sample,
+        description="A chosen KMeans is refitted on this many customers.",
     )
     min_segment_share: float = Field(
-        default=0.02, description="A candidate with a smaller segment than this share is out."
+        default=_SEL.min_segment_share,
+        description="A candidate with a smaller segment than this share is out.",
     )
     silhouette_tolerance: float = Field(
-        default=0.01, description="Fewest segments whose silhouette is within this of the best."
+        default=_SEL.silhouette_tolerance,
+        description="Fewest segments whose silhouette is within this of the best.",
     )
     min_stability: float = Field(
-        default=0.8, description="Minimum bootstrap stability (mean ARI between refits)."
+        default=_SEL.min_stability,
+        description="Minimum bootstrap stability (mean ARI between refits).",
     )
     exclude_features: list[str] = Field(
-        default=list(clustering.DEFAULT_EXCLUDED),
+        default=list(_SEL.exclude),
         description="customer_features columns kept out of the fit (still profiled).",
     )
+    keep_overlap: float = Field(
+        default=_LIFE.keep_overlap,
+        description="A challenger segment keeps a current segment's id when their members "
+        "overlap at least this much (Jaccard).",
+    )
+    structure_tolerance: float = Field(
+        default=_LIFE.structure_tolerance,
+        description="On a structural change (a segment new, split, merged or retired) the "
+        "challenger is promoted unless its silhouette is worse by more than this.",
+    )
     promotion_margin: float = Field(
-        default=0.01,
-        description="Challenger must beat the champion's silhouette on today's data by this.",
+        default=_LIFE.promotion_margin,
+        description="Without a structural change the challenger must beat the champion's "
+        "silhouette on today's customers by this.",
     )
-    max_match_distance: float = Field(
-        default=1.5,
-        description="Centroids farther apart than this (standardised units) are different "
-        "segments: the new one gets a new id, the old one is retired.",
-    )
-    seed: int = Field(default=0, description="Random seed for sampling and fitting.")
+    seed: int = Field(default=_SEL.seed, description="Random seed for sampling and fitting.")
 
     def selection(self) -> clustering.SelectionConfig:
         return clustering.SelectionConfig(
@@ -82,21 +101,33 @@ class SegmentationConfig(dg.Config):
             seed=self.seed,
         )
 
+    def lifecycle(self) -> lifecycle.LifecycleConfig:
+        return lifecycle.LifecycleConfig(
+            keep_overlap=self.keep_overlap,
+            structure_tolerance=self.structure_tolerance,
+            promotion_margin=self.promotion_margin,
+            min_change_share=self.min_segment_share,
+            sample=self.silhouette_sample,
+            seed=self.seed,
+        )
+
 
 def read_features(con) -> pl.DataFrame:  # noqa: ANN001 - a DuckDB connection
     """customer_features in a stable order."""
     return con.sql(f"select * from {FEATURES_TABLE} order by customer_id").pl()
 
 
-def _names_for_new_segments(
-    model: clustering.FittedModel, features: pl.DataFrame, new_ids: set[int], taken: set[str]
-) -> dict[int, str]:
-    ids, _, _ = model.assign(features)
-    segments = features.select("customer_id").with_columns(segment_id=ids)
-    cols = list(model.plan.used)  # name by what the model could see, not by absent features
-    prof = profiling.profile_segments(features, segments, cols)
-    z = naming.zscores(prof.filter(pl.col("segment_id").is_in(list(new_ids))), features, cols)
-    return naming.name_segments(z, taken) if z.height else {}
+def current_segments(con, features: pl.DataFrame) -> np.ndarray:  # noqa: ANN001
+    """Each row of ``features``' published segment id (-1 for a customer without one yet)."""
+    if not table_exists(con, *SEGMENTS_TABLE.split(".")):
+        return np.full(features.height, -1)
+    current = con.sql(f"select customer_id, segment_id from {SEGMENTS_TABLE}").pl()
+    return (
+        features.select("customer_id")
+        .join(current, on="customer_id", how="left", maintain_order="left")["segment_id"]
+        .fill_null(-1)
+        .to_numpy(writable=True)
+    )
 
 
 @dg.asset(
@@ -111,38 +142,33 @@ def segmentation_model(
     warehouse: WarehouseResource,
     model_store: ModelStoreResource,
 ) -> dg.MaterializeResult:
-    """Fit a challenger (KMeans / GMM over a k range, selection rule in core.clustering),
-    align its segment ids with the champion's, and promote it only if it is better on today's
-    data. Every model and decision is recorded in the registry."""
+    """Re-segmentation (core.lifecycle.resegment): fit a challenger on today's features (KMeans,
+    Ward and HDBSCAN candidates, selection rule in core.clustering), match its segments to the
+    current ones by their members (kept / split / merged / new / retired), and promote it when
+    the structure changed or it is clearly better. Every model, decision and transition is
+    recorded in the registry."""
     with warehouse.connect() as con:
         features = read_features(con)
-        challenger = clustering.fit(features, config.selection())
         current = registry.champion(con)
-        next_id = registry.next_segment_id(con)
-        alignment = None
         champ_version, champ_model = current if current else (None, None)
-        if champ_model is not None:
-            alignment = lifecycle.align_to_champion(
-                challenger, champ_model, next_id, config.max_match_distance
-            )
-            challenger.segment_ids = alignment.segment_ids
-        else:
-            challenger.segment_ids = np.arange(next_id, next_id + challenger.k)
-        decision = lifecycle.compare(
-            challenger, champ_model, features, config.silhouette_sample,
-            config.promotion_margin, config.seed,
-        )  # fmt: skip
+        published = current_segments(con, features)
+        if champ_model is not None:  # customers new since the last assignment: the champion's
+            missing = published < 0
+            if missing.any():
+                published[missing] = champ_model.assign(features.filter(pl.Series(missing)))[0]
+        result = lifecycle.resegment(
+            features,
+            champ_model,
+            published if champ_model is not None else None,
+            registry.next_segment_id(con),
+            registry.active_names(con),
+            config.selection(),
+            config.lifecycle(),
+        )
+        challenger, alignment, decision = result.challenger, result.alignment, result.decision
         snapshot = features["snapshot_date"].max()
         version = registry.save_model(con, challenger, model_store.dir, snapshot, features)
-        names: dict[int, str] = {}
-        if decision.promote:
-            kept = registry.active_names(con)
-            new_ids = {int(s) for s in challenger.segment_ids} - set(
-                alignment.matched if alignment else ()
-            )
-            taken = {n for sid, n in kept.items() if sid in set(challenger.segment_ids.tolist())}
-            names = _names_for_new_segments(challenger, features, new_ids, taken)
-        registry.record_decision(con, version, champ_version, decision, alignment, names)
+        registry.record_decision(con, version, champ_version, decision, alignment, result.names)
     context.log.info(f"model v{version}: {decision.reason}")
     dropped = "\n".join(f"- `{c}`: {why}" for c, why in challenger.plan.dropped.items())
     candidates = pl.DataFrame([c.as_row() for c in challenger.candidates])
@@ -162,10 +188,29 @@ def segmentation_model(
         "candidates": dg.MetadataValue.md(md_table(candidates)),
     }
     if alignment is not None:
-        meta["segment_alignment"] = dg.MetadataValue.md(md_table(pl.DataFrame(alignment.as_rows())))
-    if names:
-        meta["new_segment_names"] = dg.MetadataValue.json({str(k): v for k, v in names.items()})
+        meta["transitions"] = dg.MetadataValue.md(md_table(pl.DataFrame(alignment.as_rows())))
+        for kind, n in alignment.counts().items():
+            meta[f"segments_{kind}"] = n
+    if result.names:
+        meta["new_segment_names"] = dg.MetadataValue.json(
+            {str(k): v for k, v in result.names.items()}
+        )
     return dg.MaterializeResult(metadata=meta)
+
+
+class AssignmentConfig(dg.Config):
+    """How the daily assignment moves customers between the champion's segments."""
+
+    hysteresis: float = Field(
+        default=0.1,
+        description="A customer leaves their segment only for one whose centroid is nearer by "
+        "more than this share of the distance to their own (0: always the nearest).",
+    )
+    free_after_change_days: int = Field(
+        default=7,
+        description="A customer whose behaviour changed significantly in the last this-many "
+        "days (customer_features.last_regime_change) moves to the nearest segment freely.",
+    )
 
 
 @dg.asset(
@@ -174,14 +219,24 @@ def segmentation_model(
     deps=[segmentation_model, dg.AssetKey("customer_features")],
     pool=DUCKDB_POOL,
 )
-def customer_segments(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def customer_segments(
+    config: AssignmentConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     """Every customer's segment under the champion: id, name, model version, distance to the
-    centroid and confidence. Appended to the assignment history (idempotent per snapshot and
-    model version)."""
+    centroid and confidence. A customer whose behaviour now matches another segment moves
+    there (the features describe behaviour now), with hysteresis against one day's noise.
+    Appended to the assignment history (idempotent per snapshot and model version)."""
     with warehouse.connect() as con:
         version, model = registry.require_champion(con)
         features = read_features(con)
-        ids, distance, confidence = model.assign(features)
+        previous = current_segments(con, features)
+        changed = features["last_regime_change"] > (
+            features["snapshot_date"] - dt.timedelta(days=config.free_after_change_days)
+        )
+        previous[changed.fill_null(False).to_numpy()] = -1
+        ids, distance, confidence = model.assign(
+            features, previous_ids=previous, margin=config.hysteresis
+        )
         names = registry.active_names(con)
         segments = features.select("customer_id", "snapshot_date").with_columns(
             segment_id=pl.Series(ids, dtype=pl.Int32),
@@ -232,7 +287,7 @@ def customer_segments(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset(
     group_name="segmentation",
     kinds={"duckdb", "sklearn"},
-    deps=[customer_segments],
+    deps=[customer_segments, dg.AssetKey("customer_recent_purchases")],
     pool=DUCKDB_POOL,
 )
 def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -260,7 +315,7 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
         replace_table(con, LIFT_TABLE, lift)
         con.execute(
             f"create or replace table {TOP_ITEMS_TABLE} as "
-            + profiling.top_items_sql(SEGMENTS_TABLE, "main.int_events_sessionised")
+            + profiling.top_items_sql(SEGMENTS_TABLE, "main.customer_recent_purchases")
         )
         top = con.sql(
             f"select segment_id, kind, string_agg(item, ', ' order by purchases desc) as top "
