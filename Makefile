@@ -1,10 +1,11 @@
 # segmentation_dagster — the commands a newcomer guesses right.
-#   make run    install; a demo shop: the main job on 90 days of history, then 10 days of daily
+#   make run    install; a demo shop: the main job on 90 days of history, then 17 days of daily
 #               refreshes with a behaviour shift the drift sensor acts on; print the timeline
 #   make test   install and run the test suite (real DuckDB, dbt, GX, Evidently on small data)
 #   make ui     Dagster UI on http://127.0.0.1:3000 (shows the runs `make run` made)
 #   make lint   ruff
 #   make bench  the platform's full loop vs a hand-written baseline (BENCH_ARGS="--events ...")
+#   make adapt  how fast segments follow behaviour: every scenario replayed day by day
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -24,10 +25,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install run ui test lint bench clean
+.PHONY: help install run ui test lint bench adapt clean
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# *//'
+	@sed -n '2,8p' Makefile | sed 's/^# *//'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -67,6 +68,10 @@ lint: install
 BENCH_ARGS ?= --events 1000000 --customers 100000
 bench: install
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
+
+ADAPT_ARGS ?=
+adapt: install
+	$(BIN)/python -m benchmarks.adapt $(ADAPT_ARGS)
 
 clean:
 	rm -rf data $(DAGSTER_HOME) dbt_project/target dbt_project/logs

@@ -215,7 +215,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         shift_after=args.shift_after,
         seed=args.seed,
         start_date=dt.date.fromisoformat(args.start_date),
-        window_days=args.window_days,
     )
     shift = cfg.start_date + dt.timedelta(days=cfg.history_days + cfg.shift_after)
     print(
@@ -301,7 +300,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_replay.add_argument("--seed", type=int, default=d.seed)
     p_replay.add_argument("--start-date", default=d.start_date.isoformat())
-    p_replay.add_argument("--window-days", type=int, default=d.window_days, help="feature window")
     p_replay.set_defaults(func=cmd_replay)
     return parser
 

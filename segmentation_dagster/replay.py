@@ -116,13 +116,6 @@ def _run(
 ) -> str:
     job_def = defs.resolve_job_def(job)
     run_config: dict = dict(QUIET)
-    if "dbt_models" in job_def.graph.node_dict:
-        # the trend compares the last third of a short window with the rest (30 of 90 days)
-        window = {
-            "window_days": cfg.window_days,
-            "trend_recent_days": min(30, cfg.window_days // 3),
-        }
-        run_config["ops"] = {"dbt_models": {"config": window}}
     with contextlib.redirect_stdout(io.StringIO()):  # dagster-dbt echoes all of dbt's log
         result = job_def.execute_in_process(
             instance=instance, run_config=run_config, tags=tags or {}, raise_on_error=False

@@ -5,7 +5,9 @@ import numpy as np
 
 from segmentation_dagster.core.policy import Observation, PolicyConfig, PolicyState, step
 
-CFG = PolicyConfig(enter_threshold=0.3, exit_threshold=0.1, k=2, n=3, cooldown_days=7)
+CFG = PolicyConfig(
+    enter_threshold=0.3, exit_threshold=0.1, k=2, n=3, cooldown_days=7, retry_days=14
+)
 START = dt.date(2026, 8, 1)
 
 

@@ -5,8 +5,9 @@
 - **Trigger** a re-segmentation once per drifted episode, only after ``cooldown_days`` since
   the reference was last reset (a refit, or the first check of a new champion).
 - **Retry** while still drifted ``retry_days`` after a trigger with no new champion (the
-  challenger lost: the model's 90-day features had not caught up with the shift yet). Without
-  it a permanent shift that the first challenger could not capture would never be re-fitted.
+  challenger found the same structure: e.g. a new group of customers was still too small to
+  form a segment of its own). Without it a shift the first challenger could not capture would
+  never be re-fitted.
 - **Leave** "drifted" when the score falls below ``exit_threshold``.
 - Checks with fewer than ``min_customers`` customers are ignored.
 - A new champion (reference version) resets the state: its own snapshot is the new reference.
@@ -33,7 +34,7 @@ class PolicyConfig:
     k: int = 2
     n: int = 3
     cooldown_days: int = 7
-    retry_days: int = 14  # 0: never retry within an episode
+    retry_days: int = 3  # 0: never retry within an episode
     min_customers: int = 500
 
 
