@@ -11,10 +11,11 @@ def _fit(df, seed=0):
     return clustering.fit(df, clustering.SelectionConfig(**{**CFG.__dict__, "seed": seed}))
 
 
-def _reseg(today, champion, current=None, next_id=50, **config):
+def _reseg(today, champion, current=None, next_id=50, fit_shares=None, **config):
     return lifecycle.resegment(
-        today, champion, current, next_id, {}, CFG, lifecycle.LifecycleConfig(**config)
-    )
+        today, champion, current, next_id, {}, CFG, lifecycle.LifecycleConfig(**config),
+        fit_shares,
+    )  # fmt: skip
 
 
 def test_permuting_training_rows_and_seed_leaves_published_ids_unchanged():
@@ -91,7 +92,7 @@ def test_an_emerging_group_gets_a_new_id_and_a_vanished_segment_is_retired():
     keep = truth != 3
     result = _reseg(today, champion, current[keep])
     al = result.alignment
-    assert result.decision.promote and "structure changed" in result.decision.reason
+    assert result.decision.promote and "new segments" in result.decision.reason
     assert al.retired == (gone,) and len(al.new) == 1
     new_id = al.new[0]
     moved_ids = result.challenger.assign(today)[0][np.isin(np.flatnonzero(keep), movers)]
@@ -105,21 +106,54 @@ def test_the_same_structure_keeps_the_champion_and_nobody_moves():
     champion = _fit(df)
     current = champion.assign(df)[0]
     result = _reseg(df, champion, current)
-    assert not result.decision.promote and "same structure" in result.decision.reason
+    assert not result.decision.promote and "same segments" in result.decision.reason
     assert result.alignment.counts()["kept"] == 4
 
 
-def test_same_segments_whose_members_moved_are_refreshed_with_their_ids():
+def test_same_segments_whose_members_moved_keep_the_champion_and_report_the_move():
     df, truth = blobs(centers=4, seed=6)
     champion = _fit(df)
     current = champion.assign(df)[0]
     drifted = df.with_columns(pl.col("cart_rate") + 8)  # every segment moved the same way
     result = _reseg(drifted, champion, current)
-    assert result.decision.promote and "refreshed" in result.decision.reason
-    assert result.alignment.counts()["kept"] == 4
-    assert (result.challenger.assign(drifted)[0] == current).all()
-    still = _reseg(drifted, champion, current, refresh_shift=50.0)
-    assert not still.decision.promote
+    assert not result.decision.promote and "same segments" in result.decision.reason
+    kept = [t for t in result.alignment.transitions if t.kind == "kept"]
+    assert len(kept) == 4 and all(t.shift > 0.3 for t in kept)
+    calm = _reseg(df, champion, current)
+    assert all(t.shift < 0.1 for t in calm.alignment.transitions)
+
+
+def test_a_segment_is_retired_only_once_its_customers_have_left_it():
+    df, truth = blobs(centers=4, seed=8)
+    champion = _fit(df)
+    current = champion.assign(df)[0]
+    fit_shares = {int(k): float((current == k).mean()) for k in np.unique(current)}
+    leaving = int(current[truth == 2][0])
+    others = [int(k) for k in np.unique(current) if k != leaving]
+
+    def today(stay: int) -> tuple[pl.DataFrame, np.ndarray]:
+        # the customers of one segment take up another's behaviour, but `stay` of them
+        rows = np.flatnonzero(truth == 2)[stay:]
+        target = df.filter(pl.Series(truth == 3)).head(len(rows))
+        moved = df.with_row_index().with_columns(
+            pl.when(pl.col("index").is_in(rows)).then(pl.lit(None)).otherwise(pl.col(c)).alias(c)
+            for c in ("frequency", "avg_order_value", "cart_rate")
+        )
+        for c in ("frequency", "avg_order_value", "cart_rate"):
+            vals = moved[c].to_numpy().copy()
+            vals[rows] = target[c].to_numpy()
+            moved = moved.with_columns(pl.Series(c, vals))
+        ids = current.copy()
+        ids[rows] = others[-1]  # the daily assignment already moved them
+        return moved.drop("index"), ids
+
+    gone, ids = today(stay=20)  # 20 of 300 left: under a quarter of its share at fit
+    result = _reseg(gone, champion, ids, fit_shares=fit_shares)
+    assert result.decision.promote and "emptied" in result.decision.reason
+    assert leaving in result.alignment.retired
+    half, ids = today(stay=150)  # half still there: a smaller segment, not a vanished one
+    result = _reseg(half, champion, ids, fit_shares=fit_shares)
+    assert not result.decision.promote
 
 
 def test_a_clearly_better_challenger_is_promoted_and_no_champion_means_promote():
@@ -207,3 +241,23 @@ def test_reference_shares_are_counted_once_and_follow_the_id_map(tmp_path):
         assert registry.reference_shares(con, version, model) == {
             k + 10: v for k, v in expected.items()
         }
+
+
+def test_revalidation_moves_the_drift_reference_and_keeps_the_fit_snapshot(tmp_path):
+    import datetime as dt
+
+    from segmentation_dagster.core import registry
+    from segmentation_dagster.core.warehouse import connect
+
+    df, _ = blobs(centers=3)
+    model = _fit(df)
+    with connect(tmp_path / "w.duckdb") as con:
+        version = registry.save_model(con, model, tmp_path / "models", None, df)
+        at_fit = registry.reference_shares(con, version, model)
+        today = df.head(300)  # a different day's customers
+        path = registry.revalidate(con, version, tmp_path / "models", dt.date(2026, 9, 1), today)
+        assert registry.reference_path(con, version) == path and path.exists()
+        assert pl.read_parquet(path).height == 300
+        assert registry.reference_shares(con, version, model) != at_fit
+        assert registry.reference_shares(con, version, model, at_fit=True) == at_fit
+        assert registry.fit_reference_path(con, version).exists()  # the fit snapshot stays

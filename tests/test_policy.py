@@ -81,3 +81,27 @@ def test_too_little_data_is_ignored_and_the_same_check_is_not_counted_twice():
     first = step(state, obs, CFG)
     again = step(first.state, obs, CFG)
     assert again.reason == "no new drift check" and again.state == first.state
+
+
+def test_a_revalidated_champion_becomes_the_reference_and_is_looked_at_again_soon():
+    # champion v1 fitted on 08-01; behaviour shifts on day 10; the re-segmentation requested on
+    # day 11 keeps the champion and re-validates it on that day's features (same version, newer
+    # reference snapshot): the state starts over, with the short cooldown
+    cfg = replace(CFG, retry_days=3)
+    state, triggers = PolicyState(), []
+    for day in range(25):
+        ref = START + dt.timedelta(days=11 if day > 11 else 0)
+        score = 0.6 if day >= 10 else 0.0
+        obs = Observation(day, (START + dt.timedelta(days=day)).isoformat(), score, 1000, 1,
+                          reference_snapshot=ref.isoformat())  # fmt: skip
+        decision = step(state, obs, cfg)
+        state = PolicyState.from_json(decision.state.to_json())
+        if decision.trigger:
+            triggers.append(day)
+    assert triggers[:2] == [11, 14]  # 14: three days after the re-validation, still drifted
+    assert (
+        state.revalidated and state.reference_since == (START + dt.timedelta(days=11)).isoformat()
+    )
+    # a new champion (not a re-validation) waits the full cooldown
+    triggers, _ = run([0.0] * 10 + [0.6] * 15, cfg, reference=lambda d: 1 if d <= 11 else 2)
+    assert triggers[:2] == [11, 19]

@@ -12,11 +12,14 @@ CLI and the benchmarks call:
    first, centroids break near-ties); the rest are named by MONIC's vocabulary (Spiliopoulou
    et al., KDD 2006): a segment is *kept*, *split* (a part of it became a new segment),
    *merged* (into another kept one), *retired* (emptied or scattered), or a cluster is *new*;
-4. **decide**: promote when the structure changed (anything but kept) and the challenger
-   describes today's customers at least as well (silhouette on a common sample, within
-   ``structure_tolerance``); when it is clearly better (``promotion_margin``); or, with the same
-   segments, when their centroids moved (``refresh_shift``): behaviour shifted inside the
-   segments and the champion's assignment rule is stale. Otherwise the champion stays.
+4. **decide** (silhouettes of both segmentations on a common sample of today's customers):
+   promote a challenger that adds segments (new, split) when it describes today's customers
+   better; one that retires segments the customers have left (a segment holding less than
+   ``vanished_share`` of its share at fit, merged or retired) unless it is worse by more than
+   ``structure_tolerance``; any challenger that is better by more than ``promotion_margin``.
+   Otherwise the champion stays, nobody moves, and the champion is re-validated on today's
+   features (the drift monitor's reference becomes today's snapshot): behaviour shifted within
+   the segments, and the daily assignment already moves the customers who changed.
 """
 
 from __future__ import annotations
@@ -47,18 +50,15 @@ class LifecycleConfig:
     max_match_distance: float = 1.5
     #: a part of a segment counts in a split or merge when it holds this share of it
     part_share: float = 0.2
-    #: a structural change must move this share of today's customers to count
+    #: a new or split-off segment must hold this share of today's customers to count
     min_change_share: float = 0.02
-    #: promote on a structural change unless the challenger's silhouette is more than this
-    #: below the champion's on today's customers
-    structure_tolerance: float = 0.02
-    #: promote without a structural change when the challenger's silhouette beats the
-    #: champion's by more than this
+    #: a segment has emptied when it holds less than this share of its share at fit
+    vanished_share: float = 0.25
+    #: a challenger that retires emptied segments is promoted unless its silhouette is more
+    #: than this below the champion's on today's customers
+    structure_tolerance: float = 0.05
+    #: any challenger is promoted when its silhouette beats the champion's by more than this
     promotion_margin: float = 0.02
-    #: ... or when the same segments' members moved this far from the champion's centroids
-    #: on average (standardised units): behaviour shifted within the segments, so the
-    #: champion's assignment rule is stale
-    refresh_shift: float = 0.3
     #: customers both silhouettes are computed on (fixed seed)
     sample: int = 5_000
     seed: int = 0
@@ -304,9 +304,12 @@ def decide(
     alignment: Alignment | None = None,
     current: np.ndarray | None = None,
     config: LifecycleConfig | None = None,
+    fit_shares: dict[int, float] | None = None,
 ) -> Decision:
-    """Promote when there is no champion, it cannot score today's data, the structure changed
-    and the challenger is not worse, or the challenger is clearly better (module docstring)."""
+    """Promote when there is no champion or it cannot score today's data; when the challenger
+    adds segments and is better, or retires emptied segments and is not worse; or when it is
+    clearly better (module docstring). ``fit_shares``: each champion segment's share of the
+    customers it was fitted on."""
     config = config or LifecycleConfig()
     if champion is None:
         ch, _ = _silhouettes(challenger, None, features, None, config)
@@ -317,36 +320,38 @@ def decide(
         why = f"champion cannot score today's data (features missing: {', '.join(missing)})"
         return Decision(True, why, ch, None)
     ch, old = _silhouettes(challenger, champion, features, current, config)
-    structural = [
-        t for t in (alignment.transitions if alignment else ())
-        if t.kind != "kept"
-        and (t.kind == "retired" or t.customers >= config.min_change_share * features.height)
+    transitions = alignment.transitions if alignment else ()
+    n = features.height
+    adds = [
+        t for t in transitions
+        if t.kind in ("new", "split") and t.customers >= config.min_change_share * n
     ]  # fmt: skip
+
+    def emptied(t: Transition) -> bool:
+        before = (fit_shares or {}).get(t.old_ids[0], 0.0)
+        return t.customers / n < config.vanished_share * before or t.customers == 0
+
+    removes = [t for t in transitions if t.kind in ("merged", "retired") and emptied(t)]
     scores = f"challenger silhouette {ch:.3f} vs champion {old:.3f}"
-    if structural and ch >= old - config.structure_tolerance:
-        what = "; ".join(
+
+    def what(ts: list[Transition]) -> str:
+        return "; ".join(
             f"{t.kind} {'+'.join(map(str, t.old_ids)) or '-'} -> "
-            f"{'+'.join(map(str, t.new_ids)) or '-'} ({t.customers:,})"
-            for t in structural
+            f"{'+'.join(map(str, t.new_ids)) or '-'} ({t.customers:,} customers)"
+            for t in ts
         )
-        return Decision(True, f"structure changed: {what}; {scores}", ch, old)
+
+    if adds and ch > old:
+        return Decision(True, f"new segments: {what(adds + removes)}; {scores}", ch, old)
+    if removes and ch >= old - config.structure_tolerance:
+        return Decision(True, f"segments emptied: {what(removes + adds)}; {scores}", ch, old)
     if ch > old + config.promotion_margin:
         return Decision(True, f"{scores}: better by > {config.promotion_margin}", ch, old)
-    kept = [t for t in (alignment.transitions if alignment else ()) if t.shift is not None]
-    size = sum(t.customers for t in kept)
-    moved = sum(t.shift * t.customers for t in kept) / size if size else 0.0
-    if not structural and moved >= config.refresh_shift and ch >= old - config.structure_tolerance:
-        why = (
-            f"same segments, refreshed: their members moved {moved:.2f} from the champion's "
-            f"centroids on average (>= {config.refresh_shift}); {scores}"
-        )
-        return Decision(True, why, ch, old)
-    why = f"champion kept: {scores}" + (
-        f" (structure changed but the challenger is worse by > {config.structure_tolerance})"
-        if structural
-        else ", same structure"
-    )
-    return Decision(False, why, ch, old)
+    if adds or removes:
+        why = f"champion kept: {what(adds + removes)} would not describe today's customers better"
+    else:
+        why = "champion kept: same segments"
+    return Decision(False, f"{why}; {scores}", ch, old)
 
 
 @dataclass
@@ -368,12 +373,14 @@ def resegment(
     active_names: dict[int, str],
     selection: clustering.SelectionConfig | None = None,
     config: LifecycleConfig | None = None,
+    fit_shares: dict[int, float] | None = None,
 ) -> Resegmentation:
     """Fit a challenger on ``features`` and decide whether it replaces ``champion``.
 
     ``current``: each row's published segment id under the champion (negative: none yet);
     ``next_id``: the first never-used segment id; ``active_names``: names of the champion's
-    segments (a kept segment keeps its name, a new one is named from its profile)."""
+    segments (a kept segment keeps its name, a new one is named from its profile);
+    ``fit_shares``: each champion segment's share at fit (to see which ones emptied)."""
     config = config or LifecycleConfig()
     challenger = clustering.fit(features, selection)
     alignment = None
@@ -382,7 +389,7 @@ def resegment(
     else:
         alignment = align_to_champion(challenger, champion, next_id, features, current, config)
         challenger.segment_ids = alignment.segment_ids
-    decision = decide(challenger, champion, features, alignment, current, config)
+    decision = decide(challenger, champion, features, alignment, current, config, fit_shares)
     names: dict[int, str] = {}
     if decision.promote:
         ids = {int(s) for s in challenger.segment_ids}

@@ -11,6 +11,10 @@
 - **Leave** "drifted" when the score falls below ``exit_threshold``.
 - Checks with fewer than ``min_customers`` customers are ignored.
 - A new champion (reference version) resets the state: its own snapshot is the new reference.
+  So does a re-segmentation that kept the champion: it re-validated the champion on that day's
+  features, which become the reference (same version, newer reference snapshot); the cooldown
+  after a re-validation is ``retry_days``, so a change still forming (a new group of customers
+  too small to be a segment yet) is looked at again within days.
 
 The state is plain JSON so the sensor can keep it in its cursor.
 """
@@ -63,6 +67,7 @@ class PolicyState:
     triggered_this_episode: bool = False
     last_check_id: int | None = None
     last_trigger: str | None = None
+    revalidated: bool = False  # the reference is the champion's, re-validated (not a refit)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -93,10 +98,18 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
     """Advance the policy by one check."""
     if state.last_check_id is not None and obs.check_id == state.last_check_id:
         return PolicyDecision(False, "no new drift check", state)
-    if obs.reference_version != state.reference_version:
+    new_champion = obs.reference_version != state.reference_version
+    revalidated = (
+        not new_champion
+        and obs.reference_snapshot is not None
+        and state.reference_since is not None
+        and obs.reference_snapshot > state.reference_since
+    )
+    if new_champion or revalidated:
         state = PolicyState(
             reference_version=obs.reference_version,
             reference_since=obs.reference_snapshot or obs.snapshot_date,
+            revalidated=revalidated,
         )
     state = replace(state, last_check_id=obs.check_id)
     if obs.n_customers < config.min_customers:
@@ -121,8 +134,10 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
             why = f"drifted; re-segmentation requested {waited} day(s) ago, champion kept"
             return PolicyDecision(False, why, state)
     since = _days(state.reference_since or obs.snapshot_date, obs.snapshot_date)
-    if since < config.cooldown_days:
-        why = f"drifted, but {since} day(s) since the reference < cooldown {config.cooldown_days}"
+    revalidated = state.revalidated and config.retry_days
+    cooldown = config.retry_days if revalidated else config.cooldown_days
+    if since < cooldown:
+        why = f"drifted, but {since} day(s) since the reference < cooldown {cooldown}"
         return PolicyDecision(False, why, state)
     if state.triggered_this_episode:
         why = (

@@ -142,6 +142,23 @@ def save_model(
     return version
 
 
+def revalidate(
+    con: duckdb.DuckDBPyConnection,
+    version: int,
+    model_dir: Path,
+    snapshot_date: dt.date,
+    reference: pl.DataFrame,
+) -> Path:
+    """Make ``reference`` (today's features) model ``version``'s drift reference: a
+    re-segmentation kept the champion, so it was validated on these customers. The earlier
+    reference file stays on disk; the registry points at the new one."""
+    path = model_dir / f"reference_v{version:04d}_{snapshot_date}.parquet"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _atomic(path, lambda tmp: reference.write_parquet(tmp))
+    con.execute(f"update {REGISTRY} set reference_path = ? where version = ?", [str(path), version])
+    return path
+
+
 def champion(con: duckdb.DuckDBPyConnection) -> tuple[int, FittedModel] | None:
     """The current champion and its version, or None before the first promotion."""
     ensure_tables(con)
@@ -256,17 +273,27 @@ def reference_path(con: duckdb.DuckDBPyConnection, version: int) -> Path:
     return Path(row[0])
 
 
+def fit_reference_path(con: duckdb.DuckDBPyConnection, version: int) -> Path:
+    """The feature snapshot model ``version`` was fitted on (its drift reference until a
+    re-validation replaced it; see :func:`revalidate`)."""
+    row = one(con, f"select path from {REGISTRY} where version = ?", [version])
+    if row is None:
+        raise LookupError(f"model version {version} is not registered")
+    return Path(row[0]).with_name(f"reference_v{version:04d}.parquet")
+
+
 def reference_shares(
-    con: duckdb.DuckDBPyConnection, version: int, model: FittedModel
+    con: duckdb.DuckDBPyConnection, version: int, model: FittedModel, at_fit: bool = False
 ) -> dict[int, float]:
     """Share of customers per published segment id on model ``version``'s reference snapshot.
 
     A version's estimator and snapshot never change, so its customers per cluster are counted
     once and kept beside the snapshot (``reference_v*.clusters.json``): assigning the snapshot
     every day cost most of segment_share_drift (~19 s at 6M customers). Ids are mapped through
-    ``model.segment_ids`` at read time.
+    ``model.segment_ids`` at read time. ``at_fit``: on the snapshot the model was fitted on,
+    not on its current (possibly re-validated) reference.
     """
-    snapshot = reference_path(con, version)
+    snapshot = fit_reference_path(con, version) if at_fit else reference_path(con, version)
     cache = snapshot.with_suffix(".clusters.json")
     if cache.exists():
         counts = [int(c) for c in json.loads(cache.read_text())]

@@ -76,8 +76,8 @@ class SegmentationConfig(dg.Config):
     )
     structure_tolerance: float = Field(
         default=_LIFE.structure_tolerance,
-        description="On a structural change (a segment new, split, merged or retired) the "
-        "challenger is promoted unless its silhouette is worse by more than this.",
+        description="A challenger that retires segments the customers have left is promoted "
+        "unless its silhouette is worse by more than this.",
     )
     promotion_margin: float = Field(
         default=_LIFE.promotion_margin,
@@ -145,8 +145,9 @@ def segmentation_model(
     """Re-segmentation (core.lifecycle.resegment): fit a challenger on today's features (KMeans,
     Ward and HDBSCAN candidates, selection rule in core.clustering), match its segments to the
     current ones by their members (kept / split / merged / new / retired), and promote it when
-    the structure changed or it is clearly better. Every model, decision and transition is
-    recorded in the registry."""
+    it adds segments that describe today's customers better, retires segments they have left,
+    or is clearly better. A champion that stays is re-validated: today's features become its
+    drift reference. Every model, decision and transition is recorded in the registry."""
     with warehouse.connect() as con:
         features = read_features(con)
         current = registry.champion(con)
@@ -156,6 +157,11 @@ def segmentation_model(
             missing = published < 0
             if missing.any():
                 published[missing] = champ_model.assign(features.filter(pl.Series(missing)))[0]
+        fit_shares = (
+            registry.reference_shares(con, champ_version, champ_model, at_fit=True)
+            if champ_model
+            else None
+        )
         result = lifecycle.resegment(
             features,
             champ_model,
@@ -164,11 +170,15 @@ def segmentation_model(
             registry.active_names(con),
             config.selection(),
             config.lifecycle(),
+            fit_shares,
         )
         challenger, alignment, decision = result.challenger, result.alignment, result.decision
         snapshot = features["snapshot_date"].max()
         version = registry.save_model(con, challenger, model_store.dir, snapshot, features)
         registry.record_decision(con, version, champ_version, decision, alignment, result.names)
+        if not decision.promote and champ_version is not None:
+            # the champion was validated on today's customers: they are the drift reference now
+            registry.revalidate(con, champ_version, model_store.dir, snapshot, features)
     context.log.info(f"model v{version}: {decision.reason}")
     dropped = "\n".join(f"- `{c}`: {why}" for c, why in challenger.plan.dropped.items())
     candidates = pl.DataFrame([c.as_row() for c in challenger.candidates])
