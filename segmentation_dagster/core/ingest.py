@@ -40,6 +40,7 @@ from pathlib import Path
 import duckdb
 
 from segmentation_dagster.core.sources import SourceMapping
+from segmentation_dagster.core.testhooks import pause_point
 from segmentation_dagster.core.warehouse import one
 
 log = logging.getLogger(__name__)
@@ -603,6 +604,7 @@ def _write_batch(
         for s in staged:
             n, reasons = out[s.path.name]
             _record(con, contract.kind, s.path, s.digest, "loaded", n, sum(reasons.values()), None)
+        pause_point("ingest.before_commit")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
