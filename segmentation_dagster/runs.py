@@ -19,6 +19,7 @@ the instance in ``$DAGSTER_HOME``, without the daemon that serves the instance's
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 
@@ -56,7 +57,7 @@ def _engine_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return None
 
 
-def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, created: dt.datetime) -> bool:
     tags = run.tags
     if PID_TAG in tags:
         if tags.get(HOST_TAG) != socket.gethostname():
@@ -67,7 +68,13 @@ def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     if type(instance.run_storage).__name__ != "SqliteRunStorage":
         return False
     pid = _engine_pid(instance, run.run_id)
-    return pid is not None and not runlock.process_alive(pid)
+    if pid is None:
+        return False
+    if not runlock.process_alive(pid):
+        return True
+    # a process that started after the run was created is another one that got the pid
+    started = runlock.process_started_at(pid)
+    return started is not None and started > created.timestamp() + 1
 
 
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -76,7 +83,7 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     failed = []
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS)):
         run = record.dagster_run
-        if not _is_dead(instance, run):
+        if not _is_dead(instance, run, record.create_timestamp):
             continue
         instance.report_run_failed(
             run,

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from segmentation_dagster.core.runlock import queue_dir
 from segmentation_dagster.core.settings import REPO_ROOT
@@ -141,15 +142,19 @@ HOLD_A_SLOT = textwrap.dedent(
     def slot_job():
         long_step()
 
-    slot_job.execute_in_process(instance=dg.DagsterInstance.get(), tags=process_tags())
+    tags = process_tags() if sys.argv[2] == "tagged" else {}
+    slot_job.execute_in_process(instance=dg.DagsterInstance.get(), tags=tags)
     """
 )
 
 
-def test_a_killed_run_is_marked_failed_and_its_pool_slot_freed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("launched_by", ["tagged", "untagged"])
+def test_a_killed_run_is_marked_failed_and_its_pool_slot_freed(tmp_path, monkeypatch, launched_by):
+    """Tagged: started by `segmentation run`, which records its process in run tags. Untagged:
+    started some other way; judged by the pid in Dagster's own engine event."""
     env = _fresh_home(tmp_path)
     marker = tmp_path / "in_step"
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_A_SLOT, str(marker)], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_A_SLOT, str(marker), launched_by], env=env)
     try:
         wait_for(marker.exists, timeout_s=120, what="the step to start")
     finally:

@@ -42,6 +42,21 @@ def process_token(pid: int) -> str | None:
     return f"{boot}:{start_ticks}"
 
 
+def process_started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), from Linux ``/proc``; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, StopIteration):
+        return None
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def process_alive(pid: int, token: str | None = None) -> bool:
     """Whether process ``pid`` still runs on this machine (and, given its ``token``, is the same
     process, not a later one with the same pid)."""
