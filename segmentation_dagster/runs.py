@@ -58,16 +58,17 @@ def _engine_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 
 
 def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, created: dt.datetime) -> bool:
+    # every run of a SQLite instance runs on the machine that holds its files (whatever the
+    # machine is called now: a container gets a new hostname when it restarts)
+    local = type(instance.run_storage).__name__ == "SqliteRunStorage"
     tags = run.tags
     if PID_TAG in tags:
-        if tags.get(HOST_TAG) != socket.gethostname():
+        if tags.get(HOST_TAG) != socket.gethostname() and not local:
             return False  # another machine's process: not ours to judge
         return not runlock.process_alive(int(tags[PID_TAG]), tags.get(PROCESS_TAG) or None)
     # a run launched some other way (the UI, an older version of this command): judge it by the
-    # pid in its events, but only on a SQLite instance, whose runs all run on this machine
-    if type(instance.run_storage).__name__ != "SqliteRunStorage":
-        return False
-    pid = _engine_pid(instance, run.run_id)
+    # pid in its events
+    pid = _engine_pid(instance, run.run_id) if local else None
     if pid is None:
         return False
     if not runlock.process_alive(pid):
