@@ -34,9 +34,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
 
-# the virtual env, exactly as locked
+# the virtual env, exactly as locked, with its bytecode compiled once here: where
+# PYTHONDONTWRITEBYTECODE is set, every process (each `segmentation run`, each test subprocess)
+# otherwise recompiles dagster & co. from source when it imports them
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 # dbt's manifest is prepared here, at build time, never at import
@@ -44,9 +46,12 @@ $(MANIFEST): $(VENV)/.synced $(DBT_SOURCES)
 	$(BIN)/dagster-dbt project prepare-and-package --file segmentation_dagster/defs/transform/project.py
 	@touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# the instance's SQLite storage is created here, by one process: processes that open a fresh
+# instance at the same time race on its schema migration
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.synced
 	@mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
+	$(BIN)/dagster instance migrate > /dev/null
 
 install: $(VENV)/.synced $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 

@@ -8,20 +8,27 @@
     segmentation replay     day-by-day operation over a simulated period (drift -> re-segment)
 
 Paths come from the environment (see core.settings); `make run` sets DAGSTER_HOME so the runs
-appear in `make ui`.
+appear in `make ui`. Commands that run jobs queue one behind another on the instance and mark
+failed any earlier run whose process died (see segmentation_dagster.runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segmentation_dagster.core import simulate
 from segmentation_dagster.core.settings import Paths
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def _demo_config(args: argparse.Namespace) -> simulate.DemoConfig:
@@ -58,33 +65,58 @@ def _has_events(paths: Paths) -> bool:
     return bool(landing_files(paths.landing_dir, "events"))
 
 
-def _instance():
-    import dagster as dg
+@contextlib.contextmanager
+def cli_instance(paths: Paths) -> Iterator[dg.DagsterInstance]:
+    """Wait for this command's turn on the instance (runs queue in arrival order, see
+    segmentation_dagster.runs), open the instance, and mark failed the runs whose process died.
+    """
+    from segmentation_dagster.core.runlock import run_turn
 
-    if os.environ.get("DAGSTER_HOME"):
-        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-        return dg.DagsterInstance.get()
-    print("DAGSTER_HOME is not set: this run will not be visible in the UI", file=sys.stderr)
-    return dg.DagsterInstance.ephemeral()
+    def waiting(n_ahead: int) -> None:
+        print(f"{n_ahead} earlier run(s) on this instance: waiting for them", flush=True)
+
+    with run_turn(runs_folder(paths), on_wait=waiting):
+        import dagster as dg
+
+        from segmentation_dagster.runs import fail_dead_runs
+
+        if os.environ.get("DAGSTER_HOME"):
+            Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+            instance = dg.DagsterInstance.get()
+        else:
+            print("DAGSTER_HOME is not set: runs will not be visible in the UI", file=sys.stderr)
+            instance = dg.DagsterInstance.ephemeral()
+        with instance:
+            for run_id in fail_dead_runs(instance):
+                print(f"run {run_id} had died (killed or crashed): marked it failed")
+            yield instance
+
+
+def runs_folder(paths: Paths) -> Path:
+    """Where the command's runs queue: beside the instance, or in the data folder without one."""
+    home = os.environ.get("DAGSTER_HOME")
+    return (Path(home) if home else paths.data_dir) / ".segmentation"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
-    if not _has_events(paths):
-        if args.no_demo:
-            print(f"no event files in {paths.landing_dir / 'events'}", file=sys.stderr)
-            return 2
-        print(f"no event files in {paths.landing_dir / 'events'}: generating the demo data set")
-        cmd_demo(args)
+    with cli_instance(paths) as instance:
+        if not _has_events(paths):
+            if args.no_demo:
+                print(f"no event files in {paths.landing_dir / 'events'}", file=sys.stderr)
+                return 2
+            print(f"no event files in {paths.landing_dir / 'events'}: generating the demo data set")
+            cmd_demo(args)
 
-    from segmentation_dagster.definitions import defs
+        from segmentation_dagster.definitions import defs
+        from segmentation_dagster.runs import process_tags
 
-    t0 = time.perf_counter()
-    with _instance() as instance:
-        result = defs.resolve_job_def("segmentation_job").execute_in_process(
+        t0 = time.perf_counter()
+        result = defs.resolve_job_def(args.job).execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+            tags=process_tags(),
         )
         elapsed = time.perf_counter() - t0
         if not result.success:
@@ -96,8 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     )
             print(f"run {result.run_id} failed after {elapsed:.1f}s", file=sys.stderr)
             return 1
-    print(f"run {result.run_id} succeeded in {elapsed:.1f}s")
-    print_summary(paths)
+        print(f"{args.job} run {result.run_id} succeeded in {elapsed:.1f}s")
+        print_summary(paths)
     return 0
 
 
@@ -223,7 +255,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         + (f" from {shift}" if cfg.scenario != "none" else "")
         + f"\ndata: {paths.data_dir}\n"
     )
-    with _instance() as instance:
+    with cli_instance(paths) as instance:
         try:
             days = rp.replay(
                 paths, cfg, instance, defs, lambda d: print(rp.format_day(d), flush=True)
@@ -271,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run the main job (demo data first if nothing landed)")
     demo_args(p_run)
     p_run.add_argument("--no-demo", action="store_true", help="fail instead of generating")
+    p_run.add_argument(
+        "--job",
+        choices=("segmentation_job", "daily_refresh_job", "resegmentation_job"),
+        default="segmentation_job",
+        help="the job to run (default: everything)",
+    )
     p_run.add_argument("--log-level", default="INFO", help="Dagster console log level")
     p_run.set_defaults(func=cmd_run)
 

@@ -35,6 +35,7 @@ from segmentation_dagster.core.evaluate import evaluate_segments
 from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.core.simulate import ReplayConfig
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.runs import process_tags
 
 TIMELINE = "monitoring.replay_timeline"
 CURSOR = "monitoring.replay_cursor"
@@ -118,7 +119,10 @@ def _run(
     run_config: dict = dict(QUIET)
     with contextlib.redirect_stdout(io.StringIO()):  # dagster-dbt echoes all of dbt's log
         result = job_def.execute_in_process(
-            instance=instance, run_config=run_config, tags=tags or {}, raise_on_error=False
+            instance=instance,
+            run_config=run_config,
+            tags={**process_tags(), **(tags or {})},
+            raise_on_error=False,
         )
     if not result.success:
         failed = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -102,3 +104,12 @@ def defs_for(p: Paths) -> dg.Definitions:
         resources=resources_for(p),
         executor=dg.in_process_executor,
     )
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 60.0, what: str = "it") -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)

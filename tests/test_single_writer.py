@@ -5,10 +5,15 @@ import sys
 import textwrap
 
 import duckdb
-import pytest
 
 from segmentation_dagster.core import simulate
-from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.core.warehouse import (
+    WarehouseLockTimeout,
+    connect,
+    locked,
+    one,
+    open_descriptors,
+)
 
 WRITER = textwrap.dedent(
     """
@@ -52,31 +57,129 @@ def test_overlapping_writers_queue_and_both_succeed(tmp_path):
     assert all(b[1] - a[1] >= 1.4 for a, b in zip(rows, rows[1:], strict=False))
 
 
-RUN = textwrap.dedent(
+TAKE_LOCK = textwrap.dedent(
+    """
+    import sys
+    from segmentation_dagster.core.warehouse import WarehouseLockTimeout, locked
+    try:
+        with locked(sys.argv[1], timeout_s=1.0):
+            pass
+    except WarehouseLockTimeout:
+        sys.exit(3)
+    """
+)
+
+
+def _other_process_gets_the_lock(db) -> bool:
+    code = subprocess.run([sys.executable, "-c", TAKE_LOCK, str(db)]).returncode
+    assert code in (0, 3)
+    return code == 0
+
+
+def test_the_lock_is_reentrant_in_the_thread_that_holds_it(tmp_path):
+    """A helper that opens its own connection inside a step's lock must not wait for itself."""
+    db = tmp_path / "w.duckdb"
+    with connect(db, timeout_s=2) as outer:
+        outer.execute("create table t as select 1 as x")
+        with connect(db, timeout_s=2) as inner:
+            assert one(inner, "select x from t") == (1,)
+        with locked(db, timeout_s=2):
+            pass
+        outer.execute("insert into t values (2)")  # still ours after the inner blocks
+        assert not _other_process_gets_the_lock(db)
+    assert _other_process_gets_the_lock(db)
+
+
+def test_the_lock_is_held_while_the_file_is_still_open_in_the_process(tmp_path):
+    """What dbt-duckdb did: open the file inside the lock and keep it open afterwards. Another
+    process must keep waiting (not reach DuckDB and fail on its file lock) until it is closed."""
+    db = tmp_path / "w.duckdb"
+    with locked(db):
+        leaked = duckdb.connect(str(db))
+    try:
+        assert open_descriptors(db)
+        assert not _other_process_gets_the_lock(db)
+    finally:
+        leaked.close()
+    with locked(db):  # the next block that ends finds the file closed and lets go
+        pass
+    assert not open_descriptors(db)
+    assert _other_process_gets_the_lock(db)
+
+
+def test_another_thread_waits_for_the_lock(tmp_path):
+    import threading
+
+    db = tmp_path / "w.duckdb"
+    outcome = []
+
+    def other() -> None:
+        try:
+            with locked(db, timeout_s=0.5):
+                outcome.append("got it")
+        except WarehouseLockTimeout:
+            outcome.append("timed out")
+
+    with locked(db):
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+    assert outcome == ["timed out"]
+
+
+def test_dbt_leaves_the_database_closed_when_its_step_ends(pipeline_run):
+    """dbt-duckdb caches its DuckDB instance across invocations unless told not to
+    (profiles.yml: keep_open: false); then the file stayed open in the run's process after the
+    step let go of the lock, and the next process failed with 'Could not set lock on file'."""
+    p, result = pipeline_run
+    assert result.success
+    assert open_descriptors(p.duckdb_path) == []
+    other = subprocess.run(
+        [sys.executable, "-c", f"import duckdb; duckdb.connect({str(p.duckdb_path)!r}).close()"],
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode == 0, other.stderr
+
+
+WHOLE_GRAPH = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    import dagster as dg
     from tests.conftest import make_paths, materialize_all
-    p = make_paths(Path(sys.argv[1]))
-    result = materialize_all(p, selection="group:ingestion")
+    result = materialize_all(make_paths(Path(sys.argv[1])))
     sys.exit(0 if result.success else 1)
     """
 )
 
 
-@pytest.mark.parametrize("n_runs", [2])
-def test_overlapping_dagster_runs_on_one_warehouse_both_succeed(tmp_path, n_runs):
+def test_overlapping_whole_jobs_on_one_warehouse_all_succeed(tmp_path):
+    """Whole graphs (ingestion, dbt, gates, fit, assignment, monitors) in separate processes on
+    one warehouse, with nothing but the warehouse lock between them (each has its own
+    throwaway Dagster instance, so no pool or run queue): their steps interleave, none fails."""
     root = tmp_path / "data"
-    cfg = simulate.DemoConfig(n_customers=400, days=15, seed=5)
+    cfg = simulate.DemoConfig(n_customers=300, days=20, seed=5)
     simulate.generate(cfg, root / "landing", root / "truth")
     procs = [
-        subprocess.Popen([sys.executable, "-c", RUN, str(root)], stderr=subprocess.PIPE)
-        for _ in range(n_runs)
+        subprocess.Popen([sys.executable, "-c", WHOLE_GRAPH, str(root)], stderr=subprocess.PIPE)
+        for _ in range(2)
     ]
     errors = [p.communicate()[1].decode()[-3000:] for p in procs]
-    assert [p.returncode for p in procs] == [0] * n_runs, errors
+    assert [p.returncode for p in procs] == [0, 0], errors
     with connect(root / "warehouse.duckdb") as con:
         loaded = one(con, "select count(*) from raw.load_manifest where kind = 'events'")[0]
         dupes = one(con, "select count(*) - count(distinct event_id) from raw.events")[0]
-    assert loaded == 15 and dupes == 0
+        models, champions, decisions = one(
+            con,
+            "select count(*), count(*) filter (status = 'champion'), "
+            "(select count(*) from segmentation.model_decisions) "
+            "from segmentation.model_registry",
+        )
+        unassigned = one(
+            con,
+            "select count(*) from main.customer_features f "
+            "anti join segmentation.customer_segments s using (customer_id)",
+        )[0]
+    assert loaded == 20 and dupes == 0
+    assert (models, champions, decisions) == (2, 1, 2)
+    assert unassigned == 0

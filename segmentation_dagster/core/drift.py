@@ -151,7 +151,8 @@ def behaviour_drift(
     drifted = tuple(c for c in cols if scores.get(c, 0) > bars[c])
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = report_path.with_name("." + report_path.name + ".tmp")
+        # per process: runs overlapping on one warehouse write the same report outside the lock
+        tmp = report_path.with_name(f".{report_path.name}.{os.getpid()}.tmp")
         snapshot.save_html(str(tmp))
         tmp.replace(report_path)
     return BehaviourDrift(

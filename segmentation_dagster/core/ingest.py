@@ -59,6 +59,7 @@ import duckdb
 
 from segmentation_dagster.core import landing
 from segmentation_dagster.core.sources import SourceMapping, UnknownColumnError
+from segmentation_dagster.core.testhooks import pause_point
 from segmentation_dagster.core.warehouse import one
 
 log = logging.getLogger(__name__)
@@ -868,6 +869,7 @@ def _write_batch(
             n, reasons = out[s.name]
             _record(con, contract.kind, s.name, s.size, s.digest, "loaded", n,
                     sum(reasons.values()), None)  # fmt: skip
+        pause_point("ingest.before_commit")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -28,6 +28,7 @@ import polars as pl
 
 from segmentation_dagster.core.clustering import FittedModel
 from segmentation_dagster.core.lifecycle import Alignment, Decision
+from segmentation_dagster.core.testhooks import pause_point
 from segmentation_dagster.core.warehouse import one
 
 SCHEMA = "segmentation"
@@ -248,6 +249,7 @@ def record_decision(
                         status = 'active', retired_version = null""",
                     [sid, names.get(sid), challenger_version, challenger_version],
                 )
+        pause_point("registry.before_commit")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -5,16 +5,28 @@ process that tries gets ``IOException: Could not set lock on file``. Every conne
 project opens (Dagster steps, dbt runs, the CLI, tests) goes through :func:`locked` or
 :func:`connect`, which take an exclusive ``flock`` on ``<db>.lock`` first and wait for it, so
 overlapping runs queue instead of crashing.
+
+The lock belongs to the process, not to one ``with`` block: nested :func:`locked` /
+:func:`connect` calls in the thread that holds it re-enter it (other threads of the process
+wait), and the ``flock`` is let go only when the outermost block ends *and* the process has no
+descriptor left open on the database file. Anything that opened the file inside the lock and
+kept it open (dbt-duckdb caches its DuckDB instance between invocations, for one) keeps the
+lock held until it closes the file or the process exits, so another process waits instead of
+failing on DuckDB's own lock. Open descriptors are read from ``/proc/self/fd`` (Linux); where
+that does not exist, the lock is released when the outermost block ends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -34,39 +46,123 @@ def lock_path(db_path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".lock")
 
 
+def open_descriptors(db_path: str | os.PathLike[str]) -> list[str]:
+    """The files of ``db_path`` (the database and its WAL) this process has open, per
+    ``/proc/self/fd``; empty where /proc is not available."""
+    db = str(Path(db_path).resolve())
+    targets = {db, db + ".wal"}
+    found = []
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed since the listing
+            continue
+        if target in targets:
+            found.append(target)
+    return found
+
+
+@dataclass
+class _Holder:
+    """This process's share of the lock on one database file."""
+
+    mutex: threading.RLock = field(default_factory=threading.RLock)
+    depth: int = 0  # nesting of locked() blocks in the thread holding ``mutex``
+    fd: int | None = None  # the flock'ed lock file, while this process holds the lock
+
+
+_holders: dict[Path, _Holder] = {}
+_holders_guard = threading.Lock()
+
+
+def _holder(db_path: str | os.PathLike[str]) -> tuple[Path, _Holder]:
+    key = Path(db_path).resolve()
+    with _holders_guard:
+        return key, _holders.setdefault(key, _Holder())
+
+
+def _flock(path: Path, db_path: object, deadline: float, timeout_s: float) -> int:
+    """Open ``path`` and take an exclusive flock on it, waiting until ``deadline``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    announced = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                    raise WarehouseLockTimeout(
+                        f"waited {timeout_s:.0f}s for the DuckDB writer lock {path}; "
+                        "another run is still writing the warehouse"
+                        + (f" (process {holder})" if holder else "")
+                    ) from None
+                if not announced:
+                    log.info("warehouse %s is busy; queueing for the writer lock", db_path)
+                    announced = True
+                time.sleep(0.1)
+        # who holds it, for the message of whoever waits too long
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _release(db_path: Path, holder: _Holder) -> None:
+    """Let go of the flock unless the database file is still open in this process."""
+    still_open = open_descriptors(db_path)
+    if still_open:
+        gc.collect()  # a connection only dropped, not closed, is closed by its finaliser
+        still_open = open_descriptors(db_path)
+    if still_open:
+        log.warning(
+            "%s is still open in this process after the warehouse block ended; keeping the "
+            "writer lock until it is closed (or the process exits)",
+            db_path,
+        )
+        return
+    fd, holder.fd = holder.fd, None
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
 @contextlib.contextmanager
 def locked(
     db_path: str | os.PathLike[str], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
 ) -> Iterator[float]:
     """Hold the single-writer lock for ``db_path``; yields the seconds spent waiting.
 
-    Use it around anything that opens the database file, including dbt.
+    Use it around anything that opens the database file, including dbt. Re-entrant in the
+    thread that holds it; see the module docstring for when the lock is let go.
     """
-    path = lock_path(db_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     start = time.monotonic()
+    deadline = start + timeout_s
+    key, holder = _holder(db_path)
+    if not holder.mutex.acquire(timeout=max(timeout_s, 0)):
+        raise WarehouseLockTimeout(
+            f"waited {timeout_s:.0f}s for the DuckDB writer lock on {db_path}; another thread "
+            "of this process holds it"
+        )
     try:
-        announced = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - start
-                if waited > timeout_s:
-                    raise WarehouseLockTimeout(
-                        f"waited {waited:.0f}s for the DuckDB writer lock {path}; "
-                        "another run is still writing the warehouse"
-                    ) from None
-                if not announced:
-                    log.info("warehouse %s is busy; queueing for the writer lock", db_path)
-                    announced = True
-                time.sleep(0.1)
-        yield time.monotonic() - start
+        if holder.fd is None:
+            holder.fd = _flock(lock_path(db_path), db_path, deadline, timeout_s)
+        holder.depth += 1
+        try:
+            yield time.monotonic() - start
+        finally:
+            holder.depth -= 1
+            if holder.depth == 0:
+                _release(key, holder)
     finally:
-        # closing the descriptor releases the flock
-        os.close(fd)
+        holder.mutex.release()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,102 @@
+"""Runs started from the command line: queued, recorded, and cleaned up after a crash.
+
+``segmentation run`` and ``segmentation replay`` execute their jobs in their own process, on
+the instance in ``$DAGSTER_HOME``, without the daemon that serves the instance's run queue.
+:func:`segmentation_dagster.cli.cli_instance` gives them what the daemon would:
+
+- **A queue.** Runs on one instance take turns in arrival order
+  (:func:`segmentation_dagster.core.runlock.run_turn`), so concurrent commands wait instead
+  of overlapping. The instance itself is opened only during a turn: a fresh ``DAGSTER_HOME``
+  gets its SQLite schema from exactly one process (concurrent first opens race on the schema
+  migration and leave ``alembic_version`` with two heads, which breaks every later run).
+- **Crash cleanup.** Every run records its process (pid, machine, start time) in run tags.
+  Before its own run, the command marks failed every run of the instance that is still
+  "in progress" but whose process is gone (``kill -9``, a crash, a reboot), and frees the
+  ``duckdb`` pool slots that finished runs still hold; otherwise the next run would wait for
+  that slot forever. Under ``make ui`` the daemon's run monitoring (dagster.yaml) does the
+  same for runs it launched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+
+import dagster as dg
+
+from segmentation_dagster.core import runlock
+
+PID_TAG = "segmentation/pid"
+HOST_TAG = "segmentation/host"
+PROCESS_TAG = "segmentation/process"
+
+_Status = dg.DagsterRunStatus
+IN_PROGRESS = [_Status.NOT_STARTED, _Status.STARTING, _Status.STARTED, _Status.CANCELING]
+FINISHED = [_Status.SUCCESS, _Status.FAILURE, _Status.CANCELED]
+
+
+def process_tags() -> dict[str, str]:
+    """Run tags naming this process, for :func:`fail_dead_runs`."""
+    pid = os.getpid()
+    return {
+        PID_TAG: str(pid),
+        HOST_TAG: socket.gethostname(),
+        PROCESS_TAG: runlock.process_token(pid) or "",
+    }
+
+
+def _engine_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid Dagster itself recorded for the run's process ("Executing steps in process
+    (pid: N)", "Started process for run (pid: N)"), for runs without our tags."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        data = entry.dagster_event.engine_event_data if entry.dagster_event else None
+        pid = data.metadata.get("pid") if data else None
+        if pid is not None:
+            return int(pid.value)
+    return None
+
+
+def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, created: dt.datetime) -> bool:
+    # every run of a SQLite instance runs on the machine that holds its files (whatever the
+    # machine is called now: a container gets a new hostname when it restarts)
+    local = type(instance.run_storage).__name__ == "SqliteRunStorage"
+    tags = run.tags
+    if PID_TAG in tags:
+        if tags.get(HOST_TAG) != socket.gethostname() and not local:
+            return False  # another machine's process: not ours to judge
+        return not runlock.process_alive(int(tags[PID_TAG]), tags.get(PROCESS_TAG) or None)
+    # a run launched some other way (the UI, an older version of this command): judge it by the
+    # pid in its events
+    pid = _engine_pid(instance, run.run_id) if local else None
+    if pid is None:
+        return False
+    if not runlock.process_alive(pid):
+        return True
+    # a process that started after the run was created is another one that got the pid
+    started = runlock.process_started_at(pid)
+    return started is not None and started > created.timestamp() + 1
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-progress runs whose process is gone, and free the concurrency slots
+    held by runs that are over. Returns the ids of the runs marked failed."""
+    failed = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS)):
+        run = record.dagster_run
+        if not _is_dead(instance, run, record.create_timestamp):
+            continue
+        instance.report_run_failed(
+            run,
+            "the process of this run is gone: it was killed or crashed. Marked failed by a "
+            f"later run (pid {os.getpid()}) so that its pool slots are freed.",
+        )
+        failed.append(run.run_id)
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        holders = storage.get_concurrency_run_ids()
+        if holders:
+            over = instance.get_run_records(dg.RunsFilter(run_ids=list(holders), statuses=FINISHED))
+            for record in over:
+                storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
+    return failed
