@@ -3,7 +3,7 @@
 #               refreshes with a behaviour shift the drift sensor acts on; print the timeline
 #   make test   install and run the test suite (real DuckDB, dbt, GX, Evidently on small data)
 #   make ui     Dagster UI on http://127.0.0.1:3000 (shows the runs `make run` made)
-#   make lint   ruff
+#   make lint   ruff, and `dg check defs` (the Definitions load)
 #   make bench  the platform's full loop vs a hand-written baseline (BENCH_ARGS="--events ...")
 #   make adapt  how fast segments follow behaviour: every scenario replayed day by day
 SHELL := /bin/bash
@@ -69,6 +69,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 BENCH_ARGS ?= --events 1000000 --customers 100000
 bench: install

@@ -61,10 +61,9 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 
 
 def resources_for(p: Paths) -> dict[str, object]:
-    from segmentation_dagster.defs.transform.assets import dbt_resource
-    from segmentation_dagster.resources import default_resources
+    from segmentation_dagster.defs.resources import default_resources
 
-    return {**default_resources(p), "dbt": dbt_resource()}
+    return default_resources(p)
 
 
 def all_assets() -> list:

@@ -834,7 +834,7 @@ def test_a_mapping_exploit_fails_the_ingestion_asset_and_leaves_the_warehouse_as
     import dagster as dg
 
     from segmentation_dagster.defs.ingestion.assets import raw_events
-    from segmentation_dagster.resources import default_resources
+    from segmentation_dagster.defs.resources import default_resources
 
     paths, good = landed
     _load(paths)

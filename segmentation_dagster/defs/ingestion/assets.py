@@ -6,9 +6,7 @@ import polars as pl
 from segmentation_dagster.core import ingest
 from segmentation_dagster.core.sources import load_mapping, mapping_path
 from segmentation_dagster.core.warehouse import markdown_preview, md_table
-from segmentation_dagster.resources import LandingResource, WarehouseResource
-
-DUCKDB_POOL = "duckdb"
+from segmentation_dagster.defs.resources import DUCKDB_POOL, LandingResource, WarehouseResource
 
 _DESCRIPTIONS = {
     "events": "Behaviour events (views, carts, purchases, searches, reviews) loaded from "

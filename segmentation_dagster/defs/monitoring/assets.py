@@ -6,25 +6,19 @@ model-quality decay. Each appends to monitoring.drift_history; the drift sensor 
 behaviour_drift materialisation metadata (it computes nothing itself).
 """
 
-import datetime as dt
-import json
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from segmentation_dagster.core import drift, registry
+from segmentation_dagster.core import drift, registry, segments
+from segmentation_dagster.core.monitoring import append_history
 from segmentation_dagster.core.warehouse import md_table, one
-from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
-from segmentation_dagster.defs.segmentation.assets import (
-    FEATURES_TABLE,
-    customer_segments,
-    read_features,
-)
-from segmentation_dagster.resources import ReportsResource, WarehouseResource
+from segmentation_dagster.defs.resources import DUCKDB_POOL, ReportsResource, WarehouseResource
 
-HISTORY = "monitoring.drift_history"
+#: every monitor reads today's assignment
+SEGMENTS = dg.AssetKey("customer_segments")
 
 
 class DriftMonitorConfig(dg.Config):
@@ -57,18 +51,6 @@ def _reference(con) -> tuple[int, object, pl.DataFrame]:  # noqa: ANN001
     return version, model, pl.read_parquet(path)
 
 
-def _append_history(con, snapshot, version: int, monitor: str, score: float, details) -> None:  # noqa: ANN001
-    con.execute("create schema if not exists monitoring")
-    con.execute(
-        f"create table if not exists {HISTORY} (checked_at timestamp, snapshot_date date, "
-        "reference_version integer, monitor varchar, score double, details json)"
-    )
-    con.execute(
-        f"insert into {HISTORY} values (?, ?, ?, ?, ?, ?)",
-        [dt.datetime.now(), snapshot, version, monitor, score, json.dumps(details, default=str)],
-    )
-
-
 def _scores_table(result: drift.BehaviourDrift) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -85,7 +67,7 @@ def _scores_table(result: drift.BehaviourDrift) -> pl.DataFrame:
 @dg.asset(
     group_name="monitoring",
     kinds={"evidently", "duckdb"},
-    deps=[customer_segments],
+    deps=[SEGMENTS],
     pool=DUCKDB_POOL,
 )
 def behaviour_drift(
@@ -101,7 +83,7 @@ def behaviour_drift(
     out."""
     with warehouse.connect() as con:
         version, model, reference = _reference(con)
-        current = read_features(con)
+        current = segments.read_features(con)
     ref_snapshot = reference["snapshot_date"].max()
     snapshot = current["snapshot_date"].max()
     cfg = drift.DriftConfig(
@@ -117,7 +99,7 @@ def behaviour_drift(
     report = Path(reports.dir) / f"behaviour_drift_{snapshot}_ref{version:04d}.html"
     result = drift.behaviour_drift(reference, current, columns, cfg, report)
     with warehouse.connect() as con:
-        _append_history(
+        append_history(
             con,
             snapshot,
             version,
@@ -142,22 +124,18 @@ def behaviour_drift(
     )
 
 
-@dg.asset(group_name="monitoring", kinds={"duckdb"}, deps=[customer_segments], pool=DUCKDB_POOL)
+@dg.asset(group_name="monitoring", kinds={"duckdb"}, deps=[SEGMENTS], pool=DUCKDB_POOL)
 def segment_share_drift(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PSI of today's segment shares vs the shares on the champion's reference snapshot
     (rule of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a real shift)."""
     with warehouse.connect() as con:
         version, model = registry.require_champion(con)
         # today's shares come from customer_segments; only the date is needed from the features
-        snapshot = one(con, f"select max(snapshot_date) from {FEATURES_TABLE}")[0]
+        snapshot = one(con, f"select max(snapshot_date) from {segments.FEATURES_TABLE}")[0]
         at_fit = registry.reference_shares(con, version, model)
-        today = drift.shares(
-            con.sql("select segment_id from segmentation.customer_segments")
-            .pl()["segment_id"]
-            .to_numpy()
-        )
+        today = drift.shares(segments.published_members(con)["segment_id"].to_numpy())
         score = drift.psi(at_fit, today)
-        _append_history(con, snapshot, version, "segment_share_psi", score,
+        append_history(con, snapshot, version, "segment_share_psi", score,
                         {"at_fit": at_fit, "today": today})  # fmt: skip
     rows = pl.DataFrame(
         {
@@ -177,16 +155,16 @@ def segment_share_drift(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(group_name="monitoring", kinds={"sklearn"}, deps=[customer_segments], pool=DUCKDB_POOL)
+@dg.asset(group_name="monitoring", kinds={"sklearn"}, deps=[SEGMENTS], pool=DUCKDB_POOL)
 def model_quality(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Does the champion still fit? Silhouette and mean distance to the assigned centroid on
     today's customers vs on its reference snapshot (same sample size and seed)."""
     with warehouse.connect() as con:
         version, model, reference = _reference(con)
-        current = read_features(con)
+        current = segments.read_features(con)
         q = drift.model_quality(model, reference, current)
         snapshot = current["snapshot_date"].max()
-        _append_history(con, snapshot, version, "distance_ratio", q.distance_ratio,
+        append_history(con, snapshot, version, "distance_ratio", q.distance_ratio,
                         q.__dict__)  # fmt: skip
     return dg.MaterializeResult(
         metadata={

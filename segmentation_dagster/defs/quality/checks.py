@@ -10,8 +10,7 @@ import dagster as dg
 
 from segmentation_dagster.core import quality
 from segmentation_dagster.core.settings import EXPECTATIONS_DIR
-from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
-from segmentation_dagster.resources import ReportsResource, WarehouseResource
+from segmentation_dagster.defs.resources import DUCKDB_POOL, ReportsResource, WarehouseResource
 
 
 def _severity(exp: quality.Expectation) -> dg.AssetCheckSeverity:

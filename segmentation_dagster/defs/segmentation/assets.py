@@ -4,27 +4,26 @@ The science lives in core.clustering / core.lifecycle / core.naming / core.profi
 assets read and write DuckDB and publish what a person wants to see in the UI.
 """
 
-import datetime as dt
-
 import dagster as dg
-import numpy as np
 import polars as pl
 from pydantic import Field
 
-from segmentation_dagster.core import clustering, lifecycle, naming, profiling, registry
-from segmentation_dagster.core.warehouse import md_table, one, replace_table, table_exists
-from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
-from segmentation_dagster.resources import ExportResource, ModelStoreResource, WarehouseResource
-
-FEATURES_TABLE = "main.customer_features"
-SEGMENTS_TABLE = "segmentation.customer_segments"
-HISTORY_TABLE = "segmentation.segment_assignment_history"
-PROFILES_TABLE = "segmentation.segment_profiles"
-LIFT_TABLE = "segmentation.segment_feature_lift"
-TOP_ITEMS_TABLE = "segmentation.segment_top_items"
-MIGRATIONS_TABLE = "segmentation.segment_migrations"
-EXPORTS_TABLE = "segmentation.segment_exports"
-
+from segmentation_dagster.core import clustering, lifecycle, naming, profiling, registry, segments
+from segmentation_dagster.core.segments import (
+    LIFT_TABLE,
+    MIGRATIONS_TABLE,
+    PROFILES_TABLE,
+    RECENT_PURCHASES_TABLE,
+    SEGMENTS_TABLE,
+    TOP_ITEMS_TABLE,
+)
+from segmentation_dagster.core.warehouse import md_table, replace_table
+from segmentation_dagster.defs.resources import (
+    DUCKDB_POOL,
+    ExportResource,
+    ModelStoreResource,
+    WarehouseResource,
+)
 
 _SEL = clustering.SelectionConfig()
 _LIFE = lifecycle.LifecycleConfig()
@@ -112,24 +111,6 @@ class SegmentationConfig(dg.Config):
         )
 
 
-def read_features(con) -> pl.DataFrame:  # noqa: ANN001 - a DuckDB connection
-    """customer_features in a stable order."""
-    return con.sql(f"select * from {FEATURES_TABLE} order by customer_id").pl()
-
-
-def current_segments(con, features: pl.DataFrame) -> np.ndarray:  # noqa: ANN001
-    """Each row of ``features``' published segment id (-1 for a customer without one yet)."""
-    if not table_exists(con, *SEGMENTS_TABLE.split(".")):
-        return np.full(features.height, -1)
-    current = con.sql(f"select customer_id, segment_id from {SEGMENTS_TABLE}").pl()
-    return (
-        features.select("customer_id")
-        .join(current, on="customer_id", how="left", maintain_order="left")["segment_id"]
-        .fill_null(-1)
-        .to_numpy(writable=True)
-    )
-
-
 @dg.asset(
     group_name="segmentation",
     kinds={"sklearn", "duckdb"},
@@ -149,10 +130,10 @@ def segmentation_model(
     or is clearly better. A champion that stays is re-validated: today's features become its
     drift reference. Every model, decision and transition is recorded in the registry."""
     with warehouse.connect() as con:
-        features = read_features(con)
+        features = segments.read_features(con)
         current = registry.champion(con)
         champ_version, champ_model = current if current else (None, None)
-        published = current_segments(con, features)
+        published = segments.current_segments(con, features)
         if champ_model is not None:  # customers new since the last assignment: the champion's
             missing = published < 0
             if missing.any():
@@ -208,19 +189,28 @@ def segmentation_model(
     return dg.MaterializeResult(metadata=meta)
 
 
+_ASSIGN = segments.AssignmentConfig()
+
+
 class AssignmentConfig(dg.Config):
-    """How the daily assignment moves customers between the champion's segments."""
+    """How the daily assignment moves customers between the champion's segments. Defaults are
+    the core dataclass's (core.segments.AssignmentConfig)."""
 
     hysteresis: float = Field(
-        default=0.1,
+        default=_ASSIGN.hysteresis,
         description="A customer leaves their segment only for one whose centroid is nearer by "
         "more than this share of the distance to their own (0: always the nearest).",
     )
     free_after_change_days: int = Field(
-        default=7,
+        default=_ASSIGN.free_after_change_days,
         description="A customer whose behaviour changed significantly in the last this-many "
         "days (customer_features.last_regime_change) moves to the nearest segment freely.",
     )
+
+    def assignment(self) -> segments.AssignmentConfig:
+        return segments.AssignmentConfig(
+            hysteresis=self.hysteresis, free_after_change_days=self.free_after_change_days
+        )
 
 
 @dg.asset(
@@ -238,49 +228,21 @@ def customer_segments(
     Appended to the assignment history (idempotent per snapshot and model version)."""
     with warehouse.connect() as con:
         version, model = registry.require_champion(con)
-        features = read_features(con)
-        previous = current_segments(con, features)
-        changed = features["last_regime_change"] > (
-            features["snapshot_date"] - dt.timedelta(days=config.free_after_change_days)
+        features = segments.read_features(con)
+        published = segments.assign(
+            features,
+            model,
+            version,
+            segments.current_segments(con, features),
+            registry.active_names(con),
+            config.assignment(),
         )
-        previous[changed.fill_null(False).to_numpy()] = -1
-        ids, distance, confidence = model.assign(
-            features, previous_ids=previous, margin=config.hysteresis
-        )
-        names = registry.active_names(con)
-        segments = features.select("customer_id", "snapshot_date").with_columns(
-            segment_id=pl.Series(ids, dtype=pl.Int32),
-            segment_name=pl.Series(ids).replace_strict(names, default=None, return_dtype=pl.String),
-            model_version=pl.lit(version, dtype=pl.Int32),
-            distance=pl.Series(distance),
-            confidence=pl.Series(confidence),
-        )
-        snapshot = segments["snapshot_date"].max()
-        con.execute("begin transaction")
-        try:
-            n = replace_table(con, SEGMENTS_TABLE, segments)
-            con.execute(
-                f"create table if not exists {HISTORY_TABLE} (snapshot_date date, "
-                "model_version integer, customer_id varchar, segment_id integer, "
-                "recorded_at timestamp)"
-            )
-            con.execute(
-                f"delete from {HISTORY_TABLE} where snapshot_date = ? and model_version = ?",
-                [snapshot, version],
-            )
-            con.execute(
-                f"insert into {HISTORY_TABLE} select snapshot_date, model_version, customer_id, "
-                f"segment_id, ? from {SEGMENTS_TABLE}",
-                [dt.datetime.now()],
-            )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+        n = segments.publish(con, published)
+    snapshot = published["snapshot_date"].max()
     sizes = (
-        segments.group_by("segment_id", "segment_name")
+        published.group_by("segment_id", "segment_name")
         .agg(customers=pl.len(), mean_confidence=pl.col("confidence").mean())
-        .with_columns(share=pl.col("customers") / segments.height)
+        .with_columns(share=pl.col("customers") / published.height)
         .sort("segment_id")
     )
     return dg.MaterializeResult(
@@ -306,11 +268,11 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
     most purchased categories and products."""
     with warehouse.connect() as con:
         version, model = registry.require_champion(con)
-        features = read_features(con)
-        segments = con.sql(f"select customer_id, segment_id from {SEGMENTS_TABLE}").pl()
+        features = segments.read_features(con)
+        members = segments.published_members(con)
         cols = clustering.candidate_columns(features)
-        profiles = profiling.profile_segments(features, segments, cols)
-        seg_ids = features.select("customer_id").join(segments, on="customer_id")["segment_id"]
+        profiles = profiling.profile_segments(features, members, cols)
+        seg_ids = features.select("customer_id").join(members, on="customer_id")["segment_id"]
         raw = features.select(pl.col(model.plan.used).cast(pl.Float64)).to_numpy()
         rules = naming.surrogate_rules(raw, seg_ids.to_numpy(), model.plan.used)
         names = registry.active_names(con)
@@ -325,7 +287,7 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
         replace_table(con, LIFT_TABLE, lift)
         con.execute(
             f"create or replace table {TOP_ITEMS_TABLE} as "
-            + profiling.top_items_sql(SEGMENTS_TABLE, "main.customer_recent_purchases")
+            + profiling.top_items_sql(SEGMENTS_TABLE, RECENT_PURCHASES_TABLE)
         )
         top = con.sql(
             f"select segment_id, kind, string_agg(item, ', ' order by purchases desc) as top "
@@ -361,23 +323,8 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Customers moving between segments from the previous assignment (an earlier snapshot or
     an earlier model) to the current one, as a from x to matrix."""
     with warehouse.connect() as con:
-        cur = one(con, f"select max(snapshot_date), max(model_version) from {SEGMENTS_TABLE}")
-        prev = one(
-            con,
-            f"select snapshot_date, model_version from {HISTORY_TABLE} "
-            "where not (snapshot_date = ? and model_version = ?) "
-            "order by snapshot_date desc, model_version desc limit 1",
-            [cur[0], cur[1]],
-        )
-        current = con.sql(f"select customer_id, segment_id from {SEGMENTS_TABLE}").pl()
-        if prev is None:
-            previous = current.clear()
-        else:
-            previous = con.sql(
-                f"select customer_id, segment_id from {HISTORY_TABLE} "
-                "where snapshot_date = ? and model_version = ?",
-                params=[prev[0], prev[1]],
-            ).pl()
+        cur, prev, previous = segments.previous_assignment(con)
+        current = segments.published_members(con)
         matrix = lifecycle.migration_matrix(previous, current).with_columns(
             from_snapshot=pl.lit(prev[0] if prev else None, dtype=pl.Date),
             from_model_version=pl.lit(prev[1] if prev else None, dtype=pl.Int32),
@@ -411,18 +358,10 @@ def segment_export(warehouse: WarehouseResource, exports: ExportResource) -> dg.
     """Segment membership for activation tools, as Parquet and CSV: the full list and the
     changes since the previous export (one row per customer that joined or left a segment)."""
     with warehouse.connect() as con:
-        current = con.sql(
-            f"select customer_id, segment_id, segment_name, model_version, snapshot_date "
-            f"from {SEGMENTS_TABLE} order by customer_id"
-        ).pl()
-        con.execute(
-            f"create table if not exists {EXPORTS_TABLE} (exported_at timestamp, "
-            "snapshot_date date, model_version integer, full_path varchar, changes_path varchar, "
-            "customers bigint, joined bigint, left_ bigint)"
-        )
-        prev = one(con, f"select full_path from {EXPORTS_TABLE} order by exported_at desc limit 1")
+        current = segments.export_list(con)
+        prev = segments.last_export(con)
         previous = (
-            pl.read_parquet(prev[0]).select("customer_id", "segment_id")
+            pl.read_parquet(prev).select("customer_id", "segment_id")
             if prev
             else current.select("customer_id", "segment_id").clear()
         )
@@ -435,11 +374,9 @@ def segment_export(warehouse: WarehouseResource, exports: ExportResource) -> dg.
         delta = exports.write(changes, stem + "_changes")
         n_joined = changes.filter(pl.col("change") == "joined").height
         n_left = changes.height - n_joined
-        con.execute(
-            f"insert into {EXPORTS_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?)",
-            [dt.datetime.now(), snapshot, version, str(full), str(delta), current.height,
-             n_joined, n_left],
-        )  # fmt: skip
+        segments.record_export(
+            con, snapshot, version, full, delta, current.height, n_joined, n_left
+        )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": current.height,

@@ -15,8 +15,6 @@ the UI) and the dbt-result -> Dagster-event translation are dagster-dbt's own.
 
 import json
 import os
-import shutil
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,8 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from pydantic import Field
 
 from segmentation_dagster.core import quality
-from segmentation_dagster.defs.ingestion.assets import DUCKDB_POOL
+from segmentation_dagster.defs.resources import DUCKDB_POOL, WarehouseResource
 from segmentation_dagster.defs.transform.project import dbt_project
-from segmentation_dagster.resources import WarehouseResource
 
 #: dbt's unit tests check the models' logic on fixed rows: they run in the test suite
 #: (tests/test_dbt_unit.py), not on every pipeline run.
@@ -182,11 +179,3 @@ def _audit_row(check: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> quality.
         severity=severity.value.lower() if severity is not None else None,
         observed=getattr(failed, "value", failed),
     )
-
-
-def dbt_resource() -> DbtCliResource:
-    """The dbt resource for this project: its folders and the dbt beside this interpreter
-    (which the resource insists on finding, though :func:`dbt_in_process` runs dbt in-process)."""
-    beside = Path(sys.executable).parent / "dbt"
-    executable = str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=executable)

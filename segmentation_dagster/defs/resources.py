@@ -1,22 +1,31 @@
-"""Dagster resources: where the warehouse, the landing folder and the model store live.
+"""What every step shares: the resources (warehouse, landing folder, model store, exports,
+reports, dbt), the warehouse's concurrency pool and the executor.
 
-Defaults come from :class:`segmentation_dagster.core.settings.Paths` (environment variables with
+Paths come from :class:`segmentation_dagster.core.settings.Paths` (environment variables with
 project-local fallbacks), so a deployment points the platform elsewhere without code edits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import polars as pl
+from dagster_dbt import DbtCliResource
 from pydantic import Field
 
 from segmentation_dagster.core import warehouse
 from segmentation_dagster.core.settings import Paths
+from segmentation_dagster.defs.transform.project import dbt_project
+
+#: The concurrency pool of every step that opens the warehouse: DuckDB admits one writing
+#: process at a time, and dagster.yaml limits each pool to one step at a time.
+DUCKDB_POOL = "duckdb"
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -79,8 +88,17 @@ class ExportResource(dg.ConfigurableResource):
         return folder / f"{stem}.parquet"
 
 
+def dbt_resource() -> DbtCliResource:
+    """The dbt resource for this project: its folders and the dbt beside this interpreter
+    (which the resource insists on finding, though dbt runs in-process; see
+    :mod:`segmentation_dagster.adapters.dbt_runner`)."""
+    beside = Path(sys.executable).parent / "dbt"
+    executable = str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=executable)
+
+
 def default_resources(paths: Paths | None = None) -> dict[str, object]:
-    """Resources for ``paths`` (default: from the environment); dbt is added in definitions."""
+    """Every resource, for ``paths`` (default: from the environment)."""
     paths = paths or Paths.from_env()
     return {
         "warehouse": WarehouseResource(path=str(paths.duckdb_path)),
@@ -88,4 +106,12 @@ def default_resources(paths: Paths | None = None) -> dict[str, object]:
         "model_store": ModelStoreResource(path=str(paths.model_dir)),
         "exports": ExportResource(path=str(paths.export_dir)),
         "reports": ReportsResource(path=str(paths.report_dir)),
+        "dbt": dbt_resource(),
     }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The resources, and the executor: steps run one after another in the run's own
+    process (DuckDB takes one writer at a time, and a process per step buys nothing here)."""
+    return dg.Definitions(resources=default_resources(), executor=dg.in_process_executor)

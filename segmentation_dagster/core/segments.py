@@ -1,0 +1,195 @@
+"""The published segmentation in DuckDB: the features it reads, every customer's segment, the
+assignment history and the exports' record.
+
+Tables:
+
+- ``main.customer_features`` (the dbt mart, read only here): one row per customer;
+- ``segmentation.customer_segments``: every customer's segment under the champion today;
+- ``segmentation.segment_assignment_history``: every published assignment, one per snapshot
+  date and model version (a re-run of the same day and model replaces its rows);
+- ``segmentation.segment_exports``: every export written for activation tools.
+
+The daily assignment (:func:`assign`) is plain Python over a fitted model; the Dagster assets
+call these functions and publish what they return.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from segmentation_dagster.core.clustering import FittedModel
+from segmentation_dagster.core.warehouse import one, replace_table, table_exists
+
+FEATURES_TABLE = "main.customer_features"
+RECENT_PURCHASES_TABLE = "main.customer_recent_purchases"
+SEGMENTS_TABLE = "segmentation.customer_segments"
+HISTORY_TABLE = "segmentation.segment_assignment_history"
+PROFILES_TABLE = "segmentation.segment_profiles"
+LIFT_TABLE = "segmentation.segment_feature_lift"
+TOP_ITEMS_TABLE = "segmentation.segment_top_items"
+MIGRATIONS_TABLE = "segmentation.segment_migrations"
+EXPORTS_TABLE = "segmentation.segment_exports"
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    """How the daily assignment moves customers between the champion's segments."""
+
+    #: a customer leaves their segment only for one whose centroid is nearer by more than this
+    #: share of the distance to their own (0: always the nearest)
+    hysteresis: float = 0.1
+    #: a customer whose behaviour changed significantly in the last this-many days
+    #: (``customer_features.last_regime_change``) moves to the nearest segment freely
+    free_after_change_days: int = 7
+
+
+def read_features(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """customer_features in a stable order."""
+    return con.sql(f"select * from {FEATURES_TABLE} order by customer_id").pl()
+
+
+def current_segments(con: duckdb.DuckDBPyConnection, features: pl.DataFrame) -> np.ndarray:
+    """Each row of ``features``' published segment id (-1 for a customer without one yet)."""
+    if not table_exists(con, *SEGMENTS_TABLE.split(".")):
+        return np.full(features.height, -1)
+    current = con.sql(f"select customer_id, segment_id from {SEGMENTS_TABLE}").pl()
+    return (
+        features.select("customer_id")
+        .join(current, on="customer_id", how="left", maintain_order="left")["segment_id"]
+        .fill_null(-1)
+        .to_numpy(writable=True)
+    )
+
+
+def assign(
+    features: pl.DataFrame,
+    model: FittedModel,
+    version: int,
+    previous: np.ndarray,
+    names: dict[int, str],
+    config: AssignmentConfig | None = None,
+) -> pl.DataFrame:
+    """Every customer's segment under ``model``: id, name, model version, distance to the
+    centroid and confidence. ``previous``: each row's published id (negative: none); a customer
+    keeps it unless another segment is clearly nearer or their behaviour changed recently."""
+    config = config or AssignmentConfig()
+    previous = previous.copy()
+    changed = features["last_regime_change"] > (
+        features["snapshot_date"] - dt.timedelta(days=config.free_after_change_days)
+    )
+    previous[changed.fill_null(False).to_numpy()] = -1
+    ids, distance, confidence = model.assign(
+        features, previous_ids=previous, margin=config.hysteresis
+    )
+    return features.select("customer_id", "snapshot_date").with_columns(
+        segment_id=pl.Series(ids, dtype=pl.Int32),
+        segment_name=pl.Series(ids).replace_strict(names, default=None, return_dtype=pl.String),
+        model_version=pl.lit(version, dtype=pl.Int32),
+        distance=pl.Series(distance),
+        confidence=pl.Series(confidence),
+    )
+
+
+def publish(con: duckdb.DuckDBPyConnection, segments: pl.DataFrame) -> int:
+    """Replace customer_segments with ``segments`` and record them in the assignment history
+    (replacing that snapshot and model version's earlier rows), in one transaction. Returns
+    the rows published."""
+    snapshot = segments["snapshot_date"].max()
+    version = int(segments["model_version"].max())
+    con.execute("begin transaction")
+    try:
+        n = replace_table(con, SEGMENTS_TABLE, segments)
+        con.execute(
+            f"create table if not exists {HISTORY_TABLE} (snapshot_date date, "
+            "model_version integer, customer_id varchar, segment_id integer, "
+            "recorded_at timestamp)"
+        )
+        con.execute(
+            f"delete from {HISTORY_TABLE} where snapshot_date = ? and model_version = ?",
+            [snapshot, version],
+        )
+        con.execute(
+            f"insert into {HISTORY_TABLE} select snapshot_date, model_version, customer_id, "
+            f"segment_id, ? from {SEGMENTS_TABLE}",
+            [dt.datetime.now()],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return n
+
+
+def published_members(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """customer_id and segment_id of today's published assignment."""
+    return con.sql(f"select customer_id, segment_id from {SEGMENTS_TABLE}").pl()
+
+
+def previous_assignment(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[tuple, tuple | None, pl.DataFrame]:
+    """Today's (snapshot date, model version), the assignment before it in the history (an
+    earlier snapshot or an earlier model; None for the first) and that assignment's members."""
+    cur = one(con, f"select max(snapshot_date), max(model_version) from {SEGMENTS_TABLE}")
+    prev = one(
+        con,
+        f"select snapshot_date, model_version from {HISTORY_TABLE} "
+        "where not (snapshot_date = ? and model_version = ?) "
+        "order by snapshot_date desc, model_version desc limit 1",
+        [cur[0], cur[1]],
+    )
+    if prev is None:
+        return cur, None, published_members(con).clear()
+    members = con.sql(
+        f"select customer_id, segment_id from {HISTORY_TABLE} "
+        "where snapshot_date = ? and model_version = ?",
+        params=[prev[0], prev[1]],
+    ).pl()
+    return cur, prev, members
+
+
+def export_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Segment membership as exported: one row per customer."""
+    return con.sql(
+        f"select customer_id, segment_id, segment_name, model_version, snapshot_date "
+        f"from {SEGMENTS_TABLE} order by customer_id"
+    ).pl()
+
+
+def _ensure_exports(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"create table if not exists {EXPORTS_TABLE} (exported_at timestamp, "
+        "snapshot_date date, model_version integer, full_path varchar, changes_path varchar, "
+        "customers bigint, joined bigint, left_ bigint)"
+    )
+
+
+def last_export(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The full list written by the latest export (None before the first)."""
+    _ensure_exports(con)
+    row = one(con, f"select full_path from {EXPORTS_TABLE} order by exported_at desc limit 1")
+    return Path(row[0]) if row else None
+
+
+def record_export(
+    con: duckdb.DuckDBPyConnection,
+    snapshot: dt.date,
+    version: int,
+    full: Path,
+    changes: Path,
+    customers: int,
+    joined: int,
+    left: int,
+) -> None:
+    """Record an export (its files, its size, who joined and left a segment)."""
+    _ensure_exports(con)
+    con.execute(
+        f"insert into {EXPORTS_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [dt.datetime.now(), snapshot, version, str(full), str(changes), customers, joined, left],
+    )
