@@ -82,18 +82,17 @@ def _next_day_file(landing: Path) -> Path:
 
 
 def _run(defs, instance, job: str) -> tuple[float, dict[str, float]]:  # noqa: ANN001
-    t0 = time.perf_counter()
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
-    total = time.perf_counter() - t0
+    from segmentation_dagster.runs import execute
+
+    run = execute(defs, job, instance, log_level="WARNING")
+    if not run.success:
+        raise RuntimeError(f"{job} run {run.run_id} failed: {run.failure_summary()}")
     steps = {
         s.step_key: s.end_time - s.start_time
-        for s in instance.get_run_step_stats(result.run_id)
+        for s in instance.get_run_step_stats(run.run_id)
         if s.start_time and s.end_time
     }
-    return total, steps
+    return run.seconds, steps
 
 
 def run_platform(data_dir: Path) -> dict[str, object]:

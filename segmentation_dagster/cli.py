@@ -109,26 +109,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             cmd_demo(args)
 
         from segmentation_dagster.definitions import defs
-        from segmentation_dagster.runs import process_tags
+        from segmentation_dagster.runs import execute
 
-        t0 = time.perf_counter()
-        result = defs.resolve_job_def(args.job).execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-            tags=process_tags(),
-        )
-        elapsed = time.perf_counter() - t0
-        if not result.success:
-            for ev in result.all_events:
-                if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
-                    print(
-                        f"step {ev.step_key} failed: {ev.step_failure_data.error.message.strip()}",
-                        file=sys.stderr,
-                    )
-            print(f"run {result.run_id} failed after {elapsed:.1f}s", file=sys.stderr)
+        run = execute(defs, args.job, instance, log_level=args.log_level)
+        if not run.success:
+            for step, message in run.failures:
+                print(f"step {step} failed: {message}", file=sys.stderr)
+            print(f"run {run.run_id} failed after {run.seconds:.1f}s", file=sys.stderr)
             return 1
-        print(f"{args.job} run {result.run_id} succeeded in {elapsed:.1f}s")
+        print(f"{args.job} run {run.run_id} succeeded in {run.seconds:.1f}s")
         print_summary(paths)
     return 0
 

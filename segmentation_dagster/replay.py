@@ -18,9 +18,7 @@ Wiring only: the science (features, fit, drift, policy) lives in dbt and ``core`
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
 import shutil
 import time
 from collections.abc import Callable
@@ -35,11 +33,10 @@ from segmentation_dagster.core.evaluate import evaluate_segments
 from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.core.simulate import ReplayConfig
 from segmentation_dagster.core.warehouse import connect, one
-from segmentation_dagster.runs import process_tags
+from segmentation_dagster.runs import execute
 
 TIMELINE = "monitoring.replay_timeline"
 CURSOR = "monitoring.replay_cursor"
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 class ReplayError(RuntimeError):
@@ -112,26 +109,13 @@ def _run(
     defs: dg.Definitions,
     job: str,
     instance: dg.DagsterInstance,
-    cfg: ReplayConfig,
     tags: dict[str, str] | None = None,
 ) -> str:
-    job_def = defs.resolve_job_def(job)
-    run_config: dict = dict(QUIET)
-    with contextlib.redirect_stdout(io.StringIO()):  # dagster-dbt echoes all of dbt's log
-        result = job_def.execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            tags={**process_tags(), **(tags or {})},
-            raise_on_error=False,
-        )
-    if not result.success:
-        failed = [
-            f"{ev.step_key}: {ev.step_failure_data.error.message.strip()}"
-            for ev in result.all_events
-            if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error
-        ]
-        raise ReplayError(f"{job} run {result.run_id} failed: {'; '.join(failed) or 'see UI'}")
-    return result.run_id
+    # quiet: warnings only, and dbt's log (echoed by the dbt step) kept off the timeline
+    run = execute(defs, job, instance, tags=tags, log_level="WARNING", capture_stdout=True)
+    if not run.success:
+        raise ReplayError(f"{job} run {run.run_id} failed: {run.failure_summary()}")
+    return run.run_id
 
 
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # noqa: ANN202
@@ -159,7 +143,7 @@ def replay(
         t0 = time.perf_counter()
         for f in todo[: cfg.history_days]:
             _deliver(f, paths.landing_dir / "events" / f.name)
-        _run(defs, "segmentation_job", instance, cfg, {"segmentation/replay": "initial"})
+        _run(defs, "segmentation_job", instance, {"segmentation/replay": "initial"})
         todo = todo[cfg.history_days :]
         _record(paths, _monitors(instance), "segmentation_job", "first champion", t0, on_day)
     with connect(paths.duckdb_path) as con:
@@ -169,13 +153,13 @@ def replay(
     for f in todo:
         t0 = time.perf_counter()
         _deliver(f, paths.landing_dir / "events" / f.name)
-        _run(defs, "daily_refresh_job", instance, cfg, {"segmentation/replay": "daily"})
+        _run(defs, "daily_refresh_job", instance, {"segmentation/replay": "daily"})
         monitors = _monitors(instance)  # what the sensor judged, before any refit resets them
         runs = "daily_refresh_job"
         result, cursor = _tick(defs, instance, cursor)
         if isinstance(result, dg.RunRequest):
             tags = {**result.tags, "dagster/run_key": result.run_key or ""}
-            _run(defs, "resegmentation_job", instance, cfg, tags)
+            _run(defs, "resegmentation_job", instance, tags)
             runs += " + resegmentation_job"
             reason = result.tags.get("segmentation/reason", "")
             decision = f"RE-SEGMENT ({reason}) -> {_last_model_decision(paths)}"

@@ -1,4 +1,9 @@
-"""Runs started from the command line: queued, recorded, and cleaned up after a crash.
+"""Runs started from Python (the command line, the replay, the benchmarks): executed one way,
+queued, recorded, and cleaned up after a crash.
+
+- **One way to run a job.** :func:`execute` runs a job of the Definitions in this process on an
+  instance, tagged with this process, and returns how it ended with the failed steps' errors;
+  ``segmentation run``, ``segmentation replay`` and ``benchmarks/bench.py`` all call it.
 
 ``segmentation run`` and ``segmentation replay`` execute their jobs in their own process, on
 the instance in ``$DAGSTER_HOME``, without the daemon that serves the instance's run queue.
@@ -19,9 +24,14 @@ the instance in ``$DAGSTER_HOME``, without the daemon that serves the instance's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import os
 import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -44,6 +54,55 @@ def process_tags() -> dict[str, str]:
         HOST_TAG: socket.gethostname(),
         PROCESS_TAG: runlock.process_token(pid) or "",
     }
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """How a job run by :func:`execute` ended."""
+
+    job: str
+    run_id: str
+    success: bool
+    seconds: float
+    #: (step key, error message) of every step that failed
+    failures: tuple[tuple[str, str], ...] = ()
+
+    def failure_summary(self) -> str:
+        """The failed steps and their errors on one line ("see UI" when none is known)."""
+        return "; ".join(f"{step}: {message}" for step, message in self.failures) or "see UI"
+
+
+def execute(
+    defs: dg.Definitions,
+    job: str,
+    instance: dg.DagsterInstance,
+    *,
+    tags: Mapping[str, str] | None = None,
+    log_level: str = "INFO",
+    capture_stdout: bool = False,
+) -> JobRun:
+    """Run ``job`` of ``defs`` in this process on ``instance``. The run is tagged with this
+    process (:func:`process_tags`, for :func:`fail_dead_runs`) and ``tags``; Dagster's console
+    log shows ``log_level`` and up; ``capture_stdout`` keeps what steps print (dbt's log) off
+    the console. A failed step does not raise: its error is in :attr:`JobRun.failures`."""
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    quiet = (
+        contextlib.redirect_stdout(io.StringIO()) if capture_stdout else contextlib.nullcontext()
+    )
+    t0 = time.perf_counter()
+    with quiet:
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            tags={**process_tags(), **(tags or {})},
+            raise_on_error=False,
+        )
+    failures = tuple(
+        (ev.step_key or "", ev.step_failure_data.error.message.strip())
+        for ev in result.all_events
+        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error
+    )
+    return JobRun(job, result.run_id, result.success, time.perf_counter() - t0, failures)
 
 
 def _engine_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:

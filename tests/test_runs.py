@@ -1,0 +1,45 @@
+"""One way to run a job from Python (segmentation_dagster.runs.execute), on a real instance."""
+
+import dagster as dg
+
+from segmentation_dagster.runs import PID_TAG, execute
+
+
+@dg.asset
+def fine() -> None:
+    print("noise a step prints")
+
+
+@dg.asset(deps=[fine])
+def broken() -> None:
+    raise ValueError("the reason the step failed")
+
+
+DEFS = dg.Definitions(
+    assets=[fine, broken],
+    jobs=[
+        dg.define_asset_job("good", selection=[fine]),
+        dg.define_asset_job("bad", selection=[fine, broken]),
+    ],
+    executor=dg.in_process_executor,
+)
+
+
+def test_a_failed_step_is_reported_by_name_with_its_error_and_the_run_is_tagged(capsys):
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = execute(DEFS, "bad", instance, tags={"x": "y"}, capture_stdout=True)
+        tags = instance.get_run_by_id(run.run_id).tags
+    assert not run.success and run.job == "bad"
+    [(step, message)] = run.failures
+    assert step == "broken" and 'executing op "broken"' in message
+    assert run.failure_summary().startswith("broken: ")
+    assert tags["x"] == "y" and PID_TAG in tags
+    assert "noise a step prints" not in capsys.readouterr().out
+
+
+def test_a_good_run_succeeds_and_prints_what_its_steps_print(capsys):
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = execute(DEFS, "good", instance)
+    assert run.success and run.failures == () and run.seconds > 0
+    assert run.failure_summary() == "see UI"
+    assert "noise a step prints" in capsys.readouterr().out
