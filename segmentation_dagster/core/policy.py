@@ -23,7 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field, replace
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+
+#: A JSON object of :class:`PolicyConfig` fields overriding the defaults, e.g.
+#: ``{"enter_threshold": 1.2, "cooldown_days": 3}`` (read by the drift sensor).
+POLICY_ENV = "SEGMENTATION_DRIFT_POLICY"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,15 @@ class PolicyConfig:
     cooldown_days: int = 7
     retry_days: int = 3  # 0: never retry within an episode
     min_customers: int = 500
+
+    @classmethod
+    def from_env(cls) -> PolicyConfig:
+        """The defaults, overridden by the JSON object in ``$SEGMENTATION_DRIFT_POLICY``."""
+        raw = json.loads(os.environ.get(POLICY_ENV) or "{}")
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"{POLICY_ENV}: unknown field(s) {sorted(unknown)}")
+        return cls(**raw)
 
 
 @dataclass(frozen=True)

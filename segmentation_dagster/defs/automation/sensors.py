@@ -7,21 +7,11 @@ run. It never triggers while a blocking quality check on the latest data is fail
 leaves the cursor as it was, so the decision is taken again once the data is fixed.
 """
 
-import json
-import os
-
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from segmentation_dagster.core import policy
 from segmentation_dagster.defs.jobs import resegmentation_job
-
-
-def policy_config() -> policy.PolicyConfig:
-    """The policy's thresholds: documented defaults, overridable with a JSON object in
-    SEGMENTATION_DRIFT_POLICY, e.g. '{"enter_threshold": 0.4, "cooldown_days": 14}'."""
-    return policy.PolicyConfig(**json.loads(os.environ.get("SEGMENTATION_DRIFT_POLICY") or "{}"))
-
 
 MONITOR = dg.AssetKey("behaviour_drift")
 GATED_ASSETS = {"raw_events", "customer_features", "stg_shop__events"}
@@ -70,7 +60,9 @@ def drift_sensor(context: dg.SensorEvaluationContext):
     if not records:
         return dg.SkipReason("behaviour_drift has not been materialised yet")
     obs = observation(records[0])
-    decision = policy.step(policy.PolicyState.from_json(context.cursor), obs, policy_config())
+    decision = policy.step(
+        policy.PolicyState.from_json(context.cursor), obs, policy.PolicyConfig.from_env()
+    )
     if decision.trigger:
         failing = failing_blocking_checks(context)
         if failing:

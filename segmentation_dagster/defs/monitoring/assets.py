@@ -10,39 +10,46 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
 from segmentation_dagster.core import drift, registry, segments
 from segmentation_dagster.core.monitoring import append_history
 from segmentation_dagster.core.warehouse import md_table, one
+from segmentation_dagster.defs.config import core_field, to_core
 from segmentation_dagster.defs.resources import DUCKDB_POOL, ReportsResource, WarehouseResource
 
 #: every monitor reads today's assignment
 SEGMENTS = dg.AssetKey("customer_segments")
 
 
-class DriftMonitorConfig(dg.Config):
-    """Drift method and thresholds, set explicitly (Evidently's defaults depend on sample size)."""
+_DRIFT = drift.DriftConfig()
 
-    method: str = Field(
-        default="wasserstein", description="Evidently drift method for every feature."
+
+class DriftMonitorConfig(dg.Config):
+    """Drift method and thresholds, set explicitly (Evidently's defaults depend on sample size).
+    Defaults are the core dataclass's (core.drift.DriftConfig)."""
+
+    method: str = core_field(_DRIFT, "method", "Evidently drift method for every feature.")
+    threshold: float | None = core_field(
+        _DRIFT,
+        "threshold",
+        "A feature drifts when its effect size (normed Wasserstein: shift in reference standard "
+        "deviations) exceeds its threshold. None: calibrate each feature's threshold on the "
+        "reference (bootstrap: margin x the 95th percentile of chance effects, at least "
+        "min_threshold); a number: that threshold for every feature.",
     )
-    threshold: float | None = Field(
-        default=None,
-        description="A feature drifts when its effect size (normed Wasserstein: shift in "
-        "reference standard deviations) exceeds its threshold. None: calibrate each feature's "
-        "threshold on the reference (bootstrap: margin x the 95th percentile of chance effects, "
-        "at least min_threshold); a number: that threshold for every feature.",
+    min_threshold: float = core_field(_DRIFT, "min_threshold", "Floor of a calibrated threshold.")
+    margin: float = core_field(
+        _DRIFT, "margin", "Calibrated threshold = margin x chance effect (95th pct)."
     )
-    min_threshold: float = Field(default=0.05, description="Floor of a calibrated threshold.")
-    margin: float = Field(
-        default=2.0, description="Calibrated threshold = margin x chance effect (95th pct)."
+    per_column: dict[str, list] = core_field(
+        _DRIFT, "per_column", 'Overrides: {"feature": ["method", threshold]}.'
     )
-    per_column: dict[str, list] = Field(
-        default={}, description='Overrides: {"feature": ["method", threshold]}.'
-    )
-    sample_size: int = Field(default=20_000, description="Rows sampled (fixed seed) per side.")
-    seed: int = Field(default=0, description="Sampling seed.")
+    sample_size: int = core_field(_DRIFT, "sample_size", "Rows sampled (fixed seed) per side.")
+    seed: int = core_field(_DRIFT, "seed", "Sampling seed.")
+
+    def drift_config(self) -> drift.DriftConfig:
+        per_column = {k: (str(v[0]), float(v[1])) for k, v in self.per_column.items()}
+        return to_core(drift.DriftConfig, self, per_column=per_column)
 
 
 def _reference(con) -> tuple[int, object, pl.DataFrame]:  # noqa: ANN001
@@ -86,18 +93,9 @@ def behaviour_drift(
         current = segments.read_features(con)
     ref_snapshot = reference["snapshot_date"].max()
     snapshot = current["snapshot_date"].max()
-    cfg = drift.DriftConfig(
-        method=config.method,
-        threshold=config.threshold,
-        per_column={k: (str(v[0]), float(v[1])) for k, v in config.per_column.items()},
-        sample_size=config.sample_size,
-        seed=config.seed,
-        min_threshold=config.min_threshold,
-        margin=config.margin,
-    )
     columns = drift.comparable_columns(reference, drift.monitored_columns(model.plan.used))
     report = Path(reports.dir) / f"behaviour_drift_{snapshot}_ref{version:04d}.html"
-    result = drift.behaviour_drift(reference, current, columns, cfg, report)
+    result = drift.behaviour_drift(reference, current, columns, config.drift_config(), report)
     with warehouse.connect() as con:
         append_history(
             con,

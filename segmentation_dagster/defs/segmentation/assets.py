@@ -6,7 +6,6 @@ assets read and write DuckDB and publish what a person wants to see in the UI.
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
 from segmentation_dagster.core import clustering, lifecycle, naming, profiling, registry, segments
 from segmentation_dagster.core.segments import (
@@ -18,6 +17,7 @@ from segmentation_dagster.core.segments import (
     TOP_ITEMS_TABLE,
 )
 from segmentation_dagster.core.warehouse import md_table, replace_table
+from segmentation_dagster.defs.config import core_field, to_core
 from segmentation_dagster.defs.resources import (
     DUCKDB_POOL,
     ExportResource,
@@ -33,81 +33,67 @@ class SegmentationConfig(dg.Config):
     """How a challenger is selected and when it replaces the champion (launchpad-editable).
     Defaults are the core dataclasses' (clustering.SelectionConfig, lifecycle.LifecycleConfig)."""
 
-    k_min: int = Field(default=_SEL.k_min, description="Smallest number of segments tried.")
-    k_max: int = Field(default=_SEL.k_max, description="Largest number of segments tried.")
-    algorithms: list[str] = Field(
-        default=list(_SEL.algorithms),
-        description=f"Candidate families, from {', '.join(clustering.ALGORITHMS)} (gmm: a "
-        "diagonal Gaussian mixture).",
+    k_min: int = core_field(_SEL, "k_min", "Smallest number of segments tried.")
+    k_max: int = core_field(_SEL, "k_max", "Largest number of segments tried.")
+    algorithms: list[str] = core_field(
+        _SEL,
+        "algorithms",
+        f"Candidate families, from {', '.join(clustering.ALGORITHMS)} (gmm: a diagonal "
+        "Gaussian mixture).",
     )
-    silhouette_sample: int = Field(
-        default=_SEL.silhouette_sample,
-        description="Customers sampled (fixed seed) for every pairwise metric.",
+    silhouette_sample: int = core_field(
+        _SEL, "silhouette_sample", "Customers sampled (fixed seed) for every pairwise metric."
     )
-    search_sample: int = Field(
-        default=_SEL.search_sample,
-        description="Candidates and bootstraps are fitted on this many customers.",
+    search_sample: int = core_field(
+        _SEL, "search_sample", "Candidates and bootstraps are fitted on this many customers."
     )
-    fit_sample: int = Field(
-        default=_SEL.fit_sample,
-        description="A chosen KMeans is refitted on this many customers.",
+    fit_sample: int = core_field(
+        _SEL, "fit_sample", "A chosen KMeans is refitted on this many customers."
     )
-    min_segment_share: float = Field(
-        default=_SEL.min_segment_share,
-        description="A candidate with a smaller segment than this share is out.",
+    min_segment_share: float = core_field(
+        _SEL, "min_segment_share", "A candidate with a smaller segment than this share is out."
     )
-    silhouette_tolerance: float = Field(
-        default=_SEL.silhouette_tolerance,
-        description="Fewest segments whose silhouette is within this of the best.",
+    silhouette_tolerance: float = core_field(
+        _SEL,
+        "silhouette_tolerance",
+        "Fewest segments whose silhouette is within this of the best.",
     )
-    min_stability: float = Field(
-        default=_SEL.min_stability,
-        description="Minimum bootstrap stability (mean ARI between refits).",
+    min_stability: float = core_field(
+        _SEL, "min_stability", "Minimum bootstrap stability (mean ARI between refits)."
     )
-    exclude_features: list[str] = Field(
-        default=list(_SEL.exclude),
-        description="customer_features columns kept out of the fit (still profiled).",
+    exclude_features: list[str] = core_field(
+        _SEL, "exclude", "customer_features columns kept out of the fit (still profiled)."
     )
-    keep_overlap: float = Field(
-        default=_LIFE.keep_overlap,
-        description="A challenger segment keeps a current segment's id when their members "
-        "overlap at least this much (Jaccard).",
+    keep_overlap: float = core_field(
+        _LIFE,
+        "keep_overlap",
+        "A challenger segment keeps a current segment's id when their members overlap at "
+        "least this much (Jaccard).",
     )
-    structure_tolerance: float = Field(
-        default=_LIFE.structure_tolerance,
-        description="A challenger that retires segments the customers have left is promoted "
-        "unless its silhouette is worse by more than this.",
+    structure_tolerance: float = core_field(
+        _LIFE,
+        "structure_tolerance",
+        "A challenger that retires segments the customers have left is promoted unless its "
+        "silhouette is worse by more than this.",
     )
-    promotion_margin: float = Field(
-        default=_LIFE.promotion_margin,
-        description="Without a structural change the challenger must beat the champion's "
-        "silhouette on today's customers by this.",
+    promotion_margin: float = core_field(
+        _LIFE,
+        "promotion_margin",
+        "Without a structural change the challenger must beat the champion's silhouette on "
+        "today's customers by this.",
     )
-    seed: int = Field(default=_SEL.seed, description="Random seed for sampling and fitting.")
+    seed: int = core_field(_SEL, "seed", "Random seed for sampling and fitting.")
 
     def selection(self) -> clustering.SelectionConfig:
-        return clustering.SelectionConfig(
-            k_min=self.k_min,
-            k_max=self.k_max,
-            algorithms=tuple(self.algorithms),  # type: ignore[arg-type]
-            silhouette_sample=self.silhouette_sample,
-            search_sample=self.search_sample,
-            fit_sample=self.fit_sample,
-            min_segment_share=self.min_segment_share,
-            silhouette_tolerance=self.silhouette_tolerance,
-            min_stability=self.min_stability,
-            exclude=tuple(self.exclude_features),
-            seed=self.seed,
-        )
+        return to_core(clustering.SelectionConfig, self, exclude=tuple(self.exclude_features))
 
     def lifecycle(self) -> lifecycle.LifecycleConfig:
-        return lifecycle.LifecycleConfig(
-            keep_overlap=self.keep_overlap,
-            structure_tolerance=self.structure_tolerance,
-            promotion_margin=self.promotion_margin,
+        # the lifecycle judges changes by the selection's smallest segment, on its sample
+        return to_core(
+            lifecycle.LifecycleConfig,
+            self,
             min_change_share=self.min_segment_share,
             sample=self.silhouette_sample,
-            seed=self.seed,
         )
 
 
@@ -196,21 +182,21 @@ class AssignmentConfig(dg.Config):
     """How the daily assignment moves customers between the champion's segments. Defaults are
     the core dataclass's (core.segments.AssignmentConfig)."""
 
-    hysteresis: float = Field(
-        default=_ASSIGN.hysteresis,
-        description="A customer leaves their segment only for one whose centroid is nearer by "
-        "more than this share of the distance to their own (0: always the nearest).",
+    hysteresis: float = core_field(
+        _ASSIGN,
+        "hysteresis",
+        "A customer leaves their segment only for one whose centroid is nearer by more than "
+        "this share of the distance to their own (0: always the nearest).",
     )
-    free_after_change_days: int = Field(
-        default=_ASSIGN.free_after_change_days,
-        description="A customer whose behaviour changed significantly in the last this-many "
-        "days (customer_features.last_regime_change) moves to the nearest segment freely.",
+    free_after_change_days: int = core_field(
+        _ASSIGN,
+        "free_after_change_days",
+        "A customer whose behaviour changed significantly in the last this-many days "
+        "(customer_features.last_regime_change) moves to the nearest segment freely.",
     )
 
     def assignment(self) -> segments.AssignmentConfig:
-        return segments.AssignmentConfig(
-            hysteresis=self.hysteresis, free_after_change_days=self.free_after_change_days
-        )
+        return to_core(segments.AssignmentConfig, self)
 
 
 @dg.asset(

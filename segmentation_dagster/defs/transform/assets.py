@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
@@ -27,6 +28,7 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from pydantic import Field
 
 from segmentation_dagster.core import quality
+from segmentation_dagster.core.settings import DBT_PROJECT_DIR
 from segmentation_dagster.defs.resources import DUCKDB_POOL, WarehouseResource
 from segmentation_dagster.defs.transform.project import dbt_project
 
@@ -42,6 +44,15 @@ class TransformTranslator(DagsterDbtTranslator):
         return "transform"
 
 
+#: The dbt project's vars and their defaults (dbt_project.yml, where each is documented).
+DBT_VARS: dict[str, Any] = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+
+
+def _dbt_var(description: str, var: str) -> Any:
+    """A launchpad field for dbt var ``var``: empty keeps the dbt project's default."""
+    return Field(default=None, description=f"{description} (default {DBT_VARS[var]}).")
+
+
 class BehaviourConfig(dg.Config):
     """dbt vars of the behaviour features (launchpad-editable). Empty fields keep the dbt
     project's defaults (dbt_project.yml, where each is documented)."""
@@ -51,24 +62,18 @@ class BehaviourConfig(dg.Config):
         description="Compute features as of this date (YYYY-MM-DD); empty = latest event date. "
         "An earlier date than the stored behaviour state needs a full refresh of the state.",
     )
-    half_life_days: float | None = Field(
-        default=None, description="Evidence this many days old counts half (dbt default 30)."
+    half_life_days: float | None = _dbt_var(
+        "Evidence this many days old counts half", "half_life_days"
     )
-    change_windows_days: list[int] | None = Field(
-        default=None,
-        description="Recent windows (days) tested against the rest of a customer's behaviour "
-        "(default [2, 4, 7]).",
+    change_windows_days: list[int] | None = _dbt_var(
+        "Recent windows (days) tested against the rest of a customer's behaviour",
+        "change_windows_days",
     )
-    change_alpha: float | None = Field(
-        default=None,
-        description="Significance of that test per customer and active day (default 0.0001).",
+    change_alpha: float | None = _dbt_var(
+        "Significance of that test per customer and active day", "change_alpha"
     )
-    prior_sessions: float | None = Field(
-        default=None, description="Pseudo-sessions rates are shrunk by (default 2)."
-    )
-    active_days: int | None = Field(
-        default=None, description="Customers quiet for longer are out of scope (default 90)."
-    )
+    prior_sessions: float | None = _dbt_var("Pseudo-sessions rates are shrunk by", "prior_sessions")
+    active_days: int | None = _dbt_var("Customers quiet for longer are out of scope", "active_days")
 
     def dbt_vars(self) -> dict[str, object]:
         """The fields that are set, as dbt vars."""

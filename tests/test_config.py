@@ -1,0 +1,49 @@
+"""One source of truth per configuration: each launchpad Config is derived from the core
+dataclass it configures, so its defaults are the dataclass's and its values reach it."""
+
+import pytest
+
+from segmentation_dagster.core import clustering, drift, lifecycle, policy, segments
+from segmentation_dagster.defs.config import to_core
+from segmentation_dagster.defs.monitoring.assets import DriftMonitorConfig
+from segmentation_dagster.defs.segmentation.assets import AssignmentConfig, SegmentationConfig
+from segmentation_dagster.defs.transform.assets import DBT_VARS, BehaviourConfig
+
+
+def test_launchpad_defaults_are_the_core_defaults():
+    assert SegmentationConfig().selection() == clustering.SelectionConfig()
+    assert SegmentationConfig().lifecycle() == lifecycle.LifecycleConfig()
+    assert DriftMonitorConfig().drift_config() == drift.DriftConfig()
+    assert AssignmentConfig().assignment() == segments.AssignmentConfig()
+
+
+def test_launchpad_values_reach_the_core_dataclasses():
+    cfg = SegmentationConfig(k_max=4, algorithms=["kmeans"], exclude_features=["x"], seed=3)
+    selection = cfg.selection()
+    assert (selection.k_max, selection.algorithms, selection.exclude) == (4, ("kmeans",), ("x",))
+    assert cfg.lifecycle().seed == 3
+    pinned = DriftMonitorConfig(per_column={"spend": ["psi", 0.2]}, margin=3.0).drift_config()
+    assert pinned.per_column == {"spend": ("psi", 0.2)} and pinned.margin == 3.0
+    assert AssignmentConfig(hysteresis=0.0).assignment().hysteresis == 0.0
+
+
+def test_a_field_the_dataclass_lacks_is_an_error():
+    with pytest.raises(TypeError, match="no field"):
+        to_core(segments.AssignmentConfig, AssignmentConfig(), margin=1.0)
+
+
+def test_dbt_vars_are_documented_with_the_dbt_projects_defaults():
+    field = BehaviourConfig.model_fields["half_life_days"]
+    assert field.default is None  # empty: dbt's own default applies
+    assert f"(default {DBT_VARS['half_life_days']})" in field.description
+    assert BehaviourConfig(half_life_days=10).dbt_vars() == {"half_life_days": 10}
+
+
+def test_the_drift_policy_is_read_from_one_place(monkeypatch):
+    monkeypatch.delenv(policy.POLICY_ENV, raising=False)
+    assert policy.PolicyConfig.from_env() == policy.PolicyConfig()
+    monkeypatch.setenv(policy.POLICY_ENV, '{"cooldown_days": 1}')
+    assert policy.PolicyConfig.from_env().cooldown_days == 1
+    monkeypatch.setenv(policy.POLICY_ENV, '{"cooldown": 1}')
+    with pytest.raises(ValueError, match="unknown field"):
+        policy.PolicyConfig.from_env()
