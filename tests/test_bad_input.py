@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from segmentation_dagster.core import ingest, simulate
+from segmentation_dagster.core import contract, ingest, simulate
 from segmentation_dagster.core.quality import audit_summary
 from segmentation_dagster.core.sources import SourceConfigError, load_mapping, mapping_path
 from segmentation_dagster.core.warehouse import connect, one
@@ -393,10 +393,10 @@ def test_the_bounds_are_configurable(landed, monkeypatch):
     assert total == good + 1
     monkeypatch.setenv("SEGMENTATION_MAX_PRICE", "-1")
     with pytest.raises(ValueError, match="max_price must be a finite number > 0"):
-        ingest.Limits.from_env()
+        contract.Limits.from_env()
     monkeypatch.setenv("SEGMENTATION_EARLIEST_TS", "last year")
     with pytest.raises(ValueError, match="SEGMENTATION_EARLIEST_TS: not a date or timestamp"):
-        ingest.Limits.from_env()
+        contract.Limits.from_env()
 
 
 def test_timestamps_with_an_offset_are_stored_as_utc_and_naive_ones_as_they_are(landed):

@@ -36,8 +36,9 @@ Per file:
    file exists, that version stays and the manifest row keeps the rejection beside it
    (``rejected_sha256``, ``rejected_error``, ``rejected_at``).
 2. **Row-level rules** send each bad row to ``raw.quarantine`` with the file, the row number,
-   the first rule it broke and its raw values; the good rows load. See ``Contract.rules`` and
-   :class:`Limits` (non-finite numbers, absurd prices and quantities, timestamps too old).
+   the first rule it broke and its raw values; the good rows load. The rules are the input
+   contract's (:mod:`segmentation_dagster.core.contract`: ``Contract.rules`` and ``Limits``:
+   non-finite numbers, absurd prices and quantities, timestamps too old).
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ import datetime as dt
 import gzip
 import hashlib
 import logging
-import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,16 +57,15 @@ from pathlib import Path
 import duckdb
 
 from segmentation_dagster.core import landing
+from segmentation_dagster.core.contract import CONTRACTS, RAW_SCHEMA, Contract, Limits
 from segmentation_dagster.core.sources import SourceMapping, UnknownColumnError
 from segmentation_dagster.core.testhooks import pause_point
 from segmentation_dagster.core.warehouse import one
 
 log = logging.getLogger(__name__)
 
-RAW_SCHEMA = "raw"
 MANIFEST = f"{RAW_SCHEMA}.load_manifest"
 QUARANTINE = f"{RAW_SCHEMA}.quarantine"
-EVENT_TYPES = ("view", "cart", "purchase", "search", "review")
 #: A file is rejected as "wrong types" when more than this share of a column's values cannot be
 #: read as the contract type; below it, the offending rows are quarantined.
 MAX_UNREADABLE_SHARE = 0.5
@@ -81,148 +79,6 @@ POS_FILE = 1_000_000_000_000
 STREAM_ROWS = 1_000_000
 #: Manifest kind of the entries at the top of the landing folder.
 ROOT_KIND = "landing"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds beyond which a value is absurd rather than rare: rows outside are quarantined
-    with the rule named after the bound (``price above 1e9``, ``event_ts before 2000-01-01``).
-    Set through ``SEGMENTATION_EARLIEST_TS``, ``SEGMENTATION_MAX_PRICE`` and
-    ``SEGMENTATION_MAX_QUANTITY``."""
-
-    earliest_ts: dt.datetime = dt.datetime(2000, 1, 1)
-    max_price: float = 1e9
-    max_quantity: float = 1e6
-
-    def __post_init__(self) -> None:
-        for name in ("max_price", "max_quantity"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-    @classmethod
-    def from_env(cls) -> Limits:
-        kw: dict[str, object] = {}
-        ts = os.environ.get("SEGMENTATION_EARLIEST_TS")
-        if ts:
-            try:
-                kw["earliest_ts"] = dt.datetime.fromisoformat(ts)
-            except ValueError as e:
-                raise ValueError(
-                    f"SEGMENTATION_EARLIEST_TS: not a date or timestamp: {ts!r}"
-                ) from e
-        for var, name in (("SEGMENTATION_MAX_PRICE", "max_price"),
-                          ("SEGMENTATION_MAX_QUANTITY", "max_quantity")):  # fmt: skip
-            raw = os.environ.get(var)
-            if raw:
-                try:
-                    kw[name] = float(raw)
-                except ValueError as e:
-                    raise ValueError(f"{var}: not a number: {raw!r}") from e
-        try:
-            return cls(**kw)  # type: ignore[arg-type]
-        except ValueError as e:
-            raise ValueError(f"SEGMENTATION_MAX_*: {e}") from e
-
-    def rules(self, contract: Contract) -> list[tuple[str, str]]:
-        """The bounded-value rules of ``contract``: (reason, SQL condition true for a bad row).
-        The bounds are numbers and a timestamp parsed here, rendered as SQL literals."""
-        ts = self.earliest_ts
-        if ts.tzinfo is not None:
-            ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
-        label = ts.date().isoformat() if ts.time() == dt.time() else ts.isoformat(sep=" ")
-        out = [
-            (f"{col} before {label}", f"{col} < timestamp '{ts.isoformat(sep=' ')}'")
-            for col, typ in contract.columns.items()
-            if typ == "TIMESTAMP"
-        ]
-        for col, bound in contract.bounded.items():
-            value = float(getattr(self, bound))
-            out.append((f"{col} above {_num(value)}", f"{col} > {value!r}"))
-        return out
-
-
-def _num(x: float) -> str:
-    """A bound as people write it: 1e9, 2.5e6, 100."""
-    return f"{x:g}".replace("e+0", "e").replace("e+", "e")
-
-
-@dataclass(frozen=True)
-class Contract:
-    """Columns a landing file of one kind must / may have, their warehouse types, the row
-    rules (reason, SQL condition that is TRUE for a bad row; first match wins) and the key."""
-
-    kind: str
-    required: dict[str, str]
-    optional: dict[str, str]
-    key: str
-    rules: tuple[tuple[str, str], ...] = ()
-    unique_across_files: bool = False
-    #: column -> the :class:`Limits` field that bounds it from above
-    bounded: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def table(self) -> str:
-        return f"{RAW_SCHEMA}.{self.kind}"
-
-    @property
-    def columns(self) -> dict[str, str]:
-        return {**self.required, **self.optional}
-
-
-CONTRACTS: dict[str, Contract] = {
-    "events": Contract(
-        "events",
-        required={
-            "event_id": "VARCHAR",
-            "customer_id": "VARCHAR",
-            "event_ts": "TIMESTAMP",
-            "event_type": "VARCHAR",
-        },
-        optional={
-            "session_id": "VARCHAR",
-            "product_id": "VARCHAR",
-            "category": "VARCHAR",
-            "price": "DOUBLE",
-            "discount": "DOUBLE",
-            "quantity": "INTEGER",
-            "search_query": "VARCHAR",
-            "review_rating": "INTEGER",
-            "review_text": "VARCHAR",
-        },
-        key="event_id",
-        rules=(
-            (
-                "unknown event_type",
-                "lower(trim(event_type)) not in (" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")",
-            ),
-            ("event_ts in the future", "event_ts > cast(now() as timestamp) + interval 1 day"),
-            ("negative price", "price < 0"),
-            ("negative quantity", "quantity < 0"),
-            ("discount outside 0..1", "discount < 0 or discount > 1"),
-            ("review_rating outside 1..5", "review_rating < 1 or review_rating > 5"),
-        ),
-        unique_across_files=True,
-        bounded={"price": "max_price", "quantity": "max_quantity"},
-    ),
-    "customers": Contract(
-        "customers",
-        required={"customer_id": "VARCHAR"},
-        optional={"signup_ts": "TIMESTAMP", "country": "VARCHAR"},
-        key="customer_id",
-        rules=(
-            ("signup_ts in the future", "signup_ts > cast(now() as timestamp) + interval 1 day"),
-        ),
-    ),
-    "products": Contract(
-        "products",
-        required={"product_id": "VARCHAR"},
-        optional={"category": "VARCHAR", "base_price": "DOUBLE"},
-        key="product_id",
-        rules=(("negative base_price", "base_price < 0"),),
-        bounded={"base_price": "max_price"},
-    ),
-}
 
 
 class LandingFileError(ValueError):

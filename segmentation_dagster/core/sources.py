@@ -47,6 +47,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
+from segmentation_dagster.core.contract import CONTRACTS
 from segmentation_dagster.core.landing import KINDS
 
 DIALECT = "duckdb"
@@ -336,8 +337,6 @@ def load_mapping(path: Path | None) -> SourceMapping:
     """Read and check a sources file; ``None`` or a missing default means identity mapping."""
     if path is None or not path.exists():
         return SourceMapping()
-    from segmentation_dagster.core.ingest import CONTRACTS
-
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

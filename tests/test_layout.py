@@ -1,0 +1,69 @@
+"""The package's layout rules, read from the source (every import, also those inside functions):
+core/ is plain Python, its modules import each other without a cycle, and a defs module takes
+what it shares from defs/resources.py or core, never from a sibling's assets."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from segmentation_dagster.core.settings import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "segmentation_dagster"
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules ``path`` imports (``from a import b`` counts as ``a.b`` too: b may be a module)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def _graph(folder: Path) -> dict[str, set[str]]:
+    modules = {_module(p): p for p in folder.rglob("*.py")}
+    return {name: _imports(path) & set(modules) - {name} for name, path in modules.items()}
+
+
+def test_core_never_imports_dagster():
+    for path in (PACKAGE / "core").rglob("*.py"):
+        bad = {m for m in _imports(path) if m.split(".")[0] in ("dagster", "dagster_dbt")}
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_core_modules_import_each_other_without_a_cycle():
+    graph = _graph(PACKAGE / "core")
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module in done:
+            return
+        for dep in graph[module]:
+            visit(dep, (*path, module))
+        done.add(module)
+
+    for module in graph:
+        visit(module, ())
+
+
+def test_no_defs_module_imports_from_a_siblings_assets_or_checks():
+    for path in (PACKAGE / "defs").rglob("*.py"):
+        own = _module(path)
+        borrowed = {
+            m
+            for m in _imports(path)
+            if m.startswith("segmentation_dagster.defs.")
+            and m.rsplit(".", 1)[-1] in ("assets", "checks")
+            and m != own
+        }
+        assert not borrowed, f"{own} imports {borrowed}"
