@@ -200,7 +200,7 @@ def _table(headers: list[str], rows: list[tuple]) -> str:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from segmentation_dagster.core.quality import audit_summary
+    from segmentation_dagster.core.audit import audit_summary
     from segmentation_dagster.core.warehouse import connect
 
     since = dt.datetime.fromisoformat(args.since)

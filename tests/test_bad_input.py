@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from segmentation_dagster.core import contract, ingest, simulate
-from segmentation_dagster.core.quality import audit_summary
+from segmentation_dagster.core.audit import audit_summary
 from segmentation_dagster.core.sources import SourceConfigError, load_mapping, mapping_path
 from segmentation_dagster.core.warehouse import connect, one
 

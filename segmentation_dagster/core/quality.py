@@ -1,4 +1,4 @@
-"""Great Expectations 1.x suites as files, validated on pandas frames, with an audit trail.
+"""Great Expectations 1.x suites as files, validated on pandas frames.
 
 A suite file (``expectations/<name>.json``) names the asset it gates and lists expectations in
 GX's own configuration form, plus a ``severity`` in each expectation's ``meta``::
@@ -33,9 +33,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from segmentation_dagster.core.audit import AuditRow
+
 ROW_COUNT = "expect_table_row_count_to_be_between"
-AUDIT_SCHEMA = "audit"
-AUDIT_TABLE = f"{AUDIT_SCHEMA}.validations"
 SEVERITIES = ("error", "warn")
 
 
@@ -250,46 +250,6 @@ def validate(df: pd.DataFrame, suite: Suite) -> list[Outcome]:
     return outcomes
 
 
-def ensure_audit(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the audit table if missing."""
-    con.execute(f"create schema if not exists {AUDIT_SCHEMA}")
-    con.execute(
-        f"""create table if not exists {AUDIT_TABLE} (
-            run_id varchar,
-            validated_at timestamp not null,
-            asset varchar not null,
-            partition_key varchar,
-            source varchar not null,        -- gx | dbt
-            suite varchar not null,
-            check_name varchar not null,
-            expectation varchar,
-            column_name varchar,
-            severity varchar,
-            success boolean not null,
-            observed_value varchar,
-            unexpected_count bigint,
-            details json
-        )"""
-    )
-
-
-@dataclass(frozen=True)
-class AuditRow:
-    """One validation result for the audit trail (GX expectation or dbt test)."""
-
-    asset: str
-    source: str
-    suite: str
-    check_name: str
-    success: bool
-    expectation: str | None = None
-    column: str | None = None
-    severity: str | None = None
-    observed: Any = None
-    unexpected_count: int | None = None
-    details: dict[str, Any] | None = None
-
-
 def outcome_rows(suite: Suite, outcomes: list[Outcome]) -> list[AuditRow]:
     """Audit rows for a GX validation."""
     return [
@@ -308,39 +268,6 @@ def outcome_rows(suite: Suite, outcomes: list[Outcome]) -> list[AuditRow]:
         )
         for o in outcomes
     ]
-
-
-def append_audit(
-    con: duckdb.DuckDBPyConnection,
-    rows: list[AuditRow],
-    run_id: str | None,
-    partition_key: str | None = None,
-) -> None:
-    """Append validation results to the audit trail (one transaction)."""
-    ensure_audit(con)
-    now = dt.datetime.now()
-    con.executemany(
-        f"insert into {AUDIT_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            [
-                run_id,
-                now,
-                r.asset,
-                partition_key,
-                r.source,
-                r.suite,
-                r.check_name,
-                r.expectation,
-                r.column,
-                r.severity,
-                r.success,
-                None if r.observed is None else json.dumps(r.observed, default=str),
-                r.unexpected_count,
-                None if r.details is None else json.dumps(r.details, default=str),
-            ]  # fmt: skip
-            for r in rows
-        ],
-    )
 
 
 def write_report(suite: Suite, outcomes: list[Outcome], n_rows: int, folder: Path, run_id: str):
@@ -379,62 +306,3 @@ def write_report(suite: Suite, outcomes: list[Outcome], n_rows: int, folder: Pat
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
     return path
-
-
-@dataclass(frozen=True)
-class AuditSummary:
-    """What `segmentation audit` prints, as plain tables (lists of tuples)."""
-
-    pass_rates: list[tuple]  # source, suite, checks, passed, pass rate
-    failures: list[tuple]  # validated_at, asset, check, severity, observed, unexpected
-    quarantine: list[tuple]  # kind, reason, rows, files
-    rejected_files: list[tuple]  # kind, file, error
-    ignored_entries: list[tuple] = ()  # kind, entry, reason
-
-
-def audit_summary(
-    con: duckdb.DuckDBPyConnection, since: dt.datetime, until: dt.datetime
-) -> AuditSummary:
-    """Validations, quarantined rows, rejected files and ignored landing entries recorded
-    between ``since`` and ``until`` (by validation / load time). A rejected re-delivery of a
-    loaded file (the loaded version stays) is listed with the rejected files."""
-    from segmentation_dagster.core.ingest import MANIFEST, QUARANTINE, ensure_schema
-
-    ensure_audit(con)
-    ensure_schema(con)
-    window = [since, until]
-    return AuditSummary(
-        pass_rates=con.execute(
-            f"select source, suite, count(*), count(*) filter (where success), "
-            f"round(100.0 * count(*) filter (where success) / count(*), 1) from {AUDIT_TABLE} "
-            "where validated_at between ? and ? group by all order by all",
-            window,
-        ).fetchall(),
-        failures=con.execute(
-            f"select strftime(validated_at, '%Y-%m-%d %H:%M'), asset, check_name, severity, "
-            f"observed_value, unexpected_count from {AUDIT_TABLE} "
-            "where not success and validated_at between ? and ? order by validated_at, asset",
-            window,
-        ).fetchall(),
-        quarantine=con.execute(
-            f"select kind, reason, count(*), count(distinct file_name) from {QUARANTINE} "
-            "where quarantined_at between ? and ? group by all order by 3 desc",
-            window,
-        ).fetchall(),
-        rejected_files=con.execute(
-            f"select kind, file_name, error from {MANIFEST} "
-            "where status = 'rejected' and recorded_at between ? and ? "
-            f"union all select kind, file_name, rejected_error || ' (the loaded version stays)' "
-            f"from {MANIFEST} where status = 'loaded' and rejected_sha256 <> '' "
-            "and rejected_at between ? and ? order by all",
-            window + window,
-        ).fetchall(),
-        ignored_entries=con.execute(
-            f"select kind, file_name, error from {MANIFEST} "
-            "where status = 'ignored' and recorded_at between ? and ? "
-            f"union all select kind, file_name, rejected_error || ' (the loaded version stays)' "
-            f"from {MANIFEST} where status = 'loaded' and rejected_sha256 = '' "
-            "and rejected_at between ? and ? order by all",
-            window + window,
-        ).fetchall(),
-    )

@@ -8,7 +8,7 @@ markdown report whose path is in the check metadata. The science is in core.qual
 
 import dagster as dg
 
-from segmentation_dagster.core import quality
+from segmentation_dagster.core import audit, quality
 from segmentation_dagster.core.settings import EXPECTATIONS_DIR
 from segmentation_dagster.defs.resources import DUCKDB_POOL, ReportsResource, WarehouseResource
 
@@ -64,7 +64,7 @@ def build_suite_checks(suite: quality.Suite) -> dg.AssetChecksDefinition:
         outcomes = quality.validate(df, suite)  # GX runs without holding the warehouse lock
         report = quality.write_report(suite, outcomes, len(df), reports.dir, context.run.run_id)
         with warehouse.connect() as con:
-            quality.append_audit(con, quality.outcome_rows(suite, outcomes), context.run.run_id)
+            audit.append_audit(con, quality.outcome_rows(suite, outcomes), context.run.run_id)
         for o in outcomes:
             yield dg.AssetCheckResult(
                 asset_key=suite.asset,

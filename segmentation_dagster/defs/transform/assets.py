@@ -27,7 +27,7 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from pydantic import Field
 
-from segmentation_dagster.core import quality
+from segmentation_dagster.core import audit
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR
 from segmentation_dagster.defs.resources import DUCKDB_POOL, WarehouseResource
 from segmentation_dagster.defs.transform.project import dbt_project
@@ -114,7 +114,7 @@ def dbt_models(
         # a failing dbt test is exactly what the audit trail must keep: write it either way
         if checks:
             with warehouse.connect() as con:
-                quality.append_audit(con, [_audit_row(c) for c in checks], context.run_id)
+                audit.append_audit(con, [_audit_row(c) for c in checks], context.run_id)
 
 
 def dbt_in_process(
@@ -170,11 +170,11 @@ def dbt_in_process(
         )
 
 
-def _audit_row(check: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> quality.AuditRow:
+def _audit_row(check: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> audit.AuditRow:
     metadata = check.metadata or {}
     failed = metadata.get("dagster_dbt/failed_row_count")
     severity = getattr(check, "severity", None)
-    return quality.AuditRow(
+    return audit.AuditRow(
         asset=check.asset_key.to_user_string() if check.asset_key else "",
         source="dbt",
         suite="dbt",
