@@ -42,7 +42,7 @@ import duckdb
 import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation_dagster.core import simulate
+from segmentation_dagster.demo import simulate
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"

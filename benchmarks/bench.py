@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, default=str))
         return 0
 
-    from segmentation_dagster.core import simulate
+    from segmentation_dagster.demo import simulate
 
     scale = f"{args.events}_{args.customers}"
     data_dir = args.work / scale

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from segmentation_dagster.core import simulate
 from segmentation_dagster.core.settings import Paths
+from segmentation_dagster.demo import simulate
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -156,8 +156,8 @@ def print_summary(paths: Paths) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from segmentation_dagster.core.evaluate import evaluate_segments
     from segmentation_dagster.core.warehouse import connect
+    from segmentation_dagster.demo.evaluate import evaluate_segments
 
     paths = Paths.from_env()
     with connect(paths.duckdb_path) as con:
@@ -178,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(ev.crosstab)
     if args.stability:
         from segmentation_dagster.core import registry
-        from segmentation_dagster.core.evaluate import refit_stability
+        from segmentation_dagster.demo.evaluate import refit_stability
 
         with connect(paths.duckdb_path) as con:
             _, champion = registry.require_champion(con)

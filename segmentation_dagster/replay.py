@@ -28,11 +28,12 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from segmentation_dagster.core import registry, simulate
-from segmentation_dagster.core.evaluate import evaluate_segments
+from segmentation_dagster.core import registry
 from segmentation_dagster.core.settings import Paths
-from segmentation_dagster.core.simulate import ReplayConfig
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.demo import simulate
+from segmentation_dagster.demo.evaluate import evaluate_segments
+from segmentation_dagster.demo.simulate import ReplayConfig
 from segmentation_dagster.runs import execute
 
 TIMELINE = "monitoring.replay_timeline"

@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from segmentation_dagster.core import simulate
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR, REPO_ROOT, Paths
+from segmentation_dagster.demo import simulate
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -13,10 +13,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from segmentation_dagster.core import contract, ingest, simulate
+from segmentation_dagster.core import contract, ingest
 from segmentation_dagster.core.audit import audit_summary
 from segmentation_dagster.core.sources import SourceConfigError, load_mapping, mapping_path
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.demo import simulate
 
 CFG = simulate.DemoConfig(n_customers=150, days=3, seed=2)
 

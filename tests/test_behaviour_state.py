@@ -7,9 +7,10 @@ import polars as pl
 import pytest
 from dbt.cli.main import dbtRunner
 
-from segmentation_dagster.core import ingest, simulate
+from segmentation_dagster.core import ingest
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR
 from segmentation_dagster.core.warehouse import connect
+from segmentation_dagster.demo import simulate
 
 STATE_MODELS = ("int_customer_behaviour_state", "int_customer_category_state", "customer_features")
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from segmentation_dagster.core import simulate
 from segmentation_dagster.core.runlock import queue_dir
 from segmentation_dagster.core.settings import REPO_ROOT
 from segmentation_dagster.core.testhooks import PAUSE_ENV
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.demo import simulate
 from segmentation_dagster.runs import process_tags
 from tests.conftest import defs_for, make_paths, wait_for
 

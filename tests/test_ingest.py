@@ -1,8 +1,9 @@
 import polars as pl
 import pytest
 
-from segmentation_dagster.core import ingest, simulate
+from segmentation_dagster.core import ingest
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.demo import simulate
 
 CFG = simulate.DemoConfig(n_customers=300, days=10, seed=1)
 

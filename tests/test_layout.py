@@ -1,6 +1,7 @@
 """The package's layout rules, read from the source (every import, also those inside functions):
 core/ is plain Python, its modules import each other without a cycle, and a defs module takes
-what it shares from defs/resources.py or core, never from a sibling's assets."""
+what it shares from defs/resources.py or core, never from a sibling's assets, and neither
+imports the demo."""
 
 from __future__ import annotations
 
@@ -67,3 +68,10 @@ def test_no_defs_module_imports_from_a_siblings_assets_or_checks():
             and m != own
         }
         assert not borrowed, f"{own} imports {borrowed}"
+
+
+def test_production_code_does_not_import_the_demo():
+    for folder in ("core", "defs"):
+        for path in (PACKAGE / folder).rglob("*.py"):
+            demo = {m for m in _imports(path) if m.startswith("segmentation_dagster.demo")}
+            assert not demo, f"{path.relative_to(PACKAGE)} imports {demo}"

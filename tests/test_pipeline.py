@@ -2,9 +2,9 @@
 
 import polars as pl
 
-from segmentation_dagster.core import simulate
-from segmentation_dagster.core.evaluate import evaluate_segments
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.demo import simulate
+from segmentation_dagster.demo.evaluate import evaluate_segments
 from tests.conftest import materialize_all
 
 

@@ -5,10 +5,11 @@ import json
 import dagster as dg
 import pytest
 
-from segmentation_dagster.core import quality, simulate
+from segmentation_dagster.core import quality
 from segmentation_dagster.core.settings import EXPECTATIONS_DIR
 from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.defs.quality.checks import build_suite_checks
+from segmentation_dagster.demo import simulate
 from tests.conftest import resources_for
 
 SMALL = simulate.DemoConfig(n_customers=400, days=20, seed=4)

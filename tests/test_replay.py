@@ -5,9 +5,9 @@ import dagster as dg
 import pytest
 
 from segmentation_dagster import replay
-from segmentation_dagster.core import simulate
 from segmentation_dagster.core.policy import PolicyConfig
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.demo import simulate
 from tests.conftest import defs_for
 
 #: A month of history: on a younger shop the features are still warming up (evidence and

@@ -4,7 +4,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from segmentation_dagster.core import simulate
+from segmentation_dagster.demo import simulate
 
 CFG = simulate.DemoConfig(n_customers=800, days=40, seed=3)
 

@@ -6,7 +6,6 @@ import textwrap
 
 import duckdb
 
-from segmentation_dagster.core import simulate
 from segmentation_dagster.core.warehouse import (
     WarehouseLockTimeout,
     connect,
@@ -14,6 +13,7 @@ from segmentation_dagster.core.warehouse import (
     one,
     open_descriptors,
 )
+from segmentation_dagster.demo import simulate
 
 WRITER = textwrap.dedent(
     """

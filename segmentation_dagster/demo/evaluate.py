@@ -11,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from segmentation_dagster.core.clustering import FittedModel, SelectionConfig, fit
 from segmentation_dagster.core.lifecycle import Alignment, align_to_champion
-from segmentation_dagster.core.simulate import truth_at
+from segmentation_dagster.demo.simulate import truth_at
 
 
 @dataclass(frozen=True)
