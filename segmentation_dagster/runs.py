@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from segmentation_dagster.adapters import dagster_internals
 from segmentation_dagster.core import runlock
 
 PID_TAG = "segmentation/pid"
@@ -105,21 +106,10 @@ def execute(
     return JobRun(job, result.run_id, result.success, time.perf_counter() - t0, failures)
 
 
-def _engine_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid Dagster itself recorded for the run's process ("Executing steps in process
-    (pid: N)", "Started process for run (pid: N)"), for runs without our tags."""
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        data = entry.dagster_event.engine_event_data if entry.dagster_event else None
-        pid = data.metadata.get("pid") if data else None
-        if pid is not None:
-            return int(pid.value)
-    return None
-
-
 def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, created: dt.datetime) -> bool:
     # every run of a SQLite instance runs on the machine that holds its files (whatever the
     # machine is called now: a container gets a new hostname when it restarts)
-    local = type(instance.run_storage).__name__ == "SqliteRunStorage"
+    local = dagster_internals.is_sqlite_instance(instance)
     tags = run.tags
     if PID_TAG in tags:
         if tags.get(HOST_TAG) != socket.gethostname() and not local:
@@ -127,7 +117,7 @@ def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, created: dt.datet
         return not runlock.process_alive(int(tags[PID_TAG]), tags.get(PROCESS_TAG) or None)
     # a run launched some other way (the UI, an older version of this command): judge it by the
     # pid in its events
-    pid = _engine_pid(instance, run.run_id) if local else None
+    pid = dagster_internals.engine_pid(instance, run.run_id) if local else None
     if pid is None:
         return False
     if not runlock.process_alive(pid):
@@ -151,11 +141,5 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
             f"later run (pid {os.getpid()}) so that its pool slots are freed.",
         )
         failed.append(run.run_id)
-    storage = instance.event_log_storage
-    if storage.supports_global_concurrency_limits:
-        holders = storage.get_concurrency_run_ids()
-        if holders:
-            over = instance.get_run_records(dg.RunsFilter(run_ids=list(holders), statuses=FINISHED))
-            for record in over:
-                storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
+    dagster_internals.free_slots_of_runs_over(instance, FINISHED)
     return failed

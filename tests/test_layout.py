@@ -75,3 +75,24 @@ def test_production_code_does_not_import_the_demo():
         for path in (PACKAGE / folder).rglob("*.py"):
             demo = {m for m in _imports(path) if m.startswith("segmentation_dagster.demo")}
             assert not demo, f"{path.relative_to(PACKAGE)} imports {demo}"
+
+
+#: Other libraries' private or unstable modules: imported by segmentation_dagster/adapters only.
+PRIVATE = (
+    "dagster._",
+    "dagster_dbt.asset_utils",
+    "dagster_dbt.core",
+    "dbt_common",
+    "evidently.legacy",
+    "great_expectations.validator",
+    "great_expectations.expectations.expectation_configuration",
+)
+
+
+def test_private_apis_of_other_libraries_are_used_by_the_adapters_only():
+    for folder in (PACKAGE, REPO_ROOT / "benchmarks"):
+        for path in folder.rglob("*.py"):
+            if path.is_relative_to(PACKAGE / "adapters"):
+                continue
+            private = {m for m in _imports(path) if m.startswith(PRIVATE)}
+            assert not private, f"{path.relative_to(REPO_ROOT)} imports {private}"

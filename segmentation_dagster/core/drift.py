@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import polars as pl
 from scipy import stats
 from sklearn.metrics import silhouette_score
 
+from segmentation_dagster.adapters import evidently_drift
 from segmentation_dagster.core.clustering import FittedModel, sample_idx
 
 
@@ -65,10 +65,7 @@ def _effect(method: str, reference: np.ndarray, current: np.ndarray) -> float:
     if method == "wasserstein":
         norm = max(float(np.std(reference)), 0.001)
         return float(stats.wasserstein_distance(reference, current) / norm)
-    from evidently.legacy.calculations.stattests.registry import get_stattest
-
-    ref, cur = pd.Series(reference), pd.Series(current)
-    return float(get_stattest(ref, cur, "num", method)(ref, cur, "num", None).drift_score)
+    return evidently_drift.stattest_score(method, reference, current)
 
 
 def thresholds(
@@ -129,31 +126,18 @@ def behaviour_drift(
 ) -> BehaviourDrift:
     """Compare ``current`` with ``reference`` feature by feature with an Evidently report."""
     config = config or DriftConfig()
-    os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-
     cols = [c for c in columns if c in reference.columns and c in current.columns]
     ref = _sample(reference.select(cols), config.sample_size, config.seed).to_pandas()
     cur = _sample(current.select(cols), config.sample_size, config.seed + 1).to_pandas()
     bars = thresholds(reference.select(cols), cols, config)
-    metrics = [ValueDrift(column=c, method=config.method_for(c), threshold=bars[c]) for c in cols]
-    # declare the types: Evidently would call a low-cardinality count (orders: 0..5) categorical
-    definition = DataDefinition(numerical_columns=cols)
-    snapshot = Report(metrics).run(
-        current_data=Dataset.from_pandas(cur, data_definition=definition),
-        reference_data=Dataset.from_pandas(ref, data_definition=definition),
-    )
-    scores: dict[str, float] = {}
-    for m in snapshot.dict()["metrics"]:
-        value = m["value"]
-        scores[m["config"]["column"]] = float(value) if value is not None else float("nan")
+    report = evidently_drift.value_drift(ref, cur, {c: config.method_for(c) for c in cols}, bars)
+    scores = report.scores
     drifted = tuple(c for c in cols if scores.get(c, 0) > bars[c])
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         # per process: runs overlapping on one warehouse write the same report outside the lock
         tmp = report_path.with_name(f".{report_path.name}.{os.getpid()}.tmp")
-        snapshot.save_html(str(tmp))
+        report.save_html(tmp)
         tmp.replace(report_path)
     return BehaviourDrift(
         scores=scores,

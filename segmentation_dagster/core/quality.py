@@ -15,7 +15,8 @@ suite that lacks one, so empty data never passes.
 
 GX 1.x cannot validate DuckDB through SQLAlchemy here, so a fixed-seed sample of the table (at
 most ``sample_rows``; row-level rules already ran on every row at ingestion) is pulled into
-pandas and validated there. GX is imported lazily (it costs seconds) with analytics disabled.
+pandas and validated there (through :mod:`segmentation_dagster.adapters.gx`; GX is imported
+only then, with analytics disabled).
 GX result formats do not reliably give row indices, so the failing-row sample is built here
 from the reported unexpected values.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from segmentation_dagster.adapters import gx
 from segmentation_dagster.core.audit import AuditRow
 
 ROW_COUNT = "expect_table_row_count_to_be_between"
@@ -178,16 +179,6 @@ def sample_frame(con: duckdb.DuckDBPyConnection, suite: Suite, seed: int = 42) -
     ).df()
 
 
-def _gx():
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.expectations.expectation_configuration import (
-        ExpectationConfiguration,
-    )
-
-    return gx, ExpectationConfiguration
-
-
 def _failing_rows(df: pd.DataFrame, exp: Expectation, result: dict[str, Any], n: int = 5):
     col = exp.column
     if not col or col not in df.columns:
@@ -215,36 +206,19 @@ def _exception_message(info: dict[str, Any] | None) -> str | None:
 
 def validate(df: pd.DataFrame, suite: Suite) -> list[Outcome]:
     """Run the suite with GX on ``df``; one outcome per expectation."""
-    gx, ExpectationConfiguration = _gx()
-    from great_expectations.validator.v1_validator import Validator
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False}
-    batch_definition = (
-        context.data_sources.add_pandas(f"{suite.name}_source")
-        .add_dataframe_asset(suite.name)
-        .add_batch_definition_whole_dataframe("batch")
-    )
-    # One validator for the suite: it loads the batch once. ``Batch.validate`` builds a new one
-    # per call, and GX hashes the whole frame each time (0.18 s per expectation on 100k rows).
-    validator = Validator(batch_definition, "SUMMARY", batch_parameters={"dataframe": df})
-    # one validation per expectation: GX merges expectations that share a type and column
-    # (two bounds on one column), which would leave a declared Dagster check without a result
+    results = gx.validate_each(df, suite.name, [(e.type, e.kwargs) for e in suite.expectations])
     outcomes = []
-    for exp in suite.expectations:
-        config = ExpectationConfiguration(type=exp.type, kwargs=exp.kwargs)
-        r = validator.validate_expectation(config.to_domain_obj())
-        res = r.result or {}
-        err = _exception_message(r.exception_info) if not r.success else None
+    for exp, r in zip(suite.expectations, results, strict=True):
+        res = r.result
         outcomes.append(
             Outcome(
                 expectation=exp,
-                success=bool(r.success),
+                success=r.success,
                 observed=res.get("observed_value"),
                 unexpected_count=res.get("unexpected_count"),
                 unexpected_percent=res.get("unexpected_percent"),
                 failing_rows=[] if r.success else _failing_rows(df, exp, res),
-                error=err,
+                error=_exception_message(r.exception_info) if not r.success else None,
             )
         )
     return outcomes

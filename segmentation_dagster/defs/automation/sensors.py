@@ -8,8 +8,8 @@ leaves the cursor as it was, so the decision is taken again once the data is fix
 """
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from segmentation_dagster.adapters import dagster_internals
 from segmentation_dagster.core import policy
 from segmentation_dagster.defs.jobs import resegmentation_job
 
@@ -23,15 +23,8 @@ def failing_blocking_checks(context: dg.SensorEvaluationContext) -> list[str]:
     if graph is None:
         return []
     keys = [k for k in graph.asset_check_keys if k.asset_key.to_user_string() in GATED_ASSETS]
-    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    failing = []
-    for key, record in records.items():
-        if record.status != AssetCheckExecutionRecordStatus.FAILED or record.event is None:
-            continue
-        evaluation = record.event.dagster_event.event_specific_data
-        if getattr(evaluation, "severity", None) == dg.AssetCheckSeverity.ERROR:
-            failing.append(f"{key.asset_key.to_user_string()}:{key.name}")
-    return sorted(failing)
+    failing = dagster_internals.failed_error_checks(context.instance, keys)
+    return sorted(f"{key.asset_key.to_user_string()}:{key.name}" for key in failing)
 
 
 def observation(record: dg.EventLogRecord) -> policy.Observation:

@@ -7,10 +7,10 @@ writers instead of failing on DuckDB's file lock, and dbt-duckdb closes the data
 invocation ends (``keep_open: false`` in profiles.yml), so the file is closed by the time the
 step lets go of the lock.
 
-dbt runs inside the run's process (dbt's programmatic ``dbtRunner``), not as the subprocess
-``DbtCliResource.cli`` starts: the subprocess re-imports dbt and sets up a second adapter, about
-8 s per run, more than the models take on a 1M-event shop. Selection (a subset materialised in
-the UI) and the dbt-result -> Dagster-event translation are dagster-dbt's own.
+dbt runs inside the run's process (:mod:`segmentation_dagster.adapters.dbt_runner`), not as the
+subprocess ``DbtCliResource.cli`` starts, which re-imports dbt and sets up a second adapter on
+every run. Selection (a subset materialised in the UI) and the dbt-result -> Dagster-event
+translation are dagster-dbt's own.
 """
 
 import json
@@ -22,11 +22,9 @@ from typing import Any
 import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
-from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
-from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
-from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from pydantic import Field
 
+from segmentation_dagster.adapters import dbt_runner
 from segmentation_dagster.core import audit
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR
 from segmentation_dagster.defs.resources import DUCKDB_POOL, WarehouseResource
@@ -104,9 +102,8 @@ def dbt_models(
             # one target folder per warehouse, kept between runs: dbt then re-parses only
             # what changed (its partial-parse cache is keyed on the profile, i.e. the path)
             target = Path(warehouse.path).resolve().parent / "dbt_target"
-            for event in dbt_in_process(
-                context, dbt, ["build", *BUILD_FLAGS, "--vars", json.dumps(dbt_vars)], target
-            ):
+            args = ["build", *BUILD_FLAGS, "--vars", json.dumps(dbt_vars)]
+            for event in dbt_runner.run(context, dbt, args, target, TransformTranslator()):
                 if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
                     checks.append(event)
                 yield event
@@ -115,59 +112,6 @@ def dbt_models(
         if checks:
             with warehouse.connect() as con:
                 audit.append_audit(con, [_audit_row(c) for c in checks], context.run_id)
-
-
-def dbt_in_process(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str], target_path: Path
-) -> Iterator[Any]:
-    """Run dbt ``args`` in this process for the assets selected in ``context``; yield the
-    Dagster events of every node result, then raise (naming the failed nodes) if dbt failed.
-
-    dbt prints its usual log to stdout (the step's compute log) and writes ``dbt.log`` into
-    ``target_path``, which also keeps the partial-parse cache between runs."""
-    from dbt.cli.main import dbtRunner  # ~0.6 s on top of what dagster-dbt already imported
-    from dbt_common.events.functions import msg_to_dict
-
-    params = get_updated_cli_invocation_params_for_context(
-        context=context, manifest={}, dagster_dbt_translator=TransformTranslator()
-    )
-    project_dir = params.dbt_project.project_dir if params.dbt_project else dbt.project_dir
-    argv = [*args, "--project-dir", str(project_dir), "--target-path", str(target_path),
-            "--log-path", str(target_path), "--no-send-anonymous-usage-stats",
-            *(["--profiles-dir", str(dbt.profiles_dir)] if dbt.profiles_dir else []),
-            *params.selection_args]  # fmt: skip
-    if params.indirect_selection:
-        argv += ["--indirect-selection", params.indirect_selection]
-    results: list[DbtCoreCliEventMessage] = []
-
-    def keep(msg: Any) -> None:
-        # the same dict as a line of dbt's JSON log (~900 a build, 0.07 s in all);
-        # dagster-dbt decides which carry a node's result
-        event = DbtCoreCliEventMessage(msg_to_dict(msg), {})
-        if event.is_result_event:
-            results.append(event)
-
-    outcome = dbtRunner(callbacks=[keep]).invoke(argv)
-    for event in results:
-        yield from event.to_default_asset_events(
-            manifest=params.manifest,
-            dagster_dbt_translator=params.dagster_dbt_translator,
-            context=context,
-            target_path=target_path,
-            project=params.dbt_project,
-        )
-    if not outcome.success:
-        failed = [
-            f"{info['unique_id']} ({info.get('node_status')})"
-            for info in (r.raw_event["data"]["node_info"] for r in results)
-            if info.get("node_status") not in ("success", "pass", "warn")
-        ]
-        raise DagsterDbtCliRuntimeError(
-            description=f"dbt {' '.join(args[:1])} failed"
-            + (f": {outcome.exception}" if outcome.exception else "")
-            + ("; failed nodes: " + ", ".join(failed) if failed else "")
-            + f". See {target_path / 'dbt.log'}"
-        )
 
 
 def _audit_row(check: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> audit.AuditRow:

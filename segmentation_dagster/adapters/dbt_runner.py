@@ -1,0 +1,79 @@
+"""dbt in the run's process, as the dbt step runs it: dbt's programmatic ``dbtRunner`` for the
+models selected in the step, its node results turned into Dagster events by dagster-dbt.
+
+dagster-dbt's own ``DbtCliResource.cli`` starts dbt as a subprocess, which re-imports dbt and
+sets up a second adapter on every run. Running dbt here instead relies on dagster-dbt and dbt
+internals, all of them in this module: ``dagster_dbt.asset_utils`` (the selection arguments
+for the step's assets), ``dagster_dbt.core.dbt_cli_event.DbtCoreCliEventMessage`` (which
+events carry a node result, and their Dagster events) and ``dbt_common``'s ``msg_to_dict`` (a
+callback's event as a line of dbt's JSON log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource
+from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
+
+
+def run(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    args: list[str],
+    target_path: Path,
+    translator: DagsterDbtTranslator,
+) -> Iterator[Any]:
+    """Run dbt ``args`` in this process for the assets selected in ``context``; yield the
+    Dagster events of every node result, then raise (naming the failed nodes) if dbt failed.
+
+    dbt prints its usual log to stdout (the step's compute log) and writes ``dbt.log`` into
+    ``target_path``, which also keeps the partial-parse cache between runs."""
+    from dbt.cli.main import dbtRunner  # imported by the step that runs dbt, not at load
+    from dbt_common.events.functions import msg_to_dict
+
+    params = get_updated_cli_invocation_params_for_context(
+        context=context, manifest={}, dagster_dbt_translator=translator
+    )
+    project_dir = params.dbt_project.project_dir if params.dbt_project else dbt.project_dir
+    argv = [*args, "--project-dir", str(project_dir), "--target-path", str(target_path),
+            "--log-path", str(target_path), "--no-send-anonymous-usage-stats",
+            *(["--profiles-dir", str(dbt.profiles_dir)] if dbt.profiles_dir else []),
+            *params.selection_args]  # fmt: skip
+    if params.indirect_selection:
+        argv += ["--indirect-selection", params.indirect_selection]
+    results: list[DbtCoreCliEventMessage] = []
+
+    def keep(msg: Any) -> None:
+        # the same dict as a line of dbt's JSON log; dagster-dbt decides which carry a
+        # node's result
+        event = DbtCoreCliEventMessage(msg_to_dict(msg), {})
+        if event.is_result_event:
+            results.append(event)
+
+    outcome = dbtRunner(callbacks=[keep]).invoke(argv)
+    for event in results:
+        yield from event.to_default_asset_events(
+            manifest=params.manifest,
+            dagster_dbt_translator=params.dagster_dbt_translator,
+            context=context,
+            target_path=target_path,
+            project=params.dbt_project,
+        )
+    if not outcome.success:
+        failed = [
+            f"{info['unique_id']} ({info.get('node_status')})"
+            for info in (r.raw_event["data"]["node_info"] for r in results)
+            if info.get("node_status") not in ("success", "pass", "warn")
+        ]
+        raise DagsterDbtCliRuntimeError(
+            description=f"dbt {' '.join(args[:1])} failed"
+            + (f": {outcome.exception}" if outcome.exception else "")
+            + ("; failed nodes: " + ", ".join(failed) if failed else "")
+            + f". See {target_path / 'dbt.log'}"
+        )
