@@ -15,7 +15,7 @@
      events lands and ``daily_refresh_job`` runs on that history (the run's time, and apart
      from it the time to load the code location);
    - ``baseline``: ``benchmarks/baseline.py`` (``--no-baseline`` skips it: pandas holds every
-     event in memory, ~0.55 GiB per million events, so 100M events do not fit in 24 GiB).
+     event in memory, which the largest scales do not fit in).
 3. Writes ``benchmarks/results/bench_<events>_<customers>.json`` and ``.md`` (stage times, the
    baseline / platform ratio per stage, peak RSS, the machine).
 """

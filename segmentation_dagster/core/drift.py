@@ -59,8 +59,8 @@ def _effect(method: str, reference: np.ndarray, current: np.ndarray) -> float:
     """The statistic Evidently's ValueDrift computes for ``method`` on a numeric column.
 
     Normed Wasserstein is computed here with the same formula (scipy's distance over the
-    reference's std, floored at 0.001; a test pins it to Evidently's value): Evidently's own
-    call costs about 12x more, and calibration makes hundreds of them.
+    reference's std, floored at 0.001; a test pins it to Evidently's value): calibration
+    makes hundreds of these calls, and Evidently's own goes through much more machinery.
     """
     if method == "wasserstein":
         norm = max(float(np.std(reference)), 0.001)

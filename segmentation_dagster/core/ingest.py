@@ -23,8 +23,8 @@ rows (and quarantined rows) that came from it.
 
 New files are checked one by one from their metadata (no scan), then loaded in batches of
 about ``BATCH_ROWS`` rows: one multi-file scan that converts and rule-scores every row, one type
-check, one duplicate probe, one insert and one commit per batch rather than per file (a 90-day
-backfill of 10M events is a few transactions). A batch is all or nothing: a failure rolls it
+check, one duplicate probe, one insert and one commit per batch rather than per file (a
+backfill is a few transactions, not one per day). A batch is all or nothing: a failure rolls it
 back, the manifest does not list its files, and the next run loads them again.
 
 Per file:
@@ -472,8 +472,8 @@ def _scan_into_batch(
     into the warehouse's ``_batch`` by one statement (it fails whole, writing nothing).
 
     Several Parquet files are read by one multi-file scan (``union_by_name``: a column a file
-    lacks reads as NULL there), so DuckDB's threads share the work: 4x faster than a statement
-    per file, whose single row group one thread reads. Each file's position comes from the
+    lacks reads as NULL there), so DuckDB's threads share the work; a statement per file would
+    leave each file's single row group to one thread. Each file's position comes from the
     scan's ``filename`` column."""
     sources: dict[str, str] = {}
     for s in group:
@@ -617,11 +617,11 @@ def _find_seen(
     """``_seen``: the batch's keys already loaded from files outside the batch (a re-delivered
     file's own rows are about to be replaced).
 
-    A backfill loads batch after batch, and probing the whole table's keys for each batch
-    re-read every key loaded so far: 59 of 217 s loading 100M events. Rows from before this
-    pass are probed by key (a daily load: the one scan it needs); rows of this pass's earlier
-    batches by the key's 64-bit hash, and only hash matches are checked by key (26 s of 180 s
-    at 100M; still a scan per batch, of 8-byte hashes instead of strings)."""
+    A backfill loads batch after batch; probing the whole table's keys for each batch would
+    re-read every key loaded so far. Rows from before this pass are probed by key (a daily
+    load: the one scan it needs); rows of this pass's earlier batches by the key's 64-bit hash,
+    and only hash matches are checked by key (still a scan per batch, but of 8-byte hashes
+    instead of strings)."""
     key = contract.key
     con.execute(
         f"create or replace temp table _seen as select {key} as _seen_key "

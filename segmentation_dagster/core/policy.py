@@ -35,8 +35,8 @@ POLICY_ENV = "SEGMENTATION_DRIFT_POLICY"
 class PolicyConfig:
     """Thresholds on the behaviour drift score (``core.drift.BehaviourDrift.score``: the largest
     effect as a multiple of its calibrated threshold; >= 1 means a feature moved more than
-    chance allows). On the demo, quiet checks have a median of about 0.5 and peaked at 0.94
-    over 180 days; a shift crosses 1 within 1-3 checks (README, "How fast drift is seen")."""
+    chance allows). How the defaults behave on the demo's scenarios (quiet days, shifts) is
+    measured by ``make adapt`` (benchmarks/adapt.py)."""
 
     enter_threshold: float = 1.0
     exit_threshold: float = 0.6

@@ -290,8 +290,8 @@ def reference_shares(
     """Share of customers per published segment id on model ``version``'s reference snapshot.
 
     A version's estimator and snapshot never change, so its customers per cluster are counted
-    once and kept beside the snapshot (``reference_v*.clusters.json``): assigning the snapshot
-    every day cost most of segment_share_drift (~19 s at 6M customers). Ids are mapped through
+    once and kept beside the snapshot (``reference_v*.clusters.json``) instead of assigning the
+    whole snapshot again at every check. Ids are mapped through
     ``model.segment_ids`` at read time. ``at_fit``: on the snapshot the model was fitted on,
     not on its current (possibly re-validated) reference.
     """

@@ -177,7 +177,7 @@ def connect(
         con = duckdb.connect(str(db_path), read_only=read_only)
         if not read_only:
             # commit appends to the WAL; checkpoint when it reaches 1 GB or on close, not after
-            # every small per-file transaction (that was ~40 % of ingestion time)
+            # every small per-file transaction
             con.execute("set checkpoint_threshold = '1GB'")
         try:
             yield con

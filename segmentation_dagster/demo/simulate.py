@@ -2,7 +2,7 @@
 
 Deterministic by seed and fully vectorised (numpy), so it also serves the scale benchmarks;
 with ``DemoConfig(stream=True)`` it writes one day at a time (memory: the customers and one
-day of events; 100M events in ~3.5 min and 3.9 GiB on 2 cores). Writes, under ``landing_dir``::
+day of events, for the benchmarks' largest scales). Writes, under ``landing_dir``::
 
     events/events_YYYY-MM-DD.parquet   one file per day (or .csv)
     customers/customers.parquet        customer_id, signup_ts, country
@@ -659,8 +659,8 @@ def _stream_events(
 def generate(cfg: DemoConfig, landing_dir: Path, truth_dir: Path) -> DemoSummary:
     """Generate the demo data set and write landing files plus the truth file.
 
-    ``cfg.stream`` writes the events day by day, holding one day in memory (the scale
-    benchmarks' 100M events); otherwise the period is simulated in memory first.
+    ``cfg.stream`` writes the events day by day, holding one day in memory (for scales whose
+    events do not fit in memory); otherwise the period is simulated in memory first.
     """
     ext = cfg.file_format
     if cfg.stream:
