@@ -2,6 +2,8 @@
 #   make run    install; a demo shop: the main job on 90 days of history, then 17 days of daily
 #               refreshes with a behaviour shift the drift sensor acts on; print the timeline
 #   make test   install and run the test suite (real DuckDB, dbt, GX, Evidently on small data)
+#   make test-fast  the unit tests and small integration tests (no whole-pipeline, subprocess,
+#               replay or benchmark tests): under 2 minutes
 #   make ui     Dagster UI on http://127.0.0.1:3000 (shows the runs `make run` made)
 #   make lint   ruff, and `dg check defs` (the Definitions load)
 #   make bench  the platform's full loop vs a hand-written baseline (BENCH_ARGS="--events ...")
@@ -25,10 +27,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install run ui test lint bench adapt clean
+.PHONY: help install run ui test test-fast lint bench adapt clean
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# *//'
+	@sed -n '2,10p' Makefile | sed 's/^# *//'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -65,6 +67,10 @@ ui: install
 
 test: install
 	$(BIN)/pytest
+
+# the slow tests are marked `slow` (pyproject.toml); CI runs the full `make test`
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

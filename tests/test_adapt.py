@@ -3,7 +3,11 @@ those depend on the scale and the machine; `make adapt` measures them)."""
 
 import json
 
+import pytest
+
 from benchmarks import adapt
+
+pytestmark = pytest.mark.slow  # the adaptation benchmark, end to end
 
 
 def test_the_adaptation_benchmark_replays_a_scenario_and_writes_its_results(tmp_path):

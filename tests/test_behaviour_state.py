@@ -64,6 +64,7 @@ def _tables(db) -> dict[str, pl.DataFrame]:
         return out
 
 
+@pytest.mark.slow  # dbt run day after day, then a full rebuild
 def test_day_by_day_runs_give_the_same_state_and_features_as_a_full_rebuild(dbt_db, tmp_path):
     cfg = simulate.DemoConfig(n_customers=300, days=24, seed=11, scenario="price_wave",
                               shift_day=16)  # fmt: skip

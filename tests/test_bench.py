@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from benchmarks import bench
+
+pytestmark = pytest.mark.slow  # the benchmark, end to end
 
 
 def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):

@@ -28,6 +28,8 @@ from segmentation_dagster.demo import simulate
 from segmentation_dagster.runs import process_tags
 from tests.conftest import defs_for, make_paths, wait_for
 
+pytestmark = pytest.mark.slow  # processes killed mid-run, then whole runs
+
 DEMO = simulate.DemoConfig(n_customers=300, days=20, seed=5)
 DEMO_ARGS = ["--customers", "300", "--days", "20", "--seed", "5", "--log-level", "WARNING"]
 RUN_TIMEOUT_S = 300  # a healthy run takes well under a minute here

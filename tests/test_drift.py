@@ -88,6 +88,7 @@ def test_psi_is_zero_for_equal_shares_and_grows_with_a_shift():
     assert drift.psi({1: 1.0}, {1: 0.5, 2: 0.5}) > 1  # a segment appearing
 
 
+@pytest.mark.slow  # the whole graph
 def test_monitors_run_in_the_pipeline_and_see_no_drift_on_the_fit_snapshot(pipeline_run):
     p, result = pipeline_run
     meta = {

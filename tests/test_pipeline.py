@@ -1,11 +1,14 @@
 """The whole asset graph on small generated data: real DuckDB file, real dbt, real sklearn."""
 
 import polars as pl
+import pytest
 
 from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.demo import simulate
 from segmentation_dagster.demo.evaluate import evaluate_segments
 from tests.conftest import materialize_all
+
+pytestmark = pytest.mark.slow  # the whole graph
 
 
 def test_whole_graph_succeeds_and_every_customer_gets_a_segment(pipeline_run):

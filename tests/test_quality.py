@@ -137,6 +137,7 @@ def test_failing_error_check_blocks_everything_downstream(landed, tmp_path):
     assert failed.metadata["report"].value.endswith(".md")
 
 
+@pytest.mark.slow  # the graph downstream of the gate
 def test_failing_warn_check_is_reported_and_downstream_still_runs(landed, tmp_path):
     suite = _suite_copy(tmp_path, "raw_events", _strict_price("warn"))
     result = _run(landed, [build_suite_checks(suite)])
@@ -147,6 +148,7 @@ def test_failing_warn_check_is_reported_and_downstream_still_runs(landed, tmp_pa
     assert not strict.passed and strict.severity == dg.AssetCheckSeverity.WARN
 
 
+@pytest.mark.slow  # the graph downstream of the gate
 def test_loosening_a_bound_in_a_copied_suite_makes_the_gate_pass(landed, tmp_path):
     def strict(raw):
         raw["expectations"].append(

@@ -10,6 +10,8 @@ from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.demo import simulate
 from tests.conftest import defs_for
 
+pytestmark = pytest.mark.slow  # day-by-day replays through every job
+
 #: A month of history: on a younger shop the features are still warming up (evidence and
 #: order gaps accumulating), which the monitor rightly sees as movement.
 HISTORY = 30

@@ -110,6 +110,7 @@ def _fresh_home(tmp_path: Path) -> dict[str, str]:
     return {**env, "DAGSTER_HOME": str(home), "SEGMENTATION_DATA_DIR": str(tmp_path / "data")}
 
 
+@pytest.mark.slow  # a storm of processes
 def test_commands_starting_together_on_a_fresh_instance_leave_it_healthy(tmp_path):
     """Opened by several processes at once, a fresh SQLite instance got its schema migrated
     twice ("alembic_version ... more than one head") and no run could use it again."""
@@ -148,6 +149,7 @@ HOLD_A_SLOT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a run in a process that is killed
 @pytest.mark.parametrize("launched_by", ["tagged", "untagged"])
 def test_a_killed_run_is_marked_failed_and_its_pool_slot_freed(tmp_path, monkeypatch, launched_by):
     """Tagged: started by `segmentation run`, which records its process in run tags. Untagged:

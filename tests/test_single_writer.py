@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import duckdb
+import pytest
 
 from segmentation_dagster.core.warehouse import (
     WarehouseLockTimeout,
@@ -42,6 +43,7 @@ def test_a_second_process_without_the_lock_fails(tmp_path):
         con.close()
 
 
+@pytest.mark.slow  # three processes queueing
 def test_overlapping_writers_queue_and_both_succeed(tmp_path):
     db = tmp_path / "w.duckdb"
     procs = [
@@ -127,6 +129,7 @@ def test_another_thread_waits_for_the_lock(tmp_path):
     assert outcome == ["timed out"]
 
 
+@pytest.mark.slow  # the whole graph
 def test_dbt_leaves_the_database_closed_when_its_step_ends(pipeline_run):
     """dbt-duckdb caches its DuckDB instance across invocations unless told not to
     (profiles.yml: keep_open: false); then the file stayed open in the run's process after the
@@ -153,6 +156,7 @@ WHOLE_GRAPH = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # whole jobs in parallel processes
 def test_overlapping_whole_jobs_on_one_warehouse_all_succeed(tmp_path):
     """Whole graphs (ingestion, dbt, gates, fit, assignment, monitors) in separate processes on
     one warehouse, with nothing but the warehouse lock between them (each has its own
