@@ -67,3 +67,25 @@ def test_every_monitor_check_is_appended_to_the_drift_history(tmp_path):
         (3, "behaviour_drift", 0.5, '{"drifted": ["a"]}'),
         (3, "segment_share_psi", 0.01, '{"1": 0.5}'),
     ]
+
+
+def test_a_resegmentation_is_decided_and_recorded_on_the_warehouse(tmp_path):
+    from segmentation_dagster.core import registry, resegmentation
+
+    df, _ = _features()
+    selection = clustering.SelectionConfig(k_min=3, k_max=3, algorithms=("kmeans",))
+    with connect(tmp_path / "w.duckdb") as con:
+        con.register("features", df.to_arrow())
+        con.execute(f"create table {segments.FEATURES_TABLE} as select * from features")
+        first = resegmentation.run(con, tmp_path / "models", selection)
+        assert first.champion_version is None and first.result.decision.promote
+        assert registry.champion(con)[0] == first.version
+        # the same customers again: same segments, the champion stays and is re-validated
+        second = resegmentation.run(con, tmp_path / "models", selection)
+        assert second.champion_version == first.version and not second.result.decision.promote
+        assert registry.champion(con)[0] == first.version
+        assert registry.reference_path(con, first.version) != registry.fit_reference_path(
+            con, first.version
+        )
+        decisions = one(con, f"select count(*) from {registry.DECISIONS}")[0]
+    assert decisions == 2

@@ -7,7 +7,15 @@ assets read and write DuckDB and publish what a person wants to see in the UI.
 import dagster as dg
 import polars as pl
 
-from segmentation_dagster.core import clustering, lifecycle, naming, profiling, registry, segments
+from segmentation_dagster.core import (
+    clustering,
+    lifecycle,
+    naming,
+    profiling,
+    registry,
+    resegmentation,
+    segments,
+)
 from segmentation_dagster.core.segments import (
     LIFT_TABLE,
     MIGRATIONS_TABLE,
@@ -109,43 +117,17 @@ def segmentation_model(
     warehouse: WarehouseResource,
     model_store: ModelStoreResource,
 ) -> dg.MaterializeResult:
-    """Re-segmentation (core.lifecycle.resegment): fit a challenger on today's features (KMeans,
-    Ward and HDBSCAN candidates, selection rule in core.clustering), match its segments to the
-    current ones by their members (kept / split / merged / new / retired), and promote it when
-    it adds segments that describe today's customers better, retires segments they have left,
-    or is clearly better. A champion that stays is re-validated: today's features become its
-    drift reference. Every model, decision and transition is recorded in the registry."""
+    """Re-segmentation (core.resegmentation, core.lifecycle): fit a challenger on today's
+    features (KMeans, Ward and HDBSCAN candidates, selection rule in core.clustering), match its
+    segments to the current ones by their members (kept / split / merged / new / retired), and
+    promote it when it adds segments that describe today's customers better, retires segments
+    they have left, or is clearly better. A champion that stays is re-validated: today's
+    features become its drift reference. Every model, decision and transition is recorded in
+    the registry."""
     with warehouse.connect() as con:
-        features = segments.read_features(con)
-        current = registry.champion(con)
-        champ_version, champ_model = current if current else (None, None)
-        published = segments.current_segments(con, features)
-        if champ_model is not None:  # customers new since the last assignment: the champion's
-            missing = published < 0
-            if missing.any():
-                published[missing] = champ_model.assign(features.filter(pl.Series(missing)))[0]
-        fit_shares = (
-            registry.reference_shares(con, champ_version, champ_model, at_fit=True)
-            if champ_model
-            else None
-        )
-        result = lifecycle.resegment(
-            features,
-            champ_model,
-            published if champ_model is not None else None,
-            registry.next_segment_id(con),
-            registry.active_names(con),
-            config.selection(),
-            config.lifecycle(),
-            fit_shares,
-        )
-        challenger, alignment, decision = result.challenger, result.alignment, result.decision
-        snapshot = features["snapshot_date"].max()
-        version = registry.save_model(con, challenger, model_store.dir, snapshot, features)
-        registry.record_decision(con, version, champ_version, decision, alignment, result.names)
-        if not decision.promote and champ_version is not None:
-            # the champion was validated on today's customers: they are the drift reference now
-            registry.revalidate(con, champ_version, model_store.dir, snapshot, features)
+        outcome = resegmentation.run(con, model_store.dir, config.selection(), config.lifecycle())
+    version, champ_version, result = outcome.version, outcome.champion_version, outcome.result
+    challenger, alignment, decision = result.challenger, result.alignment, result.decision
     context.log.info(f"model v{version}: {decision.reason}")
     dropped = "\n".join(f"- `{c}`: {why}" for c, why in challenger.plan.dropped.items())
     candidates = pl.DataFrame([c.as_row() for c in challenger.candidates])
