@@ -79,6 +79,11 @@ class SegmentationConfig(dg.Config):
         description="A challenger that retires segments the customers have left is promoted "
         "unless its silhouette is worse by more than this.",
     )
+    far_quantile: float = Field(
+        default=_LIFE.far_quantile,
+        description="A customer is far from their segment beyond this quantile of its members' "
+        "distances at fit; a dense group of far customers can become a new segment.",
+    )
     promotion_margin: float = Field(
         default=_LIFE.promotion_margin,
         description="Without a structural change the challenger must beat the champion's "
@@ -106,6 +111,7 @@ class SegmentationConfig(dg.Config):
             keep_overlap=self.keep_overlap,
             structure_tolerance=self.structure_tolerance,
             promotion_margin=self.promotion_margin,
+            far_quantile=self.far_quantile,
             min_change_share=self.min_segment_share,
             sample=self.silhouette_sample,
             seed=self.seed,
@@ -157,11 +163,11 @@ def segmentation_model(
             missing = published < 0
             if missing.any():
                 published[missing] = champ_model.assign(features.filter(pl.Series(missing)))[0]
-        fit_shares = (
-            registry.reference_shares(con, champ_version, champ_model, at_fit=True)
-            if champ_model
-            else None
-        )
+        fit_shares = far = None
+        if champ_model is not None:
+            fit_shares = registry.reference_shares(con, champ_version, champ_model, at_fit=True)
+            fit_reference = pl.read_parquet(registry.fit_reference_path(con, champ_version))
+            far = lifecycle.far_quantiles(champ_model, fit_reference, config.far_quantile)
         result = lifecycle.resegment(
             features,
             champ_model,
@@ -171,6 +177,7 @@ def segmentation_model(
             config.selection(),
             config.lifecycle(),
             fit_shares,
+            far,
         )
         challenger, alignment, decision = result.challenger, result.alignment, result.decision
         snapshot = features["snapshot_date"].max()
