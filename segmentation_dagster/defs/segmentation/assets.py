@@ -57,9 +57,10 @@ class SegmentationConfig(dg.Config):
         default=_SEL.min_segment_share,
         description="A candidate with a smaller segment than this share is out.",
     )
-    silhouette_tolerance: float = Field(
+    silhouette_tolerance: float | None = Field(
         default=_SEL.silhouette_tolerance,
-        description="Fewest segments whose silhouette is within this of the best.",
+        description="Fewest segments whose silhouette is within this of the best (empty: one "
+        "standard error of the best candidate's silhouette).",
     )
     min_stability: float = Field(
         default=_SEL.min_stability,
