@@ -172,7 +172,7 @@ def test_sensor_does_not_trigger_while_a_blocking_check_fails():
     instance.report_runless_asset_event(
         dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey("customer_features"),
-            check_name="customer_id__column_values_to_be_unique",
+            check_name="unique_customer_features_customer_id",
             passed=False,
             severity=dg.AssetCheckSeverity.ERROR,
         )

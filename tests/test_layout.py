@@ -35,8 +35,8 @@ def _graph(folder: Path) -> dict[str, set[str]]:
     return {name: _imports(path) & set(modules) - {name} for name, path in modules.items()}
 
 
-def test_core_never_imports_dagster():
-    for path in (PACKAGE / "core").rglob("*.py"):
+def test_core_and_demo_never_import_dagster():
+    for path in [*(PACKAGE / "core").rglob("*.py"), *(PACKAGE / "demo").rglob("*.py")]:
         bad = {m for m in _imports(path) if m.split(".")[0] in ("dagster", "dagster_dbt")}
         assert not bad, f"{path.name} imports {bad}"
 

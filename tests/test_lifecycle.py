@@ -261,3 +261,34 @@ def test_revalidation_moves_the_drift_reference_and_keeps_the_fit_snapshot(tmp_p
         assert registry.reference_shares(con, version, model) != at_fit
         assert registry.reference_shares(con, version, model, at_fit=True) == at_fit
         assert registry.fit_reference_path(con, version).exists()  # the fit snapshot stays
+
+
+def test_a_dense_group_far_from_every_segment_becomes_a_new_segment_the_refit_missed():
+    df, truth = blobs(n_per=400, centers=4, seed=6)
+    champion = _fit(df)
+    current = champion.assign(df)[0]
+    far = lifecycle.far_quantiles(champion, df, 0.95)
+    assert lifecycle.extend_champion(champion, df, far, 50) is None  # quiet: tails, no group
+    rng = np.random.default_rng(3)
+    # 60 customers of one segment (4 %) take up a behaviour next to no segment
+    movers = np.flatnonzero(truth == 1)[:60]
+    shifted = df.with_columns(
+        frequency=pl.when(pl.int_range(pl.len()).is_in(movers))
+        .then(pl.lit(60.0) + pl.Series(rng.normal(0, 0.5, df.height)))
+        .otherwise(pl.col("frequency")),
+        cart_rate=pl.when(pl.int_range(pl.len()).is_in(movers))
+        .then(pl.lit(-20.0) + pl.Series(rng.normal(0, 0.5, df.height)))
+        .otherwise(pl.col("cart_rate")),
+    )
+    extended = lifecycle.extend_champion(champion, shifted, far, 50)
+    assert extended is not None and extended.k == champion.k + 1
+    assert list(extended.segment_ids) == [*champion.segment_ids, 50]
+    ids = extended.assign(shifted)[0]
+    assert (ids[movers] == 50).mean() > 0.95
+    others = np.setdiff1d(np.arange(df.height), movers)
+    assert (ids[others] == current[others]).all()  # everyone else keeps their segment
+    # through the whole decision: a small selection that misses the group still gets it
+    small = clustering.SelectionConfig(k_min=4, k_max=4, algorithms=("kmeans",))
+    result = lifecycle.resegment(shifted, champion, current, 50, {}, small, None, None, far)
+    assert result.decision.promote and "new segments" in result.decision.reason
+    assert 50 in result.alignment.new

@@ -105,3 +105,21 @@ def test_a_revalidated_champion_becomes_the_reference_and_is_looked_at_again_soo
     # a new champion (not a re-validation) waits the full cooldown
     triggers, _ = run([0.0] * 10 + [0.6] * 15, cfg, reference=lambda d: 1 if d <= 11 else 2)
     assert triggers[:2] == [11, 19]
+
+
+def test_repeated_revalidations_back_off():
+    # a slow drift inside the segments: every re-segmentation keeps the champion and
+    # re-validates it the day it runs; the looks come 3, 6, 12, ... days apart
+    cfg = replace(CFG, retry_days=3, max_retry_days=12)
+    state, triggers, ref = PolicyState(), [], START
+    for day in range(60):
+        score = 0.6 if day >= 10 else 0.0
+        obs = Observation(day, (START + dt.timedelta(days=day)).isoformat(), score, 1000, 1,
+                          reference_snapshot=ref.isoformat())  # fmt: skip
+        decision = step(state, obs, cfg)
+        state = PolicyState.from_json(decision.state.to_json())
+        if decision.trigger:
+            triggers.append(day)
+            ref = START + dt.timedelta(days=day)  # the re-segmentation re-validates that day
+    gaps = [b - a for a, b in zip(triggers, triggers[1:], strict=False)]
+    assert triggers[0] == 11 and gaps[:4] == [3, 6, 12, 12]

@@ -10,7 +10,7 @@
       'events', 'sessions', 'views', 'searches', 'view_sessions', 'cart_sessions',
       'abandoned_cart_sessions', 'orders', 'viewed_orders', 'revenue', 'items',
       'discounted_items', 'priced_events', 'price_sum', 'price_sq_sum',
-      'discounted_priced_events', 'reviews', 'rating_sum',
+      'discounted_priced_events', 'reviews', 'rated_reviews', 'rating_sum',
   ]) }}
 {%- endmacro %}
 

@@ -17,6 +17,8 @@ Selection rule (see :func:`select`):
 2. A candidate whose smallest segment holds less than ``min_segment_share`` of the customers is
    out (a segment nobody can act on).
 3. Parsimony: a candidate whose silhouette is more than ``silhouette_tolerance`` below the best
+   (default: one standard error of the best candidate's silhouette, from its customers'
+   silhouettes on the evaluation sample — the one-standard-error rule)
    is out. Silhouette is typically flat across neighbouring k; among near-equals, fewer
    segments are easier to act on and more stable.
 4. The remaining candidates, fewest segments first (higher silhouette first at equal k), are
@@ -46,6 +48,7 @@ from sklearn.metrics import (
     calinski_harabasz_score,
     davies_bouldin_score,
     pairwise_distances,
+    silhouette_samples,
     silhouette_score,
 )
 from sklearn.mixture import GaussianMixture
@@ -93,7 +96,7 @@ class SelectionConfig:
     fit_sample: int = 200_000  # the winner is refitted on this many
     n_init: int = 4
     min_segment_share: float = 0.02
-    silhouette_tolerance: float = 0.01
+    silhouette_tolerance: float | None = None  # None: one standard error of the best
     stability_top_n: int = 3
     stability_rounds: int = 3
     min_stability: float = 0.8
@@ -580,11 +583,16 @@ def select(
             )
     # if every candidate has a tiny segment, fall back to all of them rather than to nothing
     alive = [key for key, (c, _, _) in fitted.items() if c.rejected is None] or list(fitted)
-    best_sil = max(fitted[key][0].silhouette for key in alive)
+    best = max(alive, key=lambda key: fitted[key][0].silhouette)
+    best_sil = fitted[best][0].silhouette
+    tolerance = config.silhouette_tolerance
+    if tolerance is None:  # one standard error of the best silhouette (a mean over customers)
+        per_customer = silhouette_samples(d_eval, fitted[best][2], metric="precomputed")
+        tolerance = float(per_customer.std() / np.sqrt(per_customer.size))
     band = []
     for key in alive:
-        if fitted[key][0].silhouette < best_sil - config.silhouette_tolerance:
-            reject(key, f"silhouette more than {config.silhouette_tolerance} below the best")
+        if fitted[key][0].silhouette < best_sil - tolerance:
+            reject(key, f"silhouette more than {tolerance:.4f} below the best")
         else:
             band.append(key)
     band.sort(key=lambda key: (fitted[key][0].k, -fitted[key][0].silhouette))
@@ -609,7 +617,7 @@ def select(
         refit = f"; refitted on {fit_idx.size:,} rows"
     reason = (
         f"{winner.algorithm} k={winner.k}: fewest segments with silhouette {winner.silhouette:.3f} "
-        f"within {config.silhouette_tolerance} of the best ({best_sil:.3f}), every segment >= "
+        f"within {tolerance:.4f} of the best ({best_sil:.3f}), every segment >= "
         f"{config.min_segment_share:.0%} of customers, bootstrap stability {winner.stability:.2f}"
         + ("" if stable else f" (no candidate reached stability {config.min_stability})")
         + refit

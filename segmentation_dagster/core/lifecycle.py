@@ -4,7 +4,9 @@ ids across refits, and the transitions between two segmentations.
 :func:`resegment` is the whole flow, a plain function the ``segmentation_model`` asset, the
 CLI and the benchmarks call:
 
-1. **fit** a challenger on today's features (:func:`clustering.fit`);
+1. **fit** a challenger on today's features (:func:`clustering.fit`), and look for a dense
+   group of customers far from every champion centroid (:func:`extend_champion`): a new
+   behaviour forming next to segments that still describe everyone else;
 2. **compare** what both models make of today's customers: the champion's current segments
    (the published assignment) against the challenger's clusters, customer by customer;
 3. **align**: a challenger cluster that holds the members of a current segment keeps that
@@ -59,6 +61,9 @@ class LifecycleConfig:
     structure_tolerance: float = 0.05
     #: any challenger is promoted when its silhouette beats the champion's by more than this
     promotion_margin: float = 0.02
+    #: a customer is far from their segment when farther from its centroid than this quantile
+    #: of its members' distances at fit; dense groups of far customers are candidate segments
+    far_quantile: float = 0.95
     #: customers both silhouettes are computed on (fixed seed)
     sample: int = 5_000
     seed: int = 0
@@ -354,6 +359,77 @@ def decide(
     return Decision(False, f"{why}; {scores}", ch, old)
 
 
+def far_quantiles(champion: FittedModel, reference: pl.DataFrame, q: float) -> np.ndarray:
+    """Per champion cluster, the ``q`` quantile of its members' distances to the centroid on
+    the snapshot it was fitted on (clusters with no member: infinity)."""
+    idx, dist, _ = champion.cluster_index_rows(reference)
+    return np.array(
+        [np.quantile(dist[idx == i], q) if (idx == i).any() else np.inf for i in range(champion.k)]
+    )
+
+
+def extend_champion(
+    champion: FittedModel,
+    features: pl.DataFrame,
+    far: np.ndarray,
+    next_id: int,
+    config: LifecycleConfig | None = None,
+    sample: int = 50_000,
+) -> FittedModel | None:
+    """The champion plus a segment for each dense group of customers that sit far from every
+    champion centroid (beyond ``far`` of their nearest segment, see :func:`far_quantiles`),
+    or None when there is no such group of at least ``min_change_share`` of the customers.
+
+    A new behaviour taken up by a part of the population first shows as customers leaving the
+    segments' cores in the same direction; a refit of everyone may not yet give them a cluster
+    of their own (the selection prefers fewer segments), but HDBSCAN on the far customers
+    alone finds them as one dense group. The extended model keeps the champion's preprocessing
+    and centroids (its segments and ids are untouched) and assigns by the nearest centroid."""
+    from sklearn.cluster import HDBSCAN
+
+    config = config or LifecycleConfig()
+    idx = sample_idx(features.height, sample, config.seed)
+    x = champion.transform(features[idx])
+    d = np.sqrt(((x[:, None, :] - champion.centroids[None]) ** 2).sum(-1))
+    nearest = d.argmin(axis=1)
+    is_far = d[np.arange(len(idx)), nearest] > far[nearest]
+    need = config.min_change_share * len(idx)
+    if is_far.sum() < need:
+        return None
+    groups = HDBSCAN(min_cluster_size=max(10, int(need)), min_samples=10, copy=True).fit_predict(
+        x[is_far]
+    )
+    centres = []
+    for g in np.unique(groups[groups >= 0]):
+        centre = x[is_far][groups == g].mean(axis=0)
+        gap = np.sqrt(((champion.centroids - centre) ** 2).sum(-1))
+        if (gap > far).all():  # far from every segment, not the tail of one
+            centres.append(centre)
+    if centres:  # a new centre must win its customers from the champion's, not a few tails
+        all_centres = np.vstack([champion.centroids, *centres])
+        won = ((x[:, None, :] - all_centres[None]) ** 2).sum(-1).argmin(axis=1)
+        centres = [c for j, c in enumerate(centres) if (won == champion.k + j).sum() >= need]
+    if not centres:
+        return None
+    estimator = clustering.CentroidClusters()
+    estimator.cluster_centers_ = np.vstack([champion.centroids, *centres])
+    estimator.n_clusters_ = estimator.cluster_centers_.shape[0]
+    new_ids = np.arange(next_id, next_id + len(centres))
+    return FittedModel(
+        preprocessor=champion.preprocessor,
+        estimator=estimator,
+        algorithm=champion.algorithm,
+        plan=champion.plan,
+        k=estimator.n_clusters_,
+        candidates=champion.candidates,
+        selection_reason=f"the champion's {champion.k} segments plus {len(centres)} dense "
+        f"group(s) of customers far from all of them ({int(is_far.sum()):,} far of "
+        f"{len(idx):,} sampled)",
+        n_train=features.height,
+        segment_ids=np.r_[champion.segment_ids, new_ids],
+    )
+
+
 @dataclass
 class Resegmentation:
     """What one re-segmentation produced: the challenger (ids aligned), how its segments relate
@@ -374,22 +450,36 @@ def resegment(
     selection: clustering.SelectionConfig | None = None,
     config: LifecycleConfig | None = None,
     fit_shares: dict[int, float] | None = None,
+    far: np.ndarray | None = None,
 ) -> Resegmentation:
     """Fit a challenger on ``features`` and decide whether it replaces ``champion``.
 
     ``current``: each row's published segment id under the champion (negative: none yet);
     ``next_id``: the first never-used segment id; ``active_names``: names of the champion's
     segments (a kept segment keeps its name, a new one is named from its profile);
-    ``fit_shares``: each champion segment's share at fit (to see which ones emptied)."""
+    ``fit_shares``: each champion segment's share at fit (to see which ones emptied);
+    ``far``: per champion cluster, the distance beyond which a customer is far from it
+    (:func:`far_quantiles`); with it, a dense group of far customers is a candidate too."""
     config = config or LifecycleConfig()
     challenger = clustering.fit(features, selection)
     alignment = None
-    if champion is None or not can_score(champion, features):
+    scorable = champion is not None and can_score(champion, features)
+    if not scorable:
         challenger.segment_ids = np.arange(next_id, next_id + challenger.k)
     else:
         alignment = align_to_champion(challenger, champion, next_id, features, current, config)
         challenger.segment_ids = alignment.segment_ids
     decision = decide(challenger, champion, features, alignment, current, config, fit_shares)
+    if scorable and not decision.promote and far is not None:
+        extended = extend_champion(champion, features, far, next_id, config)
+        if extended is not None:
+            ext_align = align_to_champion(extended, champion, next_id, features, current, config)
+            extended.segment_ids = ext_align.segment_ids
+            ext_decision = decide(
+                extended, champion, features, ext_align, current, config, fit_shares
+            )
+            if ext_decision.promote:
+                challenger, alignment, decision = extended, ext_align, ext_decision
     names: dict[int, str] = {}
     if decision.promote:
         ids = {int(s) for s in challenger.segment_ids}

@@ -14,7 +14,9 @@
   So does a re-segmentation that kept the champion: it re-validated the champion on that day's
   features, which become the reference (same version, newer reference snapshot); the cooldown
   after a re-validation is ``retry_days``, so a change still forming (a new group of customers
-  too small to be a segment yet) is looked at again within days.
+  too small to be a segment yet) is looked at again within days, doubling with every further
+  re-validation in a row (up to ``max_retry_days``): a slow drift within the segments is not
+  re-fitted every few days for months.
 
 The state is plain JSON so the sensor can keep it in its cursor.
 """
@@ -44,6 +46,7 @@ class PolicyConfig:
     n: int = 3
     cooldown_days: int = 7
     retry_days: int = 3  # 0: never retry within an episode
+    max_retry_days: int = 28
     min_customers: int = 500
 
     @classmethod
@@ -82,6 +85,7 @@ class PolicyState:
     last_check_id: int | None = None
     last_trigger: str | None = None
     revalidated: bool = False  # the reference is the champion's, re-validated (not a refit)
+    revalidations: int = 0  # re-validations of this champion in a row
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -124,6 +128,7 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
             reference_version=obs.reference_version,
             reference_since=obs.reference_snapshot or obs.snapshot_date,
             revalidated=revalidated,
+            revalidations=state.revalidations + 1 if revalidated else 0,
         )
     state = replace(state, last_check_id=obs.check_id)
     if obs.n_customers < config.min_customers:
@@ -148,8 +153,11 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
             why = f"drifted; re-segmentation requested {waited} day(s) ago, champion kept"
             return PolicyDecision(False, why, state)
     since = _days(state.reference_since or obs.snapshot_date, obs.snapshot_date)
-    revalidated = state.revalidated and config.retry_days
-    cooldown = config.retry_days if revalidated else config.cooldown_days
+    if state.revalidated and config.retry_days:
+        backoff = config.retry_days * 2 ** max(state.revalidations - 1, 0)
+        cooldown = min(backoff, max(config.max_retry_days, config.retry_days))
+    else:
+        cooldown = config.cooldown_days
     if since < cooldown:
         why = f"drifted, but {since} day(s) since the reference < cooldown {cooldown}"
         return PolicyDecision(False, why, state)

@@ -3,10 +3,10 @@ segments in; the challenger, the decision and its records out.
 
 :func:`run` reads what :func:`segmentation_dagster.core.lifecycle.resegment` needs from DuckDB
 (customer_features, the champion, every customer's published segment, the champion's shares at
-fit), calls it, and records the outcome in the registry: the challenger and its reference
-snapshot, the decision and its transitions (promotion swaps the champion), and, when the
-champion stays, today's features as its new drift reference. The ``segmentation_model`` asset
-calls it and publishes the result.
+fit and how far from their centroid its segments' members were at fit), calls it, and records
+the outcome in the registry: the challenger and its reference snapshot, the decision and its
+transitions (promotion swaps the champion), and, when the champion stays, today's features as
+its new drift reference. The ``segmentation_model`` asset calls it and publishes the result.
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ def run(
         missing = published < 0
         if missing.any():
             published[missing] = champ_model.assign(features.filter(pl.Series(missing)))[0]
-    fit_shares = (
-        registry.reference_shares(con, champ_version, champ_model, at_fit=True)
-        if champ_model
-        else None
-    )
+    fit_shares = far = None
+    if champ_model is not None:
+        config = config or lifecycle.LifecycleConfig()
+        fit_shares = registry.reference_shares(con, champ_version, champ_model, at_fit=True)
+        fit_reference = pl.read_parquet(registry.fit_reference_path(con, champ_version))
+        far = lifecycle.far_quantiles(champ_model, fit_reference, config.far_quantile)
     result = lifecycle.resegment(
         features,
         champ_model,
@@ -59,6 +60,7 @@ def run(
         selection,
         config,
         fit_shares,
+        far,
     )
     snapshot = features["snapshot_date"].max()
     version = registry.save_model(con, result.challenger, model_dir, snapshot, features)

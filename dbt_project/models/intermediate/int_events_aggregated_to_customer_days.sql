@@ -77,6 +77,7 @@ event_counts as (
         coalesce(sum(price * price) filter (where event_type in ('view', 'cart', 'purchase')), 0) as price_sq_sum,
         count(price) filter (where event_type in ('view', 'cart', 'purchase') and discount > 0) as discounted_priced_events,
         count(*) filter (where event_type = 'review') as reviews,
+        count(review_rating) filter (where event_type = 'review') as rated_reviews,
         coalesce(sum(review_rating) filter (where event_type = 'review'), 0) as rating_sum,
         max(_loaded_at) as _source_loaded_at
     from day_events

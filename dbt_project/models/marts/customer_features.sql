@@ -72,7 +72,7 @@ population as (
         sum(discounted_items) / nullif(sum(items), 0) as discount_share,
         sum(discounted_priced_events) / nullif(sum(priced_events), 0) as discounted_view_share,
         sum(price_sum) / nullif(sum(priced_events), 0) as avg_item_price,
-        sum(rating_sum) / nullif(sum(reviews), 0) as avg_review_rating,
+        sum(rating_sum) / nullif(sum(rated_reviews), 0) as avg_review_rating,
         sum(gap_sum) / nullif(sum(gap_n), 0) as mean_days_between_orders
     from in_scope
 
@@ -158,7 +158,7 @@ final as (
             0
         ) as activity_trend,
         in_scope.reviews * in_scope.f as review_count,
-        case when in_scope.reviews > 0 then in_scope.rating_sum / in_scope.reviews end as avg_review_rating,
+        in_scope.rating_sum / nullif(in_scope.rated_reviews, 0) as avg_review_rating,
         in_scope.regime_start,
         in_scope.regime_changes,
         in_scope.last_regime_change

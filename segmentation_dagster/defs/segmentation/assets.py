@@ -61,10 +61,11 @@ class SegmentationConfig(dg.Config):
     min_segment_share: float = core_field(
         _SEL, "min_segment_share", "A candidate with a smaller segment than this share is out."
     )
-    silhouette_tolerance: float = core_field(
+    silhouette_tolerance: float | None = core_field(
         _SEL,
         "silhouette_tolerance",
-        "Fewest segments whose silhouette is within this of the best.",
+        "Fewest segments whose silhouette is within this of the best (empty: one standard "
+        "error of the best candidate's silhouette).",
     )
     min_stability: float = core_field(
         _SEL, "min_stability", "Minimum bootstrap stability (mean ARI between refits)."
@@ -83,6 +84,12 @@ class SegmentationConfig(dg.Config):
         "structure_tolerance",
         "A challenger that retires segments the customers have left is promoted unless its "
         "silhouette is worse by more than this.",
+    )
+    far_quantile: float = core_field(
+        _LIFE,
+        "far_quantile",
+        "A customer is far from their segment beyond this quantile of its members' distances "
+        "at fit; a dense group of far customers can become a new segment.",
     )
     promotion_margin: float = core_field(
         _LIFE,
