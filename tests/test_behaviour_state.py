@@ -15,7 +15,7 @@ from segmentation_dagster.demo import simulate
 STATE_MODELS = ("int_customer_behaviour_state", "int_customer_category_state", "customer_features")
 
 
-def _dbt(db, tmp_path, *args: str) -> None:
+def _dbt(db, tmp_path, *args: str, ok: bool = True):
     result = dbtRunner().invoke(
         [
             *args,
@@ -30,7 +30,9 @@ def _dbt(db, tmp_path, *args: str) -> None:
             "--quiet",
         ]  # fmt: skip
     )
-    assert result.success, result.exception
+    if ok:
+        assert result.success, result.exception
+    return result
 
 
 @pytest.fixture
@@ -62,6 +64,17 @@ def _tables(db) -> dict[str, pl.DataFrame]:
             df = df.select(c for c in df.columns if not c.startswith("_"))
             out[t] = df.sort(df.columns)
         return out
+
+
+def _assert_same(incremental: dict[str, pl.DataFrame], rebuilt: dict[str, pl.DataFrame]) -> None:
+    for name in STATE_MODELS:
+        a, b = incremental[name], rebuilt[name]
+        assert a.shape == b.shape, name
+        for col in a.columns:
+            if a[col].dtype.is_float():
+                assert (a[col] - b[col]).abs().max() < 1e-9, (name, col)
+            else:
+                assert a[col].equals(b[col]), (name, col)
 
 
 @pytest.mark.slow  # dbt run day after day, then a full rebuild
@@ -98,11 +111,69 @@ def test_day_by_day_runs_give_the_same_state_and_features_as_a_full_rebuild(dbt_
     assert changed > 0  # the price wave restarted some customers' regimes
     _dbt(dbt_db, tmp_path, "run", "--full-refresh")
     rebuilt = _tables(dbt_db)
-    for name in STATE_MODELS:
-        a, b = incremental[name], rebuilt[name]
-        assert a.shape == b.shape, name
-        for col in a.columns:
-            if a[col].dtype.is_float():
-                assert (a[col] - b[col]).abs().max() < 1e-9, (name, col)
-            else:
-                assert a[col].equals(b[col]), (name, col)
+    _assert_same(incremental, rebuilt)
+
+
+def _errors(result) -> str:
+    """The messages of a failed dbt invocation: its exception or its failed nodes'."""
+    if result.exception is not None:
+        return str(result.exception)
+    return " ".join(r.message or "" for r in result.result if r.status in ("error", "fail"))
+
+
+def _land_days(tmp_path, days: int):
+    cfg = simulate.DemoConfig(n_customers=200, days=days, seed=5)
+    source = tmp_path / "source"
+    simulate.generate(cfg, source, tmp_path / "truth")
+    landing = tmp_path / "landing"
+    for kind in ("customers", "products"):
+        shutil.copytree(source / kind, landing / kind)
+    (landing / "events").mkdir()
+    return sorted((source / "events").iterdir()), landing
+
+
+def _deliver(db, landing, files) -> None:
+    for f in files:
+        shutil.copy(f, landing / "events" / f.name)
+    _load(db, landing)
+
+
+@pytest.mark.slow  # four dbt runs and a full rebuild
+def test_a_run_as_of_a_past_date_loses_no_day_that_landed_with_it(dbt_db, tmp_path):
+    files, landing = _land_days(tmp_path, 20)
+    _deliver(dbt_db, landing, files[:12])
+    _dbt(dbt_db, tmp_path, "run")
+    _deliver(dbt_db, landing, files[12:])  # eight days at once, the run is as of the second
+    past = files[13].name.split(".")[0].split("_")[-1]
+    _dbt(dbt_db, tmp_path, "run", "--vars", f"{{snapshot_date: '{past}'}}")
+    with connect(dbt_db) as con:
+        latest = con.execute("select max(state_date) from main.int_customer_behaviour_state")
+        assert str(latest.fetchone()[0]) == past
+    _dbt(dbt_db, tmp_path, "run")  # then as of today: the later days are all there
+    incremental = _tables(dbt_db)
+    _dbt(dbt_db, tmp_path, "run", "--full-refresh")
+    rebuilt = _tables(dbt_db)
+    _assert_same(incremental, rebuilt)
+
+
+def test_the_state_refuses_other_parameters_and_vars_must_be_what_they_claim(dbt_db, tmp_path):
+    files, landing = _land_days(tmp_path, 6)
+    _deliver(dbt_db, landing, files[:4])
+    _dbt(dbt_db, tmp_path, "run")
+    _deliver(dbt_db, landing, files[4:])
+    other = _dbt(dbt_db, tmp_path, "run", "--vars", "{half_life_days: 10}", ok=False)
+    assert not other.success
+    assert "folded with half_life_days=30" in _errors(other)
+    assert "half_life_days=10" in _errors(other)
+    # a full refresh with the new value is the way; after it, runs with that value extend it
+    _dbt(dbt_db, tmp_path, "run", "--full-refresh", "--vars", "{half_life_days: 10}")
+    _dbt(dbt_db, tmp_path, "run", "--vars", "{half_life_days: 10}")
+    early = files[1].name.split(".")[0].split("_")[-1]
+    earlier = f"{{half_life_days: 10, snapshot_date: '{early}'}}"
+    back = _dbt(dbt_db, tmp_path, "run", "--vars", earlier, ok=False)
+    assert not back.success and "snapshot_date is before the behaviour state" in _errors(back)
+    for bad in ("{snapshot_date: \"2026-01-01' or 1=1 --\"}", "{half_life_days: '1; drop'}",
+                "{change_windows_days: [2, 'x']}", "{active_days: 0}"):  # fmt: skip
+        result = _dbt(dbt_db, tmp_path, "run", "--full-refresh", "--vars", bad, ok=False)
+        assert not result.success, bad
+        assert "must be" in _errors(result), (bad, _errors(result))

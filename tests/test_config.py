@@ -1,6 +1,8 @@
 """One source of truth per configuration: each launchpad Config is derived from the core
 dataclass it configures, so its defaults are the dataclass's and its values reach it."""
 
+import json
+
 import pytest
 
 from segmentation_dagster.core import clustering, drift, lifecycle, policy, segments
@@ -37,6 +39,15 @@ def test_dbt_vars_are_documented_with_the_dbt_projects_defaults():
     assert field.default is None  # empty: dbt's own default applies
     assert f"(default {DBT_VARS['half_life_days']})" in field.description
     assert BehaviourConfig(half_life_days=10).dbt_vars() == {"half_life_days": 10}
+
+
+def test_a_full_refresh_is_a_launchpad_option_and_a_date_is_only_a_date():
+    args = BehaviourConfig(full_refresh=True, snapshot_date="2026-08-01").dbt_args()
+    assert "--full-refresh" in args
+    assert json.loads(args[args.index("--vars") + 1]) == {"snapshot_date": "2026-08-01"}
+    assert "--full-refresh" not in BehaviourConfig().dbt_args()
+    with pytest.raises(ValueError, match="pattern"):
+        BehaviourConfig(snapshot_date="2026-08-01' or 1=1 --")
 
 
 def test_the_drift_policy_is_read_from_one_place(monkeypatch):

@@ -81,3 +81,28 @@ def test_optional_inputs_may_be_absent(paths):
     with connect(paths.duckdb_path) as con:
         report = ingest.load_kind(con, paths.landing_dir, "customers")
     assert report.table_rows == 0 and not report.rejected
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_later_customers_file_is_a_newer_version_whether_it_lands_with_or_after(paths, together):
+    folder = paths.landing_dir / "customers"
+    folder.mkdir(parents=True)
+    first = pl.DataFrame({"customer_id": ["a", "b"], "country": ["DE", "FR"]})
+    update = pl.DataFrame({"customer_id": ["a", "a", "c"], "country": ["AT", "IT", "ES"]})
+    first.write_csv(folder / "customers_1.csv")
+    with connect(paths.duckdb_path) as con:
+        if not together:
+            ingest.load_kind(con, paths.landing_dir, "customers")
+        update.write_csv(folder / "customers_2.csv")
+        report = ingest.load_kind(con, paths.landing_dir, "customers")
+        rows = con.execute(
+            "select customer_id, country from raw.customers "
+            "qualify row_number() over (partition by customer_id "
+            "order by _loaded_at desc, _source_file desc) = 1 order by 1"
+        ).fetchall()
+        reasons = con.execute("select reason from raw.quarantine").fetchall()
+    # a repeat inside one file is ambiguous (quarantined); the update of 'a' in a later file is
+    # kept either way, and the latest version wins
+    assert reasons == [("duplicate customer_id in file",)]
+    assert rows == [("a", "AT"), ("b", "FR"), ("c", "ES")]
+    assert report.rows_quarantined == 1

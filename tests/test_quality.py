@@ -123,6 +123,28 @@ def test_each_expectation_gets_its_own_result_and_an_error_names_the_column(tmp_
     assert not missing.success and '"no_such"' in missing.error
 
 
+def test_failing_rows_are_drawn_from_the_rows_the_condition_selects(tmp_path):
+    import pandas as pd
+
+    def edit(raw):
+        raw["expectations"] = [
+            {"type": "expect_column_values_to_not_be_null",
+             "kwargs": {"column": "price", "row_condition": 'event_type == "purchase"',
+                        "condition_parser": "pandas"}},
+        ]  # fmt: skip
+
+    suite = _suite_copy(tmp_path, "raw_events", edit)
+    df = pd.DataFrame(
+        {"event_type": ["search", "purchase", "search", "purchase"],
+         "event_id": ["e1", "e2", "e3", "e4"], "price": [None, None, None, 3.0]}
+    )  # fmt: skip
+    (outcome,) = [
+        o for o in quality.validate(df, suite) if o.expectation.kwargs.get("column") == "price"
+    ]
+    assert not outcome.success
+    assert [r["event_id"] for r in outcome.failing_rows] == ["e2"]  # not the searches
+
+
 def test_failing_error_check_blocks_everything_downstream(landed, tmp_path):
     suite = _suite_copy(tmp_path, "raw_events", _strict_price("error"))
     result = _run(landed, [build_suite_checks(suite)])

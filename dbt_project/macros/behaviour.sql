@@ -16,7 +16,7 @@
 
 {#- The decay factor of something `days` days old: 0.5 ** (days / half_life_days). -#}
 {% macro decay(days) -%}
-    pow(0.5, ({{ days }}) / {{ var('half_life_days') }}::double)
+    pow(0.5, ({{ days }}) / {{ number_var('half_life_days') }}::double)
 {%- endmacro %}
 
 {#- Decayed days of exposure in a regime that started `n_days` days ago (inclusive of today):

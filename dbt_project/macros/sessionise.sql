@@ -21,7 +21,7 @@ without_session_id as (
         *,
         case
             when event_ts - lag(event_ts) over by_customer
-                <= interval '{{ var("session_gap_minutes") }} minutes' then 0
+                <= interval ({{ number_var('session_gap_minutes') }}) minute then 0
             else 1
         end as starts_session
     from {{ events }}

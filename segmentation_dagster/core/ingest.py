@@ -664,26 +664,37 @@ def _write_batch(
     name_of = "case _pos // " + str(POS_FILE) + " " + " ".join(
         f"when {o} then {_sql_str(n)}" for o, n in names.items()
     ) + " end"  # fmt: skip
-    # the first occurrence of a key in the batch (file order, then row order) wins
-    con.execute(
-        f"create or replace temp table _dups as select {key} as _dup_key, min(_pos) as _first "
-        f"from _batch where {key} is not null group by {key} having count(*) > 1"
-    )
-    seen = "false"
-    if run:
+    file_of = f"_pos // {POS_FILE}"
+    if run:  # unique across files: the first occurrence in the batch (file, then row) wins
+        con.execute(
+            f"create or replace temp table _dups as select {key} as _dup_key, "
+            f"min(_pos) as _first from _batch where {key} is not null "
+            f"group by {key} having count(*) > 1"
+        )
         _find_seen(con, contract, list(names.values()), run)
-        seen = f"{key} in (select _seen_key from _seen)"
+        join = f"{key} = _dup_key"
+        across = (
+            f"when _first < _pos or {key} in (select _seen_key from _seen) "
+            f"then 'duplicate {key} already loaded from another file' "
+        )
+    else:  # a later file is a newer version of the row (staging keeps the latest), whether
+        # it lands in the same load or a later one: only a repeat inside one file is ambiguous
+        con.execute(
+            f"create or replace temp table _dups as select {key} as _dup_key, "
+            f"{file_of} as _dup_file, min(_pos) as _first from _batch "
+            f"where {key} is not null group by {key}, {file_of} having count(*) > 1"
+        )
+        join = f"{key} = _dup_key and {file_of} = _dup_file"
+        across = ""
     all_cols = "{" + ", ".join(f"'{c}': cast({c} as varchar)" for c in contract.columns) + "}"
     # a view, not a copy of the batch: read by the two inserts and the per-file counts
     con.execute(
         "create or replace temp view _scored as select _batch.* replace ("
         f"coalesce(_reason, case "
-        f"when _first < _pos and _first // {POS_FILE} = _pos // {POS_FILE} "
-        f"then 'duplicate {key} in file' "
-        f"when _first < _pos or {seen} "
-        f"then 'duplicate {key} already loaded from another file' end) as _reason), "
+        f"when _first < _pos and _first // {POS_FILE} = {file_of} "
+        f"then 'duplicate {key} in file' {across}end) as _reason), "
         f"{name_of} as _file "
-        f"from _batch left join _dups on {key} = _dup_key"
+        f"from _batch left join _dups on {join}"
     )
     replaced = [s.name for s in staged if s.replace]
     con.execute("begin transaction")

@@ -182,6 +182,11 @@ def _failing_rows(df: pd.DataFrame, exp: Expectation, result: dict[str, Any], n:
     col = exp.column
     if not col or col not in df.columns:
         return []
+    condition = exp.kwargs.get("row_condition")
+    if condition:  # the expectation judged only these rows (GX evaluates it the same way)
+        if exp.kwargs.get("condition_parser") != "pandas":
+            return []
+        df = df.query(condition)
     values = result.get("partial_unexpected_list") or []
     if exp.type == "expect_column_values_to_not_be_null":
         rows = df[df[col].isna()]

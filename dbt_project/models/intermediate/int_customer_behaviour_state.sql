@@ -24,9 +24,10 @@
 }}
 
 {%- set sums = behaviour_sums() -%}
-{%- set windows = var('change_windows_days') | map('int') | list -%}
+{%- set windows = int_list_var('change_windows_days') -%}
 {%- set window = windows | max -%}
-{%- set alpha = var('change_alpha') ~ ' / ' ~ (windows | length) -%}
+{%- set alpha = number_var('change_alpha') ~ ' / ' ~ (windows | length) -%}
+{%- set params = behaviour_params() -%}
 
 with recursive
 
@@ -55,10 +56,15 @@ prior as (
 
 checked as (
 
-    -- the state can only move forward: features as of an earlier date need a full refresh
+    -- the state can only move forward, with the parameters it was folded with: features as
+    -- of an earlier date, or with another half-life, windows, level or session gap, need a
+    -- full refresh
     select case
         when {{ snapshot_date() }} < (select max(state_date) from prior)
-        then error('snapshot_date is before the behaviour state; run dbt with --full-refresh')
+        then error('snapshot_date is before the behaviour state; run with a full refresh')
+        when (select any_value(_params) from prior) <> '{{ params }}'
+        then error('the behaviour state was folded with ' || (select any_value(_params) from prior)
+            || ', this run asks for {{ params }}; run with a full refresh')
     end as ok
 
 ),
@@ -84,6 +90,7 @@ starts as (
     from changed
     left join prior on changed.customer_id = prior.customer_id
     cross join checked
+    where checked.ok is null  -- referenced, so the optimizer cannot drop the check
 
 ),
 
@@ -298,7 +305,8 @@ final as (
     select
         fold.* exclude (step),
         starts.folded_through is null as _refolded,
-        (select max(_built_at) from all_days) as _days_built_at
+        (select max(_built_at) from all_days) as _days_built_at,
+        '{{ params }}' as _params
     from fold
     inner join starts on fold.customer_id = starts.customer_id
     where fold.step > 0

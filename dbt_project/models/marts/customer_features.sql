@@ -36,10 +36,10 @@ params as (
 
     select
         {{ snapshot_date() }} as snapshot_date,
-        {{ var('active_days') }} as active_days,
-        {{ var('trend_days') }} as trend_days,
-        {{ var('prior_sessions') }}::double as k_session,
-        5 * {{ var('prior_sessions') }}::double as k_item
+        {{ number_var('active_days', integer=True) }} as active_days,
+        {{ number_var('trend_days', integer=True) }} as trend_days,
+        {{ number_var('prior_sessions') }}::double as k_session,
+        5 * {{ number_var('prior_sessions') }}::double as k_item
 
 ),
 

@@ -11,7 +11,7 @@ purchases as (
 
 params as (
 
-    select {{ snapshot_date() }} as snapshot_date, {{ var('top_items_days') }} as days
+    select {{ snapshot_date() }} as snapshot_date, {{ number_var('top_items_days', integer=True) }} as days
 
 ),
 

@@ -31,7 +31,7 @@ from segmentation_dagster.defs.resources import DUCKDB_POOL, WarehouseResource
 from segmentation_dagster.defs.transform.project import dbt_project
 
 #: dbt's unit tests check the models' logic on fixed rows: they run in the test suite
-#: (tests/test_dbt_unit.py), not on every pipeline run.
+#: (tests/test_behaviour_state.py), not on every pipeline run.
 BUILD_FLAGS = ["--exclude-resource-type", "unit_test"]
 
 
@@ -58,7 +58,15 @@ class BehaviourConfig(dg.Config):
     snapshot_date: str | None = Field(
         default=None,
         description="Compute features as of this date (YYYY-MM-DD); empty = latest event date. "
-        "An earlier date than the stored behaviour state needs a full refresh of the state.",
+        "An earlier date than the stored behaviour state needs a full refresh.",
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+    )
+    full_refresh: bool = Field(
+        default=False,
+        description="Rebuild the behaviour state from every event instead of extending it: "
+        "needed once after changing half_life_days, change_windows_days, change_alpha or "
+        "session_gap_minutes, or for features as of an earlier snapshot_date (and once more, "
+        "without it, to return to today).",
     )
     half_life_days: float | None = _dbt_var(
         "Evidence this many days old counts half", "half_life_days"
@@ -75,7 +83,13 @@ class BehaviourConfig(dg.Config):
 
     def dbt_vars(self) -> dict[str, object]:
         """The fields that are set, as dbt vars."""
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        fields = self.model_dump(exclude={"full_refresh"})
+        return {k: v for k, v in fields.items() if v is not None}
+
+    def dbt_args(self) -> list[str]:
+        """The ``dbt build`` arguments for this configuration."""
+        refresh = ["--full-refresh"] if self.full_refresh else []
+        return ["build", *BUILD_FLAGS, *refresh, "--vars", json.dumps(self.dbt_vars())]
 
 
 @dbt_assets(
@@ -91,7 +105,6 @@ def dbt_models(
     config: BehaviourConfig,
 ) -> Iterator[Any]:
     """dbt build: models and their tests, one invocation per run."""
-    dbt_vars = config.dbt_vars()
     # profiles.yml reads the database path from this variable; dbt inherits our environment
     os.environ["SEGMENTATION_DUCKDB_PATH"] = warehouse.path
     checks: list[dg.AssetCheckResult | dg.AssetCheckEvaluation] = []
@@ -102,7 +115,7 @@ def dbt_models(
             # one target folder per warehouse, kept between runs: dbt then re-parses only
             # what changed (its partial-parse cache is keyed on the profile, i.e. the path)
             target = Path(warehouse.path).resolve().parent / "dbt_target"
-            args = ["build", *BUILD_FLAGS, "--vars", json.dumps(dbt_vars)]
+            args = config.dbt_args()
             for event in dbt_runner.run(context, dbt, args, target, TransformTranslator()):
                 if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
                     checks.append(event)
