@@ -9,20 +9,14 @@ import polars as pl
 
 from segmentation_dagster.core import (
     clustering,
+    describe,
     lifecycle,
-    naming,
-    profiling,
     registry,
     resegmentation,
     segments,
 )
 from segmentation_dagster.core.segments import (
-    LIFT_TABLE,
     MIGRATIONS_TABLE,
-    PROFILES_TABLE,
-    RECENT_PURCHASES_TABLE,
-    SEGMENTS_TABLE,
-    TOP_ITEMS_TABLE,
 )
 from segmentation_dagster.core.warehouse import md_table, replace_table
 from segmentation_dagster.defs.config import core_field, to_core
@@ -242,37 +236,9 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
     description, a readable rule from a surrogate decision tree (with its fidelity), and the
     most purchased categories and products."""
     with warehouse.connect() as con:
-        version, model = registry.require_champion(con)
-        features = segments.read_features(con)
-        members = segments.published_members(con)
-        cols = clustering.candidate_columns(features)
-        profiles = profiling.profile_segments(features, members, cols)
-        seg_ids = features.select("customer_id").join(members, on="customer_id")["segment_id"]
-        raw = features.select(pl.col(model.plan.used).cast(pl.Float64)).to_numpy()
-        rules = naming.surrogate_rules(raw, seg_ids.to_numpy(), model.plan.used)
-        names = registry.active_names(con)
-        profiles = profiles.with_columns(
-            segment_name=pl.Series([names.get(int(s)) for s in profiles["segment_id"]]),
-            rule=pl.Series([rules.rules.get(int(s)) for s in profiles["segment_id"]]),
-            model_version=pl.lit(version, dtype=pl.Int32),
-        ).select("segment_id", "segment_name", "size", "share", "description", "rule",
-                 "model_version", *cols)  # fmt: skip
-        lift = profiling.feature_lift(profiles, features, cols)
-        replace_table(con, PROFILES_TABLE, profiles)
-        replace_table(con, LIFT_TABLE, lift)
-        con.execute(
-            f"create or replace table {TOP_ITEMS_TABLE} as "
-            + profiling.top_items_sql(SEGMENTS_TABLE, RECENT_PURCHASES_TABLE)
-        )
-        top = con.sql(
-            f"select segment_id, kind, string_agg(item, ', ' order by purchases desc) as top "
-            f"from {TOP_ITEMS_TABLE} group by all order by all"
-        ).pl()
-        registry.update_catalog_text(
-            con,
-            dict(zip(profiles["segment_id"], profiles["description"], strict=True)),
-            rules.rules,
-        )
+        described = describe.describe(con)
+    profiles, names, rules = described.profiles, described.names, described.rules
+    version, top = described.version, described.top_items
     preview = profiles.select("segment_id", "segment_name", "size", "share", "description")
     return dg.MaterializeResult(
         metadata={
