@@ -1,6 +1,7 @@
 """Quality gates in Dagster: real GX validations, blocking vs warn, audit trail, dbt tests."""
 
 import json
+import re
 
 import dagster as dg
 import pytest
@@ -235,3 +236,38 @@ def test_failing_dbt_test_blocks_the_python_assets_and_is_audited(landed):
             "select check_name from audit.validations where source = 'dbt' and not success",
         )
     assert failed[0] == "not_null_stg_shop__events_customer_id"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda raw: raw.update(table="raw.events where 1=1; copy raw.events to '/tmp/x'"),
+         "'table' must be schema.table"),
+        (lambda raw: raw["expectations"].append(
+            {"type": "expect_column_values_to_not_be_null",
+             "kwargs": {"column": "price", "row_condition": "price.sum() > 0",
+                        "condition_parser": "pandas"}}), "Call is not allowed"),
+        (lambda raw: raw["expectations"].append(
+            {"type": "expect_column_values_to_not_be_null",
+             "kwargs": {"column": "price", "row_condition": "__class__ == 1",
+                        "condition_parser": "pandas"}}), "column '__class__' is not allowed"),
+        (lambda raw: raw["expectations"].append(
+            {"type": "expect_column_values_to_not_be_null",
+             "kwargs": {"column": "price", "row_condition": 'event_type == "view"',
+                        "condition_parser": "spark"}}), "condition_parser must be 'pandas'"),
+    ],
+)  # fmt: skip
+def test_a_suite_file_cannot_carry_sql_or_code(tmp_path, edit, message):
+    with pytest.raises(quality.SuiteError, match=re.escape(message)):
+        _suite_copy(tmp_path, "raw_events", edit)
+
+
+def test_a_conditioned_expectation_with_comparisons_and_lists_loads(tmp_path):
+    def edit(raw):
+        raw["expectations"].append(
+            {"type": "expect_column_values_to_not_be_null",
+             "kwargs": {"column": "price", "condition_parser": "pandas",
+                        "row_condition": 'event_type in ["view", "cart"] and not (price < 0)'}}
+        )  # fmt: skip
+
+    assert _suite_copy(tmp_path, "raw_events", edit).expectations

@@ -23,6 +23,7 @@ from the reported unexpected values.
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import re
@@ -96,6 +97,36 @@ def _check_name(type_: str, kwargs: dict[str, Any], seen: set[str]) -> str:
     return name
 
 
+#: A suite's table: ``schema.table``, plain identifiers (it is named in SQL).
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
+_CONDITION_NODES = (
+    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.Eq,
+    ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Name, ast.Load,
+    ast.Constant, ast.List, ast.Tuple, ast.BinOp, ast.BitAnd, ast.BitOr, ast.USub,
+)  # fmt: skip
+
+
+def check_row_condition(condition: object) -> str:
+    """A ``row_condition`` (GX's pandas parser, i.e. ``DataFrame.query``) limited to comparisons
+    of columns with literals joined by and/or/not: pandas would otherwise evaluate attribute
+    access, calls and local variables. Raises ValueError naming what is not allowed."""
+    if not isinstance(condition, str):
+        raise ValueError("row_condition must be a string")
+    try:
+        tree = ast.parse(condition, mode="eval")
+    except SyntaxError as e:
+        raise ValueError(f"row_condition is not an expression ({e.msg})") from e
+    for node in ast.walk(tree):
+        if not isinstance(node, _CONDITION_NODES):
+            raise ValueError(
+                f"row_condition may only compare columns with literals (and, or, not, ==, !=, "
+                f"<, <=, >, >=, in); {type(node).__name__} is not allowed"
+            )
+        if isinstance(node, ast.Name) and node.id.startswith("_"):
+            raise ValueError(f"row_condition: column {node.id!r} is not allowed")
+    return condition
+
+
 def load_suite(path: Path) -> Suite:
     """Read and check a suite file (plain JSON; GX itself is not imported here)."""
     try:
@@ -125,6 +156,13 @@ def load_suite(path: Path) -> Suite:
         if not str(e.get("type", "")).startswith("expect_"):
             raise SuiteError(f"{path}: expectation {i}: 'type' must be a GX expectation type")
         kwargs = dict(e.get("kwargs") or {})
+        if "row_condition" in kwargs:
+            if kwargs.get("condition_parser") != "pandas":
+                raise SuiteError(f"{path}: expectation {i}: condition_parser must be 'pandas'")
+            try:
+                check_row_condition(kwargs["row_condition"])
+            except ValueError as err:
+                raise SuiteError(f"{path}: expectation {i}: {err}") from err
         exps.append(
             Expectation(
                 type=e["type"],
@@ -134,6 +172,8 @@ def load_suite(path: Path) -> Suite:
                 check_name=_check_name(e["type"], kwargs, seen),
             )
         )
+    if not isinstance(raw["table"], str) or not _TABLE.fullmatch(raw["table"]):
+        raise SuiteError(f"{path}: 'table' must be schema.table (letters, digits, underscores)")
     return Suite(
         name=raw["name"],
         asset=raw["asset"],
