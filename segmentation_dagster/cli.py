@@ -2,7 +2,8 @@
 
     segmentation demo       generate the demo data set into the landing folder
     segmentation run        run the main job through Dagster and print a summary
-    segmentation evaluate   adjusted Rand index of the segments vs the simulated personas
+    segmentation evaluate   separation, refit stability, per-segment summary (any data); ARI vs
+                            the simulated personas (demo data)
     segmentation audit      data-quality audit: pass rates, failures, quarantine, rejections,
                             ignored landing entries
     segmentation replay     day-by-day operation over a simulated period (drift -> re-segment)
@@ -156,38 +157,51 @@ def print_summary(paths: Paths) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from segmentation_dagster.core import evaluation, registry, segments
     from segmentation_dagster.core.warehouse import connect
     from segmentation_dagster.demo.evaluate import evaluate_segments
 
     paths = Paths.from_env()
     with connect(paths.duckdb_path) as con:
-        segments = con.sql(
+        version, champion = registry.require_champion(con)
+        features = segments.read_features(con).sort("customer_id")
+        reference = pl.read_parquet(registry.fit_reference_path(con, version))
+        names = registry.active_names(con)
+        published = con.sql(
             "select customer_id, segment_id, snapshot_date from segmentation.customer_segments"
         ).pl()
-    ev = evaluate_segments(
-        segments, paths.truth_dir / "personas.parquet", segments["snapshot_date"].max()
-    )
-    print(
-        f"adjusted Rand index vs personas: {ev.ari:.3f} "
-        f"({ev.n_customers:,} customers, {ev.n_segments} segments, {ev.n_personas} personas)"
-    )
+    snapshot = features["snapshot_date"].max()
+    print(f"champion v{version}: {champion.algorithm}, {champion.k} segments; "
+          f"{features.height:,} customers as of {snapshot}\n")  # fmt: skip
+    quality = evaluation.separation(champion, reference, features)
+    print(f"separation  silhouette {quality.silhouette_now:.3f} today, "
+          f"{quality.silhouette_at_fit:.3f} at fit; mean distance to the centroid "
+          f"x{quality.distance_ratio:.2f} of fit")  # fmt: skip
+    summary = evaluation.segment_summary(champion, features)
+    print(f"\n  {'id':>3}  {'segment':<22} {'customers':>9}  {'share':>6}  "
+          f"{'distance':>8}  {'confidence':>10}")  # fmt: skip
+    for seg, n, share, dist, conf in summary.iter_rows():
+        print(f"  {seg:>3}  {names.get(seg, ''):<22} {n:>9,}  {share:>6.1%}  {dist:>8.2f}  "
+              f"{conf:>10.2f}")  # fmt: skip
+    if not args.no_refit:
+        st = evaluation.refit_stability(features, champion)
+        moved = f"new ids {list(st.alignment.new)}, retired {list(st.alignment.retired)}"
+        kept = f"{st.unchanged_share:.1%} keep their segment id"
+        print(f"\nstability   a refit (other seed, shuffled rows) agrees with the champion: "
+              f"ARI {st.ari:.3f}; {kept}; {moved}")  # fmt: skip
+    truth = paths.truth_dir / "personas.parquet"
+    if not truth.exists():
+        print("\ntruth       none (only data made by `segmentation demo` has true personas)")
+        return 0
+    ev = evaluate_segments(published, truth, published["snapshot_date"].max())
+    print(f"\ntruth       adjusted Rand index vs the demo's personas: {ev.ari:.3f} "
+          f"({ev.n_customers:,} customers, {ev.n_segments} segments, "
+          f"{ev.n_personas} personas)")  # fmt: skip
     if args.verbose:
-        import polars as pl
-
         with pl.Config(tbl_rows=50, tbl_cols=30):
             print(ev.crosstab)
-    if args.stability:
-        from segmentation_dagster.core import registry
-        from segmentation_dagster.demo.evaluate import refit_stability
-
-        with connect(paths.duckdb_path) as con:
-            _, champion = registry.require_champion(con)
-            features = con.sql("select * from main.customer_features order by customer_id").pl()
-        share, alignment = refit_stability(features, champion)
-        print(
-            f"segment ids unchanged after a forced refit (other seed, shuffled rows): "
-            f"{share:.2%}; new ids {list(alignment.new)}, retired {list(alignment.retired)}"
-        )
     return 0
 
 
@@ -301,10 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--log-level", default="INFO", help="Dagster console log level")
     p_run.set_defaults(func=cmd_run)
 
-    p_eval = sub.add_parser("evaluate", help="ARI of the segments vs the simulated personas")
-    p_eval.add_argument("-v", "--verbose", action="store_true", help="print the crosstab")
+    p_eval = sub.add_parser(
+        "evaluate",
+        help="separation, refit stability and per-segment summary; ARI vs the "
+        "demo's personas when they exist",
+    )
+    p_eval.add_argument("-v", "--verbose", action="store_true", help="print the truth crosstab")
     p_eval.add_argument(
-        "--stability", action="store_true", help="refit on the same data; share of ids kept"
+        "--no-refit", action="store_true", help="skip the stability refit (a full model fit)"
     )
     p_eval.set_defaults(func=cmd_evaluate)
 

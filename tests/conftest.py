@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -60,10 +61,42 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     return p
 
 
+def env_of(p: Paths) -> dict[str, str]:
+    """The environment that points the platform at the folders of ``p``."""
+    return {
+        "SEGMENTATION_DATA_DIR": str(p.data_dir),
+        "SEGMENTATION_DUCKDB_PATH": str(p.duckdb_path),
+        "SEGMENTATION_LANDING_DIR": str(p.landing_dir),
+        "SEGMENTATION_MODEL_DIR": str(p.model_dir),
+        "SEGMENTATION_TRUTH_DIR": str(p.truth_dir),
+        "SEGMENTATION_EXPORT_DIR": str(p.export_dir),
+        "SEGMENTATION_REPORT_DIR": str(p.report_dir),
+    }
+
+
+@contextlib.contextmanager
+def environment_of(p: Paths) -> Iterator[None]:
+    """Point the platform at ``p`` for the block (resources read their paths from the
+    environment, never from run config)."""
+    env = env_of(p)
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def resources_for(p: Paths) -> dict[str, object]:
+    """The project's resources; the environment must point at ``p`` while they are used."""
     from segmentation_dagster.defs.resources import default_resources
 
-    return default_resources(p)
+    assert Paths.from_env().duckdb_path == p.duckdb_path, "use the paths fixture or environment_of"
+    return default_resources()
 
 
 def all_assets() -> list:
@@ -74,12 +107,13 @@ def all_assets() -> list:
 
 def materialize_all(p: Paths, **kwargs) -> dg.ExecuteInProcessResult:
     """Materialise the whole asset graph with its checks (real dbt, GX, DuckDB) against ``p``."""
-    return dg.materialize(
-        all_assets(),
-        resources=resources_for(p),
-        instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
-        **kwargs,
-    )
+    with environment_of(p):
+        return dg.materialize(
+            all_assets(),
+            resources=resources_for(p),
+            instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
+            **kwargs,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -133,7 +133,7 @@ def test_dbt_runs_in_process_for_the_selected_models_and_names_a_failed_node(pat
         return dg.materialize(
             [dbt_models],
             selection=[products],
-            resources=default_resources(paths),
+            resources=default_resources(),
             raise_on_error=False,
         )
 

@@ -842,7 +842,7 @@ def test_a_mapping_exploit_fails_the_ingestion_asset_and_leaves_the_warehouse_as
     before = _state(paths)
     _sources_file(paths, "events:\n  columns:\n    customer_id: "
                   "\"(select content from read_text('/etc/passwd'))\"\n")  # fmt: skip
-    result = dg.materialize([raw_events], resources=default_resources(paths), raise_on_error=False)
+    result = dg.materialize([raw_events], resources=default_resources(), raise_on_error=False)
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error
     assert "events.columns.customer_id: subqueries and statements are not allowed" in (

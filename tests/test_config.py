@@ -58,3 +58,30 @@ def test_the_drift_policy_is_read_from_one_place(monkeypatch):
     monkeypatch.setenv(policy.POLICY_ENV, '{"cooldown": 1}')
     with pytest.raises(ValueError, match="unknown field"):
         policy.PolicyConfig.from_env()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"k": "2"}', "k must be a int"),
+        ('{"n": 0}', "must be a int|need 1 <= k <= n"),
+        ('{"enter_threshold": NaN}', "must be finite"),
+        ('{"exit_threshold": 2}', "exit_threshold <= enter_threshold"),
+        ("[]", "JSON object"),
+        ("{nope", "not JSON"),
+    ],
+)
+def test_a_bad_drift_policy_fails_with_the_field_named(monkeypatch, value, message):
+    monkeypatch.setenv(policy.POLICY_ENV, value)
+    with pytest.raises(ValueError, match=message):
+        policy.PolicyConfig.from_env()
+
+
+def test_run_config_cannot_point_the_resources_at_other_files():
+    from segmentation_dagster.defs.resources import default_resources
+
+    for name, resource in default_resources().items():
+        if name == "dbt":
+            continue  # its folders are ignored: dbt runs with the project's own (dbt_runner)
+        fields = set(type(resource).model_fields)
+        assert not {f for f in fields if "path" in f or "dir" in f}, (name, fields)

@@ -1,12 +1,17 @@
 """The whole asset graph on small generated data: real DuckDB file, real dbt, real sklearn."""
 
+import os
+import re
+import subprocess
+import sys
+
 import polars as pl
 import pytest
 
 from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.demo import simulate
 from segmentation_dagster.demo.evaluate import evaluate_segments
-from tests.conftest import materialize_all
+from tests.conftest import env_of, materialize_all
 
 pytestmark = pytest.mark.slow  # the whole graph
 
@@ -157,3 +162,22 @@ def test_empty_landing_folder_fails_with_a_clear_message(paths):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "no events in" in failure.step_failure_data.error.cause.message
+
+
+def test_evaluate_runs_on_any_data_and_compares_with_truth_only_when_there_is_one(
+    pipeline_run, tmp_path
+):
+    p, _ = pipeline_run
+    cli = [sys.executable, "-m", "segmentation_dagster.cli", "evaluate"]
+    no_truth = {**os.environ, **env_of(p), "SEGMENTATION_TRUTH_DIR": str(tmp_path / "none")}
+    out = subprocess.run(cli, env=no_truth, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "separation  silhouette" in out.stdout
+    ari = float(re.search(r"agrees with the champion: ARI ([0-9.]+)", out.stdout).group(1))
+    assert 0 <= ari <= 1
+    assert "truth       none" in out.stdout
+    demo = subprocess.run([*cli, "--no-refit"], env={**os.environ, **env_of(p)},
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert "stability" not in demo.stdout
+    assert re.search(r"adjusted Rand index vs the demo's personas: 0\.[0-9]{3}", demo.stdout)

@@ -40,10 +40,14 @@ def run(
     params = get_updated_cli_invocation_params_for_context(
         context=context, manifest={}, dagster_dbt_translator=translator
     )
-    project_dir = params.dbt_project.project_dir if params.dbt_project else dbt.project_dir
-    argv = [*args, "--project-dir", str(project_dir), "--target-path", str(target_path),
+    # the project and its profiles are the ones the assets were defined with, never the
+    # resource's run config: a profiles.yml can load Python (dbt-duckdb plugins)
+    project = params.dbt_project
+    if project is None:
+        raise ValueError("dbt assets must be defined with their DbtProject")
+    argv = [*args, "--project-dir", str(project.project_dir), "--target-path", str(target_path),
             "--log-path", str(target_path), "--no-send-anonymous-usage-stats",
-            *(["--profiles-dir", str(dbt.profiles_dir)] if dbt.profiles_dir else []),
+            "--profiles-dir", str(project.profiles_dir or project.project_dir),
             *params.selection_args]  # fmt: skip
     if params.indirect_selection:
         argv += ["--indirect-selection", params.indirect_selection]

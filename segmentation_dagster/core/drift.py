@@ -137,6 +137,7 @@ def behaviour_drift(
         report_path.parent.mkdir(parents=True, exist_ok=True)
         # per process: runs overlapping on one warehouse write the same report outside the lock
         tmp = report_path.with_name(f".{report_path.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)  # never write through a link left in the folder
         report.save_html(tmp)
         tmp.replace(report_path)
     return BehaviourDrift(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -52,11 +53,36 @@ class PolicyConfig:
     @classmethod
     def from_env(cls) -> PolicyConfig:
         """The defaults, overridden by the JSON object in ``$SEGMENTATION_DRIFT_POLICY``."""
-        raw = json.loads(os.environ.get(POLICY_ENV) or "{}")
+        try:
+            raw = json.loads(os.environ.get(POLICY_ENV) or "{}")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{POLICY_ENV}: not JSON ({e})") from e
+        if not isinstance(raw, dict):
+            raise ValueError(f"{POLICY_ENV}: must be a JSON object of PolicyConfig fields")
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"{POLICY_ENV}: unknown field(s) {sorted(unknown)}")
         return cls(**raw)
+
+    def __post_init__(self) -> None:
+        """Every field has its type and a sensible range (the values come from the
+        environment): thresholds finite and positive with exit <= enter, 1 <= k <= n, days and
+        minimums not negative."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            want = float if f.type in (float, "float") else int
+            if isinstance(value, bool) or not isinstance(
+                value, (int, float) if want is float else int
+            ):
+                raise ValueError(f"{POLICY_ENV}: {f.name} must be a {want.__name__}, got {value!r}")
+            if want is float and not math.isfinite(value):
+                raise ValueError(f"{POLICY_ENV}: {f.name} must be finite, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{POLICY_ENV}: {f.name} must not be negative, got {value!r}")
+        if not 0 < self.exit_threshold <= self.enter_threshold:
+            raise ValueError(f"{POLICY_ENV}: need 0 < exit_threshold <= enter_threshold")
+        if not 1 <= self.k <= self.n:
+            raise ValueError(f"{POLICY_ENV}: need 1 <= k <= n")
 
 
 @dataclass(frozen=True)

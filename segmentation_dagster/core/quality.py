@@ -172,6 +172,10 @@ def load_suite(path: Path) -> Suite:
                 check_name=_check_name(e["type"], kwargs, seen),
             )
         )
+    if not isinstance(raw["name"], str) or not re.fullmatch(r"[A-Za-z0-9_]+", raw["name"]):
+        raise SuiteError(f"{path}: 'name' must be letters, digits and underscores")
+    if not isinstance(raw["asset"], str) or not re.fullmatch(r"[A-Za-z0-9_]+", raw["asset"]):
+        raise SuiteError(f"{path}: 'asset' must be letters, digits and underscores")
     if not isinstance(raw["table"], str) or not _TABLE.fullmatch(raw["table"]):
         raise SuiteError(f"{path}: 'table' must be schema.table (letters, digits, underscores)")
     return Suite(
@@ -321,6 +325,7 @@ def write_report(suite: Suite, outcomes: list[Outcome], n_rows: int, folder: Pat
             lines += [json.dumps(r, default=str) for r in o.failing_rows]
             lines.append("```")
     tmp = path.with_name("." + path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # never write through a link left in the folder
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
     return path

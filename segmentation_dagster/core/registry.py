@@ -102,6 +102,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def _atomic(path: Path, write) -> None:  # noqa: ANN001 - a callable taking the temp path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)  # never write through a link left in the folder
     write(tmp)
     tmp.replace(path)
 

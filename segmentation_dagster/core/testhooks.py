@@ -25,7 +25,11 @@ def pause_point(name: str) -> None:
     point, _, marker = spec.partition(":")
     if point != name:
         return
-    Path(marker).write_text(str(os.getpid()))
+    path = Path(marker)
+    if path.is_symlink() or path.exists():  # a new file of the test's own, never a link
+        raise RuntimeError(f"{PAUSE_ENV}: the marker file {marker} must not exist yet")
+    with path.open("x") as out:
+        out.write(str(os.getpid()))
     deadline = time.monotonic() + MAX_PAUSE_S
     while time.monotonic() < deadline:
         time.sleep(0.5)

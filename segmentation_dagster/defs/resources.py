@@ -2,7 +2,8 @@
 reports, dbt), the warehouse's concurrency pool and the executor.
 
 Paths come from :class:`segmentation_dagster.core.settings.Paths` (environment variables with
-project-local fallbacks), so a deployment points the platform elsewhere without code edits.
+project-local fallbacks), so a deployment points the platform elsewhere without code edits; they
+are not resource config, so run config (the launchpad) cannot point a run at other files.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import duckdb
@@ -29,13 +31,21 @@ DUCKDB_POOL = "duckdb"
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The embedded DuckDB warehouse. Every connection holds the single-writer lock."""
+    """The embedded DuckDB warehouse. Every connection holds the single-writer lock.
 
-    path: str = Field(description="Path of the DuckDB database file.")
+    Its file is the deployment's (``SEGMENTATION_DUCKDB_PATH`` or ``SEGMENTATION_DATA_DIR``, see
+    :class:`~segmentation_dagster.core.settings.Paths`), never run config: a run launched from
+    the UI cannot point the platform at another file (a planted database would load a planted
+    model)."""
+
     lock_timeout_s: float = Field(
         default=warehouse.DEFAULT_LOCK_TIMEOUT_S,
         description="How long a step queues for the writer lock before it fails.",
     )
+
+    @property
+    def path(self) -> str:
+        return str(Paths.from_env().duckdb_path)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -51,38 +61,48 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class FolderResource(dg.ConfigurableResource):
-    """A folder the platform reads or writes."""
+    """A folder the platform reads or writes: the deployment's (a field of
+    :class:`~segmentation_dagster.core.settings.Paths`, from the environment), never run
+    config."""
 
-    path: str = Field(description="Folder path.")
+    #: the Paths field this resource is
+    folder: ClassVar[str] = ""
 
     @property
     def dir(self) -> Path:
-        return Path(self.path)
+        return Path(getattr(Paths.from_env(), self.folder))
 
 
 class LandingResource(FolderResource):
     """The folder where behaviour files land. Read only: nothing here is moved or deleted."""
 
+    folder: ClassVar[str] = "landing_dir"
+
 
 class ModelStoreResource(FolderResource):
     """The folder fitted models and their reference snapshots are written to."""
+
+    folder: ClassVar[str] = "model_dir"
 
 
 class ReportsResource(FolderResource):
     """The folder human-readable validation reports are written to."""
 
+    folder: ClassVar[str] = "report_dir"
 
-class ExportResource(dg.ConfigurableResource):
+
+class ExportResource(FolderResource):
     """Where segment membership exports for activation tools are written."""
 
-    path: str = Field(description="Folder for Parquet and CSV exports.")
+    folder: ClassVar[str] = "export_dir"
 
     def write(self, df: pl.DataFrame, stem: str) -> Path:
         """Write ``<stem>.parquet`` and ``<stem>.csv`` (each via a temp file and a rename)."""
-        folder = Path(self.path)
+        folder = self.dir
         folder.mkdir(parents=True, exist_ok=True)
         for ext, writer in (("parquet", df.write_parquet), ("csv", df.write_csv)):
             tmp = folder / f".{stem}.{ext}.tmp"
+            tmp.unlink(missing_ok=True)  # never write through a link someone left here
             writer(tmp)
             tmp.replace(folder / f"{stem}.{ext}")
         return folder / f"{stem}.parquet"
@@ -97,15 +117,14 @@ def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project, dbt_executable=executable)
 
 
-def default_resources(paths: Paths | None = None) -> dict[str, object]:
-    """Every resource, for ``paths`` (default: from the environment)."""
-    paths = paths or Paths.from_env()
+def default_resources() -> dict[str, object]:
+    """Every resource. Their paths are the environment's (core.settings.Paths.from_env)."""
     return {
-        "warehouse": WarehouseResource(path=str(paths.duckdb_path)),
-        "landing": LandingResource(path=str(paths.landing_dir)),
-        "model_store": ModelStoreResource(path=str(paths.model_dir)),
-        "exports": ExportResource(path=str(paths.export_dir)),
-        "reports": ReportsResource(path=str(paths.report_dir)),
+        "warehouse": WarehouseResource(),
+        "landing": LandingResource(),
+        "model_store": ModelStoreResource(),
+        "exports": ExportResource(),
+        "reports": ReportsResource(),
         "dbt": dbt_resource(),
     }
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation_dagster.core.clustering import FittedModel, SelectionConfig, fit
-from segmentation_dagster.core.lifecycle import Alignment, align_to_champion
 from segmentation_dagster.demo.simulate import truth_at
 
 
@@ -55,25 +53,3 @@ def evaluate_segments(segments: pl.DataFrame, truth_path: Path, as_of: dt.date) 
         n_personas=joined[persona_column].n_unique(),
         crosstab=crosstab,
     )
-
-
-def refit_stability(
-    features: pl.DataFrame,
-    champion: FittedModel,
-    config: SelectionConfig | None = None,
-    seed: int = 1,
-) -> tuple[float, Alignment]:
-    """Share of customers whose published segment id is unchanged after a forced refit.
-
-    The refit sees the same customers in a shuffled order with a different seed, is aligned
-    to ``champion`` exactly as a challenger would be, and both assign every customer.
-    """
-    config = replace(config or SelectionConfig(), seed=seed)
-    shuffled = features.sample(fraction=1.0, shuffle=True, seed=seed)
-    refit = fit(shuffled, config)
-    next_id = int(champion.segment_ids.max()) + 1
-    alignment = align_to_champion(refit, champion, next_id, features)
-    refit.segment_ids = alignment.segment_ids
-    before, _, _ = champion.assign(features)
-    after, _, _ = refit.assign(features)
-    return float((before == after).mean()), alignment
