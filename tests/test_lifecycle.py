@@ -292,3 +292,16 @@ def test_a_dense_group_far_from_every_segment_becomes_a_new_segment_the_refit_mi
     result = lifecycle.resegment(shifted, champion, current, 50, {}, small, None, None, far)
     assert result.decision.promote and "new segments" in result.decision.reason
     assert 50 in result.alignment.new
+
+
+def test_a_name_is_never_given_to_a_profile_that_contradicts_it():
+    # segment 1: longer tenure than most, activity rising fast (scored 0.8 as "New customers");
+    # segment 2: newcomers whose activity falls (the demo printed "Lapsed ... new");
+    # segment 3: long-standing and fading: the one that is lapsed
+    z = pl.DataFrame({"segment_id": [1, 2, 3], "tenure_days": [0.3, -1.5, 0.8],
+                      "activity_trend": [3.0, -1.2, -1.5], "recency_days": [-0.5, 0.8, 1.2],
+                      "sessions_per_week": [0.5, -0.8, -1.0]})  # fmt: skip
+    names = naming.name_segments(z)
+    assert names[1] != "New customers"
+    assert names[2] == "New customers"
+    assert names[3] == "Lapsed"

@@ -2,8 +2,10 @@
 
 Names come from archetypes: each archetype is a weighted pattern over standardised feature
 differences (segment mean minus population mean, over the population standard deviation). The
-archetypes are assigned to segments one-to-one by Hungarian assignment on their scores; a
-segment no archetype fits gets a name from its strongest traits. The rules come from a shallow
+archetypes are assigned to segments one-to-one by Hungarian assignment on their scores; an
+archetype is never given to a segment whose profile contradicts its defining traits
+(``ARCHETYPE_MUST`` / ``ARCHETYPE_MUST_NOT``), and a segment no archetype fits gets a name from
+its strongest traits. The rules come from a shallow
 surrogate decision tree that predicts the segment from the raw features; its fidelity (agreement
 with the model on held-out customers) says how far to trust them.
 """
@@ -43,6 +45,28 @@ ARCHETYPE_REQUIRES: dict[str, tuple[str, ...]] = {
     "Frequent visitors": ("views_per_session",),
 }
 MIN_ARCHETYPE_SCORE = 0.4
+#: What a segment's profile must show for the name to be true (+1: clearly above the
+#: population, -1: clearly below), and what it must not show clearly. A name whose defining
+#: trait the profile contradicts is never given, however well the rest of the pattern scores
+#: ("New customers" with the longest tenure, "Lapsed" for newcomers).
+ARCHETYPE_MUST: dict[str, dict[str, int]] = {
+    "Loyal high spenders": {"frequency": 1},
+    "Bargain hunters": {"discount_share": 1},
+    "Window shoppers": {"views_per_session": 1},
+    "Cart abandoners": {"cart_abandonment_rate": 1},
+    "New customers": {"tenure_days": -1},
+    "Lapsed": {"activity_trend": -1},
+    "Category specialists": {"top_category_share": 1},
+    "Frequent visitors": {"sessions_per_week": 1},
+    "Big baskets": {"avg_order_value": 1},
+}
+ARCHETYPE_MUST_NOT: dict[str, dict[str, int]] = {
+    "Lapsed": {"tenure_days": -1, "activity_trend": 1},
+    "New customers": {"tenure_days": 1},
+    "Loyal high spenders": {"tenure_days": -1, "frequency": -1},
+}
+#: A trait is shown "clearly" at this many population standard deviations.
+CLEAR_Z = 0.25
 
 
 def zscores(profiles: pl.DataFrame, population: pl.DataFrame, features: list[str]) -> pl.DataFrame:
@@ -67,8 +91,20 @@ def archetype_scores(z: pl.DataFrame) -> np.ndarray:
             continue
         total = sum(abs(w) for w in usable.values())
         vals = sum(w * z[f].fill_null(0).to_numpy() for f, w in usable.items())
-        out[:, j] = vals / total
+        out[:, j] = np.where(_consistent(z, name), vals / total, -np.inf)
     return out
+
+
+def _consistent(z: pl.DataFrame, name: str) -> np.ndarray:
+    """Per segment: does its profile show what the name claims and nothing it denies?"""
+    ok = np.ones(z.height, dtype=bool)
+    for f, sign in ARCHETYPE_MUST.get(name, {}).items():
+        if f in z.columns:
+            ok &= sign * z[f].fill_null(0).to_numpy() >= CLEAR_Z
+    for f, sign in ARCHETYPE_MUST_NOT.get(name, {}).items():
+        if f in z.columns:
+            ok &= sign * z[f].fill_null(0).to_numpy() < CLEAR_Z
+    return ok
 
 
 def trait_name(zrow: dict[str, float]) -> str:
