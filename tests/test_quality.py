@@ -65,10 +65,8 @@ def test_every_suite_file_loads_and_guards_against_empty_data():
     suites = quality.load_suites(EXPECTATIONS_DIR)
     assert {s.asset for s in suites} >= {"raw_events", "raw_customers", "raw_products",
                                         "customer_features"}  # fmt: skip
-    for s in suites:
-        assert s.expectations[0].type == quality.ROW_COUNT or any(
-            e.type == quality.ROW_COUNT for e in s.expectations
-        )
+    for s in suites:  # a required input guards against empty data; an optional one may be
+        assert s.optional or any(e.type == quality.ROW_COUNT for e in s.expectations)
 
 
 def test_empty_table_fails_the_gate(tmp_path):
@@ -271,3 +269,16 @@ def test_a_conditioned_expectation_with_comparisons_and_lists_loads(tmp_path):
         )  # fmt: skip
 
     assert _suite_copy(tmp_path, "raw_events", edit).expectations
+
+
+def test_an_optional_input_not_supplied_passes_as_not_supplied_and_a_required_one_fails():
+    import pandas as pd
+
+    suites = {s.name: s for s in quality.load_suites(EXPECTATIONS_DIR)}
+    assert suites["raw_customers"].optional and suites["raw_products"].optional
+    assert not suites["raw_events"].optional
+    absent = quality.validate(pd.DataFrame({"customer_id": []}), suites["raw_customers"])
+    assert absent and all(o.success and "not supplied" in o.observed for o in absent)
+    empty = quality.validate(pd.DataFrame({"event_id": []}), suites["raw_events"])
+    row_count = [o for o in empty if o.expectation.type == quality.ROW_COUNT]
+    assert row_count and not row_count[0].success
