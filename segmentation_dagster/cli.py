@@ -127,6 +127,7 @@ def print_summary(paths: Paths) -> None:
     """What was loaded and which segments were found."""
     from segmentation_dagster.core import registry
     from segmentation_dagster.core.warehouse import connect, one
+    from segmentation_dagster.defs.transform.assets import DBT_VARS
 
     with connect(paths.duckdb_path) as con:
         n_events, n_files = one(
@@ -135,6 +136,14 @@ def print_summary(paths: Paths) -> None:
         n_customers, snapshot = one(
             con, "select count(*), max(snapshot_date) from main.customer_features"
         )
+        quarantined = con.execute(
+            "select kind, reason, count(*) from raw.quarantine group by all order by 3 desc"
+        ).fetchall()
+        n_seen = one(
+            con,
+            "select count(distinct customer_id) from raw.events where cast(event_ts as date) <= ?",
+            [snapshot],
+        )[0]
         version, algorithm, k, sil = one(
             con,
             "select version, algorithm, k, silhouette from segmentation.model_registry "
@@ -146,7 +155,15 @@ def print_summary(paths: Paths) -> None:
             "from segmentation.segment_profiles order by segment_id"
         ).fetchall()
     print(f"\nloaded   {n_events:,} events from {n_files} files")
+    for kind, reason, n in quarantined[:5]:
+        print(f"         {n:,} {kind} rows quarantined: {reason}")
+    if len(quarantined) > 5:
+        print(f"         ... {len(quarantined) - 5} more reasons: `segmentation audit`")
     print(f"features {n_customers:,} customers as of {snapshot}")
+    if n_seen > n_customers:
+        quiet = f"no event in the last {DBT_VARS['active_days']} days (dbt var active_days)"
+        print(f"         {n_seen - n_customers:,} more customers with events are out of scope: "
+              f"{quiet}")  # fmt: skip
     print(f"model    champion v{version}: {algorithm}, {k} segments, silhouette {sil:.3f}")
     print(f"         last decision: {decision}\n")
     print(f"  {'id':>3}  {'segment':<22} {'customers':>9}  {'share':>6}  profile")

@@ -181,3 +181,16 @@ def test_evaluate_runs_on_any_data_and_compares_with_truth_only_when_there_is_on
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "stability" not in demo.stdout
     assert re.search(r"adjusted Rand index vs the demo's personas: 0\.[0-9]{3}", demo.stdout)
+
+
+def test_the_run_summary_names_what_was_loaded_and_who_is_in_scope(pipeline_run, capsys):
+    from segmentation_dagster.cli import print_summary
+    from tests.conftest import environment_of
+
+    p, _ = pipeline_run
+    with environment_of(p):
+        print_summary(p)
+    out = capsys.readouterr().out
+    assert re.search(r"loaded +[0-9,]+ events from 60 files", out)
+    assert re.search(r"features [0-9,]+ customers as of", out)
+    assert "model    champion v1" in out
