@@ -123,3 +123,13 @@ def test_repeated_revalidations_back_off():
             ref = START + dt.timedelta(days=day)  # the re-segmentation re-validates that day
     gaps = [b - a for a, b in zip(triggers, triggers[1:], strict=False)]
     assert triggers[0] == 11 and gaps[:4] == [3, 6, 12, 12]
+
+
+def test_a_small_shop_can_drift():
+    state, triggers = PolicyState(), []
+    config = PolicyConfig(cooldown_days=0)  # defaults otherwise: 300 active customers count
+    for day, score in enumerate([2.0, 2.0, 2.0], start=1):
+        obs = Observation(day, f"2026-09-{day:02d}", score, 300, 1, "2026-08-31")
+        decision = step(state, obs, config)
+        state, triggers = decision.state, [*triggers, decision.trigger]
+    assert triggers == [False, True, False]

@@ -48,7 +48,9 @@ class PolicyConfig:
     cooldown_days: int = 7
     retry_days: int = 3  # 0: never retry within an episode
     max_retry_days: int = 28
-    min_customers: int = 500
+    #: the drift thresholds are calibrated to the monitor's sample size, so a small shop's
+    #: score is as trustworthy as a large one's; below this many customers it is not
+    min_customers: int = 100
 
     @classmethod
     def from_env(cls) -> PolicyConfig:
