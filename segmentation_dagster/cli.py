@@ -6,6 +6,8 @@
                             the simulated personas (demo data)
     segmentation audit      data-quality audit: pass rates, failures, quarantine, rejections,
                             ignored landing entries
+    segmentation daily      one day of operation on your own files: daily refresh, drift sensor,
+                            re-segmentation when it asks (the first run fits the first champion)
     segmentation replay     day-by-day operation over a simulated period (drift -> re-segment)
 
 Paths come from the environment (see core.settings); `make run` sets DAGSTER_HOME so the runs
@@ -254,6 +256,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_daily(args: argparse.Namespace) -> int:
+    from segmentation_dagster import replay as rp
+    from segmentation_dagster.definitions import defs
+
+    paths = Paths.from_env()
+    with cli_instance(paths) as instance:
+        try:
+            rp.operate(paths, instance, defs, lambda d: print(rp.format_day(d), flush=True),
+                       tags={"segmentation/trigger": "daily"})  # fmt: skip
+        except rp.ReplayError as e:
+            print(f"daily: {e}", file=sys.stderr)
+            return 1
+    print_summary(paths)
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from segmentation_dagster import replay as rp
     from segmentation_dagster.definitions import defs
@@ -348,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_audit.add_argument("--since", default=week_ago, help="date or timestamp (default: -7 days)")
     p_audit.add_argument("--until", default=None, help="date or timestamp (default: now)")
     p_audit.set_defaults(func=cmd_audit)
+
+    p_daily = sub.add_parser(
+        "daily",
+        help="one day of operation on your own landing folder: the first champion, or the "
+        "daily refresh, the drift sensor and the re-segmentation it asks for",
+    )
+    p_daily.set_defaults(func=cmd_daily)
 
     d = simulate.ReplayConfig()
     p_replay = sub.add_parser(

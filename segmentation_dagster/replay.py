@@ -5,9 +5,12 @@ pipeline). The replay then behaves like production would:
 
 1. deliver the first ``history_days`` day files (plus customers and products) into the landing
    folder and run ``segmentation_job``: the first champion, fitted on a full feature window;
-2. for every later day: deliver that day's file, run ``daily_refresh_job`` (ingest, dbt,
-   gates, assign with the champion, profiles, migrations, export, monitors), evaluate
-   ``drift_sensor`` once, and run the ``resegmentation_job`` it requests, if any.
+2. for every later day: deliver that day's file and :func:`operate`: run ``daily_refresh_job``
+   (ingest, dbt, gates, assign with the champion, profiles, migrations, export, monitors),
+   evaluate ``drift_sensor`` once, and run the ``resegmentation_job`` it requests, if any.
+
+:func:`operate` is also ``segmentation daily``: the same day of operation on your own files,
+whatever your systems landed since the last one.
 
 Each day appends one row to ``monitoring.replay_timeline``; the sensor's cursor is kept in
 ``monitoring.replay_cursor``. Re-running continues where the last replay stopped (a finished
@@ -144,35 +147,56 @@ def replay(
         t0 = time.perf_counter()
         for f in todo[: cfg.history_days]:
             _deliver(f, paths.landing_dir / "events" / f.name)
-        _run(defs, "segmentation_job", instance, {"segmentation/replay": "initial"})
+        operate(paths, instance, defs, on_day, t0, {"segmentation/replay": "initial"})
         todo = todo[cfg.history_days :]
-        _record(paths, _monitors(instance), "segmentation_job", "first champion", t0, on_day)
-    with connect(paths.duckdb_path) as con:
-        _ensure_tables(con)
-        row = one(con, f"select cursor from {CURSOR}")
-    cursor = row[0] if row else None
     for f in todo:
         t0 = time.perf_counter()
         _deliver(f, paths.landing_dir / "events" / f.name)
-        _run(defs, "daily_refresh_job", instance, {"segmentation/replay": "daily"})
-        monitors = _monitors(instance)  # what the sensor judged, before any refit resets them
-        runs = "daily_refresh_job"
-        result, cursor = _tick(defs, instance, cursor)
-        if isinstance(result, dg.RunRequest):
-            tags = {**result.tags, "dagster/run_key": result.run_key or ""}
-            _run(defs, "resegmentation_job", instance, tags)
-            runs += " + resegmentation_job"
-            reason = result.tags.get("segmentation/reason", "")
-            decision = f"RE-SEGMENT ({reason}) -> {_last_model_decision(paths)}"
-        else:
-            decision = getattr(result, "skip_message", None) or str(result)
-        with connect(paths.duckdb_path) as con:
-            con.execute(f"delete from {CURSOR}")
-            con.execute(f"insert into {CURSOR} values (?)", [cursor])
-        _record(paths, monitors, runs, decision, t0, on_day)
+        operate(paths, instance, defs, on_day, t0, {"segmentation/replay": "daily"})
     with connect(paths.duckdb_path) as con:
         rows = con.sql(f"select * from {TIMELINE} order by snapshot_date").fetchall()
     return [Day(*r) for r in rows]
+
+
+def operate(
+    paths: Paths,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    on_day: Callable[[Day], None] = lambda day: None,
+    t0: float | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """One day of operation on whatever is in the landing folder: the first champion
+    (``segmentation_job``) when there is none yet, otherwise ``daily_refresh_job``, one
+    evaluation of ``drift_sensor`` (its cursor kept in the warehouse) and the
+    ``resegmentation_job`` it requests, if any. Appends the day to the timeline."""
+    t0 = time.perf_counter() if t0 is None else t0
+    tags = tags or {}
+    with connect(paths.duckdb_path) as con:
+        _ensure_tables(con)
+        has_champion = registry.champion(con) is not None
+        row = one(con, f"select cursor from {CURSOR}")
+    if not has_champion:
+        _run(defs, "segmentation_job", instance, tags)
+        _record(paths, _monitors(instance), "segmentation_job", "first champion", t0, on_day)
+        return
+    cursor = row[0] if row else None
+    _run(defs, "daily_refresh_job", instance, tags)
+    monitors = _monitors(instance)  # what the sensor judged, before any refit resets them
+    runs = "daily_refresh_job"
+    result, cursor = _tick(defs, instance, cursor)
+    if isinstance(result, dg.RunRequest):
+        _run(defs, "resegmentation_job", instance,
+             {**tags, **result.tags, "dagster/run_key": result.run_key or ""})  # fmt: skip
+        runs += " + resegmentation_job"
+        reason = result.tags.get("segmentation/reason", "")
+        decision = f"RE-SEGMENT ({reason}) -> {_last_model_decision(paths)}"
+    else:
+        decision = getattr(result, "skip_message", None) or str(result)
+    with connect(paths.duckdb_path) as con:
+        con.execute(f"delete from {CURSOR}")
+        con.execute(f"insert into {CURSOR} values (?)", [cursor])
+    _record(paths, monitors, runs, decision, t0, on_day)
 
 
 def _last_model_decision(paths: Paths) -> str:

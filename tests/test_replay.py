@@ -73,3 +73,30 @@ def test_replay_refuses_a_landing_folder_it_did_not_fill(paths):
     with pytest.raises(replay.ReplayError, match="orders_2026.csv"):
         _replay(paths, "none", days=1)
     assert (paths.landing_dir / "events" / "orders_2026.csv").exists()
+
+
+def test_daily_operation_on_your_own_files_uses_the_same_jobs_and_sensor(paths, tmp_path):
+    """`segmentation daily` (replay.operate) on files nobody delivered through the replay:
+    a purchases-only CSV log with no truth. The first call fits the first champion, a later
+    one refreshes, asks the sensor (its cursor kept in the warehouse) and records the day."""
+    cfg = simulate.DemoConfig(n_customers=800, days=32, seed=3, purchases_only=True,
+                              file_format="csv")  # fmt: skip
+    source = tmp_path / "source"
+    simulate.generate(cfg, source, tmp_path / "truth_elsewhere")
+    files = sorted((source / "events").iterdir())
+    (paths.landing_dir / "events").mkdir(parents=True)
+    for f in files[:-1]:
+        (paths.landing_dir / "events" / f.name).write_bytes(f.read_bytes())
+    days: list[replay.Day] = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        defs = defs_for(paths)
+        replay.operate(paths, instance, defs, days.append)
+        (paths.landing_dir / "events" / files[-1].name).write_bytes(files[-1].read_bytes())
+        replay.operate(paths, instance, defs, days.append)
+    assert [d.runs for d in days] == ["segmentation_job", "daily_refresh_job"]
+    assert days[0].decision == "first champion" and days[1].drift_score is not None
+    assert days[1].snapshot_date > days[0].snapshot_date
+    assert all(d.ari is None for d in days)  # no truth: nothing pretends to know one
+    with connect(paths.duckdb_path) as con:
+        assert one(con, "select count(*) from monitoring.replay_cursor")[0] == 1
+        assert one(con, "select count(*) from monitoring.replay_timeline")[0] == 2
