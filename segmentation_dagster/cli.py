@@ -127,9 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(paths: Paths) -> None:
     """What was loaded and which segments were found."""
-    from segmentation_dagster.core import registry
+    from segmentation_dagster.core import project, registry
     from segmentation_dagster.core.warehouse import connect, one
-    from segmentation_dagster.defs.transform.assets import DBT_VARS
 
     with connect(paths.duckdb_path) as con:
         n_events, n_files = one(
@@ -163,7 +162,8 @@ def print_summary(paths: Paths) -> None:
         print(f"         ... {len(quarantined) - 5} more reasons: `segmentation audit`")
     print(f"features {n_customers:,} customers as of {snapshot}")
     if n_seen > n_customers:
-        quiet = f"no event in the last {DBT_VARS['active_days']} days (dbt var active_days)"
+        active_days = project.load().as_dict()["features"]["active_days"]
+        quiet = f"no event in the last {active_days} days (features.active_days)"
         print(f"         {n_seen - n_customers:,} more customers with events are out of scope: "
               f"{quiet}")  # fmt: skip
     print(f"model    champion v{version}: {algorithm}, {k} segments, silhouette {sil:.3f}")

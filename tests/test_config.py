@@ -85,3 +85,62 @@ def test_run_config_cannot_point_the_resources_at_other_files():
             continue  # its folders are ignored: dbt runs with the project's own (dbt_runner)
         fields = set(type(resource).model_fields)
         assert not {f for f in fields if "path" in f or "dir" in f}, (name, fields)
+
+
+def _project_file(tmp_path, monkeypatch, text: str):
+    from segmentation_dagster.core import project
+
+    path = tmp_path / "segmentation.yml"
+    path.write_text(text)
+    monkeypatch.setenv(project.PROJECT_ENV, str(path))
+    monkeypatch.delenv(policy.POLICY_ENV, raising=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("selecton: {k_max: 5}", "unknown section(s) ['selecton']"),
+        ("selection: {k_maximum: 5}", "selection: unknown key(s) ['k_maximum']"),
+        ("selection: {k_max: many}", "selection: k_max:"),
+        ("policy: {exit_threshold: 5}", "policy: "),
+        ("features: {half_life_days: '30; drop'}", "features: half_life_days must be"),
+        ("features: {no_such_var: 1}", "unknown dbt var 'no_such_var'"),
+        ("features: {snapshot_date: 'yesterday'}", "snapshot_date must be YYYY-MM-DD"),
+        ("- a list", "expected a mapping of sections"),
+    ],
+)
+def test_a_bad_project_file_names_the_file_section_and_key(tmp_path, monkeypatch, text, message):
+    from segmentation_dagster.core import project
+
+    path = _project_file(tmp_path, monkeypatch, text)
+    with pytest.raises(project.ProjectConfigError) as err:
+        project.load()
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_the_project_file_reaches_every_run_and_the_launchpad_overrides_it(tmp_path, monkeypatch):
+    from segmentation_dagster.core import project
+
+    _project_file(tmp_path, monkeypatch, """
+features: {active_days: 540, half_life_days: 45}
+selection: {k_max: 6, exclude: [tenure_days]}
+lifecycle: {promotion_margin: 0.05}
+assignment: {hysteresis: 0.2}
+drift: {sample_size: 1000}
+policy: {cooldown_days: 2}
+schedules: {refresh_cron: "0 5 * * *"}
+""")  # fmt: skip
+    cfg = project.load()
+    selection = SegmentationConfig().selection(cfg.selection)
+    assert selection.k_max == 6 and selection.exclude == ("tenure_days",)
+    assert SegmentationConfig(k_max=4).selection(cfg.selection).k_max == 4  # one run
+    assert SegmentationConfig().lifecycle(cfg.lifecycle, selection).promotion_margin == 0.05
+    assert AssignmentConfig().assignment(cfg.assignment).hysteresis == 0.2
+    assert DriftMonitorConfig().drift_config(cfg.drift).sample_size == 1000
+    assert cfg.policy.cooldown_days == 2 and cfg.schedules.refresh_cron == "0 5 * * *"
+    args = BehaviourConfig(half_life_days=10).dbt_args(cfg.features)
+    assert json.loads(args[args.index("--vars") + 1]) == {"active_days": 540,
+                                                          "half_life_days": 10}  # fmt: skip
+    monkeypatch.setenv(policy.POLICY_ENV, '{"cooldown_days": 4}')
+    assert project.load().policy.cooldown_days == 4  # the environment wins over the file

@@ -100,3 +100,25 @@ def test_daily_operation_on_your_own_files_uses_the_same_jobs_and_sensor(paths, 
     with connect(paths.duckdb_path) as con:
         assert one(con, "select count(*) from monitoring.replay_cursor")[0] == 1
         assert one(con, "select count(*) from monitoring.replay_timeline")[0] == 2
+
+
+def test_a_run_without_run_config_uses_the_project_file(paths, tmp_path, monkeypatch):
+    """What a schedule or the sensor launches carries no run config: the features' window
+    comes from segmentation.yml."""
+    from segmentation_dagster.core import project
+    from tests.conftest import all_assets, resources_for
+
+    simulate.generate(simulate.DemoConfig(n_customers=400, days=40, seed=2),
+                      paths.landing_dir, tmp_path / "truth")  # fmt: skip
+    (tmp_path / "segmentation.yml").write_text("features: {active_days: 7}\n")
+    monkeypatch.setenv(project.PROJECT_ENV, str(tmp_path / "segmentation.yml"))
+    result = dg.materialize(
+        all_assets(), resources=resources_for(paths), selection="group:ingestion or group:transform"
+    )
+    assert result.success
+    with connect(paths.duckdb_path) as con:
+        in_scope, quiet = con.execute(
+            "select count(*), max(days_since_last_event) from main.customer_features"
+        ).fetchone()
+        everyone = one(con, "select count(distinct customer_id) from raw.events")[0]
+    assert quiet <= 6 and in_scope < everyone

@@ -11,6 +11,7 @@
 | SEGMENTATION_REPORT_DIR    | $SEGMENTATION_DATA_DIR/reports   | validation reports            |
 | SEGMENTATION_CONFIG_DIR    | <repo>                           | project configuration         |
 | SEGMENTATION_SOURCES       | $SEGMENTATION_CONFIG_DIR/sources.yml | the column mapping        |
+| SEGMENTATION_PROJECT_FILE  | $SEGMENTATION_CONFIG_DIR/segmentation.yml | tunables (core.project) |
 | SEGMENTATION_EARLIEST_TS   | 2000-01-01                       | older timestamps: quarantined |
 | SEGMENTATION_MAX_PRICE     | 1e9                              | higher prices: quarantined    |
 | SEGMENTATION_MAX_QUANTITY  | 1e6                              | more items: quarantined       |
@@ -21,10 +22,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+
+
+def read_yaml_mapping(path: Path, error: type[ValueError], what: str) -> dict[str, Any]:
+    """A configuration file's YAML mapping (safe loader); ``error`` names the file otherwise
+    (``what``: what the mapping holds)."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping of {what}")
+    return raw
 
 
 def config_dir() -> Path:

@@ -42,13 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlglot
-import yaml
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import TokenType
 
 from segmentation_dagster.core.contract import CONTRACTS
 from segmentation_dagster.core.landing import KINDS
+from segmentation_dagster.core.settings import read_yaml_mapping
 
 DIALECT = "duckdb"
 #: Longest expression accepted (a mapping is a line, not a program).
@@ -337,12 +337,7 @@ def load_mapping(path: Path | None) -> SourceMapping:
     """Read and check a sources file; ``None`` or a missing default means identity mapping."""
     if path is None or not path.exists():
         return SourceMapping()
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SourceConfigError(f"{path}: not valid YAML ({e})") from e
-    if not isinstance(raw, dict):
-        raise SourceConfigError(f"{path}: expected a mapping of kinds ({', '.join(KINDS)})")
+    raw = read_yaml_mapping(path, SourceConfigError, f"kinds ({', '.join(KINDS)})")
     columns: dict[str, dict[str, Expression]] = {}
     csv: dict[str, dict[str, object]] = {}
     for kind, spec in raw.items():

@@ -10,7 +10,7 @@ leaves the cursor as it was, so the decision is taken again once the data is fix
 import dagster as dg
 
 from segmentation_dagster.adapters import dagster_internals
-from segmentation_dagster.core import policy
+from segmentation_dagster.core import policy, project
 from segmentation_dagster.defs.jobs import resegmentation_job
 
 MONITOR = dg.AssetKey("behaviour_drift")
@@ -53,9 +53,7 @@ def drift_sensor(context: dg.SensorEvaluationContext):
     if not records:
         return dg.SkipReason("behaviour_drift has not been materialised yet")
     obs = observation(records[0])
-    decision = policy.step(
-        policy.PolicyState.from_json(context.cursor), obs, policy.PolicyConfig.from_env()
-    )
+    decision = policy.step(policy.PolicyState.from_json(context.cursor), obs, project.load().policy)
     if decision.trigger:
         failing = failing_blocking_checks(context)
         if failing:

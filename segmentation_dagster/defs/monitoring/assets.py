@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from segmentation_dagster.core import drift, registry, segments
+from segmentation_dagster.core import drift, project, registry, segments
 from segmentation_dagster.core.monitoring import append_history
 from segmentation_dagster.core.warehouse import md_table, one
 from segmentation_dagster.defs.config import core_field, to_core
@@ -28,7 +28,7 @@ class DriftMonitorConfig(dg.Config):
     """Drift method and thresholds, set explicitly (Evidently's defaults depend on sample size).
     Defaults are the core dataclass's (core.drift.DriftConfig)."""
 
-    method: str = core_field(_DRIFT, "method", "Evidently drift method for every feature.")
+    method: str | None = core_field(_DRIFT, "method", "Evidently drift method for every feature.")
     threshold: float | None = core_field(
         _DRIFT,
         "threshold",
@@ -37,19 +37,27 @@ class DriftMonitorConfig(dg.Config):
         "reference (bootstrap: margin x the 95th percentile of chance effects, at least "
         "min_threshold); a number: that threshold for every feature.",
     )
-    min_threshold: float = core_field(_DRIFT, "min_threshold", "Floor of a calibrated threshold.")
-    margin: float = core_field(
+    min_threshold: float | None = core_field(
+        _DRIFT, "min_threshold", "Floor of a calibrated threshold."
+    )
+    margin: float | None = core_field(
         _DRIFT, "margin", "Calibrated threshold = margin x chance effect (95th pct)."
     )
-    per_column: dict[str, list] = core_field(
+    per_column: dict[str, list] | None = core_field(
         _DRIFT, "per_column", 'Overrides: {"feature": ["method", threshold]}.'
     )
-    sample_size: int = core_field(_DRIFT, "sample_size", "Rows sampled (fixed seed) per side.")
-    seed: int = core_field(_DRIFT, "seed", "Sampling seed.")
+    sample_size: int | None = core_field(
+        _DRIFT, "sample_size", "Rows sampled (fixed seed) per side."
+    )
+    seed: int | None = core_field(_DRIFT, "seed", "Sampling seed.")
 
-    def drift_config(self) -> drift.DriftConfig:
-        per_column = {k: (str(v[0]), float(v[1])) for k, v in self.per_column.items()}
-        return to_core(drift.DriftConfig, self, per_column=per_column)
+    def drift_config(self, base: drift.DriftConfig | None = None) -> drift.DriftConfig:
+        per_column = (
+            None
+            if self.per_column is None
+            else {k: (str(v[0]), float(v[1])) for k, v in self.per_column.items()}
+        )
+        return to_core(drift.DriftConfig, self, base, per_column=per_column)
 
 
 def _reference(con) -> tuple[int, object, pl.DataFrame]:  # noqa: ANN001
@@ -95,7 +103,9 @@ def behaviour_drift(
     snapshot = current["snapshot_date"].max()
     columns = drift.comparable_columns(reference, drift.monitored_columns(model.plan.used))
     report = Path(reports.dir) / f"behaviour_drift_{snapshot}_ref{version:04d}.html"
-    result = drift.behaviour_drift(reference, current, columns, config.drift_config(), report)
+    result = drift.behaviour_drift(
+        reference, current, columns, config.drift_config(project.load().drift), report
+    )
     with warehouse.connect() as con:
         append_history(
             con,

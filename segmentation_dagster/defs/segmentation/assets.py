@@ -4,6 +4,8 @@ The science lives in core.clustering / core.lifecycle / core.naming / core.profi
 assets read and write DuckDB and publish what a person wants to see in the UI.
 """
 
+import dataclasses
+
 import dagster as dg
 import polars as pl
 
@@ -11,6 +13,7 @@ from segmentation_dagster.core import (
     clustering,
     describe,
     lifecycle,
+    project,
     registry,
     resegmentation,
     segments,
@@ -35,24 +38,24 @@ class SegmentationConfig(dg.Config):
     """How a challenger is selected and when it replaces the champion (launchpad-editable).
     Defaults are the core dataclasses' (clustering.SelectionConfig, lifecycle.LifecycleConfig)."""
 
-    k_min: int = core_field(_SEL, "k_min", "Smallest number of segments tried.")
-    k_max: int = core_field(_SEL, "k_max", "Largest number of segments tried.")
-    algorithms: list[str] = core_field(
+    k_min: int | None = core_field(_SEL, "k_min", "Smallest number of segments tried.")
+    k_max: int | None = core_field(_SEL, "k_max", "Largest number of segments tried.")
+    algorithms: list[str] | None = core_field(
         _SEL,
         "algorithms",
         f"Candidate families, from {', '.join(clustering.ALGORITHMS)} (gmm: a diagonal "
         "Gaussian mixture).",
     )
-    silhouette_sample: int = core_field(
+    silhouette_sample: int | None = core_field(
         _SEL, "silhouette_sample", "Customers sampled (fixed seed) for every pairwise metric."
     )
-    search_sample: int = core_field(
+    search_sample: int | None = core_field(
         _SEL, "search_sample", "Candidates and bootstraps are fitted on this many customers."
     )
-    fit_sample: int = core_field(
+    fit_sample: int | None = core_field(
         _SEL, "fit_sample", "A chosen KMeans is refitted on this many customers."
     )
-    min_segment_share: float = core_field(
+    min_segment_share: float | None = core_field(
         _SEL, "min_segment_share", "A candidate with a smaller segment than this share is out."
     )
     silhouette_tolerance: float | None = core_field(
@@ -61,48 +64,59 @@ class SegmentationConfig(dg.Config):
         "Fewest segments whose silhouette is within this of the best (empty: one standard "
         "error of the best candidate's silhouette).",
     )
-    min_stability: float = core_field(
+    min_stability: float | None = core_field(
         _SEL, "min_stability", "Minimum bootstrap stability (mean ARI between refits)."
     )
-    exclude_features: list[str] = core_field(
+    exclude_features: list[str] | None = core_field(
         _SEL, "exclude", "customer_features columns kept out of the fit (still profiled)."
     )
-    keep_overlap: float = core_field(
+    keep_overlap: float | None = core_field(
         _LIFE,
         "keep_overlap",
         "A challenger segment keeps a current segment's id when their members overlap at "
         "least this much (Jaccard).",
     )
-    structure_tolerance: float = core_field(
+    structure_tolerance: float | None = core_field(
         _LIFE,
         "structure_tolerance",
         "A challenger that retires segments the customers have left is promoted unless its "
         "silhouette is worse by more than this.",
     )
-    far_quantile: float = core_field(
+    far_quantile: float | None = core_field(
         _LIFE,
         "far_quantile",
         "A customer is far from their segment beyond this quantile of its members' distances "
         "at fit; a dense group of far customers can become a new segment.",
     )
-    promotion_margin: float = core_field(
+    promotion_margin: float | None = core_field(
         _LIFE,
         "promotion_margin",
         "Without a structural change the challenger must beat the champion's silhouette on "
         "today's customers by this.",
     )
-    seed: int = core_field(_SEL, "seed", "Random seed for sampling and fitting.")
+    seed: int | None = core_field(_SEL, "seed", "Random seed for sampling and fitting.")
 
-    def selection(self) -> clustering.SelectionConfig:
-        return to_core(clustering.SelectionConfig, self, exclude=tuple(self.exclude_features))
+    def selection(
+        self, base: clustering.SelectionConfig | None = None
+    ) -> clustering.SelectionConfig:
+        """The selection in effect: ``base`` (the project file's) with the fields set here."""
+        exclude = None if self.exclude_features is None else tuple(self.exclude_features)
+        return to_core(clustering.SelectionConfig, self, base, exclude=exclude)
 
-    def lifecycle(self) -> lifecycle.LifecycleConfig:
-        # the lifecycle judges changes by the selection's smallest segment, on its sample
+    def lifecycle(
+        self,
+        base: lifecycle.LifecycleConfig | None = None,
+        selection: clustering.SelectionConfig | None = None,
+    ) -> lifecycle.LifecycleConfig:
+        """The lifecycle in effect; it judges changes by the selection's smallest segment, on
+        its sample."""
+        selection = selection or self.selection()
         return to_core(
             lifecycle.LifecycleConfig,
             self,
-            min_change_share=self.min_segment_share,
-            sample=self.silhouette_sample,
+            base,
+            min_change_share=selection.min_segment_share,
+            sample=selection.silhouette_sample,
         )
 
 
@@ -125,14 +139,20 @@ def segmentation_model(
     they have left, or is clearly better. A champion that stays is re-validated: today's
     features become its drift reference. Every model, decision and transition is recorded in
     the registry."""
+    settings = project.load()
+    selection = config.selection(settings.selection)
+    life = config.lifecycle(settings.lifecycle, selection)
     with warehouse.connect() as con:
-        outcome = resegmentation.run(con, model_store.dir, config.selection(), config.lifecycle())
+        outcome = resegmentation.run(con, model_store.dir, selection, life)
     version, champ_version, result = outcome.version, outcome.champion_version, outcome.result
     challenger, alignment, decision = result.challenger, result.alignment, result.decision
     context.log.info(f"model v{version}: {decision.reason}")
     dropped = "\n".join(f"- `{c}`: {why}" for c, why in challenger.plan.dropped.items())
     candidates = pl.DataFrame([c.as_row() for c in challenger.candidates])
     meta = {
+        "project_file": str(settings.path or "none: built-in defaults"),
+        "selection_in_effect": dg.MetadataValue.json(dataclasses.asdict(selection)),
+        "lifecycle_in_effect": dg.MetadataValue.json(dataclasses.asdict(life)),
         "model_version": version,
         "promoted": decision.promote,
         "decision": decision.reason,
@@ -165,21 +185,23 @@ class AssignmentConfig(dg.Config):
     """How the daily assignment moves customers between the champion's segments. Defaults are
     the core dataclass's (core.segments.AssignmentConfig)."""
 
-    hysteresis: float = core_field(
+    hysteresis: float | None = core_field(
         _ASSIGN,
         "hysteresis",
         "A customer leaves their segment only for one whose centroid is nearer by more than "
         "this share of the distance to their own (0: always the nearest).",
     )
-    free_after_change_days: int = core_field(
+    free_after_change_days: int | None = core_field(
         _ASSIGN,
         "free_after_change_days",
         "A customer whose behaviour changed significantly in the last this-many days "
         "(customer_features.last_regime_change) moves to the nearest segment freely.",
     )
 
-    def assignment(self) -> segments.AssignmentConfig:
-        return to_core(segments.AssignmentConfig, self)
+    def assignment(
+        self, base: segments.AssignmentConfig | None = None
+    ) -> segments.AssignmentConfig:
+        return to_core(segments.AssignmentConfig, self, base)
 
 
 @dg.asset(
@@ -204,7 +226,7 @@ def customer_segments(
             version,
             segments.current_segments(con, features),
             registry.active_names(con),
-            config.assignment(),
+            config.assignment(project.load().assignment),
         )
         n = segments.publish(con, published)
     snapshot = published["snapshot_date"].max()

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import yaml
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from pydantic import Field
 
 from segmentation_dagster.adapters import dbt_runner
-from segmentation_dagster.core import audit
-from segmentation_dagster.core.settings import DBT_PROJECT_DIR
+from segmentation_dagster.core import audit, project
+from segmentation_dagster.core.project import DBT_VARS
 from segmentation_dagster.defs.resources import DUCKDB_POOL, WarehouseResource
 from segmentation_dagster.defs.transform.project import dbt_project
 
@@ -40,10 +39,6 @@ class TransformTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "transform"
-
-
-#: The dbt project's vars and their defaults (dbt_project.yml, where each is documented).
-DBT_VARS: dict[str, Any] = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
 
 
 def _dbt_var(description: str, var: str) -> Any:
@@ -81,15 +76,15 @@ class BehaviourConfig(dg.Config):
     prior_sessions: float | None = _dbt_var("Pseudo-sessions rates are shrunk by", "prior_sessions")
     active_days: int | None = _dbt_var("Customers quiet for longer are out of scope", "active_days")
 
-    def dbt_vars(self) -> dict[str, object]:
-        """The fields that are set, as dbt vars."""
+    def dbt_vars(self, base: Mapping[str, object] | None = None) -> dict[str, object]:
+        """``base`` (the project file's features) with the fields set here, as dbt vars."""
         fields = self.model_dump(exclude={"full_refresh"})
-        return {k: v for k, v in fields.items() if v is not None}
+        return {**(base or {}), **{k: v for k, v in fields.items() if v is not None}}
 
-    def dbt_args(self) -> list[str]:
-        """The ``dbt build`` arguments for this configuration."""
+    def dbt_args(self, base: Mapping[str, object] | None = None) -> list[str]:
+        """The ``dbt build`` arguments for this configuration over ``base``."""
         refresh = ["--full-refresh"] if self.full_refresh else []
-        return ["build", *BUILD_FLAGS, *refresh, "--vars", json.dumps(self.dbt_vars())]
+        return ["build", *BUILD_FLAGS, *refresh, "--vars", json.dumps(self.dbt_vars(base))]
 
 
 @dbt_assets(
@@ -115,7 +110,12 @@ def dbt_models(
             # one target folder per warehouse, kept between runs: dbt then re-parses only
             # what changed (its partial-parse cache is keyed on the profile, i.e. the path)
             target = Path(warehouse.path).resolve().parent / "dbt_target"
-            args = config.dbt_args()
+            settings = project.load()
+            args = config.dbt_args(settings.features)
+            context.log.info(
+                f"dbt vars in effect (project file {settings.path or 'none'}): "
+                + json.dumps({**DBT_VARS, **config.dbt_vars(settings.features)})
+            )
             for event in dbt_runner.run(context, dbt, args, target, TransformTranslator()):
                 if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
                     checks.append(event)
