@@ -106,3 +106,21 @@ def test_a_later_customers_file_is_a_newer_version_whether_it_lands_with_or_afte
     assert reasons == [("duplicate customer_id in file",)]
     assert rows == [("a", "AT"), ("b", "FR"), ("c", "ES")]
     assert report.rows_quarantined == 1
+
+
+def test_event_type_synonyms_load_as_the_contracts_names(paths):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    (folder / "clicks.csv").write_text(
+        "event_id,customer_id,event_ts,event_type\n"
+        "1,a,2026-08-01 10:00,Page_View\n2,a,2026-08-01 10:01,add_to_cart\n"
+        "3,a,2026-08-01 10:02, Checkout \n4,a,2026-08-01 10:03,site_search\n"
+        "5,a,2026-08-01 10:04,rating\n6,a,2026-08-01 10:05,teleport\n"
+    )
+    with connect(paths.duckdb_path) as con:
+        ingest.load_kind(con, paths.landing_dir, "events")
+        loaded = con.execute("select event_id, event_type from raw.events order by 1").fetchall()
+        reasons = con.execute("select reason from raw.quarantine").fetchall()
+    assert loaded == [("1", "view"), ("2", "cart"), ("3", "purchase"), ("4", "search"),
+                      ("5", "review")]  # fmt: skip
+    assert reasons == [("unknown event_type",)]

@@ -18,6 +18,24 @@ from dataclasses import dataclass, field
 
 RAW_SCHEMA = "raw"
 EVENT_TYPES = ("view", "cart", "purchase", "search", "review")
+#: Names other systems give the same event types (compared lower-cased and trimmed); they are
+#: loaded as the contract's name. Anything else is quarantined as ``unknown event_type``.
+EVENT_TYPE_SYNONYMS: dict[str, str] = {
+    **dict.fromkeys(("page_view", "pageview", "product_view", "view_item", "detail", "visit",
+                     "impression"), "view"),
+    **dict.fromkeys(("add_to_cart", "addtocart", "add_to_basket", "add", "basket", "cart_add"),
+                    "cart"),
+    **dict.fromkeys(("order", "buy", "checkout", "transaction", "sale", "order_line"),
+                    "purchase"),
+    **dict.fromkeys(("query", "site_search"), "search"),
+    **dict.fromkeys(("rating", "product_review"), "review"),
+}  # fmt: skip
+
+
+def _event_type_sql() -> str:
+    """SQL naming a row's event type in the contract's words (synonyms mapped)."""
+    cases = " ".join(f"when '{k}' then '{v}'" for k, v in EVENT_TYPE_SYNONYMS.items())
+    return f"case lower(trim(event_type)) {cases} else lower(trim(event_type)) end"
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,8 @@ class Contract:
     unique_across_files: bool = False
     #: column -> the :class:`Limits` field that bounds it from above
     bounded: dict[str, str] = field(default_factory=dict)
+    #: column -> SQL that loads it normalised (e.g. event-type synonyms to the contract's name)
+    normalised: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> str:
@@ -131,7 +151,7 @@ CONTRACTS: dict[str, Contract] = {
         rules=(
             (
                 "unknown event_type",
-                "lower(trim(event_type)) not in (" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")",
+                f"({_event_type_sql()}) not in (" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")",
             ),
             ("event_ts in the future", "event_ts > cast(now() as timestamp) + interval 1 day"),
             ("negative price", "price < 0"),
@@ -140,6 +160,7 @@ CONTRACTS: dict[str, Contract] = {
             ("review_rating outside 1..5", "review_rating < 1 or review_rating > 5"),
         ),
         unique_across_files=True,
+        normalised={"event_type": _event_type_sql()},
         bounded={"price": "max_price", "quantity": "max_quantity"},
     ),
     "customers": Contract(

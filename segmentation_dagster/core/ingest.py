@@ -709,8 +709,9 @@ def _write_batch(
                 [contract.kind, replaced],
             )
         con.execute(
-            f"insert into {contract.table} select {', '.join(contract.columns)}, _file, ? "
-            "from _scored where _reason is null",
+            f"insert into {contract.table} select "
+            + ", ".join(f"{contract.normalised.get(c, c)} as {c}" for c in contract.columns)
+            + ", _file, ? from _scored where _reason is null",
             [now],
         )
         if run:
