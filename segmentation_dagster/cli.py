@@ -6,6 +6,7 @@
                             the simulated personas (demo data)
     segmentation audit      data-quality audit: pass rates, failures, quarantine, rejections,
                             ignored landing entries
+    segmentation init       a starter sources.yml and segmentation.yml from your landed files
     segmentation daily      one day of operation on your own files: daily refresh, drift sensor,
                             re-segmentation when it asks (the first run fits the first champion)
     segmentation replay     day-by-day operation over a simulated period (drift -> re-segment)
@@ -256,6 +257,34 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from segmentation_dagster.core import project, starter
+    from segmentation_dagster.core.settings import config_dir
+
+    paths = Paths.from_env()
+    found = starter.inspect(paths.landing_dir)
+    if "events" not in found.kinds:
+        print(f"no event files in {paths.landing_dir / 'events'}: put a few there first",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    span = found.span_days
+    print(f"looked at {paths.landing_dir}: "
+          + ", ".join(f"{k} {v.files} file(s)" for k, v in found.kinds.items())
+          + (f"; {found.first_date} .. {found.last_date} ({span} days)" if span else "")
+          + f"; event types {', '.join(found.event_types) or 'none'}")  # fmt: skip
+    for path, text in (
+        (config_dir() / "sources.yml", starter.sources_yml(found)),
+        (project.project_file(), starter.project_yml(found)),
+    ):
+        if path.exists():
+            print(f"\n{path} exists, left as it is; what init would write:\n\n{text}")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}: read it, fix what it guessed")
+    return 0
+
+
 def cmd_daily(args: argparse.Namespace) -> int:
     from segmentation_dagster import replay as rp
     from segmentation_dagster.definitions import defs
@@ -366,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_audit.add_argument("--since", default=week_ago, help="date or timestamp (default: -7 days)")
     p_audit.add_argument("--until", default=None, help="date or timestamp (default: now)")
     p_audit.set_defaults(func=cmd_audit)
+
+    p_init = sub.add_parser(
+        "init", help="write a starter sources.yml and segmentation.yml from your landed files"
+    )
+    p_init.set_defaults(func=cmd_init)
 
     p_daily = sub.add_parser(
         "daily",

@@ -1,0 +1,232 @@
+"""Starter configuration from a look at your files (``segmentation init``).
+
+:func:`inspect` reads a sample of the landing folder (on the sandboxed reader of
+:func:`segmentation_dagster.core.ingest.file_reader`): each kind's columns and types, which
+event types occur, the date span and whether the log has browsing at all. :func:`sources_yml`
+and :func:`project_yml` turn that into a commented ``sources.yml`` (your columns mapped onto
+the contract by name, what could not be mapped said so) and ``segmentation.yml`` (a feature
+window that fits the data's span). Both are starting points to read and edit: every guess is
+marked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segmentation_dagster.core import ingest, landing
+from segmentation_dagster.core.contract import CONTRACTS, EVENT_TYPE_SYNONYMS, EVENT_TYPES
+
+#: Column names (lower-cased, without punctuation) other systems use for each contract column.
+NAMES: dict[str, tuple[str, ...]] = {
+    "event_id": ("eventid", "id", "evt", "eventuuid", "uuid", "rowid", "lineid", "orderlineid"),
+    "customer_id": ("customerid", "customer", "custid", "custno", "userid", "user", "clientid",
+                    "visitorid", "accountid", "memberid", "buyerid"),
+    "event_ts": ("eventts", "timestamp", "ts", "eventtime", "time", "datetime", "createdat",
+                 "occurredat", "eventdate", "orderdate", "invoicedate", "date"),
+    "event_type": ("eventtype", "type", "action", "event", "eventname", "activity"),
+    "session_id": ("sessionid", "session", "visitid"),
+    "product_id": ("productid", "product", "sku", "itemid", "item", "article", "stockcode"),
+    "category": ("category", "dept", "department", "categorycode", "productcategory"),
+    "price": ("price", "unitprice", "itemprice", "amount", "linetotal"),
+    "discount": ("discount", "markdown", "discountrate"),
+    "quantity": ("quantity", "qty", "units", "count"),
+    "search_query": ("searchquery", "query", "searchterm"),
+    "review_rating": ("reviewrating", "rating", "stars", "score"),
+    "review_text": ("reviewtext", "review", "comment"),
+    "signup_ts": ("signupts", "signupdate", "registeredat", "createdat", "signup"),
+    "country": ("country", "countrycode"),
+    "base_price": ("baseprice", "listprice", "price"),
+}  # fmt: skip
+SAMPLE_FILES = 5
+SAMPLE_ROWS = 50_000
+
+
+@dataclass
+class KindLook:
+    """What one kind's files look like: their columns (name -> type), the mapping guessed
+    (contract column -> your column), and the files and rows looked at."""
+
+    files: int
+    columns: dict[str, str]
+    mapped: dict[str, str]
+    csv_delim: str | None = None
+
+
+@dataclass
+class Inspection:
+    """What :func:`inspect` found in the landing folder."""
+
+    kinds: dict[str, KindLook] = field(default_factory=dict)
+    event_types: dict[str, int] = field(default_factory=dict)  # as landed -> rows
+    first_date: str | None = None
+    last_date: str | None = None
+
+    @property
+    def span_days(self) -> int | None:
+        if not (self.first_date and self.last_date):
+            return None
+        from datetime import date
+
+        return (date.fromisoformat(self.last_date) - date.fromisoformat(self.first_date)).days + 1
+
+    def contract_type(self, landed: str) -> str | None:
+        name = landed.strip().lower()
+        return name if name in EVENT_TYPES else EVENT_TYPE_SYNONYMS.get(name)
+
+    @property
+    def browsing(self) -> bool:
+        """Whether the log has more than purchases (views, carts, searches)."""
+        found = {self.contract_type(t) for t in self.event_types}
+        return bool(found & {"view", "cart", "search"})
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _guess(kind: str, columns: dict[str, str]) -> dict[str, str]:
+    by_norm = {_norm(c): c for c in columns}
+    out: dict[str, str] = {}
+    for target in CONTRACTS[kind].columns:
+        for candidate in (_norm(target), *NAMES.get(target, ())):
+            if candidate in by_norm and by_norm[candidate] not in out.values():
+                out[target] = by_norm[candidate]
+                break
+    return out
+
+
+def inspect(landing_dir: Path) -> Inspection:
+    """Look at up to ``SAMPLE_FILES`` files of each kind (``SAMPLE_ROWS`` rows each)."""
+    found = Inspection()
+    for kind in CONTRACTS:
+        files = landing.landing_files(landing_dir, kind)
+        if not files:
+            continue
+        # spread over the folder, the last file included (the date span)
+        step = max(1, len(files) // SAMPLE_FILES)
+        sample = sorted({*files[::step][: SAMPLE_FILES - 1], files[-1]})
+        with ingest.file_reader(sample) as con:
+            first = sample[0]
+            delim = None
+            if landing.is_csv(first.name):
+                delim = con.execute(f"select delimiter from sniff_csv({_lit(first)})").fetchone()[0]
+            reader = _read(first)
+            columns = {
+                str(r[0]): str(r[1])
+                for r in con.execute(f"describe select * from {reader}").fetchall()
+            }
+            look = KindLook(len(files), columns, _guess(kind, columns), delim)
+            found.kinds[kind] = look
+            if kind == "events":
+                _events(con, sample, look, found)
+    return found
+
+
+def _lit(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _read(path: Path) -> str:
+    if landing.is_csv(path.name):
+        return f"read_csv({_lit(path)}, sample_size = {SAMPLE_ROWS})"
+    return f"read_parquet({_lit(path)})"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:  # noqa: ANN001
+    union = " union all ".join(f"(select * from {_read(p)} limit {SAMPLE_ROWS})" for p in sample)
+    if "event_type" in look.mapped:
+        col = _quote(look.mapped["event_type"])
+        for value, n in con.execute(
+            f"select cast({col} as varchar), count(*) from ({union}) group by 1 order by 2 desc "
+            "limit 50"
+        ).fetchall():
+            if value is not None:
+                found.event_types[value] = n
+    if "event_ts" in look.mapped:
+        col = _quote(look.mapped["event_ts"])
+        first, last = con.execute(
+            f"select min(try_cast({col} as date)), max(try_cast({col} as date)) from ({union})"
+        ).fetchone()
+        # the sample spans the first and the last file of the folder
+        found.first_date = None if first is None else str(first)
+        found.last_date = None if last is None else str(last)
+
+
+def _yaml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def sources_yml(found: Inspection) -> str:
+    """A commented sources.yml mapping the files found onto the contract."""
+    lines = ["# Written by `segmentation init` from a sample of the landing folder: read it,",
+             "# fix what it guessed, delete what you do not need. Each value is one SQL",
+             "# expression over your file's columns (see docs/data-quality.md)."]  # fmt: skip
+    for kind, look in found.kinds.items():
+        contract = CONTRACTS[kind]
+        header = f"{kind}:   # {look.files} file(s); columns: {', '.join(look.columns)}"
+        renamed = {t: c for t, c in look.mapped.items() if t != c}
+        if not renamed and kind != "events" and set(contract.required) <= set(look.mapped):
+            lines += ["", f"# {header.replace(':   #', ': every column has its contract name;')}"]
+            continue
+        lines += ["", header]
+        if look.csv_delim and look.csv_delim != ",":
+            lines.append(f"  csv: {{delim: {_yaml_str(look.csv_delim)}}}")
+        lines.append("  columns:")
+        for target in contract.columns:
+            source = look.mapped.get(target)
+            required = target in contract.required
+            if source is not None:
+                plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source)
+                expr = None if source == target else source if plain else _quote(source)
+                if (
+                    target == "event_type"
+                    and found.event_types
+                    and not all(found.contract_type(t) for t in found.event_types)
+                ):
+                    unknown = [t for t in found.event_types if not found.contract_type(t)]
+                    lines.append(f"    # event types not understood (quarantined unless mapped "
+                                 f"with a CASE): {', '.join(unknown[:10])}")  # fmt: skip
+                if expr is not None:
+                    lines.append(f"    {target}: {_yaml_str(expr)}")
+                elif required:
+                    lines.append(f"    # {target}: taken from your column of the same name")
+            elif required and kind == "events" and target == "event_id":
+                ts = look.mapped.get("event_ts")
+                base = f"cast({_quote(ts)} as varchar) || '-' || " if ts else ""
+                lines.append("    # GUESS: no id column; rows are numbered within each file")
+                lines.append(f"    event_id: {_yaml_str(base + 'row_number() over ()')}")
+            elif required and kind == "events" and target == "event_type":
+                lines.append("    # GUESS: no event type column: a purchases-only log")
+                lines.append("    event_type: \"'purchase'\"")
+            elif required:
+                lines.append(f"    # {target}: NOT FOUND - map it, the files are rejected "
+                             "without it")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def project_yml(found: Inspection) -> str:
+    """A commented segmentation.yml whose feature window fits the data."""
+    span = found.span_days
+    lines = ["# Written by `segmentation init`: every run reads this file (see README,",
+             "# Configuration). Values left out keep their defaults."]  # fmt: skip
+    if span is not None:
+        lines.append(f"# data seen: {found.first_date} .. {found.last_date} ({span} days)")
+    lines.append("features:")
+    if not found.browsing and span is not None and span > 90:
+        active = min(max(span, 90), 730)
+        lines += ["  # a purchases-only log: customers buy a few times a year, so a customer",
+                  "  # stays in scope for longer than the 90-day default",
+                  f"  active_days: {active}",
+                  f"  half_life_days: {max(30, min(180, active // 4))}"]  # fmt: skip
+    else:
+        lines += ["  active_days: 90      # customers quiet for longer are out of scope",
+                  "  half_life_days: 30   # evidence this many days old counts half"]  # fmt: skip
+    lines += ["policy:", "  cooldown_days: 7         # days between a refit and the next",
+              "schedules:", '  refresh_cron: "0 6 * * *"']  # fmt: skip
+    return "\n".join(lines) + "\n"
