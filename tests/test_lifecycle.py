@@ -263,6 +263,18 @@ def test_revalidation_moves_the_drift_reference_and_keeps_the_fit_snapshot(tmp_p
         assert registry.fit_reference_path(con, version).exists()  # the fit snapshot stays
 
 
+def _take_up(df: pl.DataFrame, movers: np.ndarray, rng: np.random.Generator) -> pl.DataFrame:
+    """``movers`` take up a behaviour next to no segment (frequency 60, cart_rate -20)."""
+    return df.with_columns(
+        frequency=pl.when(pl.int_range(pl.len()).is_in(movers))
+        .then(pl.lit(60.0) + pl.Series(rng.normal(0, 0.5, df.height)))
+        .otherwise(pl.col("frequency")),
+        cart_rate=pl.when(pl.int_range(pl.len()).is_in(movers))
+        .then(pl.lit(-20.0) + pl.Series(rng.normal(0, 0.5, df.height)))
+        .otherwise(pl.col("cart_rate")),
+    )
+
+
 def test_a_dense_group_far_from_every_segment_becomes_a_new_segment_the_refit_missed():
     df, truth = blobs(n_per=400, centers=4, seed=6)
     champion = _fit(df)
@@ -272,14 +284,7 @@ def test_a_dense_group_far_from_every_segment_becomes_a_new_segment_the_refit_mi
     rng = np.random.default_rng(3)
     # 60 customers of one segment (4 %) take up a behaviour next to no segment
     movers = np.flatnonzero(truth == 1)[:60]
-    shifted = df.with_columns(
-        frequency=pl.when(pl.int_range(pl.len()).is_in(movers))
-        .then(pl.lit(60.0) + pl.Series(rng.normal(0, 0.5, df.height)))
-        .otherwise(pl.col("frequency")),
-        cart_rate=pl.when(pl.int_range(pl.len()).is_in(movers))
-        .then(pl.lit(-20.0) + pl.Series(rng.normal(0, 0.5, df.height)))
-        .otherwise(pl.col("cart_rate")),
-    )
+    shifted = _take_up(df, movers, rng)
     extended = lifecycle.extend_champion(champion, shifted, far, 50)
     assert extended is not None and extended.k == champion.k + 1
     assert list(extended.segment_ids) == [*champion.segment_ids, 50]
@@ -305,3 +310,29 @@ def test_a_name_is_never_given_to_a_profile_that_contradicts_it():
     assert names[1] != "New customers"
     assert names[2] == "New customers"
     assert names[3] == "Lapsed"
+
+
+def test_a_new_group_is_taken_without_giving_up_segments_the_customers_still_hold():
+    df, truth = blobs(n_per=400, centers=4, seed=6)
+    champion = _fit(df)
+    current = champion.assign(df)[0]
+    rng = np.random.default_rng(3)
+    movers = np.flatnonzero(truth == 1)[:120]  # 7.5 %: a new behaviour of their own
+    shifted = _take_up(df, movers, rng)
+    # a selection that can only afford four segments finds the group and merges two others
+    small = clustering.SelectionConfig(k_min=4, k_max=4, algorithms=("kmeans",))
+    challenger = clustering.fit(shifted, small)
+    al = lifecycle.align_to_champion(challenger, champion, 50, shifted, current)
+    challenger.segment_ids = al.segment_ids
+    plain = lifecycle.decide(challenger, champion, shifted, al, current)
+    assert plain.costs_live_segments, plain.reason  # a better silhouette, at a live segment's cost
+    # the whole re-segmentation takes the new group and keeps every live segment
+    result = lifecycle.resegment(shifted, champion, current, 50, {}, small)
+    assert result.decision.promote, result.decision.reason
+    assert set(champion.segment_ids) < set(result.challenger.segment_ids)
+    assert result.alignment.counts()["merged"] == 0 and result.alignment.new
+    ids = result.challenger.assign(shifted)[0]
+    new = result.alignment.new[0]
+    assert (ids[movers] == new).mean() > 0.95
+    others = np.setdiff1d(np.arange(df.height), movers)
+    assert (ids[others] == current[others]).mean() > 0.99

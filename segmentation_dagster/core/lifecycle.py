@@ -271,6 +271,8 @@ class Decision:
     reason: str
     challenger_silhouette: float
     champion_silhouette: float | None
+    #: the challenger found new segments but would give up segments the customers still hold
+    costs_live_segments: bool = False
 
 
 def _silhouettes(
@@ -337,6 +339,12 @@ def decide(
         return t.customers / n < config.vanished_share * before or t.customers == 0
 
     removes = [t for t in transitions if t.kind in ("merged", "retired") and emptied(t)]
+    # segments the customers still hold that the challenger would give up
+    losses = [
+        t for t in transitions
+        if t.kind in ("merged", "retired") and not emptied(t)
+        and t.customers >= config.min_change_share * n
+    ]  # fmt: skip
     scores = f"challenger silhouette {ch:.3f} vs champion {old:.3f}"
 
     def what(ts: list[Transition]) -> str:
@@ -346,12 +354,16 @@ def decide(
             for t in ts
         )
 
-    if adds and ch > old:
+    costs = bool(adds and losses)
+    if adds and ch > old and not losses:
         return Decision(True, f"new segments: {what(adds + removes)}; {scores}", ch, old)
     if removes and ch >= old - config.structure_tolerance:
-        return Decision(True, f"segments emptied: {what(removes + adds)}; {scores}", ch, old)
+        return Decision(True, f"segments emptied: {what(removes + adds)}; {scores}", ch, old, costs)
     if ch > old + config.promotion_margin:
-        return Decision(True, f"{scores}: better by > {config.promotion_margin}", ch, old)
+        return Decision(True, f"{scores}: better by > {config.promotion_margin}", ch, old, costs)
+    if costs:
+        why = f"champion kept: {what(adds)} would cost live segments ({what(losses)})"
+        return Decision(False, f"{why}; {scores}", ch, old, costs)
     if adds or removes:
         why = f"champion kept: {what(adds + removes)} would not describe today's customers better"
     else:
@@ -411,10 +423,48 @@ def extend_champion(
         centres = [c for j, c in enumerate(centres) if (won == champion.k + j).sum() >= need]
     if not centres:
         return None
+    return _with_centres(
+        champion, centres, np.arange(next_id, next_id + len(centres)), features.height,
+        f"the champion's {champion.k} segments plus {len(centres)} dense group(s) of customers "
+        f"far from all of them ({int(is_far.sum()):,} far of {len(idx):,} sampled)",
+    )  # fmt: skip
+
+
+def graft(
+    champion: FittedModel,
+    challenger: FittedModel,
+    features: pl.DataFrame,
+    new_ids: list[int],
+    sample: int = 50_000,
+    seed: int = 0,
+) -> FittedModel | None:
+    """The champion plus the challenger's segments ``new_ids`` (published ids of the aligned
+    challenger): each one's centre is its members' mean in the champion's space. For a
+    challenger that found a new group but merged segments the customers still hold (the
+    selection prefers fewer segments): the new group is taken, the live segments are kept."""
+    idx = sample_idx(features.height, sample, seed)
+    part = features[idx]
+    ids = challenger.assign(part)[0]
+    x = champion.transform(part)
+    centres = [x[ids == i].mean(axis=0) for i in new_ids if (ids == i).any()]
+    kept = [i for i in new_ids if (ids == i).any()]
+    if not centres:
+        return None
+    return _with_centres(
+        champion, centres, np.asarray(kept), features.height,
+        f"the champion's {champion.k} segments plus {len(centres)} new segment(s) of a refit "
+        "that would have merged segments the customers still hold",
+    )  # fmt: skip
+
+
+def _with_centres(
+    champion: FittedModel, centres: list[np.ndarray], new_ids: np.ndarray, n: int, why: str
+) -> FittedModel:
+    """The champion with ``centres`` appended (ids ``new_ids``): same preprocessing and
+    segments, assignment by the nearest centroid."""
     estimator = clustering.CentroidClusters()
     estimator.cluster_centers_ = np.vstack([champion.centroids, *centres])
     estimator.n_clusters_ = estimator.cluster_centers_.shape[0]
-    new_ids = np.arange(next_id, next_id + len(centres))
     return FittedModel(
         preprocessor=champion.preprocessor,
         estimator=estimator,
@@ -422,10 +472,8 @@ def extend_champion(
         plan=champion.plan,
         k=estimator.n_clusters_,
         candidates=champion.candidates,
-        selection_reason=f"the champion's {champion.k} segments plus {len(centres)} dense "
-        f"group(s) of customers far from all of them ({int(is_far.sum()):,} far of "
-        f"{len(idx):,} sampled)",
-        n_train=features.height,
+        selection_reason=why,
+        n_train=n,
         segment_ids=np.r_[champion.segment_ids, new_ids],
     )
 
@@ -470,6 +518,18 @@ def resegment(
         alignment = align_to_champion(challenger, champion, next_id, features, current, config)
         challenger.segment_ids = alignment.segment_ids
     decision = decide(challenger, champion, features, alignment, current, config, fit_shares)
+    # a challenger that found new segments but would give up live ones: the champion plus
+    # the new segments, when that is promoted on its own terms
+    fresh = [i for t in (alignment.transitions if alignment else ())
+             if t.kind in ("new", "split") for i in t.new_ids if i >= next_id]  # fmt: skip
+    if scorable and decision.costs_live_segments and fresh:
+        grafted = graft(champion, challenger, features, fresh, seed=config.seed)
+        if grafted is not None:
+            g_align = align_to_champion(grafted, champion, next_id, features, current, config)
+            grafted.segment_ids = g_align.segment_ids
+            g_decision = decide(grafted, champion, features, g_align, current, config, fit_shares)
+            if g_decision.promote:
+                challenger, alignment, decision = grafted, g_align, g_decision
     if scorable and not decision.promote and far is not None:
         extended = extend_champion(champion, features, far, next_id, config)
         if extended is not None:
