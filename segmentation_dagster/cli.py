@@ -169,9 +169,10 @@ def print_summary(paths: Paths) -> None:
               f"{quiet}")  # fmt: skip
     print(f"model    champion v{version}: {algorithm}, {k} segments, silhouette {sil:.3f}")
     print(f"         last decision: {decision}\n")
-    print(f"  {'id':>3}  {'segment':<22} {'customers':>9}  {'share':>6}  profile")
+    w = max([22, *(len(p[1] or "") for p in profiles)])
+    print(f"  {'id':>3}  {'segment':<{w}} {'customers':>9}  {'share':>6}  profile")
     for seg, name, size, share, desc in profiles:
-        print(f"  {seg:>3}  {name or '':<22} {size:>9,}  {share:>6.1%}  {desc}")
+        print(f"  {seg:>3}  {name or '':<{w}} {size:>9,}  {share:>6.1%}  {desc}")
     print(f"\nwarehouse: {paths.duckdb_path}")
     print("next: `make ui` (Dagster UI on http://127.0.0.1:3000), `segmentation evaluate`")
 
@@ -200,10 +201,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"{quality.silhouette_at_fit:.3f} at fit; mean distance to the centroid "
           f"x{quality.distance_ratio:.2f} of fit")  # fmt: skip
     summary = evaluation.segment_summary(champion, features)
-    print(f"\n  {'id':>3}  {'segment':<22} {'customers':>9}  {'share':>6}  "
+    w = max([22, *(len(n) for n in names.values())])
+    print(f"\n  {'id':>3}  {'segment':<{w}} {'customers':>9}  {'share':>6}  "
           f"{'distance':>8}  {'confidence':>10}")  # fmt: skip
     for seg, n, share, dist, conf in summary.iter_rows():
-        print(f"  {seg:>3}  {names.get(seg, ''):<22} {n:>9,}  {share:>6.1%}  {dist:>8.2f}  "
+        print(f"  {seg:>3}  {names.get(seg, ''):<{w}} {n:>9,}  {share:>6.1%}  {dist:>8.2f}  "
               f"{conf:>10.2f}")  # fmt: skip
     if not args.no_refit:
         st = evaluation.refit_stability(features, champion)
