@@ -26,7 +26,7 @@ from segmentation_dagster.core.testhooks import PAUSE_ENV
 from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.demo import simulate
 from segmentation_dagster.runs import process_tags
-from tests.conftest import defs_for, make_paths, wait_for
+from tests.conftest import defs_for, environment_of, make_paths, wait_for
 
 pytestmark = pytest.mark.slow  # processes killed mid-run, then whole runs
 
@@ -153,7 +153,7 @@ def shop(tmp_path, monkeypatch):
     s.held_back = days[16:]
     # the first run in this process (its imports are paid already); the runs that are killed
     # and that must recover afterwards are `segmentation run` processes
-    with s.instance() as instance:
+    with s.instance() as instance, environment_of(s.paths):
         job = defs_for(s.paths).resolve_job_def("segmentation_job")
         assert job.execute_in_process(instance=instance, tags=process_tags()).success
     return s
