@@ -312,11 +312,15 @@ def decide(
     current: np.ndarray | None = None,
     config: LifecycleConfig | None = None,
     fit_shares: dict[int, float] | None = None,
+    grafted: bool = False,
 ) -> Decision:
     """Promote when there is no champion or it cannot score today's data; when the challenger
     adds segments and is better, or retires emptied segments and is not worse; or when it is
     clearly better (module docstring). ``fit_shares``: each champion segment's share of the
-    customers it was fitted on."""
+    customers it was fitted on. ``grafted``: the challenger is the champion plus segments a
+    refit found (:func:`graft`); its additions are judged like the retirement of emptied
+    segments, a structural fact that stands unless the silhouette is clearly worse (an extra
+    segment next to others lowers the silhouette even when it is real)."""
     config = config or LifecycleConfig()
     if champion is None:
         ch, _ = _silhouettes(challenger, None, features, None, config)
@@ -357,6 +361,9 @@ def decide(
     costs = bool(adds and losses)
     if adds and ch > old and not losses:
         return Decision(True, f"new segments: {what(adds + removes)}; {scores}", ch, old)
+    if grafted and adds and not losses and ch >= old - config.structure_tolerance:
+        why = f"new segments grafted onto the champion: {what(adds)}; {scores}"
+        return Decision(True, why, ch, old)
     if removes and ch >= old - config.structure_tolerance:
         return Decision(True, f"segments emptied: {what(removes + adds)}; {scores}", ch, old, costs)
     if ch > old + config.promotion_margin:
@@ -527,7 +534,9 @@ def resegment(
         if grafted is not None:
             g_align = align_to_champion(grafted, champion, next_id, features, current, config)
             grafted.segment_ids = g_align.segment_ids
-            g_decision = decide(grafted, champion, features, g_align, current, config, fit_shares)
+            g_decision = decide(
+                grafted, champion, features, g_align, current, config, fit_shares, grafted=True
+            )
             if g_decision.promote:
                 challenger, alignment, decision = grafted, g_align, g_decision
     if scorable and not decision.promote and far is not None:
