@@ -94,6 +94,7 @@ def _run_replay(scenario: str, args: argparse.Namespace) -> tuple[Path, float]:
         sys.executable, "-m", "segmentation_dagster.cli", "replay", "--scenario", scenario,
         "--customers", str(args.customers), "--history-days", str(args.history_days),
         "--days", str(days), "--shift-after", str(args.shift_after), "--seed", str(args.seed),
+        "--start-date", args.start_date,
     ]  # fmt: skip
     t0 = time.perf_counter()
     with (folder / "replay.log").open("w") as log:
@@ -117,7 +118,7 @@ def measure(data: Path, scenario: str, args: argparse.Namespace, seconds: float)
     truth = pl.read_parquet(data / "truth" / "personas.parquet").with_columns(
         pl.col("customer_id").cast(pl.String)
     )
-    start = simulate.ReplayConfig().start_date
+    start = dt.date.fromisoformat(args.start_date)
     shift = (
         None
         if scenario == "none"
@@ -325,7 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="scenarios replayed at once")
     parser.add_argument("--out", default=str(RESULTS / "adapt"), help="results path stem")
     parser.add_argument("--work", default=str(WORK), help="folder for the replays' data")
+    parser.add_argument(
+        "--start-date",
+        default=None,
+        help="first day of history (default: the longest replay ends yesterday; later events "
+        "would be quarantined as in the future)",
+    )
     args = parser.parse_args(argv)
+    if args.start_date is None:
+        longest = args.history_days + max(args.days, args.quiet_days) + 1
+        args.start_date = (dt.date.today() - dt.timedelta(days=longest)).isoformat()
 
     def one(scenario: str) -> ScenarioResult:
         data, seconds = _run_replay(scenario, args)
