@@ -180,7 +180,7 @@ def print_summary(paths: Paths) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from segmentation_dagster.core import evaluation, registry, segments
+    from segmentation_dagster.core import drift, evaluation, project, registry, segments
     from segmentation_dagster.core.warehouse import connect
     from segmentation_dagster.demo.evaluate import evaluate_segments
 
@@ -196,7 +196,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     snapshot = features["snapshot_date"].max()
     print(f"champion v{version}: {champion.algorithm}, {champion.k} segments; "
           f"{features.height:,} customers as of {snapshot}\n")  # fmt: skip
-    quality = evaluation.separation(champion, reference, features)
+    quality = drift.model_quality(champion, reference, features)
     print(f"separation  silhouette {quality.silhouette_now:.3f} today, "
           f"{quality.silhouette_at_fit:.3f} at fit; mean distance to the centroid "
           f"x{quality.distance_ratio:.2f} of fit")  # fmt: skip
@@ -208,7 +208,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  {seg:>3}  {names.get(seg, ''):<{w}} {n:>9,}  {share:>6.1%}  {dist:>8.2f}  "
               f"{conf:>10.2f}")  # fmt: skip
     if not args.no_refit:
-        st = evaluation.refit_stability(features, champion)
+        st = evaluation.refit_stability(features, champion, project.load().selection)
         moved = f"new ids {list(st.alignment.new)}, retired {list(st.alignment.retired)}"
         kept = f"{st.unchanged_share:.1%} keep their segment id"
         print(f"\nstability   a refit (other seed, shuffled rows) agrees with the champion: "
@@ -261,7 +261,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from segmentation_dagster.core import project, starter
-    from segmentation_dagster.core.settings import config_dir
+    from segmentation_dagster.core.sources import mapping_path
 
     paths = Paths.from_env()
     found = starter.inspect(paths.landing_dir)
@@ -275,7 +275,7 @@ def cmd_init(args: argparse.Namespace) -> int:
           + (f"; {found.first_date} .. {found.last_date} ({span} days)" if span else "")
           + f"; event types {', '.join(found.event_types) or 'none'}")  # fmt: skip
     for path, text in (
-        (config_dir() / "sources.yml", starter.sources_yml(found)),
+        (mapping_path(paths.landing_dir), starter.sources_yml(found)),
         (project.project_file(), starter.project_yml(found)),
     ):
         if path.exists():

@@ -167,7 +167,7 @@ def test_the_state_refuses_other_parameters_and_vars_must_be_what_they_claim(dbt
     assert "half_life_days=10" in _errors(other)
     # a full refresh with the new value is the way; after it, runs with that value extend it
     _dbt(dbt_db, tmp_path, "run", "--full-refresh", "--vars", "{half_life_days: 10}")
-    _dbt(dbt_db, tmp_path, "run", "--vars", "{half_life_days: 10}")
+    _dbt(dbt_db, tmp_path, "run", "--vars", "{half_life_days: 10.0}")  # 10.0 is 10
     early = files[1].name.split(".")[0].split("_")[-1]
     earlier = f"{{half_life_days: 10, snapshot_date: '{early}'}}"
     back = _dbt(dbt_db, tmp_path, "run", "--vars", earlier, ok=False)

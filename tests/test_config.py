@@ -144,3 +144,28 @@ schedules: {refresh_cron: "0 5 * * *"}
                                                           "half_life_days": 10}  # fmt: skip
     monkeypatch.setenv(policy.POLICY_ENV, '{"cooldown_days": 4}')
     assert project.load().policy.cooldown_days == 4  # the environment wins over the file
+
+
+def test_the_environments_policy_wins_field_by_field_and_a_named_file_must_exist(
+    tmp_path, monkeypatch
+):
+    from segmentation_dagster.core import project
+
+    _project_file(tmp_path, monkeypatch, "policy: {cooldown_days: 5, retry_days: 4}\n")
+    monkeypatch.setenv(policy.POLICY_ENV, '{"cooldown_days": 7}')  # the default value, set
+    assert project.load().policy.cooldown_days == 7 and project.load().policy.retry_days == 4
+    monkeypatch.setenv(project.PROJECT_ENV, str(tmp_path / "missing.yml"))
+    with pytest.raises(project.ProjectConfigError, match="no such file"):
+        project.load()
+
+
+def test_lifecycle_keys_set_in_the_file_are_used():
+    from segmentation_dagster.core import lifecycle
+
+    base = lifecycle.LifecycleConfig(min_change_share=0.1, sample=1000)
+    life = SegmentationConfig().lifecycle(base)
+    assert life.min_change_share == 0.1 and life.sample == 1000
+    assert (
+        SegmentationConfig().lifecycle().min_change_share
+        == clustering.SelectionConfig().min_segment_share
+    )

@@ -114,7 +114,7 @@ def test_event_type_synonyms_load_as_the_contracts_names(paths):
     (folder / "clicks.csv").write_text(
         "event_id,customer_id,event_ts,event_type\n"
         "1,a,2026-08-01 10:00,Page_View\n2,a,2026-08-01 10:01,add_to_cart\n"
-        "3,a,2026-08-01 10:02, Checkout \n4,a,2026-08-01 10:03,site_search\n"
+        "3,a,2026-08-01 10:02, Order \n4,a,2026-08-01 10:03,site_search\n"
         "5,a,2026-08-01 10:04,rating\n6,a,2026-08-01 10:05,teleport\n"
     )
     with connect(paths.duckdb_path) as con:

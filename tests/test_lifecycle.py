@@ -297,6 +297,7 @@ def test_a_dense_group_far_from_every_segment_becomes_a_new_segment_the_refit_mi
     result = lifecycle.resegment(shifted, champion, current, 50, {}, small, None, None, far)
     assert result.decision.promote and "new segments" in result.decision.reason
     assert 50 in result.alignment.new
+    assert result.challenger.silhouette == result.decision.challenger_silhouette
 
 
 def test_a_name_is_never_given_to_a_profile_that_contradicts_it():
@@ -331,6 +332,8 @@ def test_a_new_group_is_taken_without_giving_up_segments_the_customers_still_hol
     assert result.decision.promote, result.decision.reason
     assert set(champion.segment_ids) < set(result.challenger.segment_ids)
     assert result.alignment.counts()["merged"] == 0 and result.alignment.new
+    # recorded with the silhouette its decision measured (the search never tried it)
+    assert result.challenger.silhouette == result.decision.challenger_silhouette
     ids = result.challenger.assign(shifted)[0]
     new = result.alignment.new[0]
     assert (ids[movers] == new).mean() > 0.95

@@ -43,3 +43,23 @@ def test_init_maps_an_order_log_it_never_saw_and_fits_the_window_to_its_span(pat
     config.write_text(starter.project_yml(found))
     features = project.load(config).features
     assert features["active_days"] == found.span_days  # a year of orders stays in scope
+
+
+def test_init_never_copies_a_landed_string_raw_into_the_yaml(paths, tmp_path):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    evil = "x\nproducts:\n  columns: {product_id: \"'x'\"}\n#"
+    first = {"event_id": ["1"], "customer_id": ["a"], "event_ts": ["2026-08-01 10:00"],
+             "event_type": [evil], evil: ["y"]}  # fmt: skip
+    later = {"event_id": ["2"], "customer_id": ["b"], "event_ts": ["2026-08-02 10:00"],
+             "event_type": ["view"], "price": [1.0]}  # fmt: skip
+    pl.DataFrame(first).write_parquet(folder / "e1.parquet")
+    pl.DataFrame(later).write_parquet(folder / "e2.parquet")
+    found = starter.inspect(paths.landing_dir)  # files with other columns: sampled by name
+    text = starter.sources_yml(found)
+    sources = tmp_path / "sources.yml"
+    sources.write_text(text)
+    import yaml
+
+    assert set(yaml.safe_load(text)) == {"events"}  # nothing planted
+    load_mapping(sources)

@@ -38,11 +38,12 @@
 {#- The vars the stored behaviour state was folded with. An incremental run with other values
     would extend the state with differently computed days, so the state records them and a run
     with other values fails until a full refresh. -#}
+{#- Numbers are written canonically (%g): 30 and 30.0 are the same half-life. -#}
 {% macro behaviour_params() -%}
     {{ return(
-        'half_life_days=' ~ number_var('half_life_days')
+        'half_life_days=' ~ ('%g' | format(number_var('half_life_days')))
         ~ ';change_windows_days=' ~ (int_list_var('change_windows_days') | join(','))
-        ~ ';change_alpha=' ~ number_var('change_alpha')
-        ~ ';session_gap_minutes=' ~ number_var('session_gap_minutes')
+        ~ ';change_alpha=' ~ ('%g' | format(number_var('change_alpha')))
+        ~ ';session_gap_minutes=' ~ ('%g' | format(number_var('session_gap_minutes')))
     ) }}
 {%- endmacro %}

@@ -21,12 +21,12 @@ EVENT_TYPES = ("view", "cart", "purchase", "search", "review")
 #: Names other systems give the same event types (compared lower-cased and trimmed); they are
 #: loaded as the contract's name. Anything else is quarantined as ``unknown event_type``.
 EVENT_TYPE_SYNONYMS: dict[str, str] = {
-    **dict.fromkeys(("page_view", "pageview", "product_view", "view_item", "detail", "visit",
-                     "impression"), "view"),
+    **dict.fromkeys(("page_view", "pageview", "product_view", "view_item", "detail", "visit"),
+                    "view"),
     **dict.fromkeys(("add_to_cart", "addtocart", "add_to_basket", "add", "basket", "cart_add"),
                     "cart"),
-    **dict.fromkeys(("order", "buy", "checkout", "transaction", "sale", "order_line"),
-                    "purchase"),
+    # not "checkout": in most logs it is the step before the purchase, not the purchase
+    **dict.fromkeys(("order", "buy", "transaction", "sale", "order_line"), "purchase"),
     **dict.fromkeys(("query", "site_search"), "search"),
     **dict.fromkeys(("rating", "product_review"), "review"),
 }  # fmt: skip

@@ -39,7 +39,9 @@ def describe(con: duckdb.DuckDBPyConnection) -> Description:
     members = segments.published_members(con)
     cols = clustering.candidate_columns(features)
     profiles = profiling.profile_segments(features, members, cols)
-    seg_ids = features.select("customer_id").join(members, on="customer_id")["segment_id"]
+    seg_ids = features.select("customer_id").join(
+        members, on="customer_id", how="left", maintain_order="left"
+    )["segment_id"]
     raw = features.select(pl.col(model.plan.used).cast(pl.Float64)).to_numpy()
     rules = naming.surrogate_rules(raw, seg_ids.to_numpy(), model.plan.used)
     names = registry.active_names(con)

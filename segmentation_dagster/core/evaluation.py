@@ -1,7 +1,7 @@
 """How good the segments are, on any shop's data (no truth needed).
 
-- separation: the champion's silhouette and mean distance to the assigned centroid on today's
-  customers (a fixed sample), next to the same at fit;
+- separation: :func:`segmentation_dagster.core.drift.model_quality` (silhouette and centroid
+  distance today and at fit);
 - stability: the champion refitted on the same customers in another order with another seed;
   the agreement of the two assignments (adjusted Rand index) and the share of customers whose
   published id is unchanged after the refit is aligned as a challenger would be;
@@ -19,7 +19,6 @@ import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
 from segmentation_dagster.core.clustering import FittedModel, SelectionConfig, fit
-from segmentation_dagster.core.drift import ModelQuality, model_quality
 from segmentation_dagster.core.lifecycle import Alignment, align_to_champion
 
 
@@ -52,13 +51,6 @@ def refit_stability(
         unchanged_share=float((before == after).mean()),
         alignment=alignment,
     )
-
-
-def separation(
-    champion: FittedModel, fit_reference: pl.DataFrame, features: pl.DataFrame
-) -> ModelQuality:
-    """Silhouette and mean centroid distance today and at fit (fixed samples)."""
-    return model_quality(champion, fit_reference, features)
 
 
 def segment_summary(champion: FittedModel, features: pl.DataFrame) -> pl.DataFrame:

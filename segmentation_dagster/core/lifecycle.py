@@ -361,14 +361,14 @@ def decide(
     costs = bool(adds and losses)
     if adds and ch > old and not losses:
         return Decision(True, f"new segments: {what(adds + removes)}; {scores}", ch, old)
+    if removes and not costs and ch >= old - config.structure_tolerance:
+        return Decision(True, f"segments emptied: {what(removes + adds)}; {scores}", ch, old)
+    if ch > old + config.promotion_margin and not costs:
+        return Decision(True, f"{scores}: better by > {config.promotion_margin}", ch, old)
     if grafted and adds and not losses and ch >= old - config.structure_tolerance:
         why = f"new segments grafted onto the champion: {what(adds)}; {scores}"
         return Decision(True, why, ch, old)
-    if removes and ch >= old - config.structure_tolerance:
-        return Decision(True, f"segments emptied: {what(removes + adds)}; {scores}", ch, old, costs)
-    if ch > old + config.promotion_margin:
-        return Decision(True, f"{scores}: better by > {config.promotion_margin}", ch, old, costs)
-    if costs:
+    if costs:  # never at the cost of segments the customers still hold (see graft)
         why = f"champion kept: {what(adds)} would cost live segments ({what(losses)})"
         return Decision(False, f"{why}; {scores}", ch, old, costs)
     if adds or removes:
@@ -464,6 +464,20 @@ def graft(
     )  # fmt: skip
 
 
+def _candidate(model: FittedModel, decision: Decision) -> clustering.Candidate:
+    """The record of a model built from the champion (not searched): its silhouette is the one
+    the decision measured on today's customers; the search's other scores do not apply."""
+    return clustering.Candidate(
+        algorithm=model.algorithm,
+        k=model.k,
+        silhouette=decision.challenger_silhouette,
+        davies_bouldin=float("nan"),
+        calinski_harabasz=float("nan"),
+        min_segment_share=float("nan"),
+        rejected=None,
+    )
+
+
 def _with_centres(
     champion: FittedModel, centres: list[np.ndarray], new_ids: np.ndarray, n: int, why: str
 ) -> FittedModel:
@@ -478,7 +492,7 @@ def _with_centres(
         algorithm=champion.algorithm,
         plan=champion.plan,
         k=estimator.n_clusters_,
-        candidates=champion.candidates,
+        candidates=[],  # not a searched candidate: resegment records the decision's score
         selection_reason=why,
         n_train=n,
         segment_ids=np.r_[champion.segment_ids, new_ids],
@@ -529,7 +543,7 @@ def resegment(
     # the new segments, when that is promoted on its own terms
     fresh = [i for t in (alignment.transitions if alignment else ())
              if t.kind in ("new", "split") for i in t.new_ids if i >= next_id]  # fmt: skip
-    if scorable and decision.costs_live_segments and fresh:
+    if scorable and not decision.promote and decision.costs_live_segments and fresh:
         grafted = graft(champion, challenger, features, fresh, seed=config.seed)
         if grafted is not None:
             g_align = align_to_champion(grafted, champion, next_id, features, current, config)
@@ -549,6 +563,8 @@ def resegment(
             )
             if ext_decision.promote:
                 challenger, alignment, decision = extended, ext_align, ext_decision
+    if not challenger.candidates:  # built from the champion (graft, extension): not searched
+        challenger.candidates = [_candidate(challenger, decision)]
     names: dict[int, str] = {}
     if decision.promote:
         ids = {int(s) for s in challenger.segment_ids}

@@ -33,6 +33,7 @@ an error naming the file, the section and the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -55,8 +56,6 @@ T = TypeVar("T")
 
 #: The dbt project's vars and their defaults (dbt_project.yml documents each).
 DBT_VARS: dict[str, Any] = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
-#: dbt vars that shape the incremental behaviour state: a change needs one full refresh
-STATE_VARS = ("half_life_days", "change_windows_days", "change_alpha", "session_gap_minutes")
 
 
 class ProjectConfigError(ValueError):
@@ -160,6 +159,8 @@ def _section(path: Path, name: str, cls: type[T], raw: object) -> T:
 def load(path: Path | None = None) -> ProjectConfig:
     """The configuration in effect: the project file (when it exists) over the defaults, and
     ``$SEGMENTATION_DRIFT_POLICY`` over the file's policy."""
+    if path is None and os.environ.get(PROJECT_ENV) and not project_file().exists():
+        raise ProjectConfigError(f"{PROJECT_ENV}={project_file()}: no such file")
     path = path or project_file()
     raw: dict[str, Any] = {}
     if path.exists():
@@ -174,9 +175,11 @@ def load(path: Path | None = None) -> ProjectConfig:
         raise ProjectConfigError(f"{path}: features: must be a mapping of dbt vars")
     features = {k: _check_feature(path, k, v) for k, v in features_raw.items()}
     sections = {name: _section(path, name, cls, raw.get(name)) for name, cls in _SECTIONS.items()}
-    if os.environ.get(POLICY_ENV):
-        env = PolicyConfig.from_env()
-        changed = {f.name: getattr(env, f.name) for f in dataclasses.fields(PolicyConfig)
-                   if getattr(env, f.name) != getattr(PolicyConfig(), f.name)}  # fmt: skip
-        sections["policy"] = dataclasses.replace(sections["policy"], **changed)
+    if os.environ.get(POLICY_ENV):  # every field the environment names wins over the file's
+        PolicyConfig.from_env()  # checks the variable on its own (names and types)
+        env = json.loads(os.environ[POLICY_ENV])
+        try:
+            sections["policy"] = dataclasses.replace(sections["policy"], **env)
+        except ValueError as e:
+            raise ProjectConfigError(f"{path} with ${POLICY_ENV}: {e}") from e
     return ProjectConfig(features=features, path=path if path.exists() else None, **sections)

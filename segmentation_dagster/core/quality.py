@@ -261,9 +261,9 @@ def _exception_message(info: dict[str, Any] | None) -> str | None:
 
 def validate(df: pd.DataFrame, suite: Suite) -> list[Outcome]:
     """Run the suite with GX on ``df``; one outcome per expectation. An optional input that was
-    not supplied (no rows) passes every expectation, observed as "not supplied"."""
+    not supplied (no rows) passes every expectation, observed as "no rows"."""
     if suite.optional and len(df) == 0:
-        return [Outcome(expectation=e, success=True, observed="not supplied (optional input)")
+        return [Outcome(expectation=e, success=True, observed="no rows (optional input)")
                 for e in suite.expectations]  # fmt: skip
     results = gx.validate_each(df, suite.name, [(e.type, e.kwargs) for e in suite.expectations])
     outcomes = []

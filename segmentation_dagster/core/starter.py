@@ -11,6 +11,7 @@ marked.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,7 +140,9 @@ def _quote(name: str) -> str:
 
 
 def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:  # noqa: ANN001
-    union = " union all ".join(f"(select * from {_read(p)} limit {SAMPLE_ROWS})" for p in sample)
+    union = " union all by name ".join(
+        f"(select * from {_read(p)} limit {SAMPLE_ROWS})" for p in sample
+    )
     if "event_type" in look.mapped:
         col = _quote(look.mapped["event_type"])
         for value, n in con.execute(
@@ -159,7 +162,14 @@ def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:
 
 
 def _yaml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A YAML scalar for ``s`` (JSON strings are YAML: every control character escaped)."""
+    return json.dumps(s)
+
+
+def _shown(s: object, limit: int = 40) -> str:
+    """A landed name or value as it may appear in a comment: printable, one line, short."""
+    text = "".join(c if c.isprintable() else "?" for c in str(s))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sources_yml(found: Inspection) -> str:
@@ -169,7 +179,9 @@ def sources_yml(found: Inspection) -> str:
              "# expression over your file's columns (see docs/data-quality.md)."]  # fmt: skip
     for kind, look in found.kinds.items():
         contract = CONTRACTS[kind]
-        header = f"{kind}:   # {look.files} file(s); columns: {', '.join(look.columns)}"
+        header = f"{kind}:   # {look.files} file(s); columns: " + ", ".join(
+            _shown(c) for c in look.columns
+        )
         renamed = {t: c for t, c in look.mapped.items() if t != c}
         if not renamed and kind != "events" and set(contract.required) <= set(look.mapped):
             lines += ["", f"# {header.replace(':   #', ': every column has its contract name;')}"]
@@ -190,8 +202,9 @@ def sources_yml(found: Inspection) -> str:
                     and not all(found.contract_type(t) for t in found.event_types)
                 ):
                     unknown = [t for t in found.event_types if not found.contract_type(t)]
+                    shown = ", ".join(_shown(u) for u in unknown[:10])
                     lines.append(f"    # event types not understood (quarantined unless mapped "
-                                 f"with a CASE): {', '.join(unknown[:10])}")  # fmt: skip
+                                 f"with a CASE): {shown}")  # fmt: skip
                 if expr is not None:
                     lines.append(f"    {target}: {_yaml_str(expr)}")
                 elif required:

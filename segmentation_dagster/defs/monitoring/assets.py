@@ -33,9 +33,9 @@ class DriftMonitorConfig(dg.Config):
         _DRIFT,
         "threshold",
         "A feature drifts when its effect size (normed Wasserstein: shift in reference standard "
-        "deviations) exceeds its threshold. None: calibrate each feature's threshold on the "
-        "reference (bootstrap: margin x the 95th percentile of chance effects, at least "
-        "min_threshold); a number: that threshold for every feature.",
+        "deviations) exceeds its threshold: this number for every feature. Unset everywhere "
+        "(the default), each feature's threshold is calibrated on the reference (bootstrap: "
+        "margin x the 95th percentile of chance effects, at least min_threshold).",
     )
     min_threshold: float | None = core_field(
         _DRIFT, "min_threshold", "Floor of a calibrated threshold."

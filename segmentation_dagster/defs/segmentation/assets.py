@@ -61,8 +61,8 @@ class SegmentationConfig(dg.Config):
     silhouette_tolerance: float | None = core_field(
         _SEL,
         "silhouette_tolerance",
-        "Fewest segments whose silhouette is within this of the best (empty: one standard "
-        "error of the best candidate's silhouette).",
+        "Fewest segments whose silhouette is within this of the best. Unset everywhere (the "
+        "default): one standard error of the best candidate's silhouette.",
     )
     min_stability: float | None = core_field(
         _SEL, "min_stability", "Minimum bootstrap stability (mean ARI between refits)."
@@ -111,12 +111,17 @@ class SegmentationConfig(dg.Config):
         """The lifecycle in effect; it judges changes by the selection's smallest segment, on
         its sample."""
         selection = selection or self.selection()
+        base = base or lifecycle.LifecycleConfig()
+        default = lifecycle.LifecycleConfig()
         return to_core(
             lifecycle.LifecycleConfig,
             self,
             base,
-            min_change_share=selection.min_segment_share,
-            sample=selection.silhouette_sample,
+            # unless the project file set them
+            min_change_share=selection.min_segment_share
+            if base.min_change_share == default.min_change_share
+            else None,
+            sample=selection.silhouette_sample if base.sample == default.sample else None,
         )
 
 
