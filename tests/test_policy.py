@@ -133,3 +133,16 @@ def test_a_small_shop_can_drift():
         decision = step(state, obs, config)
         state, triggers = decision.state, [*triggers, decision.trigger]
     assert triggers == [False, True, False]
+
+
+def test_a_check_of_a_snapshot_already_judged_is_not_counted_again():
+    # the monitor re-run on the same day's data (a second `segmentation daily`, a
+    # re-materialisation from the UI) must not count as another day of drift
+    state = PolicyState()
+    config = replace(CFG, cooldown_days=0)
+    first = step(state, Observation(1, "2026-09-01", 0.9, 1000, 1, "2026-08-01"), config)
+    again = step(first.state, Observation(2, "2026-09-01", 0.9, 1000, 1, "2026-08-01"), config)
+    assert not again.trigger and "not counted again" in again.reason
+    assert again.state.recent == first.state.recent == (0.9,)
+    later = step(again.state, Observation(3, "2026-09-02", 0.9, 1000, 1, "2026-08-01"), config)
+    assert later.trigger and later.state.recent == (0.9, 0.9)

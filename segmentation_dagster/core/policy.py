@@ -114,6 +114,7 @@ class PolicyState:
     last_trigger: str | None = None
     revalidated: bool = False  # the reference is the champion's, re-validated (not a refit)
     revalidations: int = 0  # re-validations of this champion in a row
+    last_snapshot: str | None = None  # the snapshot of the last check counted
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -159,6 +160,14 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
             revalidations=state.revalidations + 1 if revalidated else 0,
         )
     state = replace(state, last_check_id=obs.check_id)
+    if (
+        not (new_champion or revalidated)
+        and state.last_snapshot is not None
+        and obs.snapshot_date <= state.last_snapshot
+    ):  # the monitor ran again on data already judged (a re-run, a second daily call)
+        why = f"no new data since the check of {state.last_snapshot}: not counted again"
+        return PolicyDecision(False, why, state)
+    state = replace(state, last_snapshot=obs.snapshot_date)
     if obs.n_customers < config.min_customers:
         why = f"{obs.n_customers} customers < {config.min_customers}: too little data to judge"
         return PolicyDecision(False, why, state)
