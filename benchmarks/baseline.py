@@ -102,14 +102,20 @@ def features(events: pd.DataFrame, window_days: int = 90) -> pd.DataFrame:
 
 
 def fit(f: pd.DataFrame, k_range: range = range(3, 11), seed: int = 0):  # noqa: ANN201
-    from sklearn.cluster import KMeans
     from sklearn.impute import SimpleImputer
-    from sklearn.metrics import silhouette_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     prep = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-    x = prep.fit_transform(f)
+    return (prep, *k_sweep(prep.fit_transform(f), k_range, seed))
+
+
+def k_sweep(x: np.ndarray, k_range: range = range(3, 11), seed: int = 0):  # noqa: ANN201
+    """KMeans for each k, scored by silhouette on 10,000 rows: (model, k, silhouette) of the
+    best."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
     best = None
     for k in k_range:
         km = KMeans(n_clusters=k, random_state=seed, n_init="auto").fit(x)
@@ -117,7 +123,7 @@ def fit(f: pd.DataFrame, k_range: range = range(3, 11), seed: int = 0):  # noqa:
         if best is None or score > best[0]:
             best = (score, k, km)
     assert best is not None
-    return prep, best[2], best[1], best[0]
+    return best[2], best[1], best[0]
 
 
 def run(landing_dir: Path) -> dict[str, object]:

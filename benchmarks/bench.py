@@ -14,9 +14,11 @@
    - ``refresh``: then, in another fresh process as a scheduled run has it, one new day of
      events lands and ``daily_refresh_job`` runs on that history (the run's time, and apart
      from it the time to load the code location);
-   - ``baseline``: ``benchmarks/baseline.py`` (``--no-baseline`` skips it: pandas holds every
-     event in memory, which the largest scales do not fit in).
-3. Writes ``benchmarks/results/bench_<events>_<customers>.json`` and ``.md`` (stage times, the
+   - ``baseline``: ``benchmarks/baseline.py``, the pandas script (``--no-baseline`` skips it:
+     pandas holds every event in memory, which the largest scales do not fit in);
+   - ``expert``: ``benchmarks/expert.py``, the same work in DuckDB SQL + scikit-learn on a
+     sample, as an expert writes it without the platform (``--no-expert`` skips it).
+3. Writes ``benchmarks/results/bench_<events>_<customers>.json`` and ``.md`` (stage times, each
    baseline / platform ratio per stage, peak RSS, the machine).
 """
 
@@ -168,20 +170,25 @@ def _machine() -> str:
 
 def markdown(report: dict) -> str:
     p = report["platform"]
-    b = report.get("baseline") or {"stages": {}, "total_s": 0.0, "peak_rss_mib": float("nan")}
+    none = {"stages": {}, "total_s": 0.0, "peak_rss_mib": float("nan")}
+    b, e = report.get("baseline") or none, report.get("expert") or none
     lines = [
         f"# Benchmark: {p['events']:,} events, {p['customers']:,} customers",
         "",
         f"{report['machine']}; {report['date']}; `{report['command']}`",
         "",
-        "| stage | platform s | baseline s | baseline / platform |",
-        "|---|---:|---:|---:|",
+        "| stage | platform s | pandas s | pandas / platform | expert s | expert / platform |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+
+    def cells(side: dict, stage: str, ps: float) -> str:
+        s = side["stages"].get(stage, 0.0) if stage != "total" else side["total_s"]
+        ratio = f"{s / ps:.2f}x" if ps > 0.05 and s > 0 else "-"
+        return f"{s:.1f} | {ratio}"
+
     for stage in (*STAGES, "total"):
         ps = p["stages"].get(stage, 0.0) if stage != "total" else p["total_s"]
-        bs = b["stages"].get(stage, 0.0) if stage != "total" else b["total_s"]
-        ratio = f"{bs / ps:.2f}x" if ps > 0.05 and bs > 0 else "-"
-        lines.append(f"| {stage} | {ps:.1f} | {bs:.1f} | {ratio} |")
+        lines.append(f"| {stage} | {ps:.1f} | {cells(b, stage, ps)} | {cells(e, stage, ps)} |")
     slowest = ", ".join(f"{k} {v:.1f}" for k, v in p.get("daily_refresh_slowest", {}).items())
     refresh = f"{p.get('daily_refresh_s', float('nan')):.1f} s"
     if "daily_refresh_load_s" in p:
@@ -191,18 +198,23 @@ def markdown(report: dict) -> str:
             f"{p['daily_refresh_process_s']:.1f} s for the whole process)"
         )
     lines += [
-        f"| peak RSS MiB | {p['peak_rss_mib']:.0f} | {b['peak_rss_mib']:.0f} | |",
+        f"| peak RSS MiB | {p['peak_rss_mib']:.0f} | {b['peak_rss_mib']:.0f} | | "
+        f"{e['peak_rss_mib']:.0f} | |",
         "",
         f"Daily refresh of one new day on top of this history (daily_refresh_job): "
         f"{refresh}; slowest steps (s): {slowest}.",
         "",
         "platform: segmentation_job through Dagster (gates, registry, profiles, exports and "
-        "monitors included; 'gates' and 'other' have no baseline counterpart). baseline: "
-        "benchmarks/baseline.py (pandas, KMeans k-sweep, Evidently DataDriftPreset).",
+        "monitors included; 'gates' and 'other' have no baseline counterpart). pandas: "
+        "benchmarks/baseline.py (pandas, KMeans k-sweep on every customer, Evidently "
+        "DataDriftPreset on the full tables). expert: benchmarks/expert.py (DuckDB SQL over the "
+        "files, KMeans k-sweep on a sample, Evidently Wasserstein drift on samples).",
     ]
     notes = []
     if "baseline" not in report:
-        notes.append("Baseline not run (--no-baseline).")
+        notes.append("pandas baseline not run (--no-baseline).")
+    if "expert" not in report:
+        notes.append("expert baseline not run (--no-expert).")
     if g := report.get("generate"):
         notes.append(
             f"Data generated in this run (streamed day by day): {g['events']:,} events in "
@@ -219,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--work", type=Path, default=ROOT / ".work")
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--no-baseline", action="store_true", help="platform side only")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the pandas baseline")
+    parser.add_argument("--no-expert", action="store_true", help="skip the expert baseline")
     parser.add_argument(
-        "--side", choices=("platform", "refresh", "baseline"), help=argparse.SUPPRESS
+        "--side", choices=("platform", "refresh", "baseline", "expert"), help=argparse.SUPPRESS
     )
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -232,10 +245,14 @@ def main(argv: list[str] | None = None) -> int:
             report = run_platform(args.data)
         elif args.side == "refresh":
             report = run_refresh(args.data)
-        else:
-            from benchmarks.baseline import run
+        elif args.side == "baseline":
+            from benchmarks import baseline
 
-            report = run(args.data / "landing")
+            report = baseline.run(args.data / "landing")
+        else:
+            from benchmarks import expert
+
+            report = expert.run(args.data / "landing")
         # the platform's total is its full loop (the daily refresh is reported on its own)
         report["total_s"] = report.pop("loop_s", time.perf_counter() - t0)
         report["peak_rss_mib"] = _peak_rss_mib()
@@ -265,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                               "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
         print(f"generated {summary.n_events:,} events, {summary.n_customers:,} customers "
               f"in {report['generate']['s']:.1f}s -> {data_dir}", flush=True)  # fmt: skip
-    for side in ("platform",) if args.no_baseline else ("platform", "baseline"):
+    sides = ("platform", *(() if args.no_baseline else ("baseline",)),
+             *(() if args.no_expert else ("expert",)))  # fmt: skip
+    for side in sides:
         print(f"running {side}...", flush=True)
         report[side] = _child(side, data_dir)
         if side == "platform":

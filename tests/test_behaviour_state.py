@@ -9,7 +9,7 @@ from dbt.cli.main import dbtRunner
 
 from segmentation_dagster.core import ingest
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR
-from segmentation_dagster.core.warehouse import connect
+from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.demo import simulate
 
 STATE_MODELS = ("int_customer_behaviour_state", "int_customer_category_state", "customer_features")
@@ -177,3 +177,23 @@ def test_the_state_refuses_other_parameters_and_vars_must_be_what_they_claim(dbt
         result = _dbt(dbt_db, tmp_path, "run", "--full-refresh", "--vars", bad, ok=False)
         assert not result.success, bad
         assert "must be" in _errors(result), (bad, _errors(result))
+
+
+def test_every_duckdb_connection_gets_the_configured_memory_bound(dbt_db, tmp_path, monkeypatch):
+    spill = tmp_path / "spill"
+    monkeypatch.setenv("SEGMENTATION_DUCKDB_MEMORY_LIMIT", "123MB")
+    monkeypatch.setenv("SEGMENTATION_DUCKDB_TEMP_DIR", str(spill))
+    query = "select current_setting('memory_limit') as m, current_setting('temp_directory') as t"
+    with connect(dbt_db) as con:
+        ours = one(con, query)
+    with ingest.file_reader([]) as con:
+        reader = one(con, query)
+    shown = _dbt(dbt_db, tmp_path, "show", "--inline", query).result.results[0].agate_table
+    dbts = tuple(shown.rows[0])
+    assert ours == reader == dbts == ("117.3 MiB", str(spill))
+
+    for bad in ("lots", "0GB", "4GB'; copy (select 1) to '/tmp/x", "150%", "-1GB"):
+        monkeypatch.setenv("SEGMENTATION_DUCKDB_MEMORY_LIMIT", bad)
+        with pytest.raises(ValueError, match="SEGMENTATION_DUCKDB_MEMORY_LIMIT"):
+            with connect(dbt_db):
+                pass

@@ -6,21 +6,22 @@ import pytest
 
 from benchmarks import bench
 
-pytestmark = pytest.mark.slow  # the benchmark, end to end
 
-
+@pytest.mark.slow  # the benchmark, end to end
 def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
     argv = ["--events", "15000", "--customers", "400", "--days", "30",
             "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]  # fmt: skip
     assert bench.main(argv) == 0
     report = json.loads((tmp_path / "results" / "bench_15000_400.json").read_text())
-    platform, baseline = report["platform"], report["baseline"]
-    # same landed files, same customers in scope, on both sides
-    assert platform["events"] == baseline["events"] == report["generate"]["events"] > 10_000
-    assert platform["customers"] == baseline["customers"] > 300
+    platform, baseline, expert = report["platform"], report["baseline"], report["expert"]
+    # same landed files, same customers in scope, on every side
+    assert (platform["events"] == baseline["events"] == expert["events"]
+            == report["generate"]["events"] > 10_000)  # fmt: skip
+    assert platform["customers"] == baseline["customers"] == expert["customers"] > 300
     assert set(platform["stages"]) == set(bench.STAGES)
     assert platform["stages"]["features"] > 0 and platform["stages"]["gates"] > 0
     assert {"ingest", "features", "fit", "assign", "drift"} == set(baseline["stages"])
+    assert set(expert["stages"]) == set(baseline["stages"])
     assert platform["peak_rss_mib"] > 0 and baseline["peak_rss_mib"] > 0
     # the daily refresh ran on top of that history, and the harness's new day left again
     assert platform["daily_refresh_s"] > 0 and "dbt_models" in platform["daily_refresh_slowest"]
@@ -29,5 +30,31 @@ def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
     assert platform["daily_refresh_process_s"] > platform["daily_refresh_s"]
     assert len(list((tmp_path / "work" / "15000_400" / "landing" / "events").iterdir())) == 30
     md = (tmp_path / "results" / "bench_15000_400.md").read_text()
-    assert "| total |" in md and "baseline / platform" in md and "Daily refresh" in md
+    assert (
+        "| total |" in md
+        and "pandas / platform" in md
+        and "expert / platform" in md
+        and "Daily refresh" in md
+    )
     assert "streamed day by day" in md
+
+
+def test_the_expert_sql_computes_the_same_features_as_the_pandas_baseline(tmp_path):
+    import duckdb
+    import numpy as np
+
+    from benchmarks import baseline, expert
+    from segmentation_dagster.demo import simulate
+
+    cfg = simulate.DemoConfig(n_customers=300, days=40)
+    simulate.generate(cfg, tmp_path / "landing", tmp_path / "truth")
+    events = baseline.load(tmp_path / "landing")
+    want = baseline.features(events).sort_index()
+    con = duckdb.connect()
+    con.register("landed", events)
+    con.execute("create table events as select * from landed")
+    got = con.sql(expert.FEATURES_SQL).df().set_index("customer_id")[baseline.FEATURES]
+    got = got.astype("float64").sort_index()
+    assert list(got.index) == list(want.index) and len(got) > 250
+    for col in baseline.FEATURES:
+        np.testing.assert_allclose(got[col], want[col].astype("float64"), rtol=1e-9, err_msg=col)

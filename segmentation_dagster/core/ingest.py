@@ -58,6 +58,7 @@ import duckdb
 
 from segmentation_dagster.core import landing
 from segmentation_dagster.core.contract import CONTRACTS, RAW_SCHEMA, Contract, Limits
+from segmentation_dagster.core.settings import DuckDBSettings
 from segmentation_dagster.core.sources import SourceMapping, UnknownColumnError
 from segmentation_dagster.core.testhooks import pause_point
 from segmentation_dagster.core.warehouse import one
@@ -171,6 +172,7 @@ def file_reader(files: list[Path]) -> Iterator[duckdb.DuckDBPyConnection]:
     )
     try:
         con.execute("set TimeZone = 'UTC'")
+        DuckDBSettings.from_env().apply(con)
         con.execute("set allowed_paths = ?", [[str(f) for f in files]])
         con.execute("set enable_external_access = false")
         con.execute("set lock_configuration = true")

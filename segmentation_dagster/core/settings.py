@@ -15,11 +15,14 @@
 | SEGMENTATION_EARLIEST_TS   | 2000-01-01                       | older timestamps: quarantined |
 | SEGMENTATION_MAX_PRICE     | 1e9                              | higher prices: quarantined    |
 | SEGMENTATION_MAX_QUANTITY  | 1e6                              | more items: quarantined       |
+| SEGMENTATION_DUCKDB_MEMORY_LIMIT | 25%                        | DuckDB's memory limit         |
+| SEGMENTATION_DUCKDB_TEMP_DIR | $SEGMENTATION_DUCKDB_PATH.tmp  | where DuckDB spills beyond it |
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,3 +75,38 @@ class Paths:
             export_dir=Path(os.environ.get("SEGMENTATION_EXPORT_DIR", data / "exports")),
             report_dir=Path(os.environ.get("SEGMENTATION_REPORT_DIR", data / "reports")),
         )
+
+
+#: A DuckDB memory size: a number and a unit, or a share of the machine's memory.
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|[KMGT]i?B)", re.IGNORECASE)
+DEFAULT_MEMORY_LIMIT = "25%"
+
+
+@dataclass(frozen=True)
+class DuckDBSettings:
+    """How much memory DuckDB may hold and where it spills the rest: every connection the
+    platform opens (its own and dbt's, via profiles.yml) gets the same two settings, so a
+    100M-event run stays within a bound instead of DuckDB's default of 80 % of the machine."""
+
+    memory_limit: str
+    temp_directory: Path
+
+    @classmethod
+    def from_env(cls, duckdb_path: Path | None = None) -> DuckDBSettings:
+        limit = os.environ.get("SEGMENTATION_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
+        limit = limit.strip()
+        size = _MEMORY.fullmatch(limit)
+        number = float(size.group(1)) if size else 0.0
+        if not 0 < number <= (100 if limit.endswith("%") else float("inf")):
+            raise ValueError(
+                f"SEGMENTATION_DUCKDB_MEMORY_LIMIT={limit!r}: expected a size such as 6GB or "
+                "6GiB, or a share of the machine's memory such as 25%"
+            )
+        db = duckdb_path or Paths.from_env().duckdb_path
+        temp = os.environ.get("SEGMENTATION_DUCKDB_TEMP_DIR") or f"{db}.tmp"
+        return cls(memory_limit=limit, temp_directory=Path(temp).resolve())
+
+    def apply(self, con: Any) -> None:  # noqa: ANN401 - a duckdb connection
+        """Set both on ``con`` (bound values, never pasted into the statement)."""
+        con.execute("set memory_limit = ?", [self.memory_limit])
+        con.execute("set temp_directory = ?", [str(self.temp_directory)])

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import duckdb
 
+from segmentation_dagster.core.settings import DuckDBSettings
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_TIMEOUT_S = 3600.0
@@ -175,6 +177,7 @@ def connect(
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     with locked(db_path, timeout_s):
         con = duckdb.connect(str(db_path), read_only=read_only)
+        DuckDBSettings.from_env(Path(db_path)).apply(con)
         if not read_only:
             # commit appends to the WAL; checkpoint when it reaches 1 GB or on close, not after
             # every small per-file transaction

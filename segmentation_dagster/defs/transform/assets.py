@@ -26,6 +26,7 @@ from pydantic import Field
 from segmentation_dagster.adapters import dbt_runner
 from segmentation_dagster.core import audit, project
 from segmentation_dagster.core.project import DBT_VARS
+from segmentation_dagster.core.settings import DuckDBSettings
 from segmentation_dagster.defs.resources import DUCKDB_POOL, WarehouseResource
 from segmentation_dagster.defs.transform.project import dbt_project
 
@@ -102,6 +103,7 @@ def dbt_models(
     """dbt build: models and their tests, one invocation per run."""
     # profiles.yml reads the database path from this variable; dbt inherits our environment
     os.environ["SEGMENTATION_DUCKDB_PATH"] = warehouse.path
+    DuckDBSettings.from_env()  # profiles.yml reads the same variables: refuse a bad value here
     checks: list[dg.AssetCheckResult | dg.AssetCheckEvaluation] = []
     try:
         with warehouse.lock() as waited:
