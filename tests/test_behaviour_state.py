@@ -197,3 +197,27 @@ def test_every_duckdb_connection_gets_the_configured_memory_bound(dbt_db, tmp_pa
         with pytest.raises(ValueError, match="SEGMENTATION_DUCKDB_MEMORY_LIMIT"):
             with connect(dbt_db):
                 pass
+
+
+def _failing_tests(result) -> set[str]:
+    return {r.node.name for r in result.result.results if r.status == "fail"}
+
+
+def test_key_tests_check_the_new_rows_against_the_whole_history(dbt_db, tmp_path):
+    """A daily build checks event_id uniqueness for the rows loaded since the last build (against
+    every older row) and the day aggregates' grain for the dates it rebuilt; a duplicate that
+    arrives later is still caught."""
+    files, landing = _land_days(tmp_path, 6)
+    _deliver(dbt_db, landing, files[:4])
+    _dbt(dbt_db, tmp_path, "build", "--exclude", "test_type:unit")  # every key test passes
+    _deliver(dbt_db, landing, files[4:])
+    with connect(dbt_db) as con:  # a new row reusing an event_id of the first day
+        con.execute(
+            "insert into raw.events select * replace (now()::timestamp as _loaded_at) "
+            "from raw.events where _loaded_at = (select min(_loaded_at) from raw.events) limit 1"
+        )
+    result = _dbt(dbt_db, tmp_path, "build", "--exclude", "test_type:unit", ok=False)
+    assert not result.success
+    assert [t for t in _failing_tests(result) if t.startswith("unique")] == [
+        "unique_in_new_rows_stg_shop__events_int_events_aggregated_to_customer_days__event_id"
+    ]

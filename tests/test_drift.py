@@ -185,3 +185,21 @@ def test_sensor_does_not_trigger_while_a_blocking_check_fails():
         results.append(result)
     assert all(isinstance(r, dg.SkipReason) for r in results)
     assert "blocking checks fail" in results[-1].skip_message
+
+
+def test_the_monitor_reads_a_fixed_size_sample_the_same_every_time(tmp_path):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("create table f as select i::varchar as customer_id, i * 1.0 as x "
+                "from range(50000) t(i)")  # fmt: skip
+    a = drift.read_sample(con, "f", [], 1000, 7)
+    assert a.height == 1000 and a["customer_id"].n_unique() == 1000
+    assert a.equals(drift.read_sample(con, "f", [], 1000, 7))
+    other = drift.read_sample(con, "f", [], 1000, 8)
+    assert len(set(a["customer_id"]) & set(other["customer_id"])) < 100
+    assert 20_000 < a["x"].mean() < 30_000  # spread over the table, not its first rows
+    assert drift.read_sample(con, "f", [], 10**6, 7).height == 50_000
+    path = tmp_path / "r.parquet"
+    con.execute(f"copy f to '{path}'")
+    assert drift.read_sample(con, "read_parquet(?)", [str(path)], 1000, 7).equals(a)

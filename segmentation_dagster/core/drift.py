@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 from scipy import stats
@@ -111,6 +112,19 @@ class BehaviourDrift:
         """The largest effect as a multiple of its column's threshold (>= 1: drifted)."""
         ratios = [s / self.thresholds[c] for c, s in self.scores.items() if np.isfinite(s)]
         return round(max(ratios, default=0.0), 4)
+
+
+def read_sample(
+    con: duckdb.DuckDBPyConnection, relation: str, params: list, n: int, seed: int
+) -> pl.DataFrame:
+    """At most ``n`` rows of ``relation`` (a table name or ``read_parquet(?)``, never user
+    text), the same rows for the same seed: those with the smallest ``hash(customer_id, seed)``.
+    One scan and a top-n, so a monitor reads a fixed-size sample whatever the customer count,
+    instead of every customer's features."""
+    return con.sql(
+        f"select * from {relation} order by hash(customer_id, ?::bigint) limit ?",
+        params=[*params, seed, n],
+    ).pl()
 
 
 def _sample(df: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:

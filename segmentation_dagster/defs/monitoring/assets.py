@@ -96,16 +96,20 @@ def behaviour_drift(
     see ``core.drift``) is what the drift sensor's policy reads. Features that move on a quiet
     shop (tenure, and what accumulates with history: ``core.drift.NOT_MONITORED``) are left
     out."""
+    settings = config.drift_config(project.load().drift)
+    size, seed = settings.sample_size, settings.seed
+    features = segments.FEATURES_TABLE
     with warehouse.connect() as con:
-        version, model, reference = _reference(con)
-        current = segments.read_features(con)
-    ref_snapshot = reference["snapshot_date"].max()
-    snapshot = current["snapshot_date"].max()
+        version, model = registry.require_champion(con)
+        ref = [str(registry.reference_path(con, version))]
+        # fixed-size samples read in SQL: the step's cost does not grow with the customers
+        reference = drift.read_sample(con, "read_parquet(?)", ref, size, seed)
+        current = drift.read_sample(con, features, [], size, seed + 1)
+        ref_snapshot = one(con, "select max(snapshot_date) from read_parquet(?)", ref)[0]
+        snapshot, n_current = one(con, f"select max(snapshot_date), count(*) from {features}")
     columns = drift.comparable_columns(reference, drift.monitored_columns(model.plan.used))
     report = Path(reports.dir) / f"behaviour_drift_{snapshot}_ref{version:04d}.html"
-    result = drift.behaviour_drift(
-        reference, current, columns, config.drift_config(project.load().drift), report
-    )
+    result = drift.behaviour_drift(reference, current, columns, settings, report)
     with warehouse.connect() as con:
         append_history(
             con,
@@ -124,7 +128,7 @@ def behaviour_drift(
             "drift_score": result.score,
             "drift_share": result.drift_share,
             "drifted_columns": ", ".join(result.drifted) or "none",
-            "n_current": current.height,
+            "n_current": n_current,
             "n_sampled": result.n_current,
             "scores": dg.MetadataValue.md(md_table(_scores_table(result))),
             "report": dg.MetadataValue.path(str(result.report_path)),
