@@ -97,6 +97,13 @@ def _run(defs, instance, job: str) -> tuple[float, dict[str, float]]:  # noqa: A
     return run.seconds, steps
 
 
+def _dbt_nodes(data_dir: Path, top: int = 10) -> dict[str, float]:
+    """The slowest dbt nodes of the last dbt invocation on this warehouse (run_results.json)."""
+    results = json.loads((data_dir / "dbt_target" / "run_results.json").read_text())["results"]
+    slowest = sorted(results, key=lambda r: -r["execution_time"])[:top]
+    return {r["unique_id"].split(".", 1)[1]: round(r["execution_time"], 2) for r in slowest}
+
+
 def run_platform(data_dir: Path) -> dict[str, object]:
     """segmentation_job on a fresh warehouse over the landed files, seconds per stage."""
     for name in ("warehouse.duckdb", "warehouse.duckdb.wal", "models", "exports", "reports"):
@@ -121,7 +128,9 @@ def run_platform(data_dir: Path) -> dict[str, object]:
     for key, seconds in steps.items():
         stages[_stage(key)] += seconds
     stages["other"] += total - sum(stages.values())  # run start-up and hand-offs
-    return {"stages": stages, "events": events, "customers": customers, "loop_s": total}
+    return {"stages": stages, "events": events, "customers": customers, "loop_s": total,
+            "steps": {k: round(v, 2) for k, v in steps.items()},
+            "dbt_nodes": _dbt_nodes(data_dir)}  # fmt: skip
 
 
 def run_refresh(data_dir: Path) -> dict[str, object]:
@@ -146,7 +155,9 @@ def run_refresh(data_dir: Path) -> dict[str, object]:
         delivered.unlink()  # the bench's scratch landing, not a user's
     slowest = sorted(steps.items(), key=lambda kv: -kv[1])[:5]
     return {"daily_refresh_s": run_s, "daily_refresh_load_s": load_s,
-            "daily_refresh_slowest": {k: round(v, 1) for k, v in slowest}}  # fmt: skip
+            "daily_refresh_slowest": {k: round(v, 1) for k, v in slowest},
+            "daily_refresh_steps": {k: round(v, 2) for k, v in steps.items()},
+            "daily_refresh_dbt_nodes": _dbt_nodes(data_dir)}  # fmt: skip
 
 
 def _child(side: str, data_dir: Path) -> dict[str, object]:
@@ -203,6 +214,14 @@ def markdown(report: dict) -> str:
         "",
         f"Daily refresh of one new day on top of this history (daily_refresh_job): "
         f"{refresh}; slowest steps (s): {slowest}.",
+        "",
+        "Slowest dbt nodes (s), full loop: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in list(p.get("dbt_nodes", {}).items())[:5])
+        + "; daily refresh: "
+        + ", ".join(
+            f"{k} {v:.1f}" for k, v in list(p.get("daily_refresh_dbt_nodes", {}).items())[:5]
+        )
+        + ".",
         "",
         "platform: segmentation_job through Dagster (gates, registry, profiles, exports and "
         "monitors included; 'gates' and 'other' have no baseline counterpart). pandas: "
