@@ -72,6 +72,9 @@ class ScenarioResult:
     resegmentations: int = 0
     promotions: list[dict] = field(default_factory=list)
     emerging_share: dict[str, float] = field(default_factory=dict)  # "+k" -> share
+    #: the floor: the share of the new persona with any event since the shift ("+k" -> share);
+    #: a customer who has not come back yet cannot be seen to have changed
+    emerging_seen: dict[str, float] = field(default_factory=dict)
     first_check_emerging_080: int | None = None
     vanished_segment: int | None = None
     vanished_retired_at_check: int | None = None
@@ -113,6 +116,17 @@ def _assignments(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     ).pl()
 
 
+def _first_seen_since(data: Path, shift: dt.date) -> pl.DataFrame:
+    """Each customer's first event date on or after the shift (the replay's source files)."""
+    return (
+        pl.scan_parquet(data / "replay_source" / "events" / "*.parquet")
+        .filter(pl.col("event_ts") >= dt.datetime.combine(shift, dt.time()))
+        .group_by(pl.col("customer_id").cast(pl.String))
+        .agg(first_seen=pl.col("event_ts").min().dt.date())
+        .collect()
+    )
+
+
 def measure(data: Path, scenario: str, args: argparse.Namespace, seconds: float) -> ScenarioResult:
     """Read a finished replay's warehouse and truth file into a :class:`ScenarioResult`."""
     truth = pl.read_parquet(data / "truth" / "personas.parquet").with_columns(
@@ -142,6 +156,7 @@ def measure(data: Path, scenario: str, args: argparse.Namespace, seconds: float)
         None if shift is None else str(shift), round(seconds, 1),
     )  # fmt: skip
     dates = timeline["snapshot_date"].to_list()
+    first_seen = _first_seen_since(data, shift) if scenario == "emerging_segment" else None
     by_date = history.partition_by("snapshot_date", as_dict=True, include_key=False)
     first_version = int(timeline["champion_version"][0])
     first_ids = set(registry[first_version])
@@ -166,7 +181,9 @@ def measure(data: Path, scenario: str, args: argparse.Namespace, seconds: float)
                "champion_version": int(timeline["champion_version"][i]),
                "runs": timeline["runs"][i], "decision": timeline["decision"][i]}  # fmt: skip
         if scenario == "emerging_segment" and offset is not None and offset >= 0:
-            new = joined.filter(pl.col("persona") == simulate.EMERGING.name)
+            new = joined.filter(pl.col("persona") == simulate.EMERGING.name).join(
+                first_seen, on="customer_id", how="left"
+            )
             minted = new.filter(~pl.col("segment_id").is_in(list(first_ids)))
             share = (
                 minted["segment_id"].value_counts()["count"].max() / new.height
@@ -174,6 +191,10 @@ def measure(data: Path, scenario: str, args: argparse.Namespace, seconds: float)
                 else 0.0
             )
             row["emerging_share"] = round(float(share), 4)
+            row["emerging_seen"] = round(
+                float((new["first_seen"] <= day).fill_null(False).mean()) if new.height else 0.0,
+                4,
+            )
         rows.append(row)
     result.timeline = rows
     flips = [r["flip_rate"] for r in rows if r["flip_rate"] is not None]
@@ -202,6 +223,7 @@ def measure(data: Path, scenario: str, args: argparse.Namespace, seconds: float)
         result.first_check_ari_090 = next((r["offset"] for r in after if r["ari"] >= 0.90), None)
         if scenario == "emerging_segment":
             result.emerging_share = {f"+{r['offset']}": r["emerging_share"] for r in after}
+            result.emerging_seen = {f"+{r['offset']}": r["emerging_seen"] for r in after}
             result.first_check_emerging_080 = next(
                 (r["offset"] for r in after if r["emerging_share"] >= 0.8), None
             )
@@ -271,7 +293,13 @@ def markdown(results: list[ScenarioResult], args: argparse.Namespace) -> str:
         target = ""
         if r.scenario == "emerging_segment":
             share = max(r.emerging_share.values(), default=0.0)
-            target = f"new id holds ≥80 % of the new persona at check {f(r.first_check_emerging_080)} (max {share:.0%})"  # noqa: E501
+            seen = r.emerging_seen.get("+7")
+            target = (
+                f"new id holds ≥80 % of the new persona at check "
+                f"{f(r.first_check_emerging_080)} (max {share:.0%}); at +7 it holds "
+                f"{r.emerging_share.get('+7', 0):.0%}, and {f(seen)} of the persona had any "
+                "event since the shift"
+            )
         elif r.scenario == "vanishing_segment":
             target = (
                 f"segment {f(r.vanished_segment)} retired at check {f(r.vanished_retired_at_check)}"  # noqa: E501
@@ -303,11 +331,18 @@ def markdown(results: list[ScenarioResult], args: argparse.Namespace) -> str:
         lines += ["", f"## {r.scenario}", "",
                   "| date | check | ARI | flip | drift | champion | decision |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
+        emerging = r.scenario == "emerging_segment"
+        if emerging:  # the new persona: held by the new id, and seen since the shift (floor)
+            lines[-2] = lines[-2].replace("| decision |", "| new id holds | seen | decision |")
+            lines[-1] += "---|---|"
         for t in r.timeline:
             decision = (t["decision"] or "")[:140]
+            extra = (
+                f"{f(t.get('emerging_share'))} | {f(t.get('emerging_seen'))} | " if emerging else ""
+            )
             lines.append(
                 f"| {t['date']} | {f(t['offset'])} | {f(t['ari'])} | {f(t['flip_rate'])} | "
-                f"{f(t['drift_score'])} | v{t['champion_version']} | {decision} |"
+                f"{f(t['drift_score'])} | v{t['champion_version']} | {extra}{decision} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -25,5 +25,8 @@ def test_the_adaptation_benchmark_replays_a_scenario_and_writes_its_results(tmp_
     assert all(0 <= t["ari"] <= 1 for t in r["timeline"])
     assert r["timeline"][0]["flip_rate"] is None and r["timeline"][1]["flip_rate"] is not None
     assert set(r["emerging_share"]) == {"+0", "+1"}
+    # the floor: who of the new persona came back since the shift; it only grows
+    seen = r["emerging_seen"]
+    assert set(seen) == {"+0", "+1"} and 0 < seen["+0"] <= seen["+1"] <= 1
     md = out.with_suffix(".md").read_text()
     assert "| emerging_segment |" in md and "## emerging_segment" in md
