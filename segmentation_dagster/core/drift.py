@@ -224,8 +224,15 @@ class ModelQuality:
         )
 
 
+#: Customers per side that model_quality measures.
+QUALITY_SAMPLE = 5_000
+
+
 def model_quality(
-    model: FittedModel, reference: pl.DataFrame, current: pl.DataFrame, sample: int = 5_000
+    model: FittedModel,
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    sample: int = QUALITY_SAMPLE,
 ) -> ModelQuality:
     """Silhouette and mean distance to the assigned centroid, on fixed samples."""
 

@@ -60,12 +60,6 @@ class DriftMonitorConfig(dg.Config):
         return to_core(drift.DriftConfig, self, base, per_column=per_column)
 
 
-def _reference(con) -> tuple[int, object, pl.DataFrame]:  # noqa: ANN001
-    version, model = registry.require_champion(con)
-    path = registry.reference_path(con, version)
-    return version, model, pl.read_parquet(path)
-
-
 def _scores_table(result: drift.BehaviourDrift) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -171,11 +165,16 @@ def segment_share_drift(warehouse: WarehouseResource) -> dg.MaterializeResult:
 def model_quality(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Does the champion still fit? Silhouette and mean distance to the assigned centroid on
     today's customers vs on its reference snapshot (same sample size and seed)."""
+    features = segments.FEATURES_TABLE
     with warehouse.connect() as con:
-        version, model, reference = _reference(con)
-        current = segments.read_features(con)
+        version, model = registry.require_champion(con)
+        ref = [str(registry.reference_path(con, version))]
+        # fixed-size samples read in SQL (the same seed on both sides, as before)
+        size = drift.QUALITY_SAMPLE
+        reference = drift.read_sample(con, "read_parquet(?)", ref, size, 1)
+        current = drift.read_sample(con, features, [], size, 1)
         q = drift.model_quality(model, reference, current)
-        snapshot = current["snapshot_date"].max()
+        snapshot = one(con, f"select max(snapshot_date) from {features}")[0]
         append_history(con, snapshot, version, "distance_ratio", q.distance_ratio,
                         q.__dict__)  # fmt: skip
     return dg.MaterializeResult(
