@@ -194,3 +194,26 @@ def test_the_run_summary_names_what_was_loaded_and_who_is_in_scope(pipeline_run,
     assert re.search(r"loaded +[0-9,]+ events from 60 files", out)
     assert re.search(r"features [0-9,]+ customers as of", out)
     assert "model    champion v1" in out
+
+
+def test_health_rules_run_as_warning_checks_and_pass_on_the_fit_day(pipeline_run):
+    _, result = pipeline_run
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    expected = {
+        "behaviour_drift_below_trigger": "behaviour_drift",
+        "segment_shares_stable": "segment_share_drift",
+        "model_still_fits": "model_quality",
+        "segment_count_and_smallest_share": "customer_segments",
+        "every_customer_has_a_segment": "customer_segments",
+    }
+    for name, asset in expected.items():
+        check = checks[name]
+        assert check.asset_key.to_user_string() == asset and check.passed, name
+        assert check.severity.value == "WARN" and "limit" in check.metadata
+    # the fit day: the reference is today, so nothing has moved
+    assert checks["segment_shares_stable"].metadata["value"].value == 0
+    assert checks["model_still_fits"].metadata["value"].value == 1
+    seg = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
+    meta = seg["customer_segments"].materialization.metadata
+    shares = {k: v.value for k, v in meta.items() if k.startswith("share: ")}
+    assert len(shares) >= 3 and abs(sum(shares.values()) - 1) < 1e-3

@@ -11,9 +11,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from segmentation_dagster.core import drift, project, registry, segments
+from segmentation_dagster.core import drift, health, project, registry, segments
 from segmentation_dagster.core.monitoring import append_history
 from segmentation_dagster.core.warehouse import md_table, one
+from segmentation_dagster.defs import health as checks
 from segmentation_dagster.defs.config import core_field, to_core
 from segmentation_dagster.defs.resources import DUCKDB_POOL, ReportsResource, WarehouseResource
 
@@ -78,6 +79,7 @@ def _scores_table(result: drift.BehaviourDrift) -> pl.DataFrame:
     kinds={"evidently", "duckdb"},
     deps=[SEGMENTS],
     pool=DUCKDB_POOL,
+    check_specs=checks.specs("behaviour_drift", "behaviour_drift_below_trigger"),
 )
 def behaviour_drift(
     config: DriftMonitorConfig, warehouse: WarehouseResource, reports: ReportsResource
@@ -90,7 +92,8 @@ def behaviour_drift(
     see ``core.drift``) is what the drift sensor's policy reads. Features that move on a quiet
     shop (tenure, and what accumulates with history: ``core.drift.NOT_MONITORED``) are left
     out."""
-    settings = config.drift_config(project.load().drift)
+    project_settings = project.load()
+    settings = config.drift_config(project_settings.drift)
     size, seed = settings.sample_size, settings.seed
     features = segments.FEATURES_TABLE
     with warehouse.connect() as con:
@@ -126,11 +129,18 @@ def behaviour_drift(
             "n_sampled": result.n_current,
             "scores": dg.MetadataValue.md(md_table(_scores_table(result))),
             "report": dg.MetadataValue.path(str(result.report_path)),
-        }
+        },
+        check_results=[checks.result(health.drift(result.score, project_settings.policy))],
     )
 
 
-@dg.asset(group_name="monitoring", kinds={"duckdb"}, deps=[SEGMENTS], pool=DUCKDB_POOL)
+@dg.asset(
+    group_name="monitoring",
+    kinds={"duckdb"},
+    deps=[SEGMENTS],
+    pool=DUCKDB_POOL,
+    check_specs=checks.specs("segment_share_drift", "segment_shares_stable"),
+)
 def segment_share_drift(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """PSI of today's segment shares vs the shares on the champion's reference snapshot
     (rule of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a real shift)."""
@@ -157,11 +167,18 @@ def segment_share_drift(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "reference_version": version,
             "psi": score,
             "shares": dg.MetadataValue.md(md_table(rows)),
-        }
+        },
+        check_results=[checks.result(health.share_drift(score, health.HealthConfig()))],
     )
 
 
-@dg.asset(group_name="monitoring", kinds={"sklearn"}, deps=[SEGMENTS], pool=DUCKDB_POOL)
+@dg.asset(
+    group_name="monitoring",
+    kinds={"sklearn"},
+    deps=[SEGMENTS],
+    pool=DUCKDB_POOL,
+    check_specs=checks.specs("model_quality", "model_still_fits"),
+)
 def model_quality(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Does the champion still fit? Silhouette and mean distance to the assigned centroid on
     today's customers vs on its reference snapshot (same sample size and seed)."""
@@ -186,5 +203,6 @@ def model_quality(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "mean_distance_now": q.mean_distance_now,
             "mean_distance_at_fit": q.mean_distance_at_fit,
             "distance_ratio": q.distance_ratio,
-        }
+        },
+        check_results=[checks.result(health.model_fit(q.distance_ratio, health.HealthConfig()))],
     )

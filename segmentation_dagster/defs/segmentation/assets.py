@@ -12,6 +12,7 @@ import polars as pl
 from segmentation_dagster.core import (
     clustering,
     describe,
+    health,
     lifecycle,
     project,
     registry,
@@ -21,7 +22,8 @@ from segmentation_dagster.core import (
 from segmentation_dagster.core.segments import (
     MIGRATIONS_TABLE,
 )
-from segmentation_dagster.core.warehouse import md_table, replace_table
+from segmentation_dagster.core.warehouse import md_table, one, replace_table
+from segmentation_dagster.defs import health as checks
 from segmentation_dagster.defs.config import core_field, to_core
 from segmentation_dagster.defs.resources import (
     DUCKDB_POOL,
@@ -214,6 +216,9 @@ class AssignmentConfig(dg.Config):
     kinds={"duckdb"},
     deps=[segmentation_model, dg.AssetKey("customer_features")],
     pool=DUCKDB_POOL,
+    check_specs=checks.specs(
+        "customer_segments", "segment_count_and_smallest_share", "every_customer_has_a_segment"
+    ),
 )
 def customer_segments(
     config: AssignmentConfig, warehouse: WarehouseResource
@@ -234,6 +239,12 @@ def customer_segments(
             config.assignment(project.load().assignment),
         )
         n = segments.publish(con, published)
+        with_features, without_segment = one(
+            con,
+            f"select count(*), count(*) filter (s.customer_id is null) "
+            f"from {segments.FEATURES_TABLE} f left join {segments.SEGMENTS_TABLE} s "
+            "using (customer_id)",
+        )
     snapshot = published["snapshot_date"].max()
     sizes = (
         published.group_by("segment_id", "segment_name")
@@ -248,7 +259,22 @@ def customer_segments(
             "snapshot_date": str(snapshot),
             "segments": sizes.height,
             "segment_sizes": dg.MetadataValue.md(md_table(sizes)),
-        }
+            # one number per segment, so the UI plots each share over the days
+            **{
+                f"share: {name} ({sid})": round(float(share), 4)
+                for sid, name, share in sizes.select(
+                    "segment_id", "segment_name", "share"
+                ).iter_rows()
+            },
+        },
+        check_results=[
+            checks.result(
+                health.segment_mix(
+                    dict(sizes.select("segment_id", "share").iter_rows()), health.HealthConfig()
+                )
+            ),
+            checks.result(health.coverage(with_features, without_segment)),
+        ],  # fmt: skip
     )
 
 
