@@ -62,13 +62,19 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     raw = mats["raw_events"].materialization.metadata
     assert raw["files_loaded"].value == 60 and raw["dagster/row_count"].value > 10_000
     seg = mats["customer_segments"].materialization.metadata
-    assert "| segment_id | segment_name | customers |" in seg["segment_sizes"].value
+    sizes = seg["segment_sizes"].value  # a typed table, not Markdown
+    assert [c.name for c in sizes.schema.columns][:3] == ["segment_id", "segment_name", "customers"]
+    assert [c.type for c in sizes.schema.columns][:3] == ["int", "string", "int"]
+    assert all(isinstance(r.data["share"], float) for r in sizes.records)
     prof = mats["segment_profiles"].materialization.metadata["profiles"].value
-    assert "description" in prof
+    assert "description" in {c.name for c in prof.schema.columns} and prof.records
     model = mats["segmentation_model"].materialization.metadata
     assert model["k"].value >= 3 and 0 < model["silhouette"].value < 1
     assert model["promoted"].value is True and model["decision"].value == "no champion yet"
-    assert "| algorithm | k | silhouette |" in model["candidates"].value
+    names = [c.name for c in model["candidates"].value.schema.columns]
+    assert names[:3] == ["algorithm", "k", "silhouette"]
+    assert {c.name for c in raw["dagster/column_schema"].value.columns} >= {"event_id", "event_ts"}
+    assert raw["events_per_day_latest"].value.records
     assert 0 < mats["segment_profiles"].materialization.metadata["surrogate_fidelity"].value <= 1
 
 

@@ -220,11 +220,6 @@ def md_table(df: object, float_fmt: str = "{:.3g}") -> str:
     return head + "\n".join("| " + " | ".join(fmt(v) for v in r) + " |" for r in df.iter_rows())
 
 
-def markdown_preview(con: duckdb.DuckDBPyConnection, sql: str, limit: int = 10) -> str:
-    """A markdown table of the first ``limit`` rows of ``sql``."""
-    return md_table(con.sql(f"select * from ({sql}) limit {int(limit)}").pl())
-
-
 def replace_table(con: duckdb.DuckDBPyConnection, name: str, df: object) -> int:
     """Atomically replace table ``name`` with the rows of a polars/pandas/arrow frame.
 

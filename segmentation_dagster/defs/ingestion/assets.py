@@ -5,7 +5,7 @@ import polars as pl
 
 from segmentation_dagster.core import ingest
 from segmentation_dagster.core.sources import load_mapping, mapping_path
-from segmentation_dagster.core.warehouse import markdown_preview, md_table
+from segmentation_dagster.defs.metadata import column_schema, table
 from segmentation_dagster.defs.resources import DUCKDB_POOL, LandingResource, WarehouseResource
 
 _DESCRIPTIONS = {
@@ -29,19 +29,19 @@ def _report_metadata(report: ingest.LoadReport) -> dict[str, object]:
     }
     if report.quarantined_by_reason:
         reasons = sorted(report.quarantined_by_reason.items())
-        meta["quarantined_by_reason"] = dg.MetadataValue.md(
-            md_table(pl.DataFrame(reasons, schema=["reason", "rows"], orient="row"))
+        meta["quarantined_by_reason"] = table(
+            pl.DataFrame(reasons, schema=["reason", "rows"], orient="row")
         )
     if report.rejected:
         rejected = pl.DataFrame(
             {"file": list(report.rejected), "problem": list(report.rejected.values())}
         )
-        meta["rejected_files"] = dg.MetadataValue.md(md_table(rejected))
+        meta["rejected_files"] = table(rejected)
     if report.ignored:
         ignored = pl.DataFrame(
             {"entry": list(report.ignored), "reason": list(report.ignored.values())}
         )
-        meta["ignored_entries"] = dg.MetadataValue.md(md_table(ignored))
+        meta["ignored_entries"] = table(ignored)
     return meta
 
 
@@ -62,18 +62,19 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             report = ingest.load_kind(con, landing.dir, kind, mapping)
             meta = _report_metadata(report)
-            meta["preview"] = dg.MetadataValue.md(
-                markdown_preview(con, f"select * exclude (_loaded_at) from raw.{kind}", 5)
+            meta["preview"] = table(
+                con.sql(f"select * exclude (_loaded_at) from raw.{kind} limit 5").pl()
             )
+            meta["dagster/column_schema"] = column_schema(con, "raw", kind)
             if kind == "events" and report.table_rows:
-                meta["events_per_day_latest"] = dg.MetadataValue.md(
-                    markdown_preview(
-                        con,
+                # the last week that landed (a bounded scan: only the latest days' rows)
+                meta["events_per_day_latest"] = table(
+                    con.sql(
                         "select cast(event_ts as date) as day, count(*) as events, "
                         "count(distinct customer_id) as customers from raw.events "
-                        "group by 1 order by 1 desc",
-                        7,
-                    )
+                        "where event_ts >= (select max(event_ts) from raw.events) - interval 7 day "
+                        "group by 1 order by 1 desc limit 7"
+                    ).pl()
                 )
         for name, why in report.rejected.items():
             context.log.error(f"rejected landing file {name}: {why}")

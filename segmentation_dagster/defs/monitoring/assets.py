@@ -13,9 +13,10 @@ import polars as pl
 
 from segmentation_dagster.core import drift, health, project, registry, segments
 from segmentation_dagster.core.monitoring import append_history
-from segmentation_dagster.core.warehouse import md_table, one
+from segmentation_dagster.core.warehouse import one
 from segmentation_dagster.defs import health as checks
 from segmentation_dagster.defs.config import core_field, to_core
+from segmentation_dagster.defs.metadata import table
 from segmentation_dagster.defs.resources import DUCKDB_POOL, ReportsResource, WarehouseResource
 
 #: every monitor reads today's assignment
@@ -127,7 +128,7 @@ def behaviour_drift(
             "drifted_columns": ", ".join(result.drifted) or "none",
             "n_current": n_current,
             "n_sampled": result.n_current,
-            "scores": dg.MetadataValue.md(md_table(_scores_table(result))),
+            "scores": table(_scores_table(result)),
             "report": dg.MetadataValue.path(str(result.report_path)),
         },
         check_results=[checks.result(health.drift(result.score, project_settings.policy))],
@@ -166,7 +167,7 @@ def segment_share_drift(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "snapshot_date": str(snapshot),
             "reference_version": version,
             "psi": score,
-            "shares": dg.MetadataValue.md(md_table(rows)),
+            "shares": table(rows),
         },
         check_results=[checks.result(health.share_drift(score, health.HealthConfig()))],
     )

@@ -22,9 +22,10 @@ from segmentation_dagster.core import (
 from segmentation_dagster.core.segments import (
     MIGRATIONS_TABLE,
 )
-from segmentation_dagster.core.warehouse import md_table, one, replace_table
+from segmentation_dagster.core.warehouse import one, replace_table
 from segmentation_dagster.defs import health as checks
 from segmentation_dagster.defs.config import core_field, to_core
+from segmentation_dagster.defs.metadata import table
 from segmentation_dagster.defs.resources import (
     DUCKDB_POOL,
     ExportResource,
@@ -172,10 +173,10 @@ def segmentation_model(
         "features_used": ", ".join(challenger.plan.used),
         "log_transformed": ", ".join(challenger.plan.log_transformed),
         "features_dropped": dg.MetadataValue.md(dropped or "none"),
-        "candidates": dg.MetadataValue.md(md_table(candidates)),
+        "candidates": table(candidates),
     }
     if alignment is not None:
-        meta["transitions"] = dg.MetadataValue.md(md_table(pl.DataFrame(alignment.as_rows())))
+        meta["transitions"] = table(pl.DataFrame(alignment.as_rows()))
         for kind, n in alignment.counts().items():
             meta[f"segments_{kind}"] = n
     if result.names:
@@ -258,7 +259,7 @@ def customer_segments(
             "model_version": version,
             "snapshot_date": str(snapshot),
             "segments": sizes.height,
-            "segment_sizes": dg.MetadataValue.md(md_table(sizes)),
+            "segment_sizes": table(sizes),
             # one number per segment, so the UI plots each share over the days
             **{
                 f"share: {name} ({sid})": round(float(share), 4)
@@ -297,12 +298,12 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
         metadata={
             "dagster/row_count": profiles.height,
             "model_version": version,
-            "profiles": dg.MetadataValue.md(md_table(preview)),
+            "profiles": table(preview),
             "rules": dg.MetadataValue.md(
                 "\n".join(f"- **{names.get(s, s)}** ({s}): {r}" for s, r in rules.rules.items())
             ),
             "surrogate_fidelity": rules.fidelity,
-            "top_items": dg.MetadataValue.md(md_table(top)),
+            "top_items": table(top),
         }
     )
 
@@ -337,7 +338,7 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "from": f"{prev[0]} v{prev[1]}" if prev else "nothing (first assignment)",
             "to": f"{cur[0]} v{cur[1]}",
             "unchanged_share": unchanged,
-            "matrix": dg.MetadataValue.md(md_table(pivot)),
+            "matrix": table(pivot),
         }
     )
 
