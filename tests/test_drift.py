@@ -100,7 +100,7 @@ def test_monitors_run_in_the_pipeline_and_see_no_drift_on_the_fit_snapshot(pipel
     assert drift["drift_score"].value == 0 and drift["drift_share"].value == 0
     assert drift["reference_snapshot"].value == drift["snapshot_date"].value
     assert drift["report"].value.endswith(".html") and Path(drift["report"].value).exists()
-    scores = drift["scores"].value
+    scores = {r.data["feature"] for r in drift["scores"].value.records}
     assert "tenure_days" not in scores and "avg_item_price" in scores  # calendar features out
     assert meta["segment_share_drift"]["psi"].value < 0.01
     assert meta["model_quality"]["distance_ratio"].value == pytest.approx(1, abs=0.05)

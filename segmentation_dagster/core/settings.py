@@ -16,6 +16,7 @@
 | SEGMENTATION_MAX_PRICE     | 1e9                              | higher prices: quarantined    |
 | SEGMENTATION_MAX_QUANTITY  | 1e6                              | more items: quarantined       |
 | SEGMENTATION_DUCKDB_MEMORY_LIMIT | 25%                        | DuckDB's memory limit         |
+| SEGMENTATION_REPORT_KEEP   | 30                               | reports kept per kind         |
 | SEGMENTATION_DUCKDB_TEMP_DIR | $SEGMENTATION_DUCKDB_PATH.tmp  | where DuckDB spills beyond it |
 """
 

@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 
 from segmentation_dagster.core import drift, health, project, registry, segments
+from segmentation_dagster.core import reports as report_files
 from segmentation_dagster.core.monitoring import append_history
 from segmentation_dagster.core.warehouse import one
 from segmentation_dagster.defs import health as checks
@@ -108,6 +109,9 @@ def behaviour_drift(
     columns = drift.comparable_columns(reference, drift.monitored_columns(model.plan.used))
     report = Path(reports.dir) / f"behaviour_drift_{snapshot}_ref{version:04d}.html"
     result = drift.behaviour_drift(reference, current, columns, settings, report)
+    report_files.prune(
+        Path(reports.dir), report_files.drift_pattern(), report_files.keep_from_env()
+    )
     with warehouse.connect() as con:
         append_history(
             con,

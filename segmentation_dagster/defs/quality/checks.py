@@ -6,9 +6,12 @@ not run when it fails), ``warn`` only reports. Every result goes to the audit tr
 markdown report whose path is in the check metadata. The science is in core.quality.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
 from segmentation_dagster.core import audit, quality
+from segmentation_dagster.core import reports as report_files
 from segmentation_dagster.core.settings import EXPECTATIONS_DIR
 from segmentation_dagster.defs.resources import DUCKDB_POOL, ReportsResource, WarehouseResource
 
@@ -63,6 +66,8 @@ def build_suite_checks(suite: quality.Suite) -> dg.AssetChecksDefinition:
             df = quality.sample_frame(con, suite)
         outcomes = quality.validate(df, suite)  # GX runs without holding the warehouse lock
         report = quality.write_report(suite, outcomes, len(df), reports.dir, context.run.run_id)
+        keep = report_files.keep_from_env()
+        report_files.prune(Path(reports.dir), report_files.validation_pattern(suite.name), keep)
         with warehouse.connect() as con:
             audit.append_audit(con, quality.outcome_rows(suite, outcomes), context.run.run_id)
         for o in outcomes:
