@@ -7,16 +7,15 @@
     previous build when this runs. -#}
 {% test unique_in_new_rows(model, column_name, aggregate) %}
 {%- set built = adapter.get_relation(database=model.database, schema=model.schema, identifier=aggregate) %}
-with new_keys as (
-    select distinct {{ column_name }} as key
-    from {{ model }}
-    {%- if built is not none %}
-    where _loaded_at > (select coalesce(max(_source_loaded_at), '-infinity'::timestamp) from {{ built }})
-    {%- endif %}
-)
 select {{ column_name }}, count(*) as n
 from {{ model }}
-where {{ column_name }} in (select key from new_keys)
+{%- if built is not none %}
+where {{ column_name }} in (
+    select {{ column_name }}
+    from {{ model }}
+    where _loaded_at > (select coalesce(max(_source_loaded_at), '-infinity'::timestamp) from {{ built }})
+)
+{%- endif %}
 group by {{ column_name }}
 having count(*) > 1
 {% endtest %}
