@@ -243,6 +243,35 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(results: Path) -> str:
+    """benchmarks/results/README.md: one line per scale, from every bench_*.json there."""
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (benchmarks/bench.py) from the bench_*.json files here; each",
+        "scale's .md has the stages, the slowest steps and dbt nodes, and the machine. Seconds",
+        "on the machine named in each file; read every figure as ±15 % (shared machine).",
+        "",
+        "| events | customers | date | full loop s | pandas / platform | expert / platform | "
+        "peak RSS GiB | daily refresh s (+ load) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    reports = [json.loads(f.read_text()) for f in results.glob("bench_*.json")]
+    for r in sorted(reports, key=lambda r: r["platform"]["events"]):
+        p, total = r["platform"], r["platform"]["total_s"]
+
+        def ratio(side: str, r: dict = r, total: float = total) -> str:
+            return f"{r[side]['total_s'] / total:.2f}x" if side in r else "-"
+
+        lines.append(
+            f"| {p['events']:,} | {p['customers']:,} | {r['date'][:10]} | {total:.1f} | "
+            f"{ratio('baseline')} | {ratio('expert')} | {p['peak_rss_mib'] / 1024:.1f} | "
+            f"{p.get('daily_refresh_s', float('nan')):.1f} "
+            f"(+ {p.get('daily_refresh_load_s', float('nan')):.1f}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="approximate")
@@ -319,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
     md = markdown(report)
     stem.with_suffix(".md").write_text(md)
+    (args.results / "README.md").write_text(summary(args.results))
     print(md)
     return 0
 

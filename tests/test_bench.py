@@ -37,6 +37,8 @@ def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
         and "Daily refresh" in md
     )
     assert "streamed day by day" in md
+    summary = (tmp_path / "results" / "README.md").read_text()
+    assert f"| {platform['events']:,} | {platform['customers']:,} |" in summary
 
 
 def test_the_expert_sql_computes_the_same_features_as_the_pandas_baseline(tmp_path):
