@@ -62,7 +62,10 @@ install: $(VENV)/.synced $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 run: install
 	$(BIN)/segmentation replay
 
+# the UI, and beside it the report folder on port 3001 (the Evidently and GX reports' links)
 ui: install
+	$(BIN)/segmentation serve-reports --port 3001 & server=$$!; \
+	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: install

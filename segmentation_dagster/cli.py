@@ -287,6 +287,22 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_reports(args: argparse.Namespace) -> int:
+    from segmentation_dagster.core import reports
+
+    folder = Paths.from_env().report_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    server = reports.serve(folder, port=args.port)
+    print(f"serving {folder} on http://127.0.0.1:{args.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_daily(args: argparse.Namespace) -> int:
     from segmentation_dagster import replay as rp
     from segmentation_dagster.definitions import defs
@@ -411,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_daily.set_defaults(func=cmd_daily)
 
     d = simulate.ReplayConfig()
+    p_serve = sub.add_parser(
+        "serve-reports", help="serve the report folder on localhost (make ui runs it)"
+    )
+    p_serve.add_argument("--port", type=int, default=3001)
+    p_serve.set_defaults(func=cmd_serve_reports)
+
     p_replay = sub.add_parser(
         "replay", help="day-by-day operation over a simulated period: drift -> re-segmentation"
     )

@@ -100,6 +100,8 @@ def test_monitors_run_in_the_pipeline_and_see_no_drift_on_the_fit_snapshot(pipel
     assert drift["drift_score"].value == 0 and drift["drift_share"].value == 0
     assert drift["reference_snapshot"].value == drift["snapshot_date"].value
     assert drift["report"].value.endswith(".html") and Path(drift["report"].value).exists()
+    url = drift["report_url"].value  # opens in a browser under `make ui`
+    assert url == "http://127.0.0.1:3001/" + Path(drift["report"].value).name
     scores = {r.data["feature"] for r in drift["scores"].value.records}
     assert "tenure_days" not in scores and "avg_item_price" in scores  # calendar features out
     assert meta["segment_share_drift"]["psi"].value < 0.01

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 KEEP_ENV = "SEGMENTATION_REPORT_KEEP"
 DEFAULT_KEEP = 30
@@ -43,3 +45,45 @@ def prune(folder: Path, pattern: re.Pattern[str], keep: int) -> list[Path]:
     for old in found[keep:]:
         old.unlink(missing_ok=True)
     return found[keep:]
+
+
+URL_ENV = "SEGMENTATION_REPORT_URL"
+#: where `make ui` serves the report folder (``segmentation serve-reports``)
+DEFAULT_URL = "http://127.0.0.1:3001"
+
+
+def url_for(report: Path, folder: Path) -> str | None:
+    """The browser link of ``report`` (a file of ``folder``) under ``$SEGMENTATION_REPORT_URL``
+    (default: where `make ui` serves the folder; empty: no links)."""
+    base = os.environ.get(URL_ENV, DEFAULT_URL).strip().rstrip("/")
+    if not base:
+        return None
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d+)?(/[A-Za-z0-9._~\-/]*)?", base):
+        raise ValueError(f"{URL_ENV}={base!r}: expected an http(s) URL such as {DEFAULT_URL}")
+    if report.parent.resolve() != folder.resolve():
+        return None
+    return f"{base}/{quote(report.name)}"
+
+
+def serve(folder: Path, host: str = "127.0.0.1", port: int = 3001) -> ThreadingHTTPServer:
+    """A server of ``folder``'s report files (not yet serving: call ``serve_forever``). Only
+    regular files directly in the folder are served; links, sub-folders and any path that
+    leaves the folder get 404."""
+    root = folder.resolve()
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def send_head(self):  # noqa: ANN202
+            name = unquote(urlsplit(self.path).path).lstrip("/")
+            target = root / name
+            if name and ("/" in name or target.is_symlink() or not target.is_file()):
+                self.send_error(404, "not a report")
+                return None
+            return super().send_head()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)

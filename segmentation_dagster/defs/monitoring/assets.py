@@ -63,6 +63,12 @@ class DriftMonitorConfig(dg.Config):
         return to_core(drift.DriftConfig, self, base, per_column=per_column)
 
 
+def _report_link(report: Path, folder: Path) -> dict[str, dg.MetadataValue]:
+    """``report_url``: the report in a browser (served by `make ui`), when links are on."""
+    url = report_files.url_for(report, folder)
+    return {"report_url": dg.MetadataValue.url(url)} if url else {}
+
+
 def _scores_table(result: drift.BehaviourDrift) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -134,6 +140,7 @@ def behaviour_drift(
             "n_sampled": result.n_current,
             "scores": table(_scores_table(result)),
             "report": dg.MetadataValue.path(str(result.report_path)),
+            **_report_link(report, Path(reports.dir)),
         },
         check_results=[checks.result(health.drift(result.score, project_settings.policy))],
     )

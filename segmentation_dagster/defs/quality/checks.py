@@ -26,6 +26,8 @@ def _result_metadata(o: quality.Outcome, report: str) -> dict[str, object]:
         "kwargs": dg.MetadataValue.json(o.expectation.kwargs),
         "report": dg.MetadataValue.path(report),
     }
+    if url := report_files.url_for(Path(report), Path(report).parent):
+        meta["report_url"] = dg.MetadataValue.url(url)
     if o.observed is not None:
         meta["observed_value"] = str(o.observed)
     if o.unexpected_count is not None:
