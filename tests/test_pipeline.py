@@ -68,6 +68,10 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     assert all(isinstance(r.data["share"], float) for r in sizes.records)
     prof = mats["segment_profiles"].materialization.metadata["profiles"].value
     assert "description" in {c.name for c in prof.schema.columns} and prof.records
+    profiles_meta = mats["segment_profiles"].materialization.metadata
+    for picture in ("segment_shares_over_time", "segment_map", "profile_heatmap"):
+        md = profiles_meta[picture].value
+        assert md.startswith("![") and "(data:image/png;base64,iVBOR" in md, picture
     model = mats["segmentation_model"].materialization.metadata
     assert model["k"].value >= 3 and 0 < model["silhouette"].value < 1
     assert model["promoted"].value is True and model["decision"].value == "no champion yet"

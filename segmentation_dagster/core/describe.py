@@ -11,13 +11,18 @@ science is in :mod:`~segmentation_dagster.core.profiling` and
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import polars as pl
 
-from segmentation_dagster.core import clustering, naming, profiling, registry, segments
-from segmentation_dagster.core.warehouse import replace_table
+from segmentation_dagster.core import clustering, monitoring, naming, profiling, registry, segments
+from segmentation_dagster.core.warehouse import replace_table, table_exists
+
+#: customers drawn for the segment map
+MAP_SAMPLE = 3_000
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,11 @@ class Description:
     names: dict[int, str]
     rules: naming.SurrogateRules
     top_items: pl.DataFrame
+    #: segment x feature: segment mean, population mean, lift and z
+    lift: pl.DataFrame
+    #: a sample of customers in the model's space, and their segments (for the map)
+    map_x: np.ndarray
+    map_segments: np.ndarray
 
 
 def describe(con: duckdb.DuckDBPyConnection) -> Description:
@@ -65,4 +75,35 @@ def describe(con: duckdb.DuckDBPyConnection) -> Description:
     registry.update_catalog_text(
         con, dict(zip(profiles["segment_id"], profiles["description"], strict=True)), rules.rules
     )
-    return Description(version, profiles, names, rules, top)
+    sample = clustering.sample_idx(features.height, MAP_SAMPLE, 0)
+    sample = sample[seg_ids.gather(sample).is_not_null().to_numpy()]
+    map_x = model.transform(features[sample])
+    map_segments = seg_ids.gather(sample).to_numpy()
+    return Description(version, profiles, names, rules, top, lift, map_x, map_segments)
+
+
+def share_history(con: duckdb.DuckDBPyConnection, today: pl.DataFrame) -> pl.DataFrame:
+    """snapshot_date, segment_id, share: every day the segment-share monitor recorded (its
+    latest check of the day), with ``today`` (snapshot_date, segment_id, share) in place of
+    today's record. Reads the monitor's small history, never the assignment history."""
+    rows: list[tuple] = []
+    if table_exists(con, *monitoring.HISTORY.split(".")):
+        recorded = con.sql(
+            f"select snapshot_date, details from {monitoring.HISTORY} "
+            "where monitor = 'segment_share_psi' "
+            "qualify row_number() over (partition by snapshot_date order by checked_at desc) = 1"
+        ).fetchall()
+        for day, details in recorded:
+            shares = json.loads(details).get("today", {}) if details else {}
+            rows += [(day, int(sid), float(share)) for sid, share in shares.items()]
+    history = pl.DataFrame(
+        rows, schema={"snapshot_date": pl.Date, "segment_id": pl.Int64, "share": pl.Float64},
+        orient="row",
+    )  # fmt: skip
+    today = today.select(
+        pl.col("snapshot_date").cast(pl.Date),
+        pl.col("segment_id").cast(pl.Int64),
+        pl.col("share").cast(pl.Float64),
+    )
+    days = today["snapshot_date"].unique()
+    return pl.concat([history.filter(~pl.col("snapshot_date").is_in(days.implode())), today])

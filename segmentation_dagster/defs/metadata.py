@@ -1,6 +1,8 @@
 """Metadata a person reads at a glance: polars frames as Dagster tables with a typed schema
 (the UI sorts and renders them; Markdown tables are text), floats rounded."""
 
+import base64
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -40,3 +42,8 @@ def column_schema(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> dg.
         [schema, name],
     ).fetchall()
     return dg.TableSchema(columns=[dg.TableColumn(c, t.lower()) for c, t in rows])
+
+
+def image(png: bytes, alt: str = "picture") -> dg.MetadataValue:
+    """A PNG shown inside the asset's metadata (Markdown with a data URI)."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")

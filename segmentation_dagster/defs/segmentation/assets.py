@@ -14,6 +14,7 @@ from segmentation_dagster.core import (
     describe,
     health,
     lifecycle,
+    pictures,
     project,
     registry,
     resegmentation,
@@ -25,7 +26,7 @@ from segmentation_dagster.core.segments import (
 from segmentation_dagster.core.warehouse import one, replace_table
 from segmentation_dagster.defs import health as checks
 from segmentation_dagster.defs.config import core_field, to_core
-from segmentation_dagster.defs.metadata import table
+from segmentation_dagster.defs.metadata import image, table
 from segmentation_dagster.defs.resources import (
     DUCKDB_POOL,
     ExportResource,
@@ -291,6 +292,11 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
     most purchased categories and products."""
     with warehouse.connect() as con:
         described = describe.describe(con)
+        snapshot = one(con, f"select max(snapshot_date) from {segments.SEGMENTS_TABLE}")[0]
+        today = described.profiles.select("segment_id", "share").with_columns(
+            snapshot_date=pl.lit(snapshot)
+        )
+        shares = describe.share_history(con, today)
     profiles, names, rules = described.profiles, described.names, described.rules
     version, top = described.version, described.top_items
     preview = profiles.select("segment_id", "segment_name", "size", "share", "description")
@@ -299,6 +305,12 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "dagster/row_count": profiles.height,
             "model_version": version,
             "profiles": table(preview),
+            # pictures, redrawn on every materialisation
+            "segment_shares_over_time": image(pictures.shares_over_time(shares, names)),
+            "segment_map": image(
+                pictures.segment_map(described.map_x, described.map_segments, names)
+            ),
+            "profile_heatmap": image(pictures.profile_heatmap(described.lift, names)),
             "rules": dg.MetadataValue.md(
                 "\n".join(f"- **{names.get(s, s)}** ({s}): {r}" for s, r in rules.rules.items())
             ),
