@@ -68,7 +68,15 @@ ui: install
 	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: install
+# a real browser for the UI test (tests/test_ui.py): Debian's chromium (a test tool's own
+# browser download does not work on these machines)
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+test: install $(CHROMIUM)
 	$(BIN)/pytest
 
 # the slow tests are marked `slow` (pyproject.toml); CI runs the full `make test`

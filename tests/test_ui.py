@@ -1,0 +1,137 @@
+"""The Dagster UI in a real browser: Debian's chromium, driven by Playwright, against `dagster
+dev` on a test instance that `segmentation run` filled. It opens the asset graph and
+`segment_profiles`, finds the segment table, launches a materialisation from the UI and waits
+for that run to succeed. Screenshots go to `.ui_screenshots/` in the repository."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from segmentation_dagster.core.settings import REPO_ROOT
+from segmentation_dagster.demo import simulate
+from tests.conftest import env_of, make_paths
+
+pytestmark = pytest.mark.slow  # a pipeline run, `dagster dev` and a browser
+
+CHROMIUM = os.environ.get("SEGMENTATION_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]  # fmt: skip
+SHOTS = REPO_ROOT / ".ui_screenshots"
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert proc.poll() is None, f"dagster dev exited:\n{log.read_text()[-3000:]}"
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer in {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui")
+    p = make_paths(root / "data")
+    simulate.generate(simulate.DemoConfig(n_customers=600, days=30, seed=3), p.landing_dir,
+                      p.truth_dir)  # fmt: skip
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, **env_of(p), "DAGSTER_HOME": str(home)}
+    subprocess.run([BIN / "dagster", "instance", "migrate"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    run = subprocess.run([BIN / "segmentation", "run", "--no-demo"], env=env, cwd=REPO_ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    port, log = _free_port(), root / "dagster_dev.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [BIN / "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(f"{base}/server_info", 180, proc, log)
+        yield base, home
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _runs(home: Path) -> list[dg.DagsterRun]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return list(instance.get_runs())
+
+
+def test_the_ui_shows_the_segments_and_materialises_from_the_browser(ui):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, home = ui
+    SHOTS.mkdir(exist_ok=True)
+    before = {r.run_id for r in _runs(home)}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(90_000)
+
+        page.goto(f"{base}/asset-groups")
+        welcome = page.get_by_role("button", name="Skip")  # a fresh instance greets a new user
+        welcome.or_(page.get_by_text("Global asset lineage")).first.wait_for()
+        if welcome.count():
+            welcome.first.click()
+        for group in ("ingestion", "transform", "segmentation", "monitoring"):
+            expect(page.get_by_text(group, exact=True).first).to_be_visible()
+        page.screenshot(path=SHOTS / "asset_graph.png")
+
+        page.goto(f"{base}/assets/segment_profiles")
+        # the profiles table of the latest materialisation: a typed table with its columns
+        expect(page.get_by_text("segment_name").first).to_be_visible()
+        expect(page.get_by_text("Loyal high spenders").first).to_be_visible()
+        page.screenshot(path=SHOTS / "segment_profiles.png", full_page=True)
+        # a picture drawn on that materialisation: the map of customers, opened from its row
+        page.locator("tr", has_text="segment_map").get_by_text("Show Markdown").first.click()
+        expect(page.locator("img[src^='data:image/png']").first).to_be_visible()
+        page.screenshot(path=SHOTS / "segment_map.png")
+        page.get_by_role("button", name="Close").click()
+
+        page.locator("button", has_text="Materialize").first.click()
+        expect(page.get_by_text("Launched run").first).to_be_visible()
+        deadline = time.time() + 300
+        new: list[dg.DagsterRun] = []
+        while time.time() < deadline:
+            new = [r for r in _runs(home) if r.run_id not in before]
+            if new and all(r.is_finished for r in new):
+                break
+            time.sleep(2)
+        assert new, "no run was launched from the UI"
+        assert [r.status for r in new] == [dg.DagsterRunStatus.SUCCESS]
+
+        page.goto(f"{base}/runs/{new[0].run_id}")
+        expect(page.get_by_text("Success").first).to_be_visible()
+        page.screenshot(path=SHOTS / "run_from_ui.png")
+        browser.close()
