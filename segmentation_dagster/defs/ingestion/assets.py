@@ -9,10 +9,13 @@ from segmentation_dagster.defs.metadata import column_schema, table
 from segmentation_dagster.defs.resources import DUCKDB_POOL, LandingResource, WarehouseResource
 
 _DESCRIPTIONS = {
-    "events": "Behaviour events (views, carts, purchases, searches, reviews) loaded from "
-    "the landing folder's `events/`. New or changed files only; a re-delivered file replaces its rows.",
-    "customers": "Optional customer attributes (signup date, country) from the landing folder's `customers/`.",
-    "products": "Optional product attributes (category, base price) from the landing folder's `products/`.",
+    "events": "Behaviour events (views, carts, purchases, searches, reviews) loaded from the "
+    "landing folder's `events/`. New or changed files only; a re-delivered file replaces its "
+    "rows.",
+    "customers": "Optional customer attributes (signup date, country) from the landing "
+    "folder's `customers/`.",
+    "products": "Optional product attributes (category, base price) from the landing folder's "
+    "`products/`.",
 }
 
 
