@@ -282,3 +282,21 @@ def test_an_optional_input_not_supplied_passes_as_not_supplied_and_a_required_on
     empty = quality.validate(pd.DataFrame({"event_id": []}), suites["raw_events"])
     row_count = [o for o in empty if o.expectation.type == quality.ROW_COUNT]
     assert row_count and not row_count[0].success
+
+
+def test_the_row_count_is_judged_on_the_table_not_on_the_sample():
+    import dataclasses
+
+    import pandas as pd
+
+    base = quality.load_suite(EXPECTATIONS_DIR / "raw_events.json")
+    count = next(e for e in base.expectations if e.type == quality.ROW_COUNT)
+    bounded = dataclasses.replace(count, kwargs={"min_value": 1, "max_value": 1000})
+    suite = dataclasses.replace(base, expectations=(bounded,))
+    sample = pd.DataFrame({"x": range(100)})
+    sample.attrs["table_rows"] = 5000  # a 100-row sample of a 5,000-row table
+    (outcome,) = quality.validate(sample, suite)
+    assert outcome.observed == 5000 and not outcome.success  # the table breaks the bound
+    sample.attrs["table_rows"] = 800
+    (outcome,) = quality.validate(sample, suite)
+    assert outcome.observed == 800 and outcome.success
