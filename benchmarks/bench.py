@@ -243,7 +243,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary(results: Path) -> str:
+def results_readme(results: Path) -> str:
     """benchmarks/results/README.md: one line per scale, from every bench_*.json there."""
     lines = [
         "# Benchmark results",
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
     md = markdown(report)
     stem.with_suffix(".md").write_text(md)
-    (args.results / "README.md").write_text(summary(args.results))
+    (args.results / "README.md").write_text(results_readme(args.results))
     print(md)
     return 0
 
