@@ -208,18 +208,6 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
     return bool(row and row[0])
 
 
-def md_table(df: object, float_fmt: str = "{:.3g}") -> str:
-    """A polars frame as a markdown table (for Dagster UI metadata)."""
-
-    def fmt(v: object) -> str:
-        if v is None:
-            return ""
-        return float_fmt.format(v) if isinstance(v, float) else str(v)
-
-    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * df.width + "\n"
-    return head + "\n".join("| " + " | ".join(fmt(v) for v in r) + " |" for r in df.iter_rows())
-
-
 def replace_table(con: duckdb.DuckDBPyConnection, name: str, df: object) -> int:
     """Atomically replace table ``name`` with the rows of a polars/pandas/arrow frame.
 
