@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, default=str))
         return 0
 
+    from segmentation_dagster.cli import progress_printer
     from segmentation_dagster.demo import simulate
 
     scale = f"{args.events}_{args.customers}"
@@ -325,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             stream=True,
         )
         t0 = time.perf_counter()
-        summary = simulate.generate(cfg, data_dir / "landing", data_dir / "truth")
+        summary = simulate.generate(cfg, data_dir / "landing", data_dir / "truth",
+                                    progress_printer("generate"))  # fmt: skip
         report["generate"] = {"events": summary.n_events, "s": time.perf_counter() - t0,
                               "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
         print(f"generated {summary.n_events:,} events, {summary.n_customers:,} customers "

@@ -50,10 +50,28 @@ def _demo_config(args: argparse.Namespace) -> simulate.DemoConfig:
     )
 
 
+def progress_printer(what: str, every: float = 10.0) -> simulate.Progress:
+    """A progress callback for long work: one line on stderr at most every ``every`` seconds
+    (and at the end)."""
+    t0 = last = time.perf_counter()
+
+    def report(done: int, total: int, n_events: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every or done == total:
+            last = now
+            print(f"{what}: day {done}/{total}, {n_events:,} events ({now - t0:.0f}s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    return report
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     t0 = time.perf_counter()
-    summary = simulate.generate(_demo_config(args), paths.landing_dir, paths.truth_dir)
+    summary = simulate.generate(
+        _demo_config(args), paths.landing_dir, paths.truth_dir, progress_printer("demo")
+    )
     print(
         f"demo data: {summary.n_customers:,} customers, {summary.n_events:,} events, "
         f"{summary.first_date} .. {summary.last_date}, {summary.n_files} files in "
@@ -76,6 +94,12 @@ def cli_instance(paths: Paths) -> Iterator[dg.DagsterInstance]:
     """
     from segmentation_dagster.core.runlock import run_turn
 
+    if not os.environ.get("DAGSTER_HOME"):  # the runs and the sensor's record must persist
+        home = paths.data_dir / "dagster_home"
+        print(f"DAGSTER_HOME is not set: using {home} (point `dagster dev` at it to see the "
+              "runs in the UI)", file=sys.stderr)  # fmt: skip
+        os.environ["DAGSTER_HOME"] = str(home)
+
     def waiting(n_ahead: int) -> None:
         print(f"{n_ahead} earlier run(s) on this instance: waiting for them", flush=True)
 
@@ -84,22 +108,16 @@ def cli_instance(paths: Paths) -> Iterator[dg.DagsterInstance]:
 
         from segmentation_dagster.runs import fail_dead_runs
 
-        if os.environ.get("DAGSTER_HOME"):
-            Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-            instance = dg.DagsterInstance.get()
-        else:
-            print("DAGSTER_HOME is not set: runs will not be visible in the UI", file=sys.stderr)
-            instance = dg.DagsterInstance.ephemeral()
-        with instance:
+        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        with dg.DagsterInstance.get() as instance:
             for run_id in fail_dead_runs(instance):
                 print(f"run {run_id} had died (killed or crashed): marked it failed")
             yield instance
 
 
 def runs_folder(paths: Paths) -> Path:
-    """Where the command's runs queue: beside the instance, or in the data folder without one."""
-    home = os.environ.get("DAGSTER_HOME")
-    return (Path(home) if home else paths.data_dir) / ".segmentation"
+    """Where the command's runs queue: beside the instance (``cli_instance`` sets one)."""
+    return Path(os.environ["DAGSTER_HOME"]) / ".segmentation"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

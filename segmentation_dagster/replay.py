@@ -5,16 +5,19 @@ pipeline). The replay then behaves like production would:
 
 1. deliver the first ``history_days`` day files (plus customers and products) into the landing
    folder and run ``segmentation_job``: the first champion, fitted on a full feature window;
-2. for every later day: deliver that day's file and :func:`operate`: run ``daily_refresh_job``
-   (ingest, dbt, gates, assign with the champion, profiles, migrations, export, monitors),
-   evaluate ``drift_sensor`` once, and run the ``resegmentation_job`` it requests, if any.
+2. for every later day: deliver that day's file and :func:`operate`: a tick of
+   ``daily_refresh_schedule`` running ``daily_refresh_job`` (ingest, dbt, gates, assign with
+   the champion, profiles, migrations, export, monitors), one tick of ``drift_sensor``, and the
+   ``resegmentation_job`` it requests, if any.
 
 :func:`operate` is also ``segmentation daily``: the same day of operation on your own files,
 whatever your systems landed since the last one.
 
-Each day appends one row to ``monitoring.replay_timeline``; the sensor's cursor is kept in
-``monitoring.replay_cursor``. Re-running continues where the last replay stopped (a finished
-replay adds nothing). Delivered files are copied, so the source is never modified.
+Each day appends one row to ``monitoring.replay_timeline``. The ticks, the sensor's cursor and
+the runs' "launched by" are written to the Dagster instance where the daemon writes them
+(adapters.automation), so ``make ui`` shows every automatic decision afterwards and its
+daemon continues from the same cursor. Re-running continues where the last replay stopped (a
+finished replay adds nothing). Delivered files are copied, so the source is never modified.
 
 Wiring only: the science (features, fit, drift, policy) lives in dbt and ``core``.
 """
@@ -31,20 +34,27 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from segmentation_dagster.adapters import automation
 from segmentation_dagster.core import registry
 from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.defs.automation.schedules import daily_refresh_schedule
+from segmentation_dagster.defs.automation.sensors import drift_sensor
 from segmentation_dagster.demo import simulate
 from segmentation_dagster.demo.evaluate import evaluate_segments
 from segmentation_dagster.demo.simulate import ReplayConfig
 from segmentation_dagster.runs import execute
 
 TIMELINE = "monitoring.replay_timeline"
-CURSOR = "monitoring.replay_cursor"
 
 
 class ReplayError(RuntimeError):
-    """The replay cannot run on this data folder (and nothing was changed)."""
+    """The replay cannot run on this data folder (and nothing was changed), or a run failed
+    (``run_id``)."""
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,6 @@ def _ensure_tables(con) -> None:  # noqa: ANN001
         "drift_score double, segment_psi double, distance_ratio double, decision varchar, "
         "champion_version integer, unchanged_share double, ari double, seconds double)"
     )
-    con.execute(f"create table if not exists {CURSOR} (cursor varchar)")
 
 
 def _latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, object]:
@@ -118,16 +127,62 @@ def _run(
     # quiet: warnings only, and dbt's log (echoed by the dbt step) kept off the timeline
     run = execute(defs, job, instance, tags=tags, log_level="WARNING", capture_stdout=True)
     if not run.success:
-        raise ReplayError(f"{job} run {run.run_id} failed: {run.failure_summary()}")
+        raise ReplayError(f"{job} run {run.run_id} failed: {run.failure_summary()}", run.run_id)
     return run.run_id
 
 
-def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # noqa: ANN202
-    from segmentation_dagster.defs.automation.sensors import drift_sensor
+def _refresh(
+    defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, str], scheduled: bool
+) -> None:
+    """``daily_refresh_job``; in the replay as ``daily_refresh_schedule``'s tick and run."""
+    if not scheduled:
+        _run(defs, "daily_refresh_job", instance, tags)
+        return
+    schedule = automation.schedule(daily_refresh_schedule)
+    tick = automation.start_tick(instance, schedule)
+    try:
+        run_id = _run(defs, "daily_refresh_job", instance,
+                      {**tags, **automation.run_tags(schedule, tick)})  # fmt: skip
+    except ReplayError as e:
+        automation.finish_tick(instance, schedule, tick, automation.FAILURE, error=str(e))
+        raise
+    automation.finish_tick(instance, schedule, tick, automation.SUCCESS, run_id=run_id)
 
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-    result = drift_sensor(ctx)
-    return result, ctx.cursor
+
+def _evaluate_sensor(
+    defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, str]
+) -> str:
+    """One tick of ``drift_sensor``, recorded where the daemon records its ticks (same cursor,
+    same run-key rule), and the ``resegmentation_job`` it requests; returns the decision."""
+    sensor = automation.sensor(drift_sensor)
+    if not automation.is_running(instance, sensor, default_running=True):
+        return "drift_sensor is stopped (start it in the UI): not evaluated"
+    tick = automation.start_tick(instance, sensor)
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=automation.cursor(instance, sensor), definitions=defs
+    )
+    try:
+        result = drift_sensor(ctx)
+    except Exception as e:
+        automation.finish_tick(instance, sensor, tick, automation.FAILURE, error=str(e))
+        raise
+    key = result.run_key or "" if isinstance(result, dg.RunRequest) else ""
+    if not isinstance(result, dg.RunRequest) or automation.requested_before(instance, sensor, key):
+        reason = getattr(result, "skip_message", None) or f"run key {key} already requested"
+        automation.finish_tick(instance, sensor, tick, automation.SKIPPED,
+                               skip_reason=reason, new_cursor=ctx.cursor)  # fmt: skip
+        return reason
+    run_id, run_tags = None, {**tags, **result.tags, **automation.run_tags(sensor, tick, key)}
+    try:
+        run_id = _run(defs, "resegmentation_job", instance, run_tags)
+    except ReplayError as e:  # the run was launched (the tick succeeded) but failed
+        run_id = e.run_id
+        raise
+    finally:
+        automation.finish_tick(instance, sensor, tick, automation.SUCCESS,
+                               run_id=run_id, run_key=key, new_cursor=ctx.cursor)  # fmt: skip
+    reason = result.tags.get("segmentation/reason", "")
+    return f"RE-SEGMENT ({reason})"
 
 
 def replay(
@@ -152,7 +207,7 @@ def replay(
     for f in todo:
         t0 = time.perf_counter()
         _deliver(f, paths.landing_dir / "events" / f.name)
-        operate(paths, instance, defs, on_day, t0, {"segmentation/replay": "daily"})
+        operate(paths, instance, defs, on_day, t0, {"segmentation/replay": "daily"}, True)
     with connect(paths.duckdb_path) as con:
         rows = con.sql(f"select * from {TIMELINE} order by snapshot_date").fetchall()
     return [Day(*r) for r in rows]
@@ -165,37 +220,33 @@ def operate(
     on_day: Callable[[Day], None] = lambda day: None,
     t0: float | None = None,
     tags: dict[str, str] | None = None,
+    scheduled: bool = False,
 ) -> None:
     """One day of operation on whatever is in the landing folder: the first champion
-    (``segmentation_job``) when there is none yet, otherwise ``daily_refresh_job``, one
-    evaluation of ``drift_sensor`` (its cursor kept in the warehouse) and the
+    (``segmentation_job``) when there is none yet, otherwise ``daily_refresh_job`` (recorded as
+    ``daily_refresh_schedule``'s tick when ``scheduled``), one tick of ``drift_sensor`` and the
     ``resegmentation_job`` it requests, if any. Appends the day to the timeline."""
     t0 = time.perf_counter() if t0 is None else t0
     tags = tags or {}
+    if not automation.keeps_record(instance):
+        raise ReplayError(
+            "this Dagster instance keeps no sensor state (an ephemeral instance): the drift "
+            "sensor's history would be lost; use an instance with storage (DAGSTER_HOME)"
+        )
     with connect(paths.duckdb_path) as con:
         _ensure_tables(con)
         has_champion = registry.champion(con) is not None
-        row = one(con, f"select cursor from {CURSOR}")
     if not has_champion:
         _run(defs, "segmentation_job", instance, tags)
         _record(paths, _monitors(instance), "segmentation_job", "first champion", t0, on_day)
         return
-    cursor = row[0] if row else None
-    _run(defs, "daily_refresh_job", instance, tags)
+    _refresh(defs, instance, tags, scheduled)
     monitors = _monitors(instance)  # what the sensor judged, before any refit resets them
+    decision = _evaluate_sensor(defs, instance, tags)
     runs = "daily_refresh_job"
-    result, cursor = _tick(defs, instance, cursor)
-    if isinstance(result, dg.RunRequest):
-        _run(defs, "resegmentation_job", instance,
-             {**tags, **result.tags, "dagster/run_key": result.run_key or ""})  # fmt: skip
+    if decision.startswith("RE-SEGMENT"):
         runs += " + resegmentation_job"
-        reason = result.tags.get("segmentation/reason", "")
-        decision = f"RE-SEGMENT ({reason}) -> {_last_model_decision(paths)}"
-    else:
-        decision = getattr(result, "skip_message", None) or str(result)
-    with connect(paths.duckdb_path) as con:
-        con.execute(f"delete from {CURSOR}")
-        con.execute(f"insert into {CURSOR} values (?)", [cursor])
+        decision += f" -> {_last_model_decision(paths)}"
     _record(paths, monitors, runs, decision, t0, on_day)
 
 

@@ -79,6 +79,22 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     assert names[:3] == ["algorithm", "k", "silhouette"]
     assert {c.name for c in raw["dagster/column_schema"].value.columns} >= {"event_id", "event_ts"}
     assert raw["events_per_day_latest"].value.records
+    p, _ = pipeline_run
+    with connect(p.duckdb_path) as con:
+        n_features = one(con, "select count(*) from main.customer_features")[0]
+    features = mats["customer_features"].materialization.metadata  # dbt's tables count too
+    assert features["dagster/row_count"].value == n_features > 0
+    matrix = mats["segment_migrations"].materialization.metadata["matrix"].value
+    cols = [c.name for c in matrix.schema.columns]  # names next to ids, in id order
+    assert cols[0] == "from_segment" and all(re.fullmatch(r".+ \(\d+\)", c) for c in cols[1:])
+    assert [int(c.rsplit("(", 1)[1][:-1]) for c in cols[1:]] == sorted(
+        int(c.rsplit("(", 1)[1][:-1]) for c in cols[1:]
+    )
+    assert [r.data["from_segment"] for r in matrix.records] == ["new"]  # the first assignment
+    loaded = raw["loaded_files"].value.records  # which days are in: the latest month of files
+    assert len(loaded) == 31 and loaded[0].data["file_name"] > loaded[-1].data["file_name"]
+    assert {r.data["status"] for r in loaded} == {"loaded"}
+    assert all(r.data["rows_loaded"] > 0 for r in loaded)
     assert 0 < mats["segment_profiles"].materialization.metadata["surrogate_fidelity"].value <= 1
 
 

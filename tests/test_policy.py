@@ -146,3 +146,14 @@ def test_a_check_of_a_snapshot_already_judged_is_not_counted_again():
     assert again.state.recent == first.state.recent == (0.9,)
     later = step(again.state, Observation(3, "2026-09-02", 0.9, 1000, 1, "2026-08-01"), config)
     assert later.trigger and later.state.recent == (0.9, 0.9)
+
+
+def test_another_warehouse_behind_the_same_sensor_starts_afresh():
+    # the sensor's cursor lives in the Dagster instance; a new data folder with older dates
+    # (its own champion v1) must not be judged "no new data" against the old folder's dates
+    config = replace(CFG, cooldown_days=0)
+    old = step(PolicyState(), Observation(1, "2026-11-01", 0.9, 1000, 1, "2026-10-01"), config)
+    new = step(old.state, Observation(2, "2026-06-02", 0.9, 1000, 1, "2026-06-01"), config)
+    assert "not counted again" not in new.reason
+    assert new.state.reference_since == "2026-06-01" and new.state.recent == (0.9,)
+    assert not new.state.revalidated

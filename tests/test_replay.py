@@ -3,10 +3,14 @@ quiet days do not (real DuckDB, dbt, GX, Evidently, sensor)."""
 
 import dagster as dg
 import pytest
+from dagster._core.scheduler.instigation import InstigatorStatus, TickStatus
 
 from segmentation_dagster import replay
+from segmentation_dagster.adapters import automation
 from segmentation_dagster.core.policy import PolicyConfig
 from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.defs.automation.schedules import daily_refresh_schedule
+from segmentation_dagster.defs.automation.sensors import drift_sensor
 from segmentation_dagster.demo import simulate
 from tests.conftest import defs_for
 
@@ -17,13 +21,25 @@ pytestmark = pytest.mark.slow  # day-by-day replays through every job
 HISTORY = 30
 
 
-def _replay(paths, scenario: str, days: int) -> list[replay.Day]:
+def _replay(paths, scenario: str, days: int, instance=None) -> list[replay.Day]:
     cfg = simulate.ReplayConfig(
         scenario=scenario, n_customers=1_200, history_days=HISTORY, days=days, shift_after=1,
         seed=5,
     )  # fmt: skip
-    with dg.DagsterInstance.ephemeral() as instance:
+    if instance is not None:
         return replay.replay(paths, cfg, instance, defs_for(paths))
+    with dg.instance_for_test() as instance:
+        return replay.replay(paths, cfg, instance, defs_for(paths))
+
+
+def _ticks(instance, definition):
+    """The ticks the UI shows for a sensor/schedule, oldest first."""
+    inst = (
+        automation.sensor(definition)
+        if isinstance(definition, dg.SensorDefinition)
+        else automation.schedule(definition)
+    )
+    return inst, instance.get_ticks(inst.origin_id, inst.selector_id)[::-1]
 
 
 @pytest.fixture
@@ -33,12 +49,33 @@ def fast_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_shift_triggers_a_resegmentation_whose_decision_is_on_record(paths, fast_policy):
-    days = _replay(paths, "price_wave", days=5)
+    with dg.instance_for_test() as instance:
+        days = _replay(paths, "price_wave", days=5, instance=instance)
+        sensor, sensor_ticks = _ticks(instance, drift_sensor)
+        cursor = automation.cursor(instance, sensor)
+        _schedule, schedule_ticks = _ticks(instance, daily_refresh_schedule)
+        by_sensor = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "drift_sensor"}))
+        by_schedule = instance.get_runs(
+            dg.RunsFilter(tags={"dagster/schedule_name": "daily_refresh_schedule"})
+        )
     triggered = [d for d in days if "resegmentation_job" in d.runs]
     assert triggered and triggered[0].snapshot_date >= days[2].snapshot_date, [
         replay.format_day(d) for d in days
     ]  # the shift is on the second day: nothing before it, k=2 of n=3 checks after it
     assert all(d.decision.startswith("RE-SEGMENT") == (d in triggered) for d in days[1:])
+    # one automation record: every daily check is a tick of the UI's sensor and schedule,
+    # skipped with the policy's reason or naming the run it launched
+    daily = days[1:]
+    assert len(sensor_ticks) == len(schedule_ticks) == len(daily)
+    for day, tick in zip(daily, sensor_ticks, strict=True):
+        if day in triggered:
+            assert tick.status == TickStatus.SUCCESS and len(tick.run_ids) == 1
+        else:
+            assert tick.status == TickStatus.SKIPPED and tick.skip_reason == day.decision
+    assert {r.run_id for r in by_sensor} == {t.run_ids[0] for t in sensor_ticks if t.run_ids}
+    assert {r.job_name for r in by_sensor} == {"resegmentation_job"}
+    assert [r.run_id for r in by_schedule][::-1] == [t.run_ids[0] for t in schedule_ticks]
+    assert sensor_ticks[-1].cursor == cursor is not None  # where the daemon continues
     with connect(paths.duckdb_path) as con:
         assert one(con, "select count(*) from monitoring.replay_timeline")[0] == len(days) == 6
         # every challenger was fitted and judged: promoted or kept, the decision is on record
@@ -78,7 +115,8 @@ def test_replay_refuses_a_landing_folder_it_did_not_fill(paths):
 def test_daily_operation_on_your_own_files_uses_the_same_jobs_and_sensor(paths, tmp_path):
     """`segmentation daily` (replay.operate) on files nobody delivered through the replay:
     a purchases-only CSV log with no truth. The first call fits the first champion, a later
-    one refreshes, asks the sensor (its cursor kept in the warehouse) and records the day."""
+    one refreshes, asks the UI's sensor (its tick and cursor in the instance) and records the
+    day; a sensor switched off in the UI is not evaluated."""
     cfg = simulate.DemoConfig(n_customers=800, days=32, seed=3, purchases_only=True,
                               file_format="csv")  # fmt: skip
     source = tmp_path / "source"
@@ -88,17 +126,26 @@ def test_daily_operation_on_your_own_files_uses_the_same_jobs_and_sensor(paths, 
     for f in files[:-1]:
         (paths.landing_dir / "events" / f.name).write_bytes(f.read_bytes())
     days: list[replay.Day] = []
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.instance_for_test() as instance:
         defs = defs_for(paths)
         replay.operate(paths, instance, defs, days.append)
         (paths.landing_dir / "events" / files[-1].name).write_bytes(files[-1].read_bytes())
         replay.operate(paths, instance, defs, days.append)
+        sensor, ticks = _ticks(instance, drift_sensor)
+        assert [t.skip_reason for t in ticks] == [days[1].decision]
+        assert automation.cursor(instance, sensor) == ticks[0].cursor is not None
+        assert _ticks(instance, daily_refresh_schedule)[1] == []  # a command, not the schedule
+        state = instance.get_instigator_state(sensor.origin_id, sensor.selector_id)
+        instance.update_instigator_state(state.with_status(InstigatorStatus.STOPPED))
+        replay.operate(paths, instance, defs, days.append)
+        assert len(_ticks(instance, drift_sensor)[1]) == 1
+    assert days[2].decision.startswith("drift_sensor is stopped")
+    days = days[:2]
     assert [d.runs for d in days] == ["segmentation_job", "daily_refresh_job"]
     assert days[0].decision == "first champion" and days[1].drift_score is not None
     assert days[1].snapshot_date > days[0].snapshot_date
     assert all(d.ari is None for d in days)  # no truth: nothing pretends to know one
     with connect(paths.duckdb_path) as con:
-        assert one(con, "select count(*) from monitoring.replay_cursor")[0] == 1
         assert one(con, "select count(*) from monitoring.replay_timeline")[0] == 2
 
 

@@ -1,7 +1,8 @@
 """The Dagster UI in a real browser: Debian's chromium, driven by Playwright, against `dagster
-dev` on a test instance that `segmentation run` filled. It opens the asset graph and
-`segment_profiles`, finds the segment table, launches a materialisation from the UI and waits
-for that run to succeed. Screenshots go to `.ui_screenshots/` in the repository."""
+dev` on a test instance that `segmentation run` and `segmentation daily` filled. It opens the
+asset graph, the drift sensor's ticks and `segment_profiles`, finds the segment table, launches
+a materialisation from the UI and waits for that run to succeed. Screenshots go to
+`.ui_screenshots/` in the repository."""
 
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from segmentation_dagster.adapters.automation import LOCATION
 from segmentation_dagster.core.settings import REPO_ROOT
 from segmentation_dagster.demo import simulate
 from tests.conftest import env_of, make_paths
@@ -61,9 +63,16 @@ def ui(tmp_path_factory):
     env = {**os.environ, **env_of(p), "DAGSTER_HOME": str(home)}
     subprocess.run([BIN / "dagster", "instance", "migrate"], env=env, check=True,
                    capture_output=True)  # fmt: skip
-    run = subprocess.run([BIN / "segmentation", "run", "--no-demo"], env=env, cwd=REPO_ROOT,
-                         capture_output=True, text=True)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
+    # the first champion on all but the last day, then that day as `segmentation daily`: a
+    # refresh and a tick of the drift sensor, which the UI must show as the sensor's own
+    last = sorted((p.landing_dir / "events").iterdir())[-1]
+    held = last.rename(root / last.name)
+    for cmd in (["run", "--no-demo"], ["daily"]):
+        run = subprocess.run([BIN / "segmentation", *cmd], env=env, cwd=REPO_ROOT,
+                             capture_output=True, text=True)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        if held.exists():
+            held.rename(last)
     port, log = _free_port(), root / "dagster_dev.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -109,6 +118,12 @@ def test_the_ui_shows_the_segments_and_materialises_from_the_browser(ui):
         for group in ("ingestion", "transform", "segmentation", "monitoring"):
             expect(page.get_by_text(group, exact=True).first).to_be_visible()
         page.screenshot(path=SHOTS / "asset_graph.png")
+
+        # what ran and why: the sensor's tick from `segmentation daily`, its cursor, the policy
+        page.goto(f"{base}/locations/__repository__@{LOCATION}/sensors/drift_sensor")
+        expect(page.get_by_text("runs requested").first).to_be_visible()
+        expect(page.get_by_text('"last_snapshot"').first).to_be_visible()
+        page.screenshot(path=SHOTS / "drift_sensor.png")
 
         page.goto(f"{base}/assets/segment_profiles")
         # the profiles table of the latest materialisation: a typed table with its columns

@@ -11,7 +11,7 @@ callback's event as a line of dbt's JSON log).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,12 @@ def run(
     args: list[str],
     target_path: Path,
     translator: DagsterDbtTranslator,
+    row_counts: Callable[[list[tuple[str, str]]], dict[tuple[str, str], int]] | None = None,
 ) -> Iterator[Any]:
     """Run dbt ``args`` in this process for the assets selected in ``context``; yield the
     Dagster events of every node result, then raise (naming the failed nodes) if dbt failed.
+    ``row_counts`` (schema, table) -> rows, when given, adds ``dagster/row_count`` to the
+    materialisation of every table dbt built (not views: counting one runs its query).
 
     dbt prints its usual log to stdout (the step's compute log) and writes ``dbt.log`` into
     ``target_path``, which also keeps the partial-parse cache between runs."""
@@ -61,14 +64,26 @@ def run(
             results.append(event)
 
     outcome = dbtRunner(callbacks=[keep]).invoke(argv)
+    tables = {}
+    for r in results:
+        info = r.raw_event["data"]["node_info"]
+        rel = info.get("node_relation") or {}
+        built = info.get("node_status") == "success" and rel.get("alias")
+        if built and info.get("materialized") in ("table", "incremental"):
+            tables[info["unique_id"]] = (rel["schema"], rel["alias"])
+    counts = row_counts(sorted(set(tables.values()))) if row_counts and tables else {}
     for event in results:
-        yield from event.to_default_asset_events(
+        relation = tables.get(event.raw_event["data"]["node_info"]["unique_id"])
+        for out in event.to_default_asset_events(
             manifest=params.manifest,
             dagster_dbt_translator=params.dagster_dbt_translator,
             context=context,
             target_path=target_path,
             project=params.dbt_project,
-        )
+        ):
+            if isinstance(out, dg.Output) and relation in counts:
+                out = out.with_metadata({**out.metadata, "dagster/row_count": counts[relation]})
+            yield out
     if not outcome.success:
         failed = [
             f"{info['unique_id']} ({info.get('node_status')})"

@@ -61,7 +61,7 @@ from segmentation_dagster.core.contract import CONTRACTS, RAW_SCHEMA, Contract, 
 from segmentation_dagster.core.settings import DuckDBSettings
 from segmentation_dagster.core.sources import SourceMapping, UnknownColumnError
 from segmentation_dagster.core.testhooks import pause_point
-from segmentation_dagster.core.warehouse import one
+from segmentation_dagster.core.warehouse import one, quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +185,6 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 #: Checked CSV options that go to DuckDB's reader; the others guide the type conversion.
 _READER_OPTIONS = ("delim", "quote", "escape", "header", "skip", "encoding", "compression")
 
@@ -295,7 +291,7 @@ def _inspect(
                 raise LandingFileError(f"{name}: {e} (mapping: {mapping.path})") from e
             labels[col] = exprs[col].text
         elif col in present:
-            sources[col] = labels[col] = _quote(present[col])
+            sources[col] = labels[col] = quote_ident(present[col])
     missing = [c for c in contract.required if c not in sources]
     if missing:
         raise LandingFileError(

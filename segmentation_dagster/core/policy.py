@@ -145,7 +145,13 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
     """Advance the policy by one check."""
     if state.last_check_id is not None and obs.check_id == state.last_check_id:
         return PolicyDecision(False, "no new drift check", state)
-    new_champion = obs.reference_version != state.reference_version
+    # a reference older than the one the state knows: another warehouse (or a restored one)
+    # behind the same sensor; its checks start afresh rather than being judged "not new"
+    new_champion = obs.reference_version != state.reference_version or (
+        obs.reference_snapshot is not None
+        and state.reference_since is not None
+        and obs.reference_snapshot < state.reference_since
+    )
     revalidated = (
         not new_champion
         and obs.reference_snapshot is not None

@@ -154,6 +154,22 @@ def previous_assignment(
     return cur, prev, members
 
 
+def segment_labels(con: duckdb.DuckDBPyConnection, prev: tuple | None) -> dict[int, str]:
+    """The label "name (id)" of every segment id of today's assignment and of ``prev`` (a
+    retired id keeps the name it had)."""
+    rows = con.sql(f"select distinct segment_id, segment_name from {SEGMENTS_TABLE}").fetchall()
+    if prev is not None:
+        rows = (
+            con.sql(
+                f"select distinct segment_id, segment_name from {HISTORY_TABLE} "
+                "where snapshot_date = ? and model_version = ?",
+                params=[prev[0], prev[1]],
+            ).fetchall()
+            + rows
+        )  # today's names win
+    return {int(i): f"{name} ({i})" for i, name in rows if i is not None}
+
+
 def export_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Segment membership as exported: one row per customer."""
     return con.sql(

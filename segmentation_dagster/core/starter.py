@@ -18,6 +18,7 @@ from pathlib import Path
 
 from segmentation_dagster.core import ingest, landing
 from segmentation_dagster.core.contract import CONTRACTS, EVENT_TYPE_SYNONYMS, EVENT_TYPES
+from segmentation_dagster.core.warehouse import quote_ident
 
 #: Column names (lower-cased, without punctuation) other systems use for each contract column.
 NAMES: dict[str, tuple[str, ...]] = {
@@ -135,16 +136,12 @@ def _read(path: Path) -> str:
     return f"read_parquet({_lit(path)})"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:  # noqa: ANN001
     union = " union all by name ".join(
         f"(select * from {_read(p)} limit {SAMPLE_ROWS})" for p in sample
     )
     if "event_type" in look.mapped:
-        col = _quote(look.mapped["event_type"])
+        col = quote_ident(look.mapped["event_type"])
         for value, n in con.execute(
             f"select cast({col} as varchar), count(*) from ({union}) group by 1 order by 2 desc "
             "limit 50"
@@ -152,7 +149,7 @@ def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:
             if value is not None:
                 found.event_types[value] = n
     if "event_ts" in look.mapped:
-        col = _quote(look.mapped["event_ts"])
+        col = quote_ident(look.mapped["event_ts"])
         first, last = con.execute(
             f"select min(try_cast({col} as date)), max(try_cast({col} as date)) from ({union})"
         ).fetchone()
@@ -195,7 +192,7 @@ def sources_yml(found: Inspection) -> str:
             required = target in contract.required
             if source is not None:
                 plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source)
-                expr = None if source == target else source if plain else _quote(source)
+                expr = None if source == target else source if plain else quote_ident(source)
                 if (
                     target == "event_type"
                     and found.event_types
@@ -211,7 +208,7 @@ def sources_yml(found: Inspection) -> str:
                     lines.append(f"    # {target}: taken from your column of the same name")
             elif required and kind == "events" and target == "event_id":
                 ts = look.mapped.get("event_ts")
-                base = f"cast({_quote(ts)} as varchar) || '-' || " if ts else ""
+                base = f"cast({quote_ident(ts)} as varchar) || '-' || " if ts else ""
                 lines.append("    # GUESS: no id column; rows are numbered within each file")
                 lines.append(f"    event_id: {_yaml_str(base + 'row_number() over ()')}")
             elif required and kind == "events" and target == "event_type":

@@ -223,3 +223,21 @@ def replace_table(con: duckdb.DuckDBPyConnection, name: str, df: object) -> int:
     finally:
         con.unregister("_replace_table_src")
     return int(one(con, f"select count(*) from {name}")[0])
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier, quoted (for names that cannot be bound as parameters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> int | None:
+    """Rows of ``schema.table``, or None when there is no such table (the names are looked up
+    as bound values first, then quoted)."""
+    found = one(
+        con,
+        "select 1 from duckdb_tables() where schema_name = ? and table_name = ?",
+        [schema, table],
+    )
+    if found is None:
+        return None
+    return one(con, f"select count(*) from {quote_ident(schema)}.{quote_ident(table)}")[0]  # type: ignore[index]

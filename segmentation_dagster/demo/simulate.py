@@ -38,6 +38,7 @@ The default is ``none``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -613,8 +614,16 @@ def _write(df: pl.DataFrame, path: Path, file_format: str) -> None:
     tmp.replace(path)
 
 
+#: progress callback of a streamed generation: (days written, days in all, events so far)
+Progress = Callable[[int, int, int], None]
+
+
 def _stream_events(
-    cfg: DemoConfig, w: _World, rng: np.random.Generator, landing_dir: Path
+    cfg: DemoConfig,
+    w: _World,
+    rng: np.random.Generator,
+    landing_dir: Path,
+    progress: Progress | None = None,
 ) -> tuple[int, list[dt.date]]:
     """Simulate and write the events day by day; returns (events written, days written).
 
@@ -653,21 +662,26 @@ def _stream_events(
             _write(day, landing_dir / "events" / f"events_{date.isoformat()}.{ext}", ext)
             n_events += day.height
             days.append(date)
+        if progress is not None:
+            progress(d + 1, cfg.days, n_events)
     return n_events, days
 
 
-def generate(cfg: DemoConfig, landing_dir: Path, truth_dir: Path) -> DemoSummary:
+def generate(
+    cfg: DemoConfig, landing_dir: Path, truth_dir: Path, progress: Progress | None = None
+) -> DemoSummary:
     """Generate the demo data set and write landing files plus the truth file.
 
     ``cfg.stream`` writes the events day by day, holding one day in memory (for scales whose
-    events do not fit in memory); otherwise the period is simulated in memory first.
+    events do not fit in memory; ``progress`` is told after each day); otherwise the period is
+    simulated in memory first.
     """
     ext = cfg.file_format
     if cfg.stream:
         rng = np.random.default_rng(cfg.seed)
         w = _world(cfg, rng)
         customers, truth = _tables(cfg, w, rng)
-        n_events, days = _stream_events(cfg, w, rng, landing_dir)
+        n_events, days = _stream_events(cfg, w, rng, landing_dir, progress)
         products = w.products
     else:
         events, customers, products, truth = simulate(cfg)

@@ -69,6 +69,15 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
                 con.sql(f"select * exclude (_loaded_at) from raw.{kind} limit 5").pl()
             )
             meta["dagster/column_schema"] = column_schema(con, "raw", kind)
+            # which files (days) are in the warehouse: the latest month of the manifest
+            meta["loaded_files"] = table(
+                con.sql(
+                    "select file_name, status, rows_loaded, rows_quarantined, recorded_at, "
+                    f"coalesce(rejected_error, error) as problem from {ingest.MANIFEST} "
+                    "where kind = $kind order by file_name desc limit 31",
+                    params={"kind": kind},
+                ).pl()
+            )
             if kind == "events" and report.table_rows:
                 # the last week that landed (a bounded scan: only the latest days' rows)
                 meta["events_per_day_latest"] = table(

@@ -320,6 +320,27 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
+def _migration_pivot(matrix: pl.DataFrame, labels: dict[int, str]) -> pl.DataFrame:
+    """from x to, rows and columns in segment-id order, labelled "name (id)"; customers who
+    are new or left are the "new" row and the "left" column."""
+
+    def label(col: str, missing: str) -> pl.Expr:
+        return (
+            pl.col(col).replace_strict(labels, default=None, return_dtype=pl.String)
+            .fill_null(pl.col(col).cast(pl.String)).fill_null(missing)
+        )  # fmt: skip
+
+    order = [labels.get(i, str(i)) for i in sorted(matrix["to_segment"].drop_nulls().unique())]
+    pivot = (
+        matrix.sort("from_segment", "to_segment", nulls_last=True)
+        .with_columns(from_segment=label("from_segment", "new"), to=label("to_segment", "left"))
+        .pivot(on="to", index="from_segment", values="customers")
+        .fill_null(0)
+    )
+    cols = [c for c in order if c in pivot.columns] + (["left"] if "left" in pivot.columns else [])
+    return pivot.select("from_segment", *cols)
+
+
 @dg.asset(
     group_name="segmentation",
     kinds={"duckdb"},
@@ -339,12 +360,9 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
             to_model_version=pl.lit(cur[1], dtype=pl.Int32),
         )
         replace_table(con, MIGRATIONS_TABLE, matrix)
+        labels = segments.segment_labels(con, prev)
     unchanged = lifecycle.unchanged_share(previous, current) if prev else None
-    pivot = (
-        matrix.with_columns(pl.col("to_segment").cast(pl.String).fill_null("left"))
-        .pivot(on="to_segment", index="from_segment", values="customers")
-        .fill_null(0)
-    )
+    pivot = _migration_pivot(matrix, labels)
     return dg.MaterializeResult(
         metadata={
             "from": f"{prev[0]} v{prev[1]}" if prev else "nothing (first assignment)",

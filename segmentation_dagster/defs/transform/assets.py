@@ -27,6 +27,7 @@ from segmentation_dagster.adapters import dbt_runner
 from segmentation_dagster.core import audit, project
 from segmentation_dagster.core.project import DBT_VARS
 from segmentation_dagster.core.settings import DuckDBSettings
+from segmentation_dagster.core.warehouse import count_rows
 from segmentation_dagster.defs.resources import DUCKDB_POOL, WarehouseResource
 from segmentation_dagster.defs.transform.project import dbt_project
 
@@ -40,6 +41,36 @@ class TransformTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "transform"
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):  # noqa: ANN001, ANN201
+        """dbt's generic tests have no description: say what each one checks."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        test = manifest["nodes"][unique_id]
+        return spec._replace(description=describe_test(test))
+
+
+def describe_test(test: Mapping[str, Any]) -> str:
+    """One sentence for a dbt test node of the manifest (generic tests by their kwargs)."""
+    meta = test.get("test_metadata") or {}
+    kwargs = meta.get("kwargs", {})
+    col = f"`{kwargs.get('column_name') or test.get('column_name')}`"
+    name = meta.get("name", "")
+    text = {
+        "not_null": f"{col} is never null",
+        "unique": f"{col} is unique",
+        "expression_is_true": f"{col} {kwargs.get('expression', '')} on every row",
+        "accepted_values": f"{col} is one of {kwargs.get('values')}",
+        "relationships": f"every {col} exists in {kwargs.get('field')} of {kwargs.get('to')}",
+        "unique_in_new_rows": f"{col} is unique: the newly loaded rows checked against the rest",
+        "unique_combination": "("
+        + ", ".join(kwargs.get("columns", []))
+        + ") is unique"
+        + (" in the latest build's rows" if kwargs.get("latest_build_only") else ""),
+    }.get(name, f"dbt test {test.get('name')}")
+    severity = (test.get("config") or {}).get("severity", "error").lower()
+    return text + (" (warn: the run goes on)" if severity == "warn" else " (blocks downstream)")
 
 
 def _dbt_var(description: str, var: str) -> Any:
@@ -118,7 +149,14 @@ def dbt_models(
                 f"dbt vars in effect (project file {settings.path or 'none'}): "
                 + json.dumps({**DBT_VARS, **config.dbt_vars(settings.features)})
             )
-            for event in dbt_runner.run(context, dbt, args, target, TransformTranslator()):
+
+            def row_counts(tables: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+                with warehouse.connect() as con:  # dbt has closed the file; the lock is ours
+                    return {t: count_rows(con, *t) for t in tables}
+
+            for event in dbt_runner.run(
+                context, dbt, args, target, TransformTranslator(), row_counts
+            ):
                 if isinstance(event, dg.AssetCheckResult | dg.AssetCheckEvaluation):
                     checks.append(event)
                 yield event
