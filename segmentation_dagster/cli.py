@@ -171,8 +171,9 @@ def print_summary(paths: Paths) -> None:
         )
         decision = registry.last_decision(con)
         profiles = con.execute(
-            "select segment_id, segment_name, size, share, description "
-            "from segmentation.segment_profiles order by segment_id"
+            "select segment_id, segment_name, size, share, description, coalesce(playbook, '') "
+            "from segmentation.segment_profiles left join segmentation.segment_playbooks "
+            "using (segment_id) order by segment_id"
         ).fetchall()
     print(f"\nloaded   {n_events:,} events from {n_files} files")
     for kind, reason, n in quarantined[:5]:
@@ -188,9 +189,10 @@ def print_summary(paths: Paths) -> None:
     print(f"model    champion v{version}: {algorithm}, {k} segments, silhouette {sil:.3f}")
     print(f"         last decision: {decision}\n")
     w = max([22, *(len(p[1] or "") for p in profiles)])
-    print(f"  {'id':>3}  {'segment':<{w}} {'customers':>9}  {'share':>6}  profile")
-    for seg, name, size, share, desc in profiles:
-        print(f"  {seg:>3}  {name or '':<{w}} {size:>9,}  {share:>6.1%}  {desc}")
+    print(f"  {'id':>3}  {'segment':<{w}} {'customers':>9}  {'share':>6}  {'playbook':<16}  "
+          "profile")  # fmt: skip
+    for seg, name, size, share, desc, play in profiles:
+        print(f"  {seg:>3}  {name or '':<{w}} {size:>9,}  {share:>6.1%}  {play:<16}  {desc}")
     print(f"\nwarehouse: {paths.duckdb_path}")
     print("next: `make ui` (Dagster UI on http://127.0.0.1:3000), `segmentation evaluate`")
 

@@ -91,6 +91,8 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
         int(c.rsplit("(", 1)[1][:-1]) for c in cols[1:]
     )
     assert [r.data["from_segment"] for r in matrix.records] == ["new"]  # the first assignment
+    plays = mats["segment_profiles"].materialization.metadata["playbooks"].value.records
+    assert plays and all(r.data["action"] and r.data["evidence"] for r in plays)
     loaded = raw["loaded_files"].value.records  # which days are in: the latest month of files
     assert len(loaded) == 31 and loaded[0].data["file_name"] > loaded[-1].data["file_name"]
     assert {r.data["status"] for r in loaded} == {"loaded"}
@@ -133,6 +135,14 @@ def test_export_writes_full_and_changes_lists(pipeline_run):
     changes = pl.read_csv(full.with_name(full.stem + "_changes.csv"))
     assert pl.read_parquet(full).height == changes.height  # first export: everyone joined
     assert set(changes["change"]) == {"joined"}
+    # each customer carries the segment's playbook, chosen from the profile: the demo's
+    # personas each get the action their behaviour calls for
+    exported = pl.read_parquet(full)
+    assert exported["playbook"].null_count() == 0
+    by_name = dict(exported.select("segment_name", "playbook").unique().iter_rows())
+    assert by_name.get("Cart abandoners") == "cart_reminder"
+    assert by_name.get("Bargain hunters") == "bargain_alerts"
+    assert len(set(by_name.values())) >= 4
 
 
 def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):

@@ -3,8 +3,10 @@ the command line show about each segment.
 
 :func:`describe` reads today's features, the published members and the champion, and writes
 ``segment_profiles`` (size, share, feature means, a one-line description, the champion's name
-and a readable rule per segment), ``segment_feature_lift`` and ``segment_top_items`` (the
-most purchased categories and products), and the catalog's descriptions and rules. The
+and a readable rule per segment), ``segment_feature_lift``, ``segment_top_items`` (the most
+purchased categories and products), ``segment_playbooks`` (the recommended action, its
+evidence and items; :mod:`~segmentation_dagster.core.playbooks`) and the catalog's
+descriptions and rules. The
 science is in :mod:`~segmentation_dagster.core.profiling` and
 :mod:`~segmentation_dagster.core.naming`.
 """
@@ -18,7 +20,15 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from segmentation_dagster.core import clustering, monitoring, naming, profiling, registry, segments
+from segmentation_dagster.core import (
+    clustering,
+    monitoring,
+    naming,
+    playbooks,
+    profiling,
+    registry,
+    segments,
+)
 from segmentation_dagster.core.warehouse import replace_table, table_exists
 
 #: customers drawn for the segment map
@@ -40,10 +50,16 @@ class Description:
     #: a sample of customers in the model's space, and their segments (for the map)
     map_x: np.ndarray
     map_segments: np.ndarray
+    #: per segment: the playbook, its action, the evidence and the recommended items
+    playbooks: pl.DataFrame
 
 
-def describe(con: duckdb.DuckDBPyConnection) -> Description:
-    """Profile every published segment of the champion and record it (see the module)."""
+def describe(
+    con: duckdb.DuckDBPyConnection, rules_file: playbooks.Playbooks | None = None
+) -> Description:
+    """Profile every published segment of the champion and record it (see the module), with
+    the playbook each segment gets from ``rules_file`` (default: :func:`playbooks.load`)."""
+    rules_file = rules_file or playbooks.load()
     version, model = registry.require_champion(con)
     features = segments.read_features(con)
     members = segments.published_members(con)
@@ -72,6 +88,10 @@ def describe(con: duckdb.DuckDBPyConnection) -> Description:
         "select segment_id, kind, string_agg(item, ', ' order by purchases desc) as top "
         f"from {segments.TOP_ITEMS_TABLE} group by all order by all"
     ).pl()
+    plays = playbooks.choose(
+        lift, con.sql(f"select * from {segments.TOP_ITEMS_TABLE}").pl(), rules_file
+    ).with_columns(model_version=pl.lit(version, dtype=pl.Int32))
+    replace_table(con, segments.PLAYBOOKS_TABLE, plays)
     registry.update_catalog_text(
         con, dict(zip(profiles["segment_id"], profiles["description"], strict=True)), rules.rules
     )
@@ -79,7 +99,7 @@ def describe(con: duckdb.DuckDBPyConnection) -> Description:
     sample = sample[seg_ids.gather(sample).is_not_null().to_numpy()]
     map_x = model.transform(features[sample])
     map_segments = seg_ids.gather(sample).to_numpy()
-    return Description(version, profiles, names, rules, top, lift, map_x, map_segments)
+    return Description(version, profiles, names, rules, top, lift, map_x, map_segments, plays)
 
 
 def share_history(con: duckdb.DuckDBPyConnection, today: pl.DataFrame) -> pl.DataFrame:

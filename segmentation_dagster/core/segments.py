@@ -33,6 +33,7 @@ HISTORY_TABLE = "segmentation.segment_assignment_history"
 PROFILES_TABLE = "segmentation.segment_profiles"
 LIFT_TABLE = "segmentation.segment_feature_lift"
 TOP_ITEMS_TABLE = "segmentation.segment_top_items"
+PLAYBOOKS_TABLE = "segmentation.segment_playbooks"
 MIGRATIONS_TABLE = "segmentation.segment_migrations"
 EXPORTS_TABLE = "segmentation.segment_exports"
 
@@ -171,10 +172,14 @@ def segment_labels(con: duckdb.DuckDBPyConnection, prev: tuple | None) -> dict[i
 
 
 def export_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Segment membership as exported: one row per customer."""
+    """Segment membership as exported: one row per customer, with the segment's playbook."""
+    plays = table_exists(con, *PLAYBOOKS_TABLE.split("."))
     return con.sql(
-        f"select customer_id, segment_id, segment_name, model_version, snapshot_date "
-        f"from {SEGMENTS_TABLE} order by customer_id"
+        "select s.customer_id, s.segment_id, s.segment_name, "
+        + ("p.playbook, " if plays else "cast(null as varchar) as playbook, ")
+        + f"s.model_version, s.snapshot_date from {SEGMENTS_TABLE} s "
+        + (f"left join {PLAYBOOKS_TABLE} p using (segment_id) " if plays else "")
+        + "order by s.customer_id"
     ).pl()
 
 

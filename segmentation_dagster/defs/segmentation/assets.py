@@ -288,8 +288,9 @@ def customer_segments(
 )
 def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per segment: name, size, share, feature means, lift vs the population, a one-line
-    description, a readable rule from a surrogate decision tree (with its fidelity), and the
-    most purchased categories and products."""
+    description, a readable rule from a surrogate decision tree (with its fidelity), the
+    most purchased categories and products, and its playbook (the recommended action, from
+    playbooks.yml, with the evidence)."""
     with warehouse.connect() as con:
         described = describe.describe(con)
         snapshot = one(con, f"select max(snapshot_date) from {segments.SEGMENTS_TABLE}")[0]
@@ -316,6 +317,17 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
             ),
             "surrogate_fidelity": rules.fidelity,
             "top_items": table(top),
+            # the recommended action per segment, with the features that chose it
+            "playbooks": table(
+                described.playbooks.select(
+                    "segment_id",
+                    pl.col("segment_id").replace_strict(names, default=None).alias("segment_name"),
+                    "playbook",
+                    "action",
+                    "evidence",
+                    "recommended",
+                )  # fmt: skip
+            ),
         }
     )
 
@@ -376,12 +388,13 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset(
     group_name="segmentation",
     kinds={"duckdb", "parquet"},
-    deps=[customer_segments],
+    deps=[customer_segments, segment_profiles],
     pool=DUCKDB_POOL,
 )
 def segment_export(warehouse: WarehouseResource, exports: ExportResource) -> dg.MaterializeResult:
-    """Segment membership for activation tools, as Parquet and CSV: the full list and the
-    changes since the previous export (one row per customer that joined or left a segment)."""
+    """Segment membership for activation tools, as Parquet and CSV: the full list (with each
+    segment's playbook) and the changes since the previous export (one row per customer that
+    joined or left a segment)."""
     with warehouse.connect() as con:
         current = segments.export_list(con)
         prev = segments.last_export(con)
