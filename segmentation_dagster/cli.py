@@ -10,6 +10,9 @@
     segmentation daily      one day of operation on your own files: daily refresh, drift sensor,
                             re-segmentation when it asks (the first run fits the first champion)
     segmentation replay     day-by-day operation over a simulated period (drift -> re-segment)
+    segmentation forget     erase customers from the warehouse, model snapshots and exports,
+                            and keep them out of every later load
+    segmentation pseudonym  the exports' pseudonym of each customer id given
 
 Paths come from the environment (see core.settings); `make run` sets DAGSTER_HOME so the runs
 appear in `make ui`. Commands that run jobs queue one behind another on the instance and mark
@@ -191,7 +194,12 @@ def print_summary(paths: Paths) -> None:
     w = max([22, *(len(p[1] or "") for p in profiles)])
     print(f"  {'id':>3}  {'segment':<{w}} {'customers':>9}  {'share':>6}  {'playbook':<16}  "
           "profile")  # fmt: skip
+    k = project.load().privacy.min_group_size
     for seg, name, size, share, desc, play in profiles:
+        if size < k:  # a small group's statistics stay in the warehouse
+            print(f"  {seg:>3}  {name or '':<{w}} {'< ' + str(k):>9}  {'-':>6}  {play:<16}  "
+                  "(suppressed: privacy.min_group_size)")  # fmt: skip
+            continue
         print(f"  {seg:>3}  {name or '':<{w}} {size:>9,}  {share:>6.1%}  {play:<16}  {desc}")
     print(f"\nwarehouse: {paths.duckdb_path}")
     print("next: `make ui` (Dagster UI on http://127.0.0.1:3000), `segmentation evaluate`")
@@ -323,6 +331,38 @@ def cmd_serve_reports(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from segmentation_dagster.core import privacy
+    from segmentation_dagster.core.warehouse import connect
+
+    paths = Paths.from_env()
+    dirs = [paths.model_dir, paths.export_dir]
+    if paths.duckdb_path.exists():
+        with connect(paths.duckdb_path) as con:
+            done = privacy.forget(con, paths.data_dir, dirs, args.customer_ids)
+    else:  # nothing loaded yet: only keep them out of the first load
+        done = privacy.forget_files(paths.data_dir, dirs, args.customer_ids)
+    n_rows, n_files = sum(done.rows.values()), len(done.files)
+    print(f"forgot {len(set(args.customer_ids))} customer(s): {n_rows:,} warehouse rows in "
+          f"{sum(1 for n in done.rows.values() if n)} table(s), rows in {n_files} file(s); "
+          f"later loads drop their rows ({privacy.forgotten_file(paths.data_dir)})")  # fmt: skip
+    for name, n in sorted({**done.rows, **done.files}.items()):
+        if n:
+            print(f"  {n:>8,}  {name}")
+    return 0
+
+
+def cmd_pseudonym(args: argparse.Namespace) -> int:
+    from segmentation_dagster.core import privacy
+
+    secret = privacy.key(Paths.from_env().data_dir)
+    for cid, p in zip(
+        args.customer_ids, privacy.pseudonyms(args.customer_ids, secret), strict=True
+    ):
+        print(f"{cid}\t{p}")
+    return 0
+
+
 def cmd_daily(args: argparse.Namespace) -> int:
     from segmentation_dagster import replay as rp
     from segmentation_dagster.definitions import defs
@@ -447,6 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_daily.set_defaults(func=cmd_daily)
 
     d = simulate.ReplayConfig()
+    p_forget = sub.add_parser(
+        "forget", help="erase customers everywhere and keep them out of later loads"
+    )
+    p_forget.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
+    p_forget.set_defaults(func=cmd_forget)
+    p_pseudo = sub.add_parser("pseudonym", help="the exports' pseudonym of customer ids")
+    p_pseudo.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
+    p_pseudo.set_defaults(func=cmd_pseudonym)
     p_serve = sub.add_parser(
         "serve-reports", help="serve the report folder on localhost (make ui runs it)"
     )

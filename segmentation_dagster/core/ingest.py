@@ -50,7 +50,7 @@ import gzip
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +100,12 @@ class LoadReport:
     rows_quarantined: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     table_rows: int = 0
+    #: rows of erased customers (core.privacy.forget) dropped, neither loaded nor kept
+    rows_erased: int = 0
+
+
+#: given a batch's customer ids, those of erased customers (core.privacy.forgotten_among)
+Erased = Callable[[list[str]], list[str]]
 
 
 _MANIFEST_COLUMNS = (
@@ -823,6 +829,20 @@ def _check_root(
         _ignore(con, ROOT_KIND, entry, known, report, f"{ROOT_KIND}/{entry.name}")
 
 
+def _drop_erased(con: duckdb.DuckDBPyConnection, erased: Erased) -> int:
+    """Drop the batch's rows of erased customers (before anything is written or quarantined:
+    nothing of theirs is kept); returns how many."""
+    ids = [r[0] for r in con.execute(
+        "select distinct cast(customer_id as varchar) from _batch where customer_id is not null"
+    ).fetchall()]  # fmt: skip
+    gone = erased(ids)
+    if not gone:
+        return 0
+    return int(con.execute(
+        "delete from _batch where cast(customer_id as varchar) in (select unnest(?))", [gone]
+    ).fetchall()[0][0])  # fmt: skip
+
+
 def _flush(
     con: duckdb.DuckDBPyConnection,
     rcon: duckdb.DuckDBPyConnection,
@@ -831,6 +851,7 @@ def _flush(
     report: LoadReport,
     run: _Pass | None,
     limits: Limits,
+    erased: Erased | None = None,
 ) -> None:
     """Scan a staged batch (on the file reader, streamed into the warehouse), reject the files
     that fail the type check, write the rest and account for everything in ``report``."""
@@ -850,6 +871,8 @@ def _flush(
     if not staged:
         con.execute("drop table _batch")
         return
+    if erased is not None and "customer_id" in contract.columns:
+        report.rows_erased += _drop_erased(con, erased)
     for n, reasons in _write_batch(con, contract, staged, run).values():
         report.rows_inserted += n
         report.rows_quarantined += sum(reasons.values())
@@ -899,9 +922,11 @@ def load_kind(
     kind: str,
     mapping: SourceMapping | None = None,
     limits: Limits | None = None,
+    erased: Erased | None = None,
 ) -> LoadReport:
     """Load every new or changed landing file of ``kind`` into ``raw.<kind>``; record every
-    entry that is not read (the events pass also checks the top of the landing folder)."""
+    entry that is not read (the events pass also checks the top of the landing folder).
+    ``erased`` names the customers whose rows are dropped on the way in."""
     contract = CONTRACTS[kind]
     mapping = mapping or SourceMapping()
     limits = limits or Limits.from_env()
@@ -941,9 +966,9 @@ def load_kind(
             staged.append(s)
             batch_rows += _rows_estimate(rcon, s)
             if batch_rows >= BATCH_ROWS:
-                _flush(con, rcon, contract, staged, report, run, limits)
+                _flush(con, rcon, contract, staged, report, run, limits, erased)
                 staged, batch_rows = [], 0
-        _flush(con, rcon, contract, staged, report, run, limits)
+        _flush(con, rcon, contract, staged, report, run, limits, erased)
     if run:
         con.execute("drop table _pass_keys")
     report.table_rows = int(one(con, f"select count(*) from {contract.table}")[0])

@@ -30,12 +30,22 @@ def _png(plt, fig) -> bytes:  # noqa: ANN001
     return out.getvalue()
 
 
+def _nothing(what: str) -> bytes:
+    """A small picture saying there is nothing to draw (e.g. every segment suppressed)."""
+    plt, fig, ax = _figure(5, 1.2)
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{what}: nothing to show", ha="center", va="center")
+    return _png(plt, fig)
+
+
 def _label(segment_id: int, names: dict[int, str]) -> str:
     return f"{names.get(segment_id) or 'segment'} ({segment_id})"
 
 
 def shares_over_time(shares: pl.DataFrame, names: dict[int, str]) -> bytes:
     """``shares``: snapshot_date, segment_id, share (one row per day and segment)."""
+    if shares.is_empty():
+        return _nothing("segment shares")
     plt, fig, ax = _figure(9, 4)
     for (sid,), part in shares.sort("snapshot_date").group_by("segment_id", maintain_order=True):
         ax.plot(part["snapshot_date"].to_list(), part["share"].to_list(),
@@ -49,6 +59,8 @@ def shares_over_time(shares: pl.DataFrame, names: dict[int, str]) -> bytes:
 
 def segment_map(x: np.ndarray, segment_ids: np.ndarray, names: dict[int, str]) -> bytes:
     """Customers in the first two principal components of the model's space, by segment."""
+    if len(x) < 3:
+        return _nothing("segment map")
     from sklearn.decomposition import PCA
 
     plt, fig, ax = _figure(7, 5)
@@ -67,6 +79,8 @@ def segment_map(x: np.ndarray, segment_ids: np.ndarray, names: dict[int, str]) -
 
 def profile_heatmap(lift: pl.DataFrame, names: dict[int, str]) -> bytes:
     """``lift``: segment_id, feature, z (segment mean against the population, in sds)."""
+    if lift.is_empty():
+        return _nothing("profile heat-map")
     table = lift.pivot(on="feature", index="segment_id", values="z").sort("segment_id")
     features = [c for c in table.columns if c != "segment_id"]
     z = table.select(features).to_numpy().astype(float)

@@ -22,6 +22,8 @@ optional; a key left out keeps the built-in default of the core dataclass it con
     schedules:    # cron expressions; start or stop the schedules in the UI
       refresh_cron: "0 6 * * *"
       retrain_cron: "0 3 * * 1"
+    privacy:      # core.privacy.PrivacyConfig
+      min_group_size: 10
 
 Runs read the file when they start (a scheduled run, a sensor-launched run and a run from the
 CLI alike), so a change applies to the next run without run config; a launchpad value
@@ -47,6 +49,7 @@ from segmentation_dagster.core.clustering import SelectionConfig
 from segmentation_dagster.core.drift import DriftConfig
 from segmentation_dagster.core.lifecycle import LifecycleConfig
 from segmentation_dagster.core.policy import POLICY_ENV, PolicyConfig
+from segmentation_dagster.core.privacy import PrivacyConfig
 from segmentation_dagster.core.segments import AssignmentConfig
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR, config_dir, read_yaml_mapping
 
@@ -81,12 +84,13 @@ class ProjectConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     schedules: Schedules = field(default_factory=Schedules)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     path: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Every value in effect, by section (for run metadata and the CLI)."""
         out = {"features": {**DBT_VARS, **self.features}}
-        for name in ("selection", "lifecycle", "assignment", "drift", "policy", "schedules"):
+        for name in _SECTIONS:
             out[name] = dataclasses.asdict(getattr(self, name))
         return out
 
@@ -98,6 +102,7 @@ _SECTIONS: dict[str, type] = {
     "drift": DriftConfig,
     "policy": PolicyConfig,
     "schedules": Schedules,
+    "privacy": PrivacyConfig,
 }
 
 

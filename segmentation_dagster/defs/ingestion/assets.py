@@ -3,7 +3,8 @@
 import dagster as dg
 import polars as pl
 
-from segmentation_dagster.core import ingest
+from segmentation_dagster.core import ingest, privacy
+from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.core.sources import load_mapping, mapping_path
 from segmentation_dagster.defs.metadata import column_schema, table
 from segmentation_dagster.defs.resources import DUCKDB_POOL, LandingResource, WarehouseResource
@@ -29,6 +30,7 @@ def _report_metadata(report: ingest.LoadReport) -> dict[str, object]:
         "files_rejected": len(report.rejected),
         "entries_ignored": len(report.ignored),
         "rows_quarantined": report.rows_quarantined,
+        "rows_erased": report.rows_erased,  # of customers erased with `segmentation forget`
     }
     if report.quarantined_by_reason:
         reasons = sorted(report.quarantined_by_reason.items())
@@ -62,8 +64,14 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
     ) -> dg.MaterializeResult:
         mapping = load_mapping(mapping_path(landing.dir))
+        data_dir = Paths.from_env().data_dir
+        erased = (
+            (lambda ids: privacy.forgotten_among(ids, data_dir))
+            if privacy.forgotten(data_dir)
+            else None
+        )
         with warehouse.connect() as con:
-            report = ingest.load_kind(con, landing.dir, kind, mapping)
+            report = ingest.load_kind(con, landing.dir, kind, mapping, erased=erased)
             meta = _report_metadata(report)
             meta["preview"] = table(
                 con.sql(f"select * exclude (_loaded_at) from raw.{kind} limit 5").pl()

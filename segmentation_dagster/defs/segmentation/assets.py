@@ -5,8 +5,10 @@ assets read and write DuckDB and publish what a person wants to see in the UI.
 """
 
 import dataclasses
+from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from segmentation_dagster.core import (
@@ -15,6 +17,7 @@ from segmentation_dagster.core import (
     health,
     lifecycle,
     pictures,
+    privacy,
     project,
     registry,
     resegmentation,
@@ -23,6 +26,7 @@ from segmentation_dagster.core import (
 from segmentation_dagster.core.segments import (
     MIGRATIONS_TABLE,
 )
+from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.core.warehouse import one, replace_table
 from segmentation_dagster.defs import health as checks
 from segmentation_dagster.defs.config import core_field, to_core
@@ -254,19 +258,25 @@ def customer_segments(
         .with_columns(share=pl.col("customers") / published.height)
         .sort("segment_id")
     )
+    small = privacy.small_segments(
+        dict(sizes.select("segment_id", "customers").iter_rows()),
+        project.load().privacy.min_group_size,
+    )
+    shown = privacy.suppress(sizes, small, ["customers", "mean_confidence", "share"])
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": n,
             "model_version": version,
             "snapshot_date": str(snapshot),
             "segments": sizes.height,
-            "segment_sizes": table(sizes),
+            "segment_sizes": table(shown),
             # one number per segment, so the UI plots each share over the days
             **{
                 f"share: {name} ({sid})": round(float(share), 4)
-                for sid, name, share in sizes.select(
+                for sid, name, share in shown.select(
                     "segment_id", "segment_name", "share"
                 ).iter_rows()
+                if share is not None
             },
         },
         check_results=[
@@ -299,27 +309,49 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
         )
         shares = describe.share_history(con, today)
     profiles, names, rules = described.profiles, described.names, described.rules
-    version, top = described.version, described.top_items
-    preview = profiles.select("segment_id", "segment_name", "size", "share", "description")
+    version = described.version
+    # statistics of segments smaller than privacy.min_group_size stay in the warehouse
+    small = privacy.small_segments(
+        dict(profiles.select("segment_id", "size").iter_rows()),
+        project.load().privacy.min_group_size,
+    )
+    preview = privacy.suppress(
+        profiles.select("segment_id", "segment_name", "size", "share", "description"),
+        small, ["size", "share", "description"],
+    )  # fmt: skip
+    top = described.top_items.filter(~pl.col("segment_id").is_in(sorted(small)))
+    shown = ~np.isin(described.map_segments, sorted(small))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": profiles.height,
             "model_version": version,
             "profiles": table(preview),
+            "suppressed_segments": len(small),
             # pictures, redrawn on every materialisation
-            "segment_shares_over_time": image(pictures.shares_over_time(shares, names)),
-            "segment_map": image(
-                pictures.segment_map(described.map_x, described.map_segments, names)
+            "segment_shares_over_time": image(
+                pictures.shares_over_time(
+                    shares.filter(~pl.col("segment_id").is_in(sorted(small))), names
+                )
             ),
-            "profile_heatmap": image(pictures.profile_heatmap(described.lift, names)),
+            "segment_map": image(
+                pictures.segment_map(described.map_x[shown], described.map_segments[shown], names)
+            ),
+            "profile_heatmap": image(
+                pictures.profile_heatmap(
+                    described.lift.filter(~pl.col("segment_id").is_in(sorted(small))), names
+                )
+            ),
             "rules": dg.MetadataValue.md(
-                "\n".join(f"- **{names.get(s, s)}** ({s}): {r}" for s, r in rules.rules.items())
+                "\n".join(
+                    f"- **{names.get(s, s)}** ({s}): {privacy.SUPPRESSED if s in small else r}"
+                    for s, r in rules.rules.items()
+                )
             ),
             "surrogate_fidelity": rules.fidelity,
             "top_items": table(top),
             # the recommended action per segment, with the features that chose it
             "playbooks": table(
-                described.playbooks.select(
+                privacy.suppress(described.playbooks, small, ["evidence", "recommended"]).select(
                     "segment_id",
                     pl.col("segment_id").replace_strict(names, default=None).alias("segment_name"),
                     "playbook",
@@ -385,6 +417,27 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
+def _export_identity(current: pl.DataFrame) -> str:
+    """The exports' customer column: the keyed pseudonym unless the project file says raw."""
+    raw = project.load().privacy.export_ids == "raw"
+    return "customer_id" if raw else privacy.PSEUDONYM
+
+
+def _previous_export(prev: Path | None, ident: str, current: pl.DataFrame) -> pl.DataFrame:
+    """(ident, segment_id) of the previous export; one written with raw ids is pseudonymised
+    to compare. One with pseudonyms cannot be compared with raw ids: everyone has joined."""
+    empty = current.select(ident, "segment_id").clear()
+    if prev is None:
+        return empty
+    old = pl.read_parquet(prev)
+    if ident in old.columns:
+        return old.select(ident, "segment_id")
+    if "customer_id" in old.columns:
+        secret = privacy.key(Paths.from_env().data_dir)
+        return privacy.pseudonymise(old.select("customer_id", "segment_id"), secret)
+    return empty
+
+
 @dg.asset(
     group_name="segmentation",
     kinds={"duckdb", "parquet"},
@@ -394,18 +447,18 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
 def segment_export(warehouse: WarehouseResource, exports: ExportResource) -> dg.MaterializeResult:
     """Segment membership for activation tools, as Parquet and CSV: the full list (with each
     segment's playbook) and the changes since the previous export (one row per customer that
-    joined or left a segment)."""
+    joined or left a segment). Customers appear as keyed pseudonyms (privacy.export_ids)."""
     with warehouse.connect() as con:
         current = segments.export_list(con)
         prev = segments.last_export(con)
-        previous = (
-            pl.read_parquet(prev).select("customer_id", "segment_id")
-            if prev
-            else current.select("customer_id", "segment_id").clear()
-        )
+        ident = _export_identity(current)
+        if ident == privacy.PSEUDONYM:
+            current = privacy.pseudonymise(current, privacy.key(Paths.from_env().data_dir))
+        previous = _previous_export(prev, ident, current)
         changes = lifecycle.membership_changes(
-            previous, current.select("customer_id", "segment_id")
-        )
+            previous.rename({ident: "customer_id"}),
+            current.select(ident, "segment_id").rename({ident: "customer_id"}),
+        ).rename({"customer_id": ident})
         snapshot, version = current["snapshot_date"].max(), int(current["model_version"].max())
         stem = f"segments_{snapshot}_v{version:04d}"
         full = exports.write(current, stem)

@@ -1,0 +1,257 @@
+"""Privacy: keyed pseudonyms in exports, small groups suppressed, and erasure that lasts.
+
+- **Pseudonyms.** Exports carry ``customer_pseudonym`` = HMAC-SHA256(key, customer id) (128
+  bits, hex) instead of the customer id. The key comes from ``$SEGMENTATION_PSEUDONYM_KEY``,
+  else from ``<data>/privacy/pseudonym.key``, created (random, mode 0600) on first use; it is
+  never in the repository. The shop, holding the key, maps its ids to pseudonyms
+  (``segmentation pseudonym ID...``); nobody else can.
+- **Small groups.** Segment statistics (means, descriptions, rules, top items, playbook
+  evidence, sizes) of a segment with fewer than ``min_group_size`` customers are suppressed
+  wherever they leave the warehouse: the UI's metadata, pictures, the CLI summary.
+- **Erasure.** :func:`forget` deletes a customer from every warehouse table that has a
+  ``customer_id`` (raw, dbt models, segments, history), from quarantined records, model
+  snapshots and export files, and adds their pseudonym to ``<data>/privacy/forgotten.txt``.
+  Ingestion drops the rows of a forgotten customer whenever a landed file is read again
+  (landed files are never edited), so they stay erased after a full re-ingest. Only
+  pseudonyms are kept, never the ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import polars as pl
+
+from segmentation_dagster.core.warehouse import quote_ident
+
+KEY_ENV = "SEGMENTATION_PSEUDONYM_KEY"
+PSEUDONYM = "customer_pseudonym"
+SUPPRESSED = "suppressed: fewer customers than privacy.min_group_size"
+
+
+class PrivacyError(ValueError):
+    """A privacy setting or request is not valid."""
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """The project file's ``privacy`` section."""
+
+    #: segments with fewer customers have their statistics suppressed outside the warehouse
+    min_group_size: int = 10
+    #: what identifies a customer in exports: the keyed pseudonym, or the raw id (when the
+    #: activation tool must have it and the export's readers may see it)
+    export_ids: Literal["pseudonym", "raw"] = "pseudonym"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_group_size, bool) or not isinstance(self.min_group_size, int):
+            raise ValueError(f"min_group_size must be a whole number, got {self.min_group_size!r}")
+        if self.min_group_size < 1:
+            raise ValueError(f"min_group_size must be at least 1, got {self.min_group_size}")
+
+
+def privacy_dir(data_dir: Path) -> Path:
+    return data_dir / "privacy"
+
+
+def key(data_dir: Path) -> bytes:
+    """The pseudonym key: ``$SEGMENTATION_PSEUDONYM_KEY`` (at least 16 characters), else the
+    key file in the data folder, created on first use."""
+    env = os.environ.get(KEY_ENV)
+    if env:
+        if len(env) < 16:
+            raise PrivacyError(f"{KEY_ENV}: must be at least 16 characters")
+        return env.encode()
+    path = privacy_dir(data_dir) / "pseudonym.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # never replaces a key another process created meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()
+
+
+def pseudonyms(ids: Iterable[object], secret: bytes) -> list[str]:
+    """HMAC-SHA256 of each id (as text), 32 hex digits."""
+    base = hmac.new(secret, digestmod=hashlib.sha256)
+    out = []
+    for i in ids:
+        h = base.copy()
+        h.update(str(i).encode())
+        out.append(h.hexdigest()[:32])
+    return out
+
+
+def pseudonymise(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
+    """``df`` with ``customer_id`` replaced by ``customer_pseudonym`` (same position)."""
+    values = pseudonyms(df["customer_id"].to_list(), secret)
+    return df.with_columns(customer_id=pl.Series(values, dtype=pl.String)).rename(
+        {"customer_id": PSEUDONYM}
+    )
+
+
+# -- small groups ------------------------------------------------------------------------------
+
+
+def small_segments(sizes: dict[int, int], min_group_size: int) -> set[int]:
+    return {int(s) for s, n in sizes.items() if n < min_group_size}
+
+
+def suppress(df: pl.DataFrame, small: set[int], columns: Iterable[str]) -> pl.DataFrame:
+    """Null the ``columns`` of the rows of small segments (text columns say why)."""
+    if not small:
+        return df
+    is_small = pl.col("segment_id").is_in(sorted(small))
+    return df.with_columns(
+        pl.when(is_small)
+        .then(pl.lit(SUPPRESSED) if df.schema[c] == pl.String else pl.lit(None))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in columns
+    )
+
+
+# -- erasure -----------------------------------------------------------------------------------
+
+
+def forgotten_file(data_dir: Path) -> Path:
+    return privacy_dir(data_dir) / "forgotten.txt"
+
+
+def forgotten(data_dir: Path) -> frozenset[str]:
+    """The pseudonyms of every customer erased so far."""
+    path = forgotten_file(data_dir)
+    if not path.exists():
+        return frozenset()
+    return frozenset(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def forgotten_among(ids: list[str], data_dir: Path) -> list[str]:
+    """Which of ``ids`` belong to forgotten customers (empty without any)."""
+    gone = forgotten(data_dir)
+    if not gone or not ids:
+        return []
+    return [i for i, p in zip(ids, pseudonyms(ids, key(data_dir)), strict=True) if p in gone]
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What :func:`forget` removed: rows per warehouse table and per file."""
+
+    rows: dict[str, int]
+    files: dict[str, int]
+
+
+def _record_forgotten(data_dir: Path, new: list[str]) -> None:
+    path = forgotten_file(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lines = sorted(forgotten(data_dir) | set(new))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+
+
+def _rewrite_without(path: Path, column: str, values: list[str]) -> int:
+    """Rewrite a Parquet/CSV file without the rows whose ``column`` is in ``values``."""
+    is_csv = path.suffix == ".csv"
+    df = pl.read_csv(path, infer_schema=False) if is_csv else pl.read_parquet(path)
+    if column not in df.columns:
+        return 0
+    keep = df.filter(~pl.col(column).cast(pl.String).is_in(values))
+    removed = df.height - keep.height
+    if removed:
+        tmp = path.with_name(f".{path.name}.tmp")
+        keep.write_csv(tmp) if is_csv else keep.write_parquet(tmp)
+        tmp.replace(path)
+    return removed
+
+
+def forget(
+    con: duckdb.DuckDBPyConnection,
+    data_dir: Path,
+    file_dirs: Iterable[Path],
+    customer_ids: list[str],
+) -> Erasure:
+    """Erase ``customer_ids`` from the warehouse (every table with a ``customer_id`` column
+    and the quarantine's records, in one transaction), from the Parquet/CSV files under
+    ``file_dirs`` (model snapshots, exports: by ``customer_id`` or ``customer_pseudonym``),
+    and keep them erased on every later load. Idempotent."""
+    ids, marks = _remember(data_dir, customer_ids)
+    tables = con.execute(
+        "select c.table_schema, c.table_name from information_schema.columns c "
+        "join information_schema.tables t using (table_schema, table_name) "
+        "where c.column_name = 'customer_id' and t.table_type = 'BASE TABLE' order by 1, 2"
+    ).fetchall()
+    rows: dict[str, int] = {}
+    con.execute("begin transaction")
+    try:
+        for schema, table in tables:
+            name = f"{quote_ident(schema)}.{quote_ident(table)}"
+            n = con.execute(
+                f"delete from {name} where cast(customer_id as varchar) in (select unnest(?))",
+                [ids],
+            ).fetchall()[0][0]
+            rows[f"{schema}.{table}"] = int(n)
+        quarantine = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'raw' and table_name = 'quarantine'"
+        ).fetchall()[0][0]
+        if quarantine:
+            n = con.execute(
+                "delete from raw.quarantine where (record ->> 'customer_id') in (select unnest(?))",
+                [ids],
+            ).fetchall()[0][0]
+            rows["raw.quarantine"] = int(n)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return Erasure(rows, _erase_files(file_dirs, ids, marks))
+
+
+def _remember(data_dir: Path, customer_ids: list[str]) -> tuple[list[str], list[str]]:
+    ids = sorted({str(i) for i in customer_ids})
+    if not ids:
+        raise PrivacyError("forget: no customer id given")
+    marks = pseudonyms(ids, key(data_dir))
+    _record_forgotten(data_dir, marks)  # first: a crash after it still keeps them out
+    return ids, marks
+
+
+def forget_files(data_dir: Path, file_dirs: Iterable[Path], customer_ids: list[str]) -> Erasure:
+    """:func:`forget` where there is no warehouse yet: the files and later loads only."""
+    ids, marks = _remember(data_dir, customer_ids)
+    return Erasure({}, _erase_files(file_dirs, ids, marks))
+
+
+def _erase_files(file_dirs: Iterable[Path], ids: list[str], marks: list[str]) -> dict[str, int]:
+    files: dict[str, int] = {}
+    for folder in file_dirs:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):  # the folder's own files, no link followed
+            if path.is_symlink() or not path.is_file() or path.name.startswith("."):
+                continue
+            if path.suffix not in (".parquet", ".csv"):
+                continue
+            n = _rewrite_without(path, "customer_id", ids) + _rewrite_without(
+                path, PSEUDONYM, marks
+            )
+            if n:
+                files[str(path)] = n
+    return files

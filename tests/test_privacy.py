@@ -1,0 +1,135 @@
+"""Privacy: keyed pseudonyms in exports, small groups suppressed, erasure that survives a full
+re-ingest (real DuckDB, dbt, the whole asset graph)."""
+
+import os
+import stat
+
+import duckdb
+import polars as pl
+import pytest
+
+from segmentation_dagster.core import ingest, privacy, project
+from segmentation_dagster.demo import simulate
+from tests.conftest import materialize_all
+
+
+def test_pseudonyms_are_keyed_stable_and_the_key_file_is_private(tmp_path, monkeypatch):
+    monkeypatch.delenv(privacy.KEY_ENV, raising=False)
+    key = privacy.key(tmp_path)
+    path = tmp_path / "privacy" / "pseudonym.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and privacy.key(tmp_path) == key
+    a = privacy.pseudonyms(["c1", "c2", "c1"], key)
+    assert a[0] == a[2] != a[1] and all(len(p) == 32 for p in a)
+    assert privacy.pseudonyms(["c1"], b"another key of 16+ chars")[0] != a[0]
+    monkeypatch.setenv(privacy.KEY_ENV, "short")
+    with pytest.raises(privacy.PrivacyError, match="at least 16"):
+        privacy.key(tmp_path)
+
+
+def test_small_groups_are_suppressed_and_the_setting_is_checked(tmp_path):
+    df = pl.DataFrame({"segment_id": [1, 2], "size": [500, 4], "description": ["a", "b"]})
+    small = privacy.small_segments(dict(df.select("segment_id", "size").iter_rows()), 10)
+    out = privacy.suppress(df, small, ["size", "description"])
+    assert out.row(0) == (1, 500, "a") and out.row(1) == (2, None, privacy.SUPPRESSED)
+    bad = tmp_path / "segmentation.yml"
+    bad.write_text("privacy: {min_group_size: 0}\n")
+    with pytest.raises(project.ProjectConfigError, match="privacy.*min_group_size"):
+        project.load(bad)
+    bad.write_text("privacy: {export_ids: emails}\n")
+    with pytest.raises(project.ProjectConfigError, match="privacy: export_ids"):
+        project.load(bad)
+
+
+def _everywhere(p, victim: str, mark: str) -> list[str]:
+    """Every place the victim's id (as a customer id) or pseudonym (anywhere) still appears."""
+    found = []
+    con = duckdb.connect(str(p.duckdb_path), read_only=True)
+    try:
+        for schema, table, column, typ in con.execute(
+            "select c.table_schema, c.table_name, c.column_name, c.data_type "
+            "from information_schema.columns c join information_schema.tables t "
+            "using (table_schema, table_name) where t.table_type = 'BASE TABLE'"
+        ).fetchall():
+            name = f'"{schema}"."{table}"'
+            if column == "customer_id":
+                n = con.execute(f"select count(*) from {name} where customer_id::varchar = ?",
+                                [victim]).fetchall()[0][0]  # fmt: skip
+                found += [f"{schema}.{table}"] * bool(n)
+            if typ in ("VARCHAR", "JSON"):
+                n = con.execute(f'select count(*) from {name} where "{column}"::varchar like ?',
+                                [f"%{mark}%"]).fetchall()[0][0]  # fmt: skip
+                found += [f"{schema}.{table}.{column} (pseudonym)"] * bool(n)
+        n = con.execute("select count(*) from raw.quarantine where record->>'customer_id' = ?",
+                        [victim]).fetchall()[0][0]  # fmt: skip
+        found += ["raw.quarantine"] * bool(n)
+    finally:
+        con.close()
+    for folder in (p.model_dir, p.export_dir, p.report_dir):
+        for f in folder.iterdir():
+            if f.suffix in (".parquet", ".csv"):
+                df = pl.read_parquet(f) if f.suffix == ".parquet" else pl.read_csv(f)
+                for col in ("customer_id", privacy.PSEUDONYM):
+                    if col in df.columns and (df[col].cast(pl.String) == (
+                        victim if col == "customer_id" else mark
+                    )).any():  # fmt: skip
+                        found.append(str(f))
+            elif mark.encode() in f.read_bytes():
+                found.append(str(f))
+    return found
+
+
+@pytest.mark.slow  # two runs of the whole graph
+def test_a_forgotten_customer_is_gone_everywhere_and_stays_gone(paths, monkeypatch):
+    cfg = simulate.DemoConfig(n_customers=900, days=40, seed=11)
+    simulate.generate(cfg, paths.landing_dir, paths.truth_dir)
+    events = sorted((paths.landing_dir / "events").iterdir())
+    victim = str(pl.read_parquet(events[-1])["customer_id"][0])
+    # one of the victim's rows is bad: it sits in the quarantine with its raw values
+    bad = pl.read_parquet(events[-1]).filter(pl.col("customer_id").cast(pl.String) == victim)
+    bad.head(1).with_columns(event_id=pl.col("event_id") + 10**9, price=pl.lit(-1.0)).write_parquet(
+        paths.landing_dir / "events" / "zz_late.parquet"
+    )
+    landed = {f: f.read_bytes() for f in (paths.landing_dir / "events").iterdir()}
+    theirs = sum(
+        pl.read_parquet(f).filter(pl.col("customer_id").cast(pl.String) == victim).height
+        for f in landed
+    )
+    assert materialize_all(paths).success
+    mark = privacy.pseudonyms([victim], privacy.key(paths.data_dir))[0]
+    exported = pl.read_parquet(sorted(paths.export_dir.glob("segments_*_v0001.parquet"))[0])
+    assert "customer_id" not in exported.columns  # pseudonyms by default
+    assert mark in exported[privacy.PSEUDONYM].to_list()
+    assert "raw.events" in _everywhere(paths, victim, mark)  # the check can see them
+
+    from segmentation_dagster.cli import main
+
+    assert main(["forget", victim]) == 0
+    assert _everywhere(paths, victim, mark) == []
+    assert {f: f.read_bytes() for f in landed} == landed  # landed files are never edited
+
+    # a full re-ingest from the landing files: a new warehouse, everything rebuilt
+    os.remove(paths.duckdb_path)
+    result = materialize_all(paths)
+    assert result.success
+    raw = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
+    assert raw["raw_events"].materialization.metadata["rows_erased"].value == theirs
+    assert _everywhere(paths, victim, mark) == []
+
+
+def test_ingestion_drops_erased_customers_before_anything_is_kept(paths):
+    events = paths.landing_dir / "events"
+    events.mkdir(parents=True)
+    pl.DataFrame({
+        "event_id": ["1", "2", "3"], "customer_id": ["keep", "gone", "gone"],
+        "event_ts": ["2026-01-01 10:00:00"] * 3, "event_type": ["view", "view", "teleport"],
+    }).write_csv(events / "day.csv")  # fmt: skip
+    erased = privacy.forget_files(paths.data_dir, [], ["gone"])
+    assert erased.rows == {}
+    con = duckdb.connect(str(paths.duckdb_path))
+    report = ingest.load_kind(
+        con, paths.landing_dir, "events",
+        erased=lambda ids: privacy.forgotten_among(ids, paths.data_dir),
+    )  # fmt: skip
+    assert report.rows_erased == 2 and report.rows_inserted == 1
+    assert con.execute("select count(*) from raw.quarantine").fetchall()[0][0] == 0
+    assert con.execute("select customer_id from raw.events").fetchall() == [("keep",)]
