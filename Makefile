@@ -27,7 +27,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install run ui test test-fast lint bench adapt clean
+.PHONY: help install run ui test test-fast lint bench adapt value clean
 
 help:
 	@sed -n '2,10p' Makefile | sed 's/^# *//'
@@ -95,6 +95,9 @@ bench: install
 ADAPT_ARGS ?=
 adapt: install
 	$(BIN)/python -m benchmarks.adapt $(ADAPT_ARGS)
+
+value: install
+	$(BIN)/python -m benchmarks.value
 
 clean:
 	rm -rf data $(DAGSTER_HOME) dbt_project/target dbt_project/logs

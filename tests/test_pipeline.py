@@ -93,6 +93,10 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     assert [r.data["from_segment"] for r in matrix.records] == ["new"]  # the first assignment
     plays = mats["segment_profiles"].materialization.metadata["playbooks"].value.records
     assert plays and all(r.data["action"] and r.data["evidence"] for r in plays)
+    worth = mats["customer_value"].materialization.metadata  # churn and spend, validated
+    assert worth["dagster/row_count"].value > 0, worth.get("not_trained")
+    assert worth["auc"].value > 0.5 and worth["auc_baseline_bgnbd"].value is not None
+    assert worth["spend_by_segment"].value.records
     loaded = raw["loaded_files"].value.records  # which days are in: the latest month of files
     assert len(loaded) == 31 and loaded[0].data["file_name"] > loaded[-1].data["file_name"]
     assert {r.data["status"] for r in loaded} == {"loaded"}
@@ -139,6 +143,8 @@ def test_export_writes_full_and_changes_lists(pipeline_run):
     # personas each get the action their behaviour calls for
     exported = pl.read_parquet(full)
     assert exported["playbook"].null_count() == 0
+    buyers = exported.filter(pl.col("churn_risk").is_not_null())
+    assert buyers.height > exported.height / 3 and buyers["churn_risk"].is_between(0, 1).all()
     by_name = dict(exported.select("segment_name", "playbook").unique().iter_rows())
     assert by_name.get("Cart abandoners") == "cart_reminder"
     assert by_name.get("Bargain hunters") == "bargain_alerts"

@@ -24,6 +24,8 @@ optional; a key left out keeps the built-in default of the core dataclass it con
       retrain_cron: "0 3 * * 1"
     privacy:      # core.privacy.PrivacyConfig
       min_group_size: 10
+    value:        # core.value.ValueConfig (churn risk and expected spend)
+      horizon_days: 90
 
 Runs read the file when they start (a scheduled run, a sensor-launched run and a run from the
 CLI alike), so a change applies to the next run without run config; a launchpad value
@@ -52,6 +54,7 @@ from segmentation_dagster.core.policy import POLICY_ENV, PolicyConfig
 from segmentation_dagster.core.privacy import PrivacyConfig
 from segmentation_dagster.core.segments import AssignmentConfig
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR, config_dir, read_yaml_mapping
+from segmentation_dagster.core.value import ValueConfig
 
 PROJECT_ENV = "SEGMENTATION_PROJECT_FILE"
 PROJECT_FILE = "segmentation.yml"
@@ -85,6 +88,7 @@ class ProjectConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     schedules: Schedules = field(default_factory=Schedules)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    value: ValueConfig = field(default_factory=ValueConfig)
     path: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,6 +107,7 @@ _SECTIONS: dict[str, type] = {
     "policy": PolicyConfig,
     "schedules": Schedules,
     "privacy": PrivacyConfig,
+    "value": ValueConfig,
 }
 
 

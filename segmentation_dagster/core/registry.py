@@ -188,6 +188,13 @@ def active_names(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     return {int(r[0]): r[1] for r in rows}
 
 
+def labels(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """ "name (id)" of every segment id the catalog has known (a retired one keeps its name)."""
+    ensure_tables(con)
+    rows = con.execute(f"select segment_id, name from {CATALOG}").fetchall()
+    return {int(i): f"{name or 'segment'} ({i})" for i, name in rows}
+
+
 def last_decision(con: duckdb.DuckDBPyConnection) -> str:
     """The reason given for the most recent champion/challenger decision ("" if none)."""
     ensure_tables(con)

@@ -34,6 +34,7 @@ PROFILES_TABLE = "segmentation.segment_profiles"
 LIFT_TABLE = "segmentation.segment_feature_lift"
 TOP_ITEMS_TABLE = "segmentation.segment_top_items"
 PLAYBOOKS_TABLE = "segmentation.segment_playbooks"
+VALUE_TABLE = "segmentation.customer_value"
 MIGRATIONS_TABLE = "segmentation.segment_migrations"
 EXPORTS_TABLE = "segmentation.segment_exports"
 
@@ -155,32 +156,22 @@ def previous_assignment(
     return cur, prev, members
 
 
-def segment_labels(con: duckdb.DuckDBPyConnection, prev: tuple | None) -> dict[int, str]:
-    """The label "name (id)" of every segment id of today's assignment and of ``prev`` (a
-    retired id keeps the name it had)."""
-    rows = con.sql(f"select distinct segment_id, segment_name from {SEGMENTS_TABLE}").fetchall()
-    if prev is not None:
-        rows = (
-            con.sql(
-                f"select distinct segment_id, segment_name from {HISTORY_TABLE} "
-                "where snapshot_date = ? and model_version = ?",
-                params=[prev[0], prev[1]],
-            ).fetchall()
-            + rows
-        )  # today's names win
-    return {int(i): f"{name} ({i})" for i, name in rows if i is not None}
-
-
 def export_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Segment membership as exported: one row per customer, with the segment's playbook."""
+    """Segment membership as exported: one row per customer, with the segment's playbook and
+    the customer's churn risk and expected spend (null for one who never bought)."""
     plays = table_exists(con, *PLAYBOOKS_TABLE.split("."))
+    scored = table_exists(con, *VALUE_TABLE.split("."))
     return con.sql(
         "select s.customer_id, s.segment_id, s.segment_name, "
         + ("p.playbook, " if plays else "cast(null as varchar) as playbook, ")
+        + ("v.churn_risk, v.expected_spend, " if scored else
+           "cast(null as double) as churn_risk, cast(null as double) as expected_spend, ")
         + f"s.model_version, s.snapshot_date from {SEGMENTS_TABLE} s "
         + (f"left join {PLAYBOOKS_TABLE} p using (segment_id) " if plays else "")
+        + (f"left join {VALUE_TABLE} v on v.customer_id = s.customer_id::varchar "
+           if scored else "")
         + "order by s.customer_id"
-    ).pl()
+    ).pl()  # fmt: skip
 
 
 def _ensure_exports(con: duckdb.DuckDBPyConnection) -> None:

@@ -22,6 +22,7 @@ from segmentation_dagster.core import (
     registry,
     resegmentation,
     segments,
+    value,
 )
 from segmentation_dagster.core.segments import (
     MIGRATIONS_TABLE,
@@ -364,6 +365,59 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
+@dg.asset(
+    group_name="segmentation",
+    kinds={"duckdb", "sklearn"},
+    deps=[customer_segments, dg.AssetKey("stg_shop__events")],
+    pool=DUCKDB_POOL,
+)
+def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Per customer who ever bought: the risk of no purchase in the next horizon and the
+    expected spend in it, from models trained and validated on this shop's own history (a
+    time split), next to the BG/NBD + Gamma-Gamma baseline. The validation (AUC against the
+    baseline's, calibration, spend error per segment) is in the metadata."""
+    cfg = project.load()
+    with warehouse.connect() as con:
+        current = con.sql(
+            f"select customer_id::varchar as customer_id, segment_id, segment_name "
+            f"from {segments.SEGMENTS_TABLE}"
+        ).pl()
+        result = value.score(con, "main.stg_shop__events", current, cfg.value)
+        replace_table(con, segments.VALUE_TABLE, result.scores)
+    meta: dict[str, object] = {"dagster/row_count": result.scores.height}
+    v = result.validation
+    if v is None:
+        meta["not_trained"] = result.reason
+        return dg.MaterializeResult(metadata=meta)
+    names = dict(current.select("segment_id", "segment_name").unique().iter_rows())
+    small = privacy.small_segments(
+        dict(current.group_by("segment_id").len().iter_rows()), cfg.privacy.min_group_size
+    )
+    by_segment = privacy.suppress(
+        v.spend_by_segment.with_columns(
+            segment_name=pl.col("segment_id").replace_strict(names, default=None)
+        ).select("segment_id", "segment_name", "customers", "actual", "predicted", "error",
+                 "baseline", "baseline_error"),
+        small, ["customers", "actual", "predicted", "error", "baseline", "baseline_error"],
+    )  # fmt: skip
+    meta |= {
+        "horizon_days": v.horizon_days,
+        "validated_on": f"features as of {v.cutoff}, outcomes of the {v.horizon_days} days after",
+        "auc": _round(v.auc),
+        "auc_baseline_bgnbd": _round(v.auc_baseline),
+        "brier": round(v.brier, 4),
+        "customers_train_test": f"{v.n_train} / {v.n_test}",
+        "calibration": table(v.calibration),
+        "spend_by_segment": table(by_segment),
+        "mean_churn_risk": round(float(result.scores["churn_risk"].mean()), 4),
+    }
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
 def _migration_pivot(matrix: pl.DataFrame, labels: dict[int, str]) -> pl.DataFrame:
     """from x to, rows and columns in segment-id order, labelled "name (id)"; customers who
     are new or left are the "new" row and the "left" column."""
@@ -404,7 +458,7 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
             to_model_version=pl.lit(cur[1], dtype=pl.Int32),
         )
         replace_table(con, MIGRATIONS_TABLE, matrix)
-        labels = segments.segment_labels(con, prev)
+        labels = registry.labels(con)
     unchanged = lifecycle.unchanged_share(previous, current) if prev else None
     pivot = _migration_pivot(matrix, labels)
     return dg.MaterializeResult(
@@ -441,7 +495,7 @@ def _previous_export(prev: Path | None, ident: str, current: pl.DataFrame) -> pl
 @dg.asset(
     group_name="segmentation",
     kinds={"duckdb", "parquet"},
-    deps=[customer_segments, segment_profiles],
+    deps=[customer_segments, segment_profiles, customer_value],
     pool=DUCKDB_POOL,
 )
 def segment_export(warehouse: WarehouseResource, exports: ExportResource) -> dg.MaterializeResult:

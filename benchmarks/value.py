@@ -1,0 +1,131 @@
+"""`make value`: churn risk and expected spend against the BG/NBD + Gamma-Gamma baseline.
+
+Generates 280 days of demo data (room for two 90-day horizons and the history before them):
+the full event log, and the same shop as a purchases-only log. Runs
+:func:`segmentation_dagster.core.value.score` on a DuckDB view over the landing files (the
+same function the ``customer_value`` asset calls on ``stg_shop__events``) and writes
+``benchmarks/results/value.md`` and ``value.json``: the horizon, AUC of both models on the
+held-back horizon, the calibration deciles, the spend error per true persona, and the time it
+took. Nothing here is asserted; ``tests/test_value.py`` checks the targets on a smaller shop.
+
+    .venv/bin/python -m benchmarks.value [--customers 5000] [--days 280]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from benchmarks.bench import _machine
+from segmentation_dagster.core import value
+from segmentation_dagster.demo import simulate
+
+ROOT = Path(__file__).resolve().parent
+WORK, RESULTS = ROOT / ".work" / "value", ROOT / "results"
+
+
+def _run(folder: Path, cfg: simulate.DemoConfig) -> dict[str, object]:
+    if not (folder / "landing" / "events").exists():
+        simulate.generate(cfg, folder / "landing", folder / "truth")
+    con = duckdb.connect()
+    files = str(folder / "landing" / "events" / "*.parquet").replace("'", "''")  # our own path
+    con.execute(
+        "create view ev as select customer_id, session_id, cast(event_ts as date) as event_date, "
+        f"event_type, price, quantity from read_parquet('{files}')"
+    )
+    truth = pl.read_parquet(folder / "truth" / "personas.parquet")
+    personas = truth.select(pl.col("customer_id").cast(pl.String), segment_id="persona")
+    t0 = time.perf_counter()
+    s = value.score(con, "ev", personas, value.ValueConfig())
+    seconds = time.perf_counter() - t0
+    v = s.validation
+    if v is None:
+        return {"not_trained": s.reason, "seconds": seconds}
+    return {
+        "horizon_days": v.horizon_days, "cutoff": str(v.cutoff), "n_train": v.n_train,
+        "n_test": v.n_test, "auc": v.auc, "auc_baseline": v.auc_baseline, "brier": v.brier,
+        "calibration": v.calibration.to_dicts(), "spend_by_persona": v.spend_by_segment.to_dicts(),
+        "scored": s.scores.height, "seconds": seconds,
+    }  # fmt: skip
+
+
+def _markdown(report: dict[str, dict]) -> str:
+    lines = [
+        "# Churn risk and expected spend vs BG/NBD + Gamma-Gamma",
+        "",
+        f"`python -m benchmarks.value` on {report['machine']}; "
+        f"{report['customers']:,} customers, {report['days']} days of demo data.",
+        "",
+    ]
+    for log in ("full event log", "purchases only"):
+        r = report[log]
+        lines += [f"## {log}", ""]
+        if "not_trained" in r:
+            lines += [f"not trained: {r['not_trained']}", ""]
+            continue
+        lines += [
+            f"Horizon {r['horizon_days']} days; validated on features as of {r['cutoff']} and "
+            f"the outcomes of the {r['horizon_days']} days after ({r['n_test']:,} buying "
+            f"customers; the classifier was trained one horizon earlier on {r['n_train']:,}). "
+            f"Trained, validated and scored in {r['seconds']:.1f} s.",
+            "",
+            "| churn (no purchase in the horizon) | ours | BG/NBD |",
+            "|---|---:|---:|",
+            f"| AUC | {r['auc']:.3f} | {r['auc_baseline']:.3f} |",
+            f"| Brier score | {r['brier']:.3f} | – |",
+            "",
+            "| true persona | customers | actual spend | ours | error | BG/NBD + GG | error |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for p in r["spend_by_persona"]:
+            lines.append(
+                f"| {p['segment_id']} | {p['customers']:,} | {p['actual']:,.0f} | "
+                f"{p['predicted']:,.0f} | {p['error']:.0%} | {p['baseline']:,.0f} | "
+                f"{p['baseline_error']:.0%} |"
+            )
+        total = sum(p["actual"] for p in r["spend_by_persona"])
+        ours = sum(p["predicted"] for p in r["spend_by_persona"])
+        base = sum(p["baseline"] for p in r["spend_by_persona"])
+        lines += [
+            f"| all | | {total:,.0f} | {ours:,.0f} | {abs(ours / total - 1):.0%} | "
+            f"{base:,.0f} | {abs(base / total - 1):.0%} |",
+            "",
+            "Calibration (deciles of predicted churn risk):",
+            "",
+            "| decile | customers | predicted | observed |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {int(c['bin']) + 1} | {c['customers']} | {c['predicted']:.3f} | "
+                  f"{c['observed']:.3f} |" for c in r["calibration"]]  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=5_000)
+    parser.add_argument("--days", type=int, default=280)
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+    report: dict = {"machine": _machine(), "customers": args.customers, "days": args.days}
+    for log, purchases_only in (("full event log", False), ("purchases only", True)):
+        cfg = simulate.DemoConfig(n_customers=args.customers, days=args.days, seed=args.seed,
+                                  purchases_only=purchases_only)  # fmt: skip
+        folder = WORK / f"{args.customers}_{args.days}_{args.seed}_{int(purchases_only)}"
+        report[log] = _run(folder, cfg)
+        brief = {k: report[log].get(k) for k in ("auc", "auc_baseline", "seconds")}
+        print(f"{log}: {brief}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "value.json").write_text(json.dumps(report, indent=1, default=str))
+    (RESULTS / "value.md").write_text(_markdown(report))
+    print(f"wrote {RESULTS / 'value.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

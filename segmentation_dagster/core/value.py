@@ -1,0 +1,434 @@
+"""Churn risk and expected value per customer, trained and validated on the shop's own history.
+
+**The split.** With a horizon of ``H`` days and the data ending on ``end``:
+
+- *train*: features as of ``end - 2H`` (events before it), labels from the ``H`` days after;
+- *test*: features as of ``end - H``, labels from the last ``H`` days: the validation the
+  metadata reports (AUC, calibration, spend error per segment), on customers the models have
+  not seen labelled at that date;
+- *score*: the models refitted on the test split score everyone as of ``end``.
+
+The population is the customers who bought before the cutoff (churn means "no purchase in the
+next ``H`` days"; someone who never bought has nothing to churn from). A purchases-only log
+works: the behaviour columns are then zero for everyone.
+
+**The baseline to beat** is the standard model of purchase-only logs: BG/NBD for the number of
+purchases (Fader, Hardie & Lee 2005) and Gamma-Gamma for the spend per purchase (Fader, Hardie
+& Lee 2005b), fitted by maximum likelihood here (``scipy``; the maintained library for them,
+pymc-marketing, brings PyMC and a compiler toolchain, and ``lifetimes`` is archived). Its
+churn score is the expected number of purchases in the horizon (fewer: riskier).
+
+**Our model**: gradient-boosted trees (scikit-learn's ``HistGradientBoosting*``) on recency,
+frequency, spend, tenure and recent behaviour; churn as a classifier, spend with a Poisson
+loss.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import polars as pl
+from scipy import optimize, special
+
+#: the features the models use, as computed by :func:`features_as_of`
+FEATURES = (
+    "recency_days", "frequency", "monetary", "avg_order_value", "tenure_days", "t_first_buy",
+    "purchases_30d", "purchases_90d", "revenue_90d", "events_30d", "sessions_30d",
+    "views_30d", "carts_30d", "days_since_last_event",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ValueConfig:
+    """The project file's ``value`` section."""
+
+    #: the churn and spend horizon; shortened to a third of the data's span when the history is
+    #: shorter than three horizons (the metadata says which horizon was used)
+    horizon_days: int = 90
+    #: below this many customers in a split, no model is trained
+    min_customers: int = 200
+    #: the models are fitted (and validated) on at most this many customers per split
+    fit_sample: int = 200_000
+
+    def __post_init__(self) -> None:
+        for name in ("horizon_days", "min_customers", "fit_sample"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+
+
+def features_as_of(
+    con: duckdb.DuckDBPyConnection, events: str, cutoff: dt.date, lookback: int
+) -> pl.DataFrame:
+    """One row per customer who bought before ``cutoff``: :data:`FEATURES` over the
+    ``lookback`` days before it (the same window at every cutoff, so a model trained at one
+    cutoff reads features of the same scale at another; recency and tenure are capped at it)
+    plus the BG/NBD summary over the whole history (``x`` repeat purchase days, ``t_x`` and
+    ``T`` in days, ``m`` mean spend per purchase day). ``events`` is a relation name of the
+    project's own (e.g. ``main.stg_shop__events``); dates and days are bound, never pasted."""
+    return con.sql(
+        f"""
+        with ev as (
+            select customer_id, event_date, event_type, session_id,
+                   case when event_type = 'purchase'
+                        then coalesce(price, 0) * coalesce(quantity, 1) else 0 end as revenue
+            from {events} where event_date < $cutoff
+        ),
+        days as (  -- purchase days: a basket over several lines is one purchase
+            select customer_id, event_date, sum(revenue) as revenue
+            from ev where event_type = 'purchase' group by all
+        ),
+        history as (
+            select customer_id, count(*) as n_days, sum(revenue) as total,
+                   min(event_date) as first_buy, max(event_date) as last_buy
+            from days group by all
+        ),
+        recent as (
+            select customer_id, count(*) as frequency, sum(revenue) as monetary,
+                   count(*) filter (event_date >= $cutoff - 30) as purchases_30d,
+                   count(*) filter (event_date >= $cutoff - 90) as purchases_90d,
+                   coalesce(sum(revenue) filter (event_date >= $cutoff - 90), 0) as revenue_90d
+            from days where event_date >= $cutoff - $lookback group by all
+        ),
+        act as (
+            select customer_id, min(event_date) as first_event, max(event_date) as last_event,
+                   count(*) filter (event_date >= $cutoff - 30) as events_30d,
+                   count(distinct session_id) filter (event_date >= $cutoff - 30) as sessions_30d,
+                   count(*) filter (event_date >= $cutoff - 30 and event_type = 'view')
+                       as views_30d,
+                   count(*) filter (event_date >= $cutoff - 30 and event_type = 'cart')
+                       as carts_30d
+            from ev where event_date >= $cutoff - $lookback group by all
+        )
+        select h.customer_id::varchar as customer_id,
+               least($cutoff - h.last_buy, $lookback)::double as recency_days,
+               coalesce(r.frequency, 0)::double as frequency,
+               coalesce(r.monetary, 0) as monetary,
+               coalesce(r.monetary / r.frequency, 0) as avg_order_value,
+               coalesce($cutoff - a.first_event, 0)::double as tenure_days,
+               least($cutoff - h.first_buy, $lookback)::double as t_first_buy,
+               coalesce(r.purchases_30d, 0)::double as purchases_30d,
+               coalesce(r.purchases_90d, 0)::double as purchases_90d,
+               coalesce(r.revenue_90d, 0) as revenue_90d,
+               coalesce(a.events_30d, 0)::double as events_30d,
+               coalesce(a.sessions_30d, 0)::double as sessions_30d,
+               coalesce(a.views_30d, 0)::double as views_30d,
+               coalesce(a.carts_30d, 0)::double as carts_30d,
+               coalesce($cutoff - a.last_event, $lookback)::double as days_since_last_event,
+               (h.n_days - 1)::double as x, (h.last_buy - h.first_buy)::double as t_x,
+               ($cutoff - h.first_buy)::double as "T", h.total / h.n_days as m
+        from history h
+        left join recent r using (customer_id)
+        left join act a using (customer_id)
+        order by customer_id
+        """,
+        params={"cutoff": cutoff, "lookback": lookback},
+    ).pl()
+
+
+def labels(
+    con: duckdb.DuckDBPyConnection, events: str, start: dt.date, horizon: int
+) -> pl.DataFrame:
+    """customer_id, purchased (any purchase in [start, start + horizon)) and spend there."""
+    return con.sql(
+        f"""
+        select customer_id::varchar as customer_id, true as purchased,
+               sum(coalesce(price, 0) * coalesce(quantity, 1)) as spend
+        from {events}
+        where event_type = 'purchase' and event_date >= $start
+          and event_date < $start + to_days($h)
+        group by all
+        """,
+        params={"start": start, "h": horizon},
+    ).pl()
+
+
+def labelled(features: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
+    """``features`` with ``churned`` (no purchase in the horizon) and ``spend`` (0 if none)."""
+    return features.join(future, on="customer_id", how="left").with_columns(
+        churned=pl.col("purchased").is_null(), spend=pl.col("spend").fill_null(0.0)
+    )
+
+
+# -- the baseline: BG/NBD and Gamma-Gamma ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BgNbd:
+    r: float
+    alpha: float
+    a: float
+    b: float
+
+    def expected_purchases(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray):  # noqa: ANN201, N803
+        """E[purchases in (T, T + t] | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10)."""
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))
+        first = (a + b + x - 1) / (a - 1)
+        second = 1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp
+        return first * second / self._denominator(x, t_x, T)
+
+    def p_alive(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:  # noqa: N803
+        return 1.0 / self._denominator(x, t_x, T)
+
+    def _denominator(self, x, t_x, T):  # noqa: ANN001, ANN202, N803
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        ratio = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + t_x)))
+        return 1 + np.where(x > 0, a / np.maximum(b + x - 1, 1e-12) * ratio, 0.0)
+
+
+def _bgnbd_nll(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> float:  # noqa: N803
+    r, alpha, a, b = np.exp(params)
+    ln = special.gammaln
+    a1 = ln(r + x) - ln(r) + r * np.log(alpha)
+    a2 = ln(a + b) + ln(b + x) - ln(b) - ln(a + b + x)
+    a3 = -(r + x) * np.log(alpha + T)
+    a4 = np.where(
+        x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-12)) - (r + x) * np.log(alpha + t_x),
+        -np.inf,
+    )  # fmt: skip
+    return -float(np.sum(a1 + a2 + np.logaddexp(a3, a4)))
+
+
+def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BgNbd:  # noqa: N803
+    """Maximum-likelihood BG/NBD parameters (log-parameterised, Nelder-Mead then L-BFGS)."""
+    start = np.log([1.0, max(float(np.mean(T)), 1.0), 1.0, 1.0])
+    res = optimize.minimize(_bgnbd_nll, start, args=(x, t_x, T), method="Nelder-Mead",
+                            options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6})  # fmt: skip
+    res = optimize.minimize(_bgnbd_nll, res.x, args=(x, t_x, T), method="L-BFGS-B")
+    r, alpha, a, b = np.exp(res.x)
+    return BgNbd(float(r), float(alpha), float(a), float(b))
+
+
+@dataclass(frozen=True)
+class GammaGamma:
+    p: float
+    q: float
+    v: float
+
+    def expected_spend(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """E[spend per purchase | x purchases with mean m] (x >= 1)."""
+        p, q, v = self.p, self.q, self.v
+        return (p * (v + x * m)) / (p * x + q - 1)
+
+
+def _gg_nll(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
+    p, q, v = np.exp(params)
+    ln = special.gammaln
+    ll = (ln(p * x + q) - ln(p * x) - ln(q) + q * np.log(v) + (p * x - 1) * np.log(m)
+          + p * x * np.log(x) - (p * x + q) * np.log(x * m + v))  # fmt: skip
+    return -float(np.sum(ll))
+
+
+def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
+    """Gamma-Gamma on customers with at least one purchase and a positive mean spend."""
+    keep = (x > 0) & (m > 0)
+    res = optimize.minimize(_gg_nll, np.log([1.0, 2.0, max(float(np.mean(m[keep])), 1.0)]),
+                            args=(x[keep], m[keep]), method="Nelder-Mead",
+                            options={"maxiter": 4000})  # fmt: skip
+    p, q, v = np.exp(res.x)
+    return GammaGamma(float(p), float(max(q, 1.0 + 1e-6)), float(v))
+
+
+# -- the models and their validation -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Baseline:
+    bgnbd: BgNbd
+    gamma_gamma: GammaGamma
+
+    @classmethod
+    def fit(cls, feats: pl.DataFrame) -> Baseline:
+        x, t_x, T, m = (feats[c].to_numpy().astype(float) for c in ("x", "t_x", "T", "m"))  # noqa: N806
+        # x counts repeat purchase days; Gamma-Gamma takes the number of purchases (x + 1)
+        return cls(fit_bgnbd(x, t_x, T), fit_gamma_gamma(x + 1, m))
+
+    def predict(self, feats: pl.DataFrame, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """(expected purchases, expected spend) in the next ``horizon`` days."""
+        x, t_x, T, m = (feats[c].to_numpy().astype(float) for c in ("x", "t_x", "T", "m"))  # noqa: N806
+        with np.errstate(all="ignore"):
+            n = self.bgnbd.expected_purchases(horizon, x, t_x, T)
+            per = self.gamma_gamma.expected_spend(x + 1, np.maximum(m, 1e-9))
+        # where the closed forms overflow (parameters at the edge on a short history), the
+        # customer's own rate and mean spend
+        rate = (x + 1) / np.maximum(T, 1.0) * horizon
+        n = np.where(np.isfinite(n) & (n >= 0), n, rate)
+        per = np.where(np.isfinite(per) & (per >= 0), per, m)
+        return n, n * per
+
+
+@dataclass(frozen=True)
+class Models:
+    """The fitted churn classifier and spend regressor."""
+
+    churn: object
+    spend: object
+
+    @classmethod
+    def fit(cls, train: pl.DataFrame, seed: int = 0) -> Models:
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        X = train.select(FEATURES).to_numpy()  # noqa: N806
+        churn = HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.05, min_samples_leaf=40, random_state=seed
+        ).fit(X, train["churned"].to_numpy())
+        # a hurdle: P(buy) from the classifier, times the spend of those who buy
+        bought = train["spend"].to_numpy() > 0
+        spend = HistGradientBoostingRegressor(
+            loss="gamma", max_iter=200, learning_rate=0.05, min_samples_leaf=40,
+            random_state=seed,
+        ).fit(X[bought], train["spend"].to_numpy()[bought])  # fmt: skip
+        return cls(churn, spend)
+
+    def predict(self, feats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(P(no purchase in the horizon), expected spend in it)."""
+        X = feats.select(FEATURES).to_numpy()  # noqa: N806
+        classes = list(self.churn.classes_)  # type: ignore[attr-defined]
+        proba = self.churn.predict_proba(X)  # type: ignore[attr-defined]
+        risk = proba[:, classes.index(True)] if True in classes else np.zeros(len(X))
+        return risk, (1 - risk) * np.maximum(self.spend.predict(X), 0.0)  # type: ignore[attr-defined]
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if not (0 < y.sum() < len(y)) or not np.all(np.isfinite(score)):
+        return None
+    return float(roc_auc_score(y, score))
+
+
+def calibration(y: np.ndarray, risk: np.ndarray, bins: int = 10) -> pl.DataFrame:
+    """Deciles of predicted risk: mean predicted, observed churn share, customers."""
+    df = pl.DataFrame({"risk": risk, "churned": y.astype(float)})
+    return (
+        df.with_columns(bin=(pl.col("risk").rank("ordinal") * bins / (df.height + 1)).floor())
+        .group_by("bin")
+        .agg(customers=pl.len(), predicted=pl.col("risk").mean(), observed=pl.col("churned").mean())
+        .sort("bin")
+    )
+
+
+@dataclass(frozen=True)
+class Validation:
+    horizon_days: int
+    cutoff: dt.date  # the test split's cutoff
+    n_train: int
+    n_test: int
+    auc: float | None
+    auc_baseline: float | None
+    brier: float
+    calibration: pl.DataFrame
+    #: per segment: customers, actual spend, predicted (ours, baseline), relative errors
+    spend_by_segment: pl.DataFrame
+
+
+def horizon_for(first: dt.date, end: dt.date, wanted: int) -> int:
+    """The configured horizon, or a third of the history when that is shorter."""
+    return max(1, min(wanted, ((end - first).days + 1) // 3))
+
+
+def validate(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    segments: pl.DataFrame,
+    horizon: int,
+    cutoff: dt.date,
+) -> tuple[Validation, Models, Baseline]:
+    """Fit on ``train``, judge on ``test`` (both :func:`labelled`); ``segments``:
+    customer_id, segment_id (today's) for the per-segment spend error."""
+    models, baseline = Models.fit(train), Baseline.fit(test.drop("churned", "spend"))
+    risk, spend = models.predict(test)
+    n_base, spend_base = baseline.predict(test, horizon)
+    y = test["churned"].to_numpy()
+    scored = test.select("customer_id", "spend").with_columns(
+        predicted=pl.Series(spend), baseline=pl.Series(spend_base)
+    )
+    by_segment = (
+        scored.join(segments.select("customer_id", "segment_id"), on="customer_id", how="inner")
+        .group_by("segment_id")
+        .agg(
+            customers=pl.len(),
+            actual=pl.col("spend").sum(),
+            predicted=pl.col("predicted").sum(),
+            baseline=pl.col("baseline").sum(),
+        )  # fmt: skip
+        .with_columns(
+            error=(pl.col("predicted") / pl.col("actual") - 1).abs(),
+            baseline_error=(pl.col("baseline") / pl.col("actual") - 1).abs(),
+        )
+        .sort("segment_id")
+    )
+    v = Validation(
+        horizon_days=horizon,
+        cutoff=cutoff,
+        n_train=train.height,
+        n_test=test.height,
+        auc=auc(y, risk),
+        auc_baseline=auc(y, -n_base),  # fewer expected purchases: riskier
+        brier=float(np.mean((risk - y) ** 2)),
+        calibration=calibration(y, risk),
+        spend_by_segment=by_segment,
+    )
+    return v, models, baseline
+
+
+def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
+    return df if df.height <= n else df.sample(n, seed=0).sort("customer_id")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Today's churn risk and expected spend per customer who ever bought, and how the models
+    did on the last horizon they could be checked on (None: too little history)."""
+
+    scores: pl.DataFrame
+    validation: Validation | None
+    reason: str = ""
+
+
+def score(
+    con: duckdb.DuckDBPyConnection, events: str, segments: pl.DataFrame, cfg: ValueConfig
+) -> Scores:
+    """Train, validate and score as the module describes."""
+    first, last = con.execute(f"select min(event_date), max(event_date) from {events}").fetchall()[
+        0
+    ]
+    empty = pl.DataFrame(schema={"customer_id": pl.String, "churn_risk": pl.Float64,
+                                 "expected_spend": pl.Float64, "p_alive_bgnbd": pl.Float64,
+                                 "expected_spend_bgnbd": pl.Float64})  # fmt: skip
+    if first is None:
+        return Scores(empty, None, "no events")
+    end = last + dt.timedelta(days=1)
+    horizon = horizon_for(first, last, cfg.horizon_days)
+    test_cut = end - dt.timedelta(days=horizon)
+    train_cut = test_cut - dt.timedelta(days=horizon)
+    lookback = (train_cut - first).days  # all the train split has: the same at every cutoff
+    train = labelled(
+        features_as_of(con, events, train_cut, lookback), labels(con, events, train_cut, horizon)
+    )
+    test = labelled(
+        features_as_of(con, events, test_cut, lookback), labels(con, events, test_cut, horizon)
+    )
+    if min(train.height, test.height) < cfg.min_customers or train["churned"].n_unique() < 2:
+        why = (f"too little history: {train.height} and {test.height} buying customers at "
+               f"{train_cut} and {test_cut} (value.min_customers {cfg.min_customers})")  # fmt: skip
+        return Scores(empty, None, why)
+    train, test = _sample(train, cfg.fit_sample), _sample(test, cfg.fit_sample)
+    validation, _, _ = validate(train, test, segments, horizon, test_cut)
+    final = Models.fit(test)  # the most recent horizon with known outcomes
+    now = features_as_of(con, events, end, lookback)
+    risk, spend = final.predict(now)
+    baseline = Baseline.fit(_sample(now, cfg.fit_sample))
+    x, t_x, T = (now[c].to_numpy().astype(float) for c in ("x", "t_x", "T"))  # noqa: N806
+    _, spend_base = baseline.predict(now, horizon)
+    scores = now.select("customer_id").with_columns(
+        churn_risk=pl.Series(risk, dtype=pl.Float64),
+        expected_spend=pl.Series(spend, dtype=pl.Float64),
+        p_alive_bgnbd=pl.Series(baseline.bgnbd.p_alive(x, t_x, T), dtype=pl.Float64),
+        expected_spend_bgnbd=pl.Series(spend_base, dtype=pl.Float64),
+    )
+    return Scores(scores, validation)
