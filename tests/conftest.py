@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR, REPO_ROOT, Paths
@@ -146,3 +147,15 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 60.0, what: str
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def landing_events_view(root: Path, columns: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view ``ev`` over ``root``'s landing event files:
+    ``columns`` (SQL over the files' columns, written by the test) plus ``event_date``."""
+    con = duckdb.connect()
+    files = str(root / "landing" / "events" / "*.parquet").replace("'", "''")  # our tmp path
+    con.execute(
+        f"create view ev as select {columns}, cast(event_ts as date) as event_date "
+        f"from read_parquet('{files}')"
+    )
+    return con

@@ -97,6 +97,8 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     assert worth["dagster/row_count"].value > 0, worth.get("not_trained")
     assert worth["auc"].value > 0.5 and worth["auc_baseline_bgnbd"].value is not None
     assert worth["spend_by_segment"].value.records
+    said = mats["customer_interests"].materialization.metadata  # topics of what they write
+    assert said["topics"].value.records and said["interests_by_segment"].value.records
     loaded = raw["loaded_files"].value.records  # which days are in: the latest month of files
     assert len(loaded) == 31 and loaded[0].data["file_name"] > loaded[-1].data["file_name"]
     assert {r.data["status"] for r in loaded} == {"loaded"}

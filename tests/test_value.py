@@ -8,6 +8,7 @@ import pytest
 
 from segmentation_dagster.core import value
 from segmentation_dagster.demo import simulate
+from tests.conftest import landing_events_view
 
 
 def _simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, seed: int = 0):
@@ -50,13 +51,7 @@ def long_demo(tmp_path_factory):
 
 
 def _events(root) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    files = str(root / "landing" / "events" / "*.parquet").replace("'", "''")  # our tmp path
-    con.execute(
-        "create view ev as select customer_id, session_id, cast(event_ts as date) as event_date, "
-        f"event_type, price, quantity from read_parquet('{files}')"
-    )
-    return con
+    return landing_events_view(root, "customer_id, session_id, event_type, price, quantity")
 
 
 @pytest.mark.slow  # half a year of demo data

@@ -26,6 +26,8 @@ optional; a key left out keeps the built-in default of the core dataclass it con
       min_group_size: 10
     value:        # core.value.ValueConfig (churn risk and expected spend)
       horizon_days: 90
+    text:         # core.text.TextConfig (topics and sentiment of queries and reviews)
+      n_topics: 8
 
 Runs read the file when they start (a scheduled run, a sensor-launched run and a run from the
 CLI alike), so a change applies to the next run without run config; a launchpad value
@@ -54,6 +56,7 @@ from segmentation_dagster.core.policy import POLICY_ENV, PolicyConfig
 from segmentation_dagster.core.privacy import PrivacyConfig
 from segmentation_dagster.core.segments import AssignmentConfig
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR, config_dir, read_yaml_mapping
+from segmentation_dagster.core.text import TextConfig
 from segmentation_dagster.core.value import ValueConfig
 
 PROJECT_ENV = "SEGMENTATION_PROJECT_FILE"
@@ -89,6 +92,7 @@ class ProjectConfig:
     schedules: Schedules = field(default_factory=Schedules)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     value: ValueConfig = field(default_factory=ValueConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     path: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,6 +112,7 @@ _SECTIONS: dict[str, type] = {
     "schedules": Schedules,
     "privacy": PrivacyConfig,
     "value": ValueConfig,
+    "text": TextConfig,
 }
 
 

@@ -35,6 +35,7 @@ LIFT_TABLE = "segmentation.segment_feature_lift"
 TOP_ITEMS_TABLE = "segmentation.segment_top_items"
 PLAYBOOKS_TABLE = "segmentation.segment_playbooks"
 VALUE_TABLE = "segmentation.customer_value"
+INTERESTS_TABLE = "segmentation.customer_interests"
 MIGRATIONS_TABLE = "segmentation.segment_migrations"
 EXPORTS_TABLE = "segmentation.segment_exports"
 

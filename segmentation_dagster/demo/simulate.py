@@ -123,7 +123,26 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "quantity": pl.Int64(),
     "search_query": pl.String(),
     "review_rating": pl.Int64(),
+    "review_text": pl.String(),
 }
+
+#: What customers type: a search's intent and a review's angle follow the customer's own
+#: behaviour (discount-driven, premium, researching, plain), so text carries the same persona
+#: signal as clicks. "{c}" is the category.
+QUERY_STYLES: dict[str, tuple[str, ...]] = {
+    "bargain": ("cheap {c}", "{c} sale", "{c} discount code", "{c} clearance", "budget {c}"),
+    "premium": ("premium {c}", "luxury {c}", "best {c} brand", "{c} new collection"),
+    "research": ("{c} reviews", "compare {c}", "{c} buying guide", "{c} test rating"),
+    "plain": ("{c}", "{c} gift", "{c} ideas"),
+}
+REVIEW_ANGLES: dict[str, tuple[str, ...]] = {
+    "bargain": ("great value for the money", "cheap and does the job", "good deal on sale"),
+    "premium": ("excellent quality, worth the price", "beautifully made", "premium feel"),
+    "research": ("as described in the comparison", "matches the specs", "did my research"),
+    "plain": ("arrived on time", "as expected", "nice {c} item"),
+}
+REVIEW_TONE = {1: "terrible, broke quickly", 2: "disappointing", 3: "okay",
+               4: "happy with it", 5: "love it, highly recommend"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -347,6 +366,44 @@ def _concat_sessions(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def _texts(
+    cfg: DemoConfig,
+    params: dict[str, np.ndarray],
+    owner: np.ndarray,
+    category: np.ndarray,
+    rating: np.ndarray,
+    sid: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A search query and a review text for each row given (the caller keeps the one the row
+    is): the style is drawn from the owner's behaviour. Drawn from a generator of its own, so the
+    behaviour (and everything measured on it) is the same with or without text."""
+    rng = np.random.default_rng([cfg.seed, 99, int(sid[0]) if sid.size else 0])
+    price_pos = params["price_a"][owner] / (params["price_a"][owner] + params["price_b"][owner])
+    weights = np.stack([
+        2.0 * params["p_discount"][owner],               # bargain
+        2.0 * np.clip(price_pos - 0.4, 0, None),         # premium
+        np.clip(params["views_per_session"][owner] / 10.0, 0, 1.5),  # research
+        np.full(owner.size, 0.3),                        # plain
+    ], axis=1)  # fmt: skip
+    cum = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    style = (rng.random(owner.size)[:, None] > cum).sum(axis=1)
+    styles = list(QUERY_STYLES)
+    query, review = np.empty(owner.size, dtype=object), np.empty(owner.size, dtype=object)
+    for k, name in enumerate(styles):
+        rows = np.flatnonzero(style == k)
+        q, r = QUERY_STYLES[name], REVIEW_ANGLES[name]
+        qi, ri = rng.integers(0, len(q), rows.size), rng.integers(0, len(r), rows.size)
+        for j in range(len(q)):
+            sel = rows[qi == j]
+            query[sel] = np.char.replace(q[j], "{c}", category[sel].astype(str))
+        for j in range(len(r)):
+            sel = rows[ri == j]
+            review[sel] = np.char.replace(r[j], "{c}", category[sel].astype(str))
+    tone = np.array([REVIEW_TONE[int(x)] for x in range(1, 6)], dtype=object)
+    review = review + ", " + tone[rating.astype(np.int64) - 1]
+    return query.astype(str), review.astype(str)
+
+
 def _events(
     cfg: DemoConfig,
     sess: dict[str, np.ndarray],
@@ -417,6 +474,10 @@ def _events(
     rating = np.clip(np.round(rng.normal(params["rating_mean"][owner], 0.8)), 1, 5)
     category = cat_names[product]
     is_search = ev["kind"] == "search"
+    texts = np.flatnonzero(is_search | is_review)  # only these rows carry text
+    q, r = _texts(cfg, params, owner[texts], category[texts], rating[texts], sid)
+    query = pl.repeat(None, n, dtype=pl.String, eager=True).scatter(texts, pl.Series(q))
+    review = pl.repeat(None, n, dtype=pl.String, eager=True).scatter(texts, pl.Series(r))
     start = dt.datetime.combine(cfg.start_date, dt.time())
     df = pl.DataFrame(
         {
@@ -430,6 +491,8 @@ def _events(
             "discount": discount,
             "quantity": quantity,
             "review_rating": np.where(is_review, rating, -1).astype(np.int64),
+            "query": query,
+            "review": review,
         }
     )
     df = df.filter(pl.col("event_ts") < cfg.days * _US_PER_DAY).sort("event_ts")
@@ -444,10 +507,9 @@ def _events(
             pl.col("discount")
         ),
         quantity=pl.when(pl.col("event_type") == "purchase").then(pl.col("quantity")),
-        search_query=pl.when(pl.col("event_type") == "search").then(
-            pl.col("category") + pl.lit(" deals")
-        ),
+        search_query=pl.when(pl.col("event_type") == "search").then(pl.col("query")),
         review_rating=pl.when(pl.col("review_rating") > 0).then(pl.col("review_rating")),
+        review_text=pl.when(pl.col("event_type") == "review").then(pl.col("review")),
     ).select(list(EVENT_SCHEMA))
 
 

@@ -29,6 +29,7 @@ renamed as (
         quantity,
         search_query,
         review_rating,
+        review_text,
         _loaded_at
 
     from source

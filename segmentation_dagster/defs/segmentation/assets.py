@@ -22,6 +22,7 @@ from segmentation_dagster.core import (
     registry,
     resegmentation,
     segments,
+    text,
     value,
 )
 from segmentation_dagster.core.segments import (
@@ -378,10 +379,7 @@ def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
     baseline's, calibration, spend error per segment) is in the metadata."""
     cfg = project.load()
     with warehouse.connect() as con:
-        current = con.sql(
-            f"select customer_id::varchar as customer_id, segment_id, segment_name "
-            f"from {segments.SEGMENTS_TABLE}"
-        ).pl()
+        current = _members(con)
         result = value.score(con, "main.stg_shop__events", current, cfg.value)
         replace_table(con, segments.VALUE_TABLE, result.scores)
     meta: dict[str, object] = {"dagster/row_count": result.scores.height}
@@ -389,10 +387,7 @@ def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
     if v is None:
         meta["not_trained"] = result.reason
         return dg.MaterializeResult(metadata=meta)
-    names = dict(current.select("segment_id", "segment_name").unique().iter_rows())
-    small = privacy.small_segments(
-        dict(current.group_by("segment_id").len().iter_rows()), cfg.privacy.min_group_size
-    )
+    names, small = _names_and_small(current, cfg.privacy.min_group_size)
     by_segment = privacy.suppress(
         v.spend_by_segment.with_columns(
             segment_name=pl.col("segment_id").replace_strict(names, default=None)
@@ -412,6 +407,71 @@ def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
         "mean_churn_risk": round(float(result.scores["churn_risk"].mean()), 4),
     }
     return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    group_name="segmentation",
+    kinds={"duckdb", "sklearn"},
+    deps=[customer_segments, dg.AssetKey("stg_shop__events")],
+    pool=DUCKDB_POOL,
+)
+def customer_interests(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """What customers write, as interests: topics of their search queries and reviews
+    (TF-IDF + NMF fitted on the shop's own text, each topic named by its top terms) and the
+    sentiment of their reviews (learned from the shop's star ratings). Per segment: the top
+    topics and the mean sentiment."""
+    cfg = project.load()
+    with warehouse.connect() as con:
+        found = text.interests(con, "main.stg_shop__events", cfg.text)
+        replace_table(con, segments.INTERESTS_TABLE, found.table)
+        current = _members(con)
+    meta: dict[str, object] = {
+        "dagster/row_count": found.table.height,
+        "seconds": round(found.seconds, 2),
+    }
+    if found.topics is None:
+        meta["not_fitted"] = found.reason
+        return dg.MaterializeResult(metadata=meta)
+    names, small = _names_and_small(current, cfg.privacy.min_group_size)
+    by_segment = text.segment_topics(found.table, current, found.topics).with_columns(
+        segment_name=pl.col("segment_id").replace_strict(names, default=None)
+    )
+    meta |= {
+        "topics": table(
+            pl.DataFrame(
+                {
+                    "topic": list(range(1, len(found.topics.terms) + 1)),
+                    "top_terms": [", ".join(t) for t in found.topics.terms],
+                }
+            )
+        ),  # fmt: skip
+        "interests_by_segment": table(
+            privacy.suppress(
+                by_segment.select(
+                    "segment_id", "segment_name", "writers", "top_topics", "sentiment"
+                ),
+                small,
+                ["writers", "top_topics", "sentiment"],
+            )  # fmt: skip
+        ),
+        "with_sentiment": int(found.table["sentiment"].is_not_null().sum()),
+    }
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _members(con) -> pl.DataFrame:  # noqa: ANN001
+    """customer_id (as text), segment_id, segment_name of today's assignment."""
+    return con.sql(
+        f"select customer_id::varchar as customer_id, segment_id, segment_name "
+        f"from {segments.SEGMENTS_TABLE}"
+    ).pl()
+
+
+def _names_and_small(members: pl.DataFrame, k: int) -> tuple[dict[int, str], set[int]]:
+    """Segment names, and the segments too small for their statistics to leave (privacy)."""
+    names = dict(members.select("segment_id", "segment_name").unique().iter_rows())
+    sizes = dict(members.group_by("segment_id").len().iter_rows())
+    return names, privacy.small_segments(sizes, k)
 
 
 def _round(x: float | None) -> float | None:
