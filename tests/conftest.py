@@ -109,6 +109,9 @@ def all_assets() -> list:
 def materialize_all(p: Paths, **kwargs) -> dg.ExecuteInProcessResult:
     """Materialise the whole asset graph with its checks (real dbt, GX, DuckDB) against ``p``."""
     with environment_of(p):
+        kwargs.setdefault(  # the per-file reload is partitioned: materialised on its own
+            "selection", dg.AssetSelection.all() - dg.AssetSelection.assets("landing_file")
+        )
         return dg.materialize(
             all_assets(),
             resources=resources_for(p),

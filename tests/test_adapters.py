@@ -36,7 +36,13 @@ def test_evidently_tests_by_name_and_the_value_drift_report(tmp_path):
     assert report.scores["a"] == pytest.approx(expected, rel=1e-6)
     assert report.scores["b"] < 0.1
     report.save_html(tmp_path / "r.html")
-    assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
+    report.save_html(tmp_path / "r2.html")
+    html = (tmp_path / "r.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html")
+    # the library is kept once beside the reports: a report a day costs its data only
+    (library,) = tmp_path.glob("evidently_*.js")
+    assert f'<script src="{library.name}"></script>' in html
+    assert library.stat().st_size > 1_000_000 > (tmp_path / "r2.html").stat().st_size
 
 
 # -- Great Expectations --------------------------------------------------------------------

@@ -46,7 +46,7 @@ def _run(paths, checks, selection=None):
         _assets() + checks,
         resources=resources_for(paths),
         instance=dg.DagsterInstance.ephemeral(),
-        selection=selection,
+        selection=selection or dg.AssetSelection.all() - dg.AssetSelection.assets("landing_file"),
         raise_on_error=False,
     )
 
@@ -196,7 +196,7 @@ def test_loosening_a_bound_in_a_copied_suite_makes_the_gate_pass(landed, tmp_pat
 def test_every_validation_is_appended_to_the_audit_trail(landed):
     from segmentation_dagster.defs.quality.checks import gx_checks
 
-    selection = "group:ingestion"
+    selection = "group:ingestion and not key:landing_file"
     first = _run(landed, gx_checks, selection)
     second = _run(landed, gx_checks, selection)
     assert first.success and second.success

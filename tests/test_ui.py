@@ -125,6 +125,11 @@ def test_the_ui_shows_the_segments_and_materialises_from_the_browser(ui):
         expect(page.get_by_text('"last_snapshot"').first).to_be_visible()
         page.screenshot(path=SHOTS / "drift_sensor.png")
 
+        # which days are loaded: one partition per landing file, each with its load
+        page.goto(f"{base}/assets/landing_file?view=partitions")
+        expect(page.get_by_text("events/events_").first).to_be_visible()
+        page.screenshot(path=SHOTS / "landing_files.png")
+
         page.goto(f"{base}/assets/segment_profiles")
         # the profiles table of the latest materialisation: a typed table with its columns
         expect(page.get_by_text("segment_name").first).to_be_visible()

@@ -923,26 +923,36 @@ def load_kind(
     mapping: SourceMapping | None = None,
     limits: Limits | None = None,
     erased: Erased | None = None,
+    reload: str | None = None,
 ) -> LoadReport:
     """Load every new or changed landing file of ``kind`` into ``raw.<kind>``; record every
     entry that is not read (the events pass also checks the top of the landing folder).
-    ``erased`` names the customers whose rows are dropped on the way in."""
+    ``erased`` names the customers whose rows are dropped on the way in. ``reload`` names one
+    file of the folder to read again even if it has not changed (its rows replaced, e.g. after
+    a change of the mapping or the limits), and nothing else."""
     contract = CONTRACTS[kind]
     mapping = mapping or SourceMapping()
     limits = limits or Limits.from_env()
     ensure_schema(con)
     report = LoadReport(kind)
-    if kind == "events":
+    if kind == "events" and reload is None:
         _check_root(con, landing_dir, mapping, report)
     known = _known(con, kind)
     todo: list[_Todo] = []
-    for entry in landing.kind_entries(landing_dir, kind):
+    entries = landing.kind_entries(landing_dir, kind)
+    if reload is not None:
+        entries = [e for e in entries if e.name == reload and e.real is not None]
+        if not entries:
+            raise LandingFileError(
+                f"{landing_dir / kind}: no readable landing file named {reload!r} to reload"
+            )
+    for entry in entries:
         if entry.real is None:
             _ignore(con, kind, entry, known, report, entry.name)
             continue
         digest = sha256_of(entry.real)
         prev = known.get(entry.name)
-        if prev is not None and digest in (prev.sha256, prev.rejected_sha256):
+        if reload is None and prev is not None and digest in (prev.sha256, prev.rejected_sha256):
             if digest == prev.sha256 and prev.rejected_error is not None:
                 _note_rejection(con, kind, entry.name, None, None)  # the loaded one is back
             report.skipped.append(entry.name)

@@ -2,16 +2,19 @@
 
 import dagster as dg
 
+#: the per-file reload (one partition per landing file) is materialised on its own, from the UI
+_ALL = dg.AssetSelection.all() - dg.AssetSelection.assets("landing_file")
+
 segmentation_job = dg.define_asset_job(
     name="segmentation_job",
-    selection=dg.AssetSelection.all(),
+    selection=_ALL,
     description="Everything: load files, dbt features, gates, fit (champion/challenger), "
     "assign, profile, export, monitors.",
 )
 
 daily_refresh_job = dg.define_asset_job(
     name="daily_refresh_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("segmentation_model"),
+    selection=_ALL - dg.AssetSelection.assets("segmentation_model"),
     description="The day's files, dbt features, gates, assignment with the current champion, "
     "profiles, migrations, export and the drift monitors. No refit.",
 )

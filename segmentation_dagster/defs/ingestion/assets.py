@@ -1,5 +1,7 @@
 """Ingestion: landing files -> raw tables in DuckDB (see core.ingest for the rules)."""
 
+import re
+
 import dagster as dg
 import polars as pl
 
@@ -64,14 +66,8 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
     ) -> dg.MaterializeResult:
         mapping = load_mapping(mapping_path(landing.dir))
-        data_dir = Paths.from_env().data_dir
-        erased = (
-            (lambda ids: privacy.forgotten_among(ids, data_dir))
-            if privacy.forgotten(data_dir)
-            else None
-        )
         with warehouse.connect() as con:
-            report = ingest.load_kind(con, landing.dir, kind, mapping, erased=erased)
+            report = ingest.load_kind(con, landing.dir, kind, mapping, erased=_erased())
             meta = _report_metadata(report)
             meta["preview"] = table(
                 con.sql(f"select * exclude (_loaded_at) from raw.{kind} limit 5").pl()
@@ -96,6 +92,8 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
                         "group by 1 order by 1 desc limit 7"
                     ).pl()
                 )
+            files = _manifest_rows(con, kind, [*report.loaded, *report.replaced])
+        _record_files(context, kind, files)
         for name, why in report.rejected.items():
             context.log.error(f"rejected landing file {name}: {why}")
         for name, why in report.ignored.items():
@@ -117,6 +115,89 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=meta)
 
     return _raw
+
+
+#: one partition per landing file ("<kind>/<file name>"): its materialisations are the file's
+#: loads, and materialising one from the UI reads that file again
+LANDING_FILES = dg.DynamicPartitionsDefinition(name="landing_files")
+#: what a partition key must not contain (Dagster's own rule, and our "kind/name" split)
+_BAD_KEY = re.compile(r"[\x00-\x1f,\[\]|]|\.\.\.")
+
+
+def _manifest_rows(con, kind: str, names: list[str]) -> pl.DataFrame:  # noqa: ANN001
+    return con.sql(
+        "select file_name, status, rows_loaded, rows_quarantined, sha256 "
+        f"from {ingest.MANIFEST} where kind = $kind and file_name in (select unnest($names))",
+        params={"kind": kind, "names": names},
+    ).pl()
+
+
+def _record_files(context: dg.AssetExecutionContext, kind: str, files: pl.DataFrame) -> None:
+    """Make each file just loaded a partition of ``landing_file`` and record the load as that
+    partition's materialisation, so the UI lists the loaded files (days) one by one."""
+    keys = {
+        f"{kind}/{r['file_name']}": r
+        for r in files.iter_rows(named=True)
+        if not _BAD_KEY.search(r["file_name"])
+    }
+    if not keys:
+        return
+    known = set(context.instance.get_dynamic_partitions(LANDING_FILES.name))
+    context.instance.add_dynamic_partitions(LANDING_FILES.name, sorted(set(keys) - known))
+    for key, r in keys.items():
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key="landing_file",
+                partition=key,
+                metadata={
+                    "rows_loaded": r["rows_loaded"],
+                    "rows_quarantined": r["rows_quarantined"],
+                    "sha256": r["sha256"][:16],
+                },
+            )
+        )
+
+
+@dg.asset(
+    group_name="ingestion",
+    kinds={"duckdb"},
+    partitions_def=LANDING_FILES,
+    pool=DUCKDB_POOL,
+)
+def landing_file(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, landing: LandingResource
+) -> dg.MaterializeResult:
+    """One landing file per partition, as `raw_*` loaded it. Materialise a partition to read
+    that file again even though it has not changed (after a change of sources.yml or the
+    limits): its rows are replaced; downstream assets pick it up on the next refresh."""
+    kind, _, name = context.partition_key.partition("/")
+    if kind not in ingest.CONTRACTS or not name:
+        raise ValueError(f"partition {context.partition_key!r}: expected '<kind>/<file name>'")
+    mapping = load_mapping(mapping_path(landing.dir))
+    with warehouse.connect() as con:
+        report = ingest.load_kind(
+            con, landing.dir, kind, mapping, erased=_erased(), reload=name
+        )  # fmt: skip
+        files = _manifest_rows(con, kind, [name])
+    if report.rejected:
+        raise ValueError(f"{kind}/{name}: rejected: {report.rejected[name]}")
+    row = files.row(0, named=True)
+    return dg.MaterializeResult(
+        metadata={
+            "rows_loaded": row["rows_loaded"],
+            "rows_quarantined": row["rows_quarantined"],
+            "sha256": row["sha256"][:16],
+            "rows_erased": report.rows_erased,
+        }
+    )
+
+
+def _erased():  # noqa: ANN202
+    """The erased customers' filter for a load (None when nobody was erased)."""
+    data_dir = Paths.from_env().data_dir
+    if not privacy.forgotten(data_dir):
+        return None
+    return lambda ids: privacy.forgotten_among(ids, data_dir)
 
 
 raw_events = build_raw_asset("events")
