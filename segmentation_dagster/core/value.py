@@ -51,10 +51,12 @@ class ValueConfig:
     #: below this many customers in a split, no model is trained
     min_customers: int = 200
     #: the models are fitted (and validated) on at most this many customers per split
-    fit_sample: int = 200_000
+    fit_sample: int = 100_000
+    #: the baseline's four (and three) parameters are fitted on at most this many
+    baseline_sample: int = 20_000
 
     def __post_init__(self) -> None:
-        for name in ("horizon_days", "min_customers", "fit_sample"):
+        for name in ("horizon_days", "min_customers", "fit_sample", "baseline_sample"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
@@ -337,10 +339,13 @@ def validate(
     segments: pl.DataFrame,
     horizon: int,
     cutoff: dt.date,
+    baseline_sample: int = 20_000,
 ) -> tuple[Validation, Models, Baseline]:
     """Fit on ``train``, judge on ``test`` (both :func:`labelled`); ``segments``:
-    customer_id, segment_id (today's) for the per-segment spend error."""
-    models, baseline = Models.fit(train), Baseline.fit(test.drop("churned", "spend"))
+    customer_id, segment_id (today's) for the per-segment spend error. The baseline is fitted
+    on the test split's history (before its cutoff), at most ``baseline_sample`` customers."""
+    models = Models.fit(train)
+    baseline = Baseline.fit(_sample(test.drop("churned", "spend"), baseline_sample))
     risk, spend = models.predict(test)
     n_base, spend_base = baseline.predict(test, horizon)
     y = test["churned"].to_numpy()
@@ -418,11 +423,11 @@ def score(
                f"{train_cut} and {test_cut} (value.min_customers {cfg.min_customers})")  # fmt: skip
         return Scores(empty, None, why)
     train, test = _sample(train, cfg.fit_sample), _sample(test, cfg.fit_sample)
-    validation, _, _ = validate(train, test, segments, horizon, test_cut)
+    validation, _, _ = validate(train, test, segments, horizon, test_cut, cfg.baseline_sample)
     final = Models.fit(test)  # the most recent horizon with known outcomes
     now = features_as_of(con, events, end, lookback)
     risk, spend = final.predict(now)
-    baseline = Baseline.fit(_sample(now, cfg.fit_sample))
+    baseline = Baseline.fit(_sample(now, cfg.baseline_sample))
     x, t_x, T = (now[c].to_numpy().astype(float) for c in ("x", "t_x", "T"))  # noqa: N806
     _, spend_base = baseline.predict(now, horizon)
     scores = now.select("customer_id").with_columns(
