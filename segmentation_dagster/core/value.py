@@ -185,6 +185,11 @@ class BgNbd:
 def _bgnbd_nll(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> float:  # noqa: N803
     r, alpha, a, b = np.exp(params)
     ln = special.gammaln
+    with np.errstate(all="ignore"):  # the optimiser probes parameters where terms overflow
+        return _bgnbd_terms(r, alpha, a, b, x, t_x, T, ln)
+
+
+def _bgnbd_terms(r, alpha, a, b, x, t_x, T, ln) -> float:  # noqa: ANN001, N803
     a1 = ln(r + x) - ln(r) + r * np.log(alpha)
     a2 = ln(a + b) + ln(b + x) - ln(b) - ln(a + b + x)
     a3 = -(r + x) * np.log(alpha + T)
