@@ -29,6 +29,7 @@ TOP = pl.DataFrame(
 BASE = {"recency_days": (30.0, 30.0, 0.0), "monetary": (100.0, 100.0, 0.0),
         "cart_abandonment_rate": (0.4, 0.4, 0.0), "discount_share": (0.3, 0.3, 0.0),
         "top_category_share": (0.4, 0.4, 0.0), "views_per_session": (6.0, 6.0, 0.0),
+        "activity_trend": (0.0, 0.0, 0.0),
         "view_to_purchase_rate": (0.2, 0.2, 0.0), "tenure_days": (300.0, 300.0, 0.0)}  # fmt: skip
 
 
