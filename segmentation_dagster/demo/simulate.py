@@ -393,12 +393,12 @@ def _texts(
         rows = np.flatnonzero(style == k)
         q, r = QUERY_STYLES[name], REVIEW_ANGLES[name]
         qi, ri = rng.integers(0, len(q), rows.size), rng.integers(0, len(r), rows.size)
-        for j in range(len(q)):
-            sel = rows[qi == j]
-            query[sel] = np.char.replace(q[j], "{c}", category[sel].astype(str))
-        for j in range(len(r)):
-            sel = rows[ri == j]
-            review[sel] = np.char.replace(r[j], "{c}", category[sel].astype(str))
+        for out, templates, pick in ((query, q, qi), (review, r, ri)):
+            for j, template in enumerate(templates):
+                sel = rows[pick == j]
+                before, _, after = template.partition("{c}")
+                cat = category[sel].astype(object) if "{c}" in template else ""
+                out[sel] = before + cat + after
     tone = np.array([REVIEW_TONE[int(x)] for x in range(1, 6)], dtype=object)
     review = review + ", " + tone[rating.astype(np.int64) - 1]
     return query.astype(str), review.astype(str)
