@@ -183,10 +183,9 @@ class BgNbd:
 
 
 def _bgnbd_nll(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> float:  # noqa: N803
-    r, alpha, a, b = np.exp(params)
-    ln = special.gammaln
     with np.errstate(all="ignore"):  # the optimiser probes parameters where terms overflow
-        return _bgnbd_terms(r, alpha, a, b, x, t_x, T, ln)
+        r, alpha, a, b = np.exp(params)
+        return _bgnbd_terms(r, alpha, a, b, x, t_x, T, special.gammaln)
 
 
 def _bgnbd_terms(r, alpha, a, b, x, t_x, T, ln) -> float:  # noqa: ANN001, N803
@@ -200,12 +199,19 @@ def _bgnbd_terms(r, alpha, a, b, x, t_x, T, ln) -> float:  # noqa: ANN001, N803
     return -float(np.sum(a1 + a2 + np.logaddexp(a3, a4)))
 
 
+def _minimize(nll, start: np.ndarray, args: tuple):  # noqa: ANN001, ANN202
+    res = optimize.minimize(nll, start, args=args, method="L-BFGS-B")
+    if res.success and np.isfinite(res.fun):
+        return res
+    return optimize.minimize(nll, start, args=args, method="Nelder-Mead",
+                             options={"maxiter": 2000, "xatol": 1e-4, "fatol": 1e-3})  # fmt: skip
+
+
 def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BgNbd:  # noqa: N803
-    """Maximum-likelihood BG/NBD parameters (log-parameterised, Nelder-Mead then L-BFGS)."""
+    """Maximum-likelihood BG/NBD parameters (log-parameterised): L-BFGS, and Nelder-Mead from
+    the same start when that does not converge."""
     start = np.log([1.0, max(float(np.mean(T)), 1.0), 1.0, 1.0])
-    res = optimize.minimize(_bgnbd_nll, start, args=(x, t_x, T), method="Nelder-Mead",
-                            options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6})  # fmt: skip
-    res = optimize.minimize(_bgnbd_nll, res.x, args=(x, t_x, T), method="L-BFGS-B")
+    res = _minimize(_bgnbd_nll, start, (x, t_x, T))
     r, alpha, a, b = np.exp(res.x)
     return BgNbd(float(r), float(alpha), float(a), float(b))
 
@@ -233,9 +239,8 @@ def _gg_nll(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
 def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
     """Gamma-Gamma on customers with at least one purchase and a positive mean spend."""
     keep = (x > 0) & (m > 0)
-    res = optimize.minimize(_gg_nll, np.log([1.0, 2.0, max(float(np.mean(m[keep])), 1.0)]),
-                            args=(x[keep], m[keep]), method="Nelder-Mead",
-                            options={"maxiter": 4000})  # fmt: skip
+    start = np.log([1.0, 2.0, max(float(np.mean(m[keep])), 1.0)])
+    res = _minimize(_gg_nll, start, (x[keep], m[keep]))
     p, q, v = np.exp(res.x)
     return GammaGamma(float(p), float(max(q, 1.0 + 1e-6)), float(v))
 
