@@ -30,6 +30,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
+from segmentation_dagster.core.settings import require_whole_numbers
 from segmentation_dagster.core.warehouse import quote_ident
 
 KEY_ENV = "SEGMENTATION_PSEUDONYM_KEY"
@@ -52,10 +53,7 @@ class PrivacyConfig:
     export_ids: Literal["pseudonym", "raw"] = "pseudonym"
 
     def __post_init__(self) -> None:
-        if isinstance(self.min_group_size, bool) or not isinstance(self.min_group_size, int):
-            raise ValueError(f"min_group_size must be a whole number, got {self.min_group_size!r}")
-        if self.min_group_size < 1:
-            raise ValueError(f"min_group_size must be at least 1, got {self.min_group_size}")
+        require_whole_numbers(self)
 
 
 def privacy_dir(data_dir: Path) -> Path:

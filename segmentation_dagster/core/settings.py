@@ -47,6 +47,19 @@ def read_yaml_mapping(path: Path, error: type[ValueError], what: str) -> dict[st
     return raw
 
 
+def require_whole_numbers(config: Any, *, minimum: int = 1) -> None:
+    """Every int field of the dataclass ``config`` is a whole number (not a bool) >= minimum
+    (the configuration sections' range check; the message names the field)."""
+    import dataclasses
+
+    for f in dataclasses.fields(config):
+        if f.type not in (int, "int"):
+            continue
+        v = getattr(config, f.name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"{f.name} must be a whole number >= {minimum}, got {v!r}")
+
+
 def config_dir() -> Path:
     """The folder of the project's configuration files (``sources.yml``)."""
     return Path(os.environ.get("SEGMENTATION_CONFIG_DIR", REPO_ROOT))

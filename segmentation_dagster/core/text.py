@@ -22,6 +22,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from segmentation_dagster.core.settings import require_whole_numbers
+
 
 @dataclass(frozen=True)
 class TextConfig:
@@ -36,10 +38,7 @@ class TextConfig:
     min_rated_reviews: int = 30
 
     def __post_init__(self) -> None:
-        for name in ("n_topics", "window_days", "fit_sample", "min_rated_reviews"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+        require_whole_numbers(self)
 
 
 def documents(con: duckdb.DuckDBPyConnection, events: str, window_days: int) -> pl.DataFrame:

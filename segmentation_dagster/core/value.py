@@ -33,6 +33,8 @@ import numpy as np
 import polars as pl
 from scipy import optimize, special
 
+from segmentation_dagster.core.settings import require_whole_numbers
+
 #: the features the models use, as computed by :func:`features_as_of`
 FEATURES = (
     "recency_days", "frequency", "monetary", "avg_order_value", "tenure_days", "t_first_buy",
@@ -56,10 +58,7 @@ class ValueConfig:
     baseline_sample: int = 20_000
 
     def __post_init__(self) -> None:
-        for name in ("horizon_days", "min_customers", "fit_sample", "baseline_sample"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+        require_whole_numbers(self)
 
 
 def features_as_of(
