@@ -1,12 +1,14 @@
 """Churn risk and expected spend: the BG/NBD baseline recovers known parameters, and on a long
 demo the trained models beat it on a time split (real DuckDB over the landing files)."""
 
+import datetime as dt
+
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
 
-from segmentation_dagster.core import value
+from segmentation_dagster.core import segments, value
 from segmentation_dagster.demo import simulate
 from tests.conftest import landing_events_view
 
@@ -58,9 +60,16 @@ def _events(root) -> duckdb.DuckDBPyConnection:
 def test_on_a_long_history_the_models_beat_the_baseline(long_demo):
     truth = pl.read_parquet(long_demo / "truth" / "personas.parquet")
     segments = truth.select(pl.col("customer_id").cast(pl.String), segment_id="persona")
-    s = value.score(_events(long_demo), "ev", segments, value.ValueConfig())
+    asked = []
+
+    def before(day):  # as the asset's history lookup: the personas recorded the day before
+        asked.append(day)
+        return day - dt.timedelta(days=1), segments
+
+    s = value.score(_events(long_demo), "ev", segments, value.ValueConfig(), before)
     v = s.validation
     assert v is not None, s.reason
+    assert asked == [v.cutoff] and v.segments_as_of == v.cutoff - dt.timedelta(days=1)
     assert v.horizon_days == 60  # a third of 180 days: the configured 90 would not fit twice
     assert v.auc >= 0.75 and v.auc > v.auc_baseline, (v.auc, v.auc_baseline)
     spend = v.spend_by_segment
@@ -75,3 +84,19 @@ def test_too_little_history_says_so_instead_of_guessing(tmp_path):
                       tmp_path / "truth")  # fmt: skip
     s = value.score(_events(tmp_path), "ev", pl.DataFrame(), value.ValueConfig())
     assert s.validation is None and "too little history" in s.reason and s.scores.is_empty()
+
+
+def test_spend_is_grouped_by_the_last_assignment_before_the_outcomes():
+    con = duckdb.connect()
+    con.execute("create schema segmentation")
+    day = dt.date(2026, 9, 1)
+    assert segments.members_before(con, day) is None  # no history yet
+    for offset, version, seg in ((-10, 1, 1), (-3, 1, 2), (-3, 2, 3), (0, 2, 4)):
+        segments.publish(con, pl.DataFrame({
+            "snapshot_date": [day + dt.timedelta(days=offset)] * 2, "model_version": [version] * 2,
+            "customer_id": ["a", "b"], "segment_id": [seg, seg],
+        }))  # fmt: skip
+    as_of, members = segments.members_before(con, day)
+    assert as_of == day - dt.timedelta(days=3)  # before the day, not on it; the later model
+    assert members.sort("customer_id").rows() == [("a", 3), ("b", 3)]
+    assert segments.members_before(con, day - dt.timedelta(days=10)) is None

@@ -157,6 +157,27 @@ def previous_assignment(
     return cur, prev, members
 
 
+def members_before(
+    con: duckdb.DuckDBPyConnection, day: dt.date
+) -> tuple[dt.date, pl.DataFrame] | None:
+    """The last assignment recorded for a snapshot before ``day`` (the latest model's of that
+    snapshot): its date and customer_id, segment_id; None when the history starts later."""
+    found = one(
+        con,
+        f"select snapshot_date, model_version from {HISTORY_TABLE} where snapshot_date < ? "
+        "order by snapshot_date desc, model_version desc limit 1",
+        [day],
+    ) if table_exists(con, *HISTORY_TABLE.split(".")) else None  # fmt: skip
+    if found is None:
+        return None
+    members = con.sql(
+        f"select customer_id::varchar as customer_id, segment_id from {HISTORY_TABLE} "
+        "where snapshot_date = ? and model_version = ?",
+        params=[found[0], found[1]],
+    ).pl()
+    return found[0], members
+
+
 def export_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Segment membership as exported: one row per customer, with the segment's playbook and
     the customer's churn risk and expected spend (null for one who never bought)."""

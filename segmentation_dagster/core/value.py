@@ -26,6 +26,7 @@ loss.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -40,6 +41,10 @@ FEATURES = (
     "recency_days", "frequency", "monetary", "avg_order_value", "tenure_days", "t_first_buy",
     "purchases_30d", "purchases_90d", "revenue_90d", "events_30d", "sessions_30d",
     "views_30d", "carts_30d", "days_since_last_event",
+    # the whole window's habits: the 30-day counts alone are too noisy to tell a rare buyer
+    # who browses and abandons carts from one who buys on most visits
+    "sessions", "views_per_session", "carts_per_session", "purchases_per_cart",
+    "purchases_per_session",
 )  # fmt: skip
 
 
@@ -66,7 +71,9 @@ def features_as_of(
 ) -> pl.DataFrame:
     """One row per customer who bought before ``cutoff``: :data:`FEATURES` over the
     ``lookback`` days before it (the same window at every cutoff, so a model trained at one
-    cutoff reads features of the same scale at another; recency and tenure are capped at it)
+    cutoff reads features of the same scale at another; recency, tenure and the first
+    purchase are measured within it: at the training cutoff the data begin where the window
+    does, so a first purchase from before the window would mean something else there)
     plus the BG/NBD summary over the whole history (``x`` repeat purchase days, ``t_x`` and
     ``T`` in days, ``m`` mean spend per purchase day). ``events`` is a relation name of the
     project's own (e.g. ``main.stg_shop__events``); dates and days are bound, never pasted."""
@@ -88,7 +95,8 @@ def features_as_of(
             from days group by all
         ),
         recent as (
-            select customer_id, count(*) as frequency, sum(revenue) as monetary,
+            select customer_id, min(event_date) as first_buy, count(*) as frequency,
+                   sum(revenue) as monetary,
                    count(*) filter (event_date >= $cutoff - 30) as purchases_30d,
                    count(*) filter (event_date >= $cutoff - 90) as purchases_90d,
                    coalesce(sum(revenue) filter (event_date >= $cutoff - 90), 0) as revenue_90d
@@ -101,7 +109,10 @@ def features_as_of(
                    count(*) filter (event_date >= $cutoff - 30 and event_type = 'view')
                        as views_30d,
                    count(*) filter (event_date >= $cutoff - 30 and event_type = 'cart')
-                       as carts_30d
+                       as carts_30d,
+                   count(distinct session_id) as sessions,
+                   count(*) filter (event_type = 'view') as views,
+                   count(*) filter (event_type = 'cart') as carts
             from ev where event_date >= $cutoff - $lookback group by all
         )
         select h.customer_id::varchar as customer_id,
@@ -110,7 +121,7 @@ def features_as_of(
                coalesce(r.monetary, 0) as monetary,
                coalesce(r.monetary / r.frequency, 0) as avg_order_value,
                coalesce($cutoff - a.first_event, 0)::double as tenure_days,
-               least($cutoff - h.first_buy, $lookback)::double as t_first_buy,
+               coalesce($cutoff - r.first_buy, $lookback)::double as t_first_buy,
                coalesce(r.purchases_30d, 0)::double as purchases_30d,
                coalesce(r.purchases_90d, 0)::double as purchases_90d,
                coalesce(r.revenue_90d, 0) as revenue_90d,
@@ -119,6 +130,12 @@ def features_as_of(
                coalesce(a.views_30d, 0)::double as views_30d,
                coalesce(a.carts_30d, 0)::double as carts_30d,
                coalesce($cutoff - a.last_event, $lookback)::double as days_since_last_event,
+               coalesce(a.sessions, 0)::double as sessions,
+               coalesce(a.views / greatest(a.sessions, 1), 0)::double as views_per_session,
+               coalesce(a.carts / greatest(a.sessions, 1), 0)::double as carts_per_session,
+               coalesce(r.frequency / greatest(a.carts, 1), 0)::double as purchases_per_cart,
+               coalesce(r.frequency / greatest(a.sessions, 1), 0)::double
+                   as purchases_per_session,
                (h.n_days - 1)::double as x, (h.last_buy - h.first_buy)::double as t_x,
                ($cutoff - h.first_buy)::double as "T", h.total / h.n_days as m
         from history h
@@ -335,6 +352,10 @@ class Validation:
     calibration: pl.DataFrame
     #: per segment: customers, actual spend, predicted (ours, baseline), relative errors
     spend_by_segment: pl.DataFrame
+    #: the snapshot whose segments group ``spend_by_segment``: one from before the outcomes,
+    #: or None for today's (chosen after them: a segment of the inactive is, in part, the
+    #: customers who did not buy in the horizon, so its error says little about the model)
+    segments_as_of: dt.date | None = None
 
 
 def horizon_for(first: dt.date, end: dt.date, wanted: int) -> int:
@@ -349,10 +370,12 @@ def validate(
     horizon: int,
     cutoff: dt.date,
     baseline_sample: int = 20_000,
+    segments_as_of: dt.date | None = None,
 ) -> tuple[Validation, Models, Baseline]:
     """Fit on ``train``, judge on ``test`` (both :func:`labelled`); ``segments``:
-    customer_id, segment_id (today's) for the per-segment spend error. The baseline is fitted
-    on the test split's history (before its cutoff), at most ``baseline_sample`` customers."""
+    customer_id, segment_id (of ``segments_as_of``, None: today's) for the per-segment spend
+    error. The baseline is fitted on the test split's history (before its cutoff), at most
+    ``baseline_sample`` customers."""
     models = Models.fit(train)
     baseline = Baseline.fit(_sample(test.drop("churned", "spend"), baseline_sample))
     risk, spend = models.predict(test)
@@ -386,6 +409,7 @@ def validate(
         brier=float(np.mean((risk - y) ** 2)),
         calibration=calibration(y, risk),
         spend_by_segment=by_segment,
+        segments_as_of=segments_as_of,
     )
     return v, models, baseline
 
@@ -405,9 +429,17 @@ class Scores:
 
 
 def score(
-    con: duckdb.DuckDBPyConnection, events: str, segments: pl.DataFrame, cfg: ValueConfig
+    con: duckdb.DuckDBPyConnection,
+    events: str,
+    segments: pl.DataFrame,
+    cfg: ValueConfig,
+    segments_before: Callable[[dt.date], tuple[dt.date, pl.DataFrame] | None] | None = None,
 ) -> Scores:
-    """Train, validate and score as the module describes."""
+    """Train, validate and score as the module describes. The spend error is per segment of
+    ``segments`` (customer_id, segment_id: today's), or of the assignment
+    ``segments_before(cutoff)`` returns (its date and members: the last one before the test
+    split's cutoff) when there is one: grouped before the outcomes, the error per segment
+    judges the forecast rather than how the segments were later chosen."""
     first, last = con.execute(f"select min(event_date), max(event_date) from {events}").fetchall()[
         0
     ]
@@ -432,7 +464,11 @@ def score(
                f"{train_cut} and {test_cut} (value.min_customers {cfg.min_customers})")  # fmt: skip
         return Scores(empty, None, why)
     train, test = _sample(train, cfg.fit_sample), _sample(test, cfg.fit_sample)
-    validation, _, _ = validate(train, test, segments, horizon, test_cut, cfg.baseline_sample)
+    before = segments_before(test_cut) if segments_before else None
+    as_of, groups = before if before and not before[1].is_empty() else (None, segments)
+    validation, _, _ = validate(
+        train, test, groups, horizon, test_cut, cfg.baseline_sample, segments_as_of=as_of
+    )
     final = Models.fit(test)  # the most recent horizon with known outcomes
     now = features_as_of(con, events, end, lookback)
     risk, spend = final.predict(now)

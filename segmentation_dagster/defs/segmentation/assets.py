@@ -380,7 +380,10 @@ def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
     cfg = project.load()
     with warehouse.connect() as con:
         current = _members(con)
-        result = value.score(con, "main.stg_shop__events", current, cfg.value)
+        result = value.score(
+            con, "main.stg_shop__events", current, cfg.value,
+            segments_before=lambda day: segments.members_before(con, day),
+        )  # fmt: skip
         replace_table(con, segments.VALUE_TABLE, result.scores)
     meta: dict[str, object] = {"dagster/row_count": result.scores.height}
     v = result.validation
@@ -404,6 +407,12 @@ def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
         "customers_train_test": f"{v.n_train} / {v.n_test}",
         "calibration": table(v.calibration),
         "spend_by_segment": table(by_segment),
+        "spend_by_segment_grouped_by": (
+            f"the segments of {v.segments_as_of}, before the outcomes"
+            if v.segments_as_of
+            else "today's segments (no assignment recorded before the outcomes; a segment of "
+            "inactive customers is then partly chosen by not having bought)"
+        ),
         "mean_churn_risk": round(float(result.scores["churn_risk"].mean()), 4),
     }
     return dg.MaterializeResult(metadata=meta)
