@@ -9,8 +9,8 @@ Tables:
   date and model version (a re-run of the same day and model replaces its rows);
 - ``segmentation.segment_exports``: every export written for activation tools.
 
-The daily assignment (:func:`assign`) is plain Python over a fitted model; the Dagster assets
-call these functions and publish what they return.
+The daily assignment (:func:`assign`) runs the fitted model compiled to SQL inside DuckDB; the
+Dagster assets call these functions and publish what they return.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from segmentation_dagster.core import compiled
 from segmentation_dagster.core.clustering import FittedModel
 from segmentation_dagster.core.warehouse import one, replace_table, table_exists
 
@@ -71,32 +72,51 @@ def current_segments(con: duckdb.DuckDBPyConnection, features: pl.DataFrame) -> 
 
 
 def assign(
-    features: pl.DataFrame,
+    con: duckdb.DuckDBPyConnection,
     model: FittedModel,
     version: int,
-    previous: np.ndarray,
     names: dict[int, str],
     config: AssignmentConfig | None = None,
 ) -> pl.DataFrame:
-    """Every customer's segment under ``model``: id, name, model version, distance to the
-    centroid and confidence. ``previous``: each row's published id (negative: none); a customer
-    keeps it unless another segment is clearly nearer or their behaviour changed recently."""
+    """Every customer of customer_features and their segment under ``model``: id, name, model
+    version, distance to the centroid and confidence, computed inside DuckDB by the model
+    compiled to SQL (:mod:`compiled`; the features never come into Python). A customer keeps
+    their published segment unless another is clearly nearer (``config.hysteresis``) or their
+    behaviour changed in the last ``config.free_after_change_days`` days."""
     config = config or AssignmentConfig()
-    previous = previous.copy()
-    changed = features["last_regime_change"] > (
-        features["snapshot_date"] - dt.timedelta(days=config.free_after_change_days)
+    if table_exists(con, *SEGMENTS_TABLE.split(".")):
+        con.execute(
+            "create or replace temp table previous_segment as "
+            f"select s.customer_id, s.segment_id from {SEGMENTS_TABLE} s "
+            f"join {FEATURES_TABLE} f using (customer_id) "
+            "where not coalesce(f.last_regime_change > f.snapshot_date - to_days(?), false)",
+            [int(config.free_after_change_days)],
+        )
+    else:
+        con.execute(
+            "create or replace temp table previous_segment "
+            "(customer_id varchar, segment_id integer)"
+        )
+    labels = pl.DataFrame(
+        {"segment_id": list(names), "segment_name": list(names.values())},
+        schema={"segment_id": pl.Int32, "segment_name": pl.String},
     )
-    previous[changed.fill_null(False).to_numpy()] = -1
-    ids, distance, confidence = model.assign(
-        features, previous_ids=previous, margin=config.hysteresis
-    )
-    return features.select("customer_id", "snapshot_date").with_columns(
-        segment_id=pl.Series(ids, dtype=pl.Int32),
-        segment_name=pl.Series(ids).replace_strict(names, default=None, return_dtype=pl.String),
-        model_version=pl.lit(version, dtype=pl.Int32),
-        distance=pl.Series(distance),
-        confidence=pl.Series(confidence),
-    )
+    query = compiled.assignment_sql(
+        model, FEATURES_TABLE, previous="previous_segment", margin=config.hysteresis,
+        carry=("snapshot_date",),
+    )  # fmt: skip
+    con.register("segment_label", labels.to_arrow())
+    try:
+        return con.sql(
+            "select a.customer_id, a.snapshot_date, a.segment_id::integer as segment_id, "
+            "l.segment_name, ?::integer as model_version, a.distance, a.confidence "
+            f"from ({query}) a left join segment_label l on l.segment_id = a.segment_id "
+            "order by a.customer_id",
+            params=[int(version)],
+        ).pl()
+    finally:
+        con.unregister("segment_label")
+        con.execute("drop table if exists previous_segment")
 
 
 def publish(con: duckdb.DuckDBPyConnection, segments: pl.DataFrame) -> int:

@@ -237,12 +237,10 @@ def customer_segments(
     Appended to the assignment history (idempotent per snapshot and model version)."""
     with warehouse.connect() as con:
         version, model = registry.require_champion(con)
-        features = segments.read_features(con)
         published = segments.assign(
-            features,
+            con,
             model,
             version,
-            segments.current_segments(con, features),
             registry.active_names(con),
             config.assignment(project.load().assignment),
         )
