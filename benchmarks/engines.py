@@ -122,6 +122,7 @@ def descendants(pid: int) -> list[int]:
 def peak_rss_mib() -> dict[str, int]:
     """Peak resident memory so far (MiB) of this process and of its largest child process (the
     local Spark JVM), from the kernel's high-water marks (Linux)."""
+
     def hwm(pid: int) -> int:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -152,11 +153,17 @@ def run(work: Path, customers: int, days: int, seed: int) -> dict[str, object]:
     t = time.perf_counter()
     db = build_demo(work / "duckdb", customers, days, seed)
     timings["demo_and_load_s"] = time.perf_counter() - t
-    os.environ["SEGMENTATION_DUCKDB_PATH"] = str(db)
-
-    t = time.perf_counter()
-    spark_engine.dbt(["run"], work / "duckdb" / "dbt_target", target="dev")
-    timings["dbt_run_duckdb_s"] = time.perf_counter() - t
+    before = os.environ.get("SEGMENTATION_DUCKDB_PATH")
+    os.environ["SEGMENTATION_DUCKDB_PATH"] = str(db)  # profiles.yml reads it
+    try:
+        t = time.perf_counter()
+        spark_engine.dbt(["run"], work / "duckdb" / "dbt_target", target="dev")
+        timings["dbt_run_duckdb_s"] = time.perf_counter() - t
+    finally:
+        if before is None:
+            os.environ.pop("SEGMENTATION_DUCKDB_PATH", None)
+        else:
+            os.environ["SEGMENTATION_DUCKDB_PATH"] = before
 
     t = time.perf_counter()
     spark_engine.export_raw(db, work / "parquet")

@@ -12,6 +12,7 @@ so :func:`session` creates (and configures) the session first and dbt uses that 
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,11 +45,9 @@ SESSION_CONF = {
 
 def available() -> str | None:
     """None when local Spark can run here, else why not (no pyspark, or no java)."""
-    try:
-        import pyspark  # noqa: F401
-        from dbt.adapters import spark  # noqa: F401
-    except ImportError as e:
-        return f"the spark extra is not installed ({e}): make install-spark"
+    for module in ("pyspark", "dbt.adapters.spark"):
+        if importlib.util.find_spec(module) is None:
+            return f"the spark extra is not installed (no {module}): make install-spark"
     if shutil.which("java") is None:
         return "no java on PATH: make install-spark installs Debian's OpenJDK"
     return None
@@ -99,11 +98,16 @@ def dbt(args: list[str], target_dir: Path, target: str = "spark") -> Any:
     result = dbtRunner().invoke(
         [
             *args,
-            "--target", target,
-            "--project-dir", str(DBT_PROJECT_DIR),
-            "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target-path", str(target_dir),
-            "--log-path", str(target_dir),
+            "--target",
+            target,
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(target_dir),
+            "--log-path",
+            str(target_dir),
             "--quiet",
         ]  # fmt: skip
     )
