@@ -8,6 +8,8 @@
 #   make lint   ruff, and `dg check defs` (the Definitions load)
 #   make bench  the platform's full loop vs a hand-written baseline (BENCH_ARGS="--events ...")
 #   make adapt  how fast segments follow behaviour: every scenario replayed day by day
+#   make install-spark  also the Spark extra (dbt-spark, pyspark) and, where `java` is
+#               missing, Debian's OpenJDK 17: the dbt project then runs on local Spark too
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -27,10 +29,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help install run ui test test-fast lint bench adapt value clean
+.PHONY: help install install-spark run ui test test-fast lint bench adapt value clean
 
 help:
-	@sed -n '2,10p' Makefile | sed 's/^# *//'
+	@sed -n '2,12p' Makefile | sed 's/^# *//'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -39,8 +41,10 @@ $(UV):
 # the virtual env, exactly as locked, with its bytecode compiled once here: where
 # PYTHONDONTWRITEBYTECODE is set, every process (each `segmentation run`, each test subprocess)
 # otherwise recompiles dagster & co. from source when it imports them
+# (with the Spark extra once `make install-spark` has asked for it: a plain sync would remove it)
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON) \
+		$(if $(wildcard $(VENV)/.spark),--extra spark)
 	@touch $@
 
 # dbt's manifest is prepared here, at build time, never at import
@@ -56,6 +60,16 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.synced
 	$(BIN)/dagster instance migrate > /dev/null
 
 install: $(VENV)/.synced $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml
+
+# local Spark (dbt-spark `method: session`) needs a Java runtime: Debian's OpenJDK 17 where the
+# machine has none, then the Spark extra in the same env (remembered by .venv/.spark)
+install-spark: install
+	@command -v java > /dev/null || { \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			openjdk-17-jre-headless; }
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --extra spark
+	@touch $(VENV)/.spark $(VENV)/.synced
 
 # the replay delivers the demo's day files one by one into data/landing (it refuses files it
 # did not deliver) and continues where it stopped when re-run; delete data/ to start over

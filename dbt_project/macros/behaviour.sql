@@ -65,7 +65,7 @@
     {%- set z = '(' ~ t ~ ' - (2.515517 + 0.802853 * ' ~ t ~ ' + 0.010328 * pow(' ~ t ~ ', 2))'
               ~ ' / (1 + 1.432788 * ' ~ t ~ ' + 0.189269 * pow(' ~ t ~ ', 2)'
               ~ ' + 0.001308 * pow(' ~ t ~ ', 3)))' -%}
-    ({{ df }} * pow(1 - 2 / (9.0 * {{ df }}) + {{ z }} * sqrt(2 / (9.0 * {{ df }})), 3))
+    ({{ df }} * pow(1 - 2 / (9e0 * {{ df }}) + {{ z }} * sqrt(2 / (9e0 * {{ df }})), 3))
 {%- endmacro %}
 
 {#- A customer's rate num/den shrunk towards the shop's average (population.<prior>) by `k`

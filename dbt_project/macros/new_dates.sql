@@ -10,8 +10,8 @@
     select distinct event_date
     from {{ events }}
     where (
-            _loaded_at > (select coalesce(max(_source_loaded_at), '-infinity'::timestamp) from {{ this }})
-            or event_date > (select coalesce(max(event_date), '-infinity'::date) from {{ this }})
+            _loaded_at > (select coalesce(max(_source_loaded_at), {{ earliest('timestamp') }}) from {{ this }})
+            or event_date > (select coalesce(max(event_date), {{ earliest('date') }}) from {{ this }})
         )
       and event_date <= {{ snapshot_date() }}
     {%- else %}

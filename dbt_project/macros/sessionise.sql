@@ -21,7 +21,7 @@ without_session_id as (
         *,
         case
             when event_ts - lag(event_ts) over by_customer
-                <= interval ({{ number_var('session_gap_minutes') }}) minute then 0
+                <= {{ minutes_interval(number_var('session_gap_minutes')) }} then 0
             else 1
         end as starts_session
     from {{ events }}
@@ -33,11 +33,11 @@ without_session_id as (
 derived as (
 
     select
-        * exclude (starts_session),
+        * except (starts_session),
         customer_id || '~' || cast(
             sum(starts_session) over (
                 partition by {{ by }} order by event_ts, event_id rows unbounded preceding
-            ) as varchar
+            ) as {{ dbt.type_string() }}
         ) as session_key
     from without_session_id
 
@@ -45,8 +45,9 @@ derived as (
 
 sessionised as (
 
+    -- the same columns in the same order on both sides: the events' columns, then session_key
     select * from with_session_id
-    union all by name
+    union all
     select * from derived
 
 )

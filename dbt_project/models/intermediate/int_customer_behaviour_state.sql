@@ -14,19 +14,12 @@
 -- customer whose already folded days changed (late or re-delivered data) is folded again from
 -- the first day. Folding every day from scratch (a full refresh) gives the same state.
 
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='customer_id',
-        on_schema_change='fail',
-    )
-}}
+{{ config(**incremental_config('customer_id')) }}
 
 {%- set sums = behaviour_sums() -%}
 {%- set windows = int_list_var('change_windows_days') -%}
 {%- set window = windows | max -%}
-{%- set alpha = number_var('change_alpha') ~ ' / ' ~ (windows | length) -%}
+{%- set alpha = double(number_var('change_alpha')) ~ ' / ' ~ (windows | length) -%}
 {%- set params = behaviour_params() -%}
 
 with recursive
@@ -61,10 +54,11 @@ checked as (
     -- full refresh
     select case
         when {{ snapshot_date() }} < (select max(state_date) from prior)
-        then error('snapshot_date is before the behaviour state; run with a full refresh')
+        then {{ raise_sql_error("'snapshot_date is before the behaviour state; run with a full refresh'") }}
         when (select any_value(_params) from prior) <> '{{ params }}'
-        then error('the behaviour state was folded with ' || (select any_value(_params) from prior)
-            || ', this run asks for {{ params }}; run with a full refresh')
+        then {{ raise_sql_error(
+            "'the behaviour state was folded with ' || (select any_value(_params) from prior)
+            || ', this run asks for " ~ params ~ "; run with a full refresh'") }}
     end as ok
 
 ),
@@ -126,7 +120,7 @@ recent as (
         {%- set last_window = loop.last %}
         {%- for c in sums %}
         sum(case when days.event_date > fold_days.event_date - {{ w }} then
-            days.{{ c }} * {{ decay("date_diff('day', days.event_date, fold_days.event_date)") }}
+            days.{{ c }} * {{ decay(days_between('days.event_date', 'fold_days.event_date')) }}
             else 0 end) as r{{ w }}_{{ c }}{{ ',' if not (loop.last and last_window) }}
         {%- endfor %}
         {%- endfor %}
@@ -140,9 +134,9 @@ recent as (
 
 -- materialized: the recursive step below joins it once per folded day; left inline, DuckDB
 -- recomputed the windowed sums on every iteration (46 s of a 63 s full build at 10M events)
-steps as materialized (
+steps as {{ materialized_cte() }} (
 
-    select fold_days.*, recent.* exclude (customer_id, step)
+    select fold_days.*, recent.* except (customer_id, step)
     from fold_days
     inner join recent
         on fold_days.customer_id = recent.customer_id
@@ -257,9 +251,9 @@ fold as (
                             {%- for c in sums %}
                             {{ c }} - r{{ w }}_{{ c }} as o{{ w }}_{{ c }},
                             {%- endfor %}
-                            {{ decayed_days("least(" ~ w ~ ", date_diff('day', regime_start, state_date) + 1)") }} as r{{ w }}_exposure,
-                            {{ decayed_days("date_diff('day', regime_start, state_date) + 1") }}
-                                - {{ decayed_days("least(" ~ w ~ ", date_diff('day', regime_start, state_date) + 1)") }}
+                            {{ decayed_days("least(" ~ w ~ ", " ~ days_between('regime_start', 'state_date') ~ " + 1)") }} as r{{ w }}_exposure,
+                            {{ decayed_days(days_between('regime_start', 'state_date') ~ " + 1") }}
+                                - {{ decayed_days("least(" ~ w ~ ", " ~ days_between('regime_start', 'state_date') ~ " + 1)") }}
                                 as o{{ w }}_exposure{{ ',' if not loop.last }}
                             {%- endfor %}
                         from (
@@ -273,16 +267,16 @@ fold as (
                                 coalesce(fold.regime_start, steps.event_date) as regime_start,
                                 fold.regime_changes,
                                 fold.last_regime_change,
-                                {%- set fac = "coalesce(" ~ decay("date_diff('day', fold.state_date, steps.event_date)") ~ ", 0)" %}
+                                {%- set fac = "coalesce(" ~ decay(days_between('fold.state_date', 'steps.event_date')) ~ ", 0)" %}
                                 {%- set ordered = "steps.orders > 0 and fold.last_order_date is not null" %}
-                                {%- set gap = "date_diff('day', fold.last_order_date, steps.event_date)" %}
+                                {%- set gap = days_between('fold.last_order_date', 'steps.event_date') %}
                                 fold.gap_n * {{ fac }} + case when {{ ordered }} then 1 else 0 end as gap_n,
                                 fold.gap_sum * {{ fac }} + case when {{ ordered }} then {{ gap }} else 0 end as gap_sum,
                                 fold.gap_sq_sum * {{ fac }} + case when {{ ordered }} then pow({{ gap }}, 2) else 0 end as gap_sq_sum,
                                 {%- for c in sums %}
                                 fold.{{ c }} * {{ fac }} + steps.{{ c }} as {{ c }},
                                 {%- endfor %}
-                                steps.* exclude (customer_id, step, event_date, _source_loaded_at, _built_at, {{ sums | join(', ') }})
+                                steps.* except (customer_id, step, event_date, _source_loaded_at, _built_at, {{ sums | join(', ') }})
                             from fold
                             inner join steps
                                 on steps.customer_id = fold.customer_id
@@ -305,7 +299,7 @@ fold as (
 final as (
 
     select
-        fold.* exclude (step),
+        fold.* except (step),
         starts.folded_through is null as _refolded,
         (select max(_built_at) from all_days) as _days_built_at,
         '{{ params }}' as _params

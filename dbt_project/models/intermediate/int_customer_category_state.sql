@@ -7,14 +7,7 @@
 -- since the regime start; the others decay their stored counts and add the new days. Both
 -- give the same counts.
 
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='customer_id',
-        on_schema_change='fail',
-    )
-}}
+{{ config(**incremental_config('customer_id')) }}
 
 with
 
@@ -104,7 +97,7 @@ counted as (
         category_days.category,
         sum(
             category_days.product_events
-            * {{ decay("date_diff('day', category_days.event_date, modes.state_date)") }}
+            * {{ decay(days_between('category_days.event_date', 'modes.state_date')) }}
         ) as product_events
     from modes
     inner join category_days
@@ -120,7 +113,7 @@ counted as (
     select
         modes.customer_id,
         prior.category,
-        prior.product_events * {{ decay("date_diff('day', modes.continue_from, modes.state_date)") }}
+        prior.product_events * {{ decay(days_between('modes.continue_from', 'modes.state_date')) }}
     from modes
     inner join prior on prior.customer_id = modes.customer_id
     where modes.continue_from is not null

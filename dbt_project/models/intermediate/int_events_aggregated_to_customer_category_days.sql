@@ -2,6 +2,8 @@
 -- purchase) in that category that day. Incremental like the customer days: only the dates of
 -- newly loaded events are (re)built (a row whose events are gone stays, with 0 events).
 
+{{ config(**incremental_config('event_date')) }}
+
 with
 
 events as (
@@ -47,8 +49,10 @@ select
     cast('{{ run_started_at }}' as timestamp) as _built_at
 from {{ this }} as previous
 inner join dates on previous.event_date = dates.event_date
-anti join final
-    on previous.customer_id = final.customer_id
-    and previous.event_date = final.event_date
-    and previous.category = final.category
+where not exists (
+    select 1 from final
+    where previous.customer_id = final.customer_id
+      and previous.event_date = final.event_date
+      and previous.category = final.category
+)
 {%- endif %}

@@ -5,6 +5,8 @@
 -- events of a rebuilt date are gone (a corrected re-delivery) keeps a row of zeros (events = 0)
 -- so the behaviour state knows to fold that customer again; the state ignores such rows.
 
+{{ config(**incremental_config('event_date')) }}
+
 with
 
 events as (
@@ -121,7 +123,9 @@ select
     cast('{{ run_started_at }}' as timestamp) as _built_at
 from {{ this }} as previous
 inner join dates on previous.event_date = dates.event_date
-anti join final
-    on previous.customer_id = final.customer_id
-    and previous.event_date = final.event_date
+where not exists (
+    select 1 from final
+    where previous.customer_id = final.customer_id
+      and previous.event_date = final.event_date
+)
 {%- endif %}

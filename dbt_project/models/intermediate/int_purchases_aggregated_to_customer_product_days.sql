@@ -1,6 +1,8 @@
 -- One row per customer, day and purchased product: what the customer bought that day (the
 -- source of each segment's top categories and products). Incremental by date.
 
+{{ config(**incremental_config('event_date')) }}
+
 with
 
 events as (

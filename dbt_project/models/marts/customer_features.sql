@@ -49,8 +49,8 @@ in_scope as (
         state.*,
         params.snapshot_date,
         -- the state's sums decayed from the last active day on to the snapshot date
-        {{ decay("date_diff('day', state.state_date, params.snapshot_date)") }} as f,
-        {{ decayed_days("date_diff('day', state.regime_start, params.snapshot_date) + 1") }} as exposure
+        {{ decay(days_between('state.state_date', 'params.snapshot_date')) }} as f,
+        {{ decayed_days(days_between('state.regime_start', 'params.snapshot_date') ~ " + 1") }} as exposure
     from state
     cross join params
     where state.state_date <= params.snapshot_date
@@ -98,7 +98,7 @@ categories as (
         sum(category_state.product_events * category_state.product_events)
             / nullif(sum(category_state.product_events) * sum(category_state.product_events), 0) as category_hhi,
         -- the customer's most frequent category; ties go to the first by name
-        arg_min(category_state.category, (-category_state.product_events, category_state.category)) as top_category
+        {{ min_by_keys('category_state.category', ['-category_state.product_events', 'category_state.category']) }} as top_category
     from category_state
     inner join in_scope on category_state.customer_id = in_scope.customer_id
     group by category_state.customer_id
@@ -110,15 +110,14 @@ final as (
     select
         in_scope.customer_id,
         in_scope.snapshot_date,
-        date_diff(
-            'day',
-            least(coalesce(cast(customers.signup_ts as date), in_scope.first_event_date), in_scope.first_event_date),
-            in_scope.snapshot_date
-        ) as tenure_days,
+        {{ days_between(
+            'least(coalesce(cast(customers.signup_ts as date), in_scope.first_event_date), in_scope.first_event_date)',
+            'in_scope.snapshot_date',
+        ) }} as tenure_days,
         in_scope.exposure as exposure_days,
-        date_diff('day', in_scope.state_date, in_scope.snapshot_date) as days_since_last_event,
+        {{ days_between('in_scope.state_date', 'in_scope.snapshot_date') }} as days_since_last_event,
         least(
-            coalesce(date_diff('day', in_scope.last_order_date, in_scope.snapshot_date), params.active_days),
+            coalesce({{ days_between('in_scope.last_order_date', 'in_scope.snapshot_date') }}, params.active_days),
             params.active_days
         ) as recency_days,
         30 * in_scope.orders * in_scope.f / in_scope.exposure as frequency,
@@ -148,10 +147,10 @@ final as (
         -- +1: only recent activity, -1: none recently although active before (lapsing)
         coalesce(
             (
-                coalesce(recent.events, 0) / least(params.trend_days, date_diff('day', in_scope.first_event_date, in_scope.snapshot_date) + 1)
+                coalesce(recent.events, 0) / least(params.trend_days, {{ days_between('in_scope.first_event_date', 'in_scope.snapshot_date') }} + 1)
                 - in_scope.events * in_scope.f / in_scope.exposure
             ) / nullif(
-                coalesce(recent.events, 0) / least(params.trend_days, date_diff('day', in_scope.first_event_date, in_scope.snapshot_date) + 1)
+                coalesce(recent.events, 0) / least(params.trend_days, {{ days_between('in_scope.first_event_date', 'in_scope.snapshot_date') }} + 1)
                 + in_scope.events * in_scope.f / in_scope.exposure,
                 0
             ),

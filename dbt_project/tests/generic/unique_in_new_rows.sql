@@ -13,7 +13,7 @@ from {{ model }}
 where {{ column_name }} in (
     select {{ column_name }}
     from {{ model }}
-    where _loaded_at > (select coalesce(max(_source_loaded_at), '-infinity'::timestamp) from {{ built }})
+    where _loaded_at > (select coalesce(max(_source_loaded_at), {{ earliest('timestamp') }}) from {{ built }})
 )
 {%- endif %}
 group by {{ column_name }}
