@@ -246,11 +246,19 @@ named_struct(
 )
 {%- endset -%}
 
-    select customer_id, state.*
+    -- the step from the array, not from the state: a filter on it (the model's step > 0) would
+    -- otherwise be pushed below the projection and evaluate aggregate() a second time
+    select
+        customer_id,
+        last_step as step,
+        {%- for name, type in state if name != 'step' %}
+        state.{{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from (
 
         select
             anchor.customer_id,
+            cast(element_at(days.days, -1).step as bigint) as last_step,
             aggregate(
                 days.days,
                 named_struct(
