@@ -32,9 +32,6 @@ RAW_TABLES = ("events", "customers", "products")
 SESSION_CONF = {
     # DuckDB's timestamp has no time zone: Spark's `timestamp` must mean the same
     "spark.sql.timestampType": "TIMESTAMP_NTZ",
-    # the behaviour state folds one active day per step of a recursive CTE
-    "spark.sql.cteRecursionLevelLimit": "10000",
-    "spark.sql.cteRecursionRowLimit": "-1",
     # a demo's data is small: a few shuffle partitions, no UI
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.enabled": "false",

@@ -10,7 +10,8 @@
 -- evidence, and a customer who changed is described by the new behaviour within days.
 --
 -- Incremental: a run folds only the customer-days built since the last run into the stored
--- state, one active day after another (a recursive CTE over each customer's new days). A
+-- state, one active day after another (macros/behaviour_fold.sql: a recursive CTE over each
+-- customer's new days on DuckDB, one aggregate() over them as an array on Spark). A
 -- customer whose already folded days changed (late or re-delivered data) is folded again from
 -- the first day. Folding every day from scratch (a full refresh) gives the same state.
 
@@ -19,7 +20,6 @@
 {%- set sums = behaviour_sums() -%}
 {%- set windows = int_list_var('change_windows_days') -%}
 {%- set window = windows | max -%}
-{%- set alpha = double(number_var('change_alpha')) ~ ' / ' ~ (windows | length) -%}
 {%- set params = behaviour_params() -%}
 
 with recursive
@@ -186,113 +186,8 @@ anchor as (
 
 fold as (
 
-    select * from anchor
-
-    union all
-
-    select
-        customer_id,
-        step,
-        state_date,
-        first_event_date,
-        last_order_date,
-        case
-            {%- for w in windows %}
-            when changed and ratio_{{ w }} = best_ratio
-                then greatest(state_date - {{ w - 1 }}, first_event_date)
-            {%- endfor %}
-            else regime_start
-        end as regime_start,
-        regime_changes + case when changed then 1 else 0 end as regime_changes,
-        case when changed then state_date else last_regime_change end as last_regime_change,
-        case when changed then 0 else gap_n end as gap_n,
-        case when changed then 0 else gap_sum end as gap_sum,
-        case when changed then 0 else gap_sq_sum end as gap_sq_sum,
-        {%- for c in sums %}
-        case
-            {%- for w in windows %}
-            when changed and ratio_{{ w }} = best_ratio then r{{ w }}_{{ c }}
-            {%- endfor %}
-            else {{ c }}
-        end as {{ c }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    from (
-
-        select *, best_ratio > 1 as changed
-        from (
-
-            select
-                *,
-                greatest({% for w in windows %}ratio_{{ w }}{{ ', ' if not loop.last }}{% endfor %}) as best_ratio
-            from (
-
-                select
-                    *,
-                    {%- for w in windows %}
-                    case when tests_{{ w }} > 0
-                        then z2_{{ w }} / {{ chi2_quantile('tests_' ~ w, alpha) }}
-                        else 0 end as ratio_{{ w }}{{ ',' if not loop.last }}
-                    {%- endfor %}
-                from (
-
-                    select
-                        *,
-                        {%- for w in windows %}
-                        {{ change_z2('r' ~ w ~ '_', 'o' ~ w ~ '_') }} as z2_{{ w }},
-                        {{ change_tests('r' ~ w ~ '_', 'o' ~ w ~ '_') }} as tests_{{ w }}{{ ',' if not loop.last }}
-                        {%- endfor %}
-                    from (
-
-                        -- the state moved to this day, and split into each recent window and
-                        -- the rest of the regime
-                        select
-                            *,
-                            {%- for w in windows %}
-                            {%- for c in sums %}
-                            {{ c }} - r{{ w }}_{{ c }} as o{{ w }}_{{ c }},
-                            {%- endfor %}
-                            {{ decayed_days("least(" ~ w ~ ", " ~ days_between('regime_start', 'state_date') ~ " + 1)") }} as r{{ w }}_exposure,
-                            {{ decayed_days(days_between('regime_start', 'state_date') ~ " + 1") }}
-                                - {{ decayed_days("least(" ~ w ~ ", " ~ days_between('regime_start', 'state_date') ~ " + 1)") }}
-                                as o{{ w }}_exposure{{ ',' if not loop.last }}
-                            {%- endfor %}
-                        from (
-
-                            select
-                                fold.customer_id,
-                                steps.step,
-                                steps.event_date as state_date,
-                                coalesce(fold.first_event_date, steps.event_date) as first_event_date,
-                                case when steps.orders > 0 then steps.event_date else fold.last_order_date end as last_order_date,
-                                coalesce(fold.regime_start, steps.event_date) as regime_start,
-                                fold.regime_changes,
-                                fold.last_regime_change,
-                                {%- set fac = "coalesce(" ~ decay(days_between('fold.state_date', 'steps.event_date')) ~ ", 0)" %}
-                                {%- set ordered = "steps.orders > 0 and fold.last_order_date is not null" %}
-                                {%- set gap = days_between('fold.last_order_date', 'steps.event_date') %}
-                                fold.gap_n * {{ fac }} + case when {{ ordered }} then 1 else 0 end as gap_n,
-                                fold.gap_sum * {{ fac }} + case when {{ ordered }} then {{ gap }} else 0 end as gap_sum,
-                                fold.gap_sq_sum * {{ fac }} + case when {{ ordered }} then pow({{ gap }}, 2) else 0 end as gap_sq_sum,
-                                {%- for c in sums %}
-                                fold.{{ c }} * {{ fac }} + steps.{{ c }} as {{ c }},
-                                {%- endfor %}
-                                steps.* except (customer_id, step, event_date, _source_loaded_at, _built_at, {{ sums | join(', ') }})
-                            from fold
-                            inner join steps
-                                on steps.customer_id = fold.customer_id
-                                and steps.step = fold.step + 1
-
-                        )
-
-                    )
-
-                )
-
-            )
-
-        )
-
-    )
+    -- the anchor, then one row per customer and folded day (step); the last is the state
+    {{ behaviour_fold() }}
 
 ),
 
