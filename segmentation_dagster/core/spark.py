@@ -32,6 +32,9 @@ RAW_TABLES = ("events", "customers", "products")
 SESSION_CONF = {
     # DuckDB's timestamp has no time zone: Spark's `timestamp` must mean the same
     "spark.sql.timestampType": "TIMESTAMP_NTZ",
+    # the tables live only as long as the session: no Hive metastore (Derby files) in the
+    # working folder
+    "spark.sql.catalogImplementation": "in-memory",
     # a demo's data is small: a few shuffle partitions, no UI
     "spark.sql.shuffle.partitions": "4",
     "spark.ui.enabled": "false",
