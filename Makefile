@@ -13,7 +13,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# the interpreter itself, not a version manager's shim: uv compares it with the env's and would
+# otherwise recreate .venv on every sync
+PYTHON ?= $(shell for p in python3.11 python3; do command -v $$p > /dev/null && \
+	$$p -c 'import sys; print(sys.executable)' && break; done)
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
