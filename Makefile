@@ -15,8 +15,14 @@ SHELL := /bin/bash
 
 # the interpreter itself, not a version manager's shim: uv compares it with the env's and would
 # otherwise recreate .venv on every sync
-PYTHON ?= $(shell for p in python3.11 python3; do command -v $$p > /dev/null && \
+# (resolved once, before PATH below puts .venv/bin first)
+ifndef PYTHON
+PYTHON := $(shell for p in python3.11 python3; do command -v $$p > /dev/null && \
 	$$p -c 'import sys; print(sys.executable)' && break; done)
+endif
+ifeq ($(PYTHON),)
+$(error no python3.11 or python3 on PATH)
+endif
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
@@ -64,15 +70,18 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.synced
 
 install: $(VENV)/.synced $(MANIFEST) $(DAGSTER_HOME)/dagster.yaml
 
-# local Spark (dbt-spark `method: session`) needs a Java runtime: Debian's OpenJDK 17 where the
-# machine has none, then the Spark extra in the same env (remembered by .venv/.spark)
-install-spark: install
-	@command -v java > /dev/null || { \
+# local Spark (dbt-spark `method: session`) needs Java 17 or later: Debian's default JRE where
+# the machine has none or an older one, then the Spark extra in the same env (remembered by
+# .venv/.spark, which later syncs keep)
+install-spark: install $(VENV)/.spark
+
+$(VENV)/.spark: $(VENV)/.synced
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { \
 		$(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-			openjdk-17-jre-headless; }
+			default-jre-headless; }
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --extra spark
-	@touch $(VENV)/.spark $(VENV)/.synced
+	@touch $@
 
 # the replay delivers the demo's day files one by one into data/landing (it refuses files it
 # did not deliver) and continues where it stopped when re-run; delete data/ to start over

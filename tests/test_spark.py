@@ -14,7 +14,7 @@ from segmentation_dagster.core import spark as spark_engine
 
 MISSING = spark_engine.available()
 #: `make test` sets this: there (and so in CI) a machine without Spark fails instead of skipping
-REQUIRED = bool(os.environ.get("SEGMENTATION_REQUIRE_SPARK"))
+REQUIRED = os.environ.get("SEGMENTATION_REQUIRE_SPARK") == "1"
 needs_spark = pytest.mark.skipif(MISSING is not None and not REQUIRED, reason=str(MISSING))
 
 

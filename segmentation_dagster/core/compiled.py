@@ -75,7 +75,7 @@ def _scaled(model: FittedModel) -> list[str]:
         raise ValueError("the imputer dropped a feature; this model cannot be compiled")
     out = []
     for j, column in enumerate(model.plan.used):
-        x = f"cast({name(column)} as double)"
+        x = f"cast(s.{name(column)} as double)"
         v = f"(case when {x} is null or isnan({x}) then {number(medians[j])} else {x} end)"
         if j in logged:
             v = f"ln(1 + greatest({v}, {number(0)}))"

@@ -84,19 +84,6 @@ def assign(
     their published segment unless another is clearly nearer (``config.hysteresis``) or their
     behaviour changed in the last ``config.free_after_change_days`` days."""
     config = config or AssignmentConfig()
-    if table_exists(con, *SEGMENTS_TABLE.split(".")):
-        con.execute(
-            "create or replace temp table previous_segment as "
-            f"select s.customer_id, s.segment_id from {SEGMENTS_TABLE} s "
-            f"join {FEATURES_TABLE} f using (customer_id) "
-            "where not coalesce(f.last_regime_change > f.snapshot_date - to_days(?), false)",
-            [int(config.free_after_change_days)],
-        )
-    else:
-        con.execute(
-            "create or replace temp table previous_segment "
-            "(customer_id varchar, segment_id integer)"
-        )
     labels = pl.DataFrame(
         {"segment_id": list(names), "segment_name": list(names.values())},
         schema={"segment_id": pl.Int32, "segment_name": pl.String},
@@ -105,8 +92,21 @@ def assign(
         model, FEATURES_TABLE, previous="previous_segment", margin=config.hysteresis,
         carry=("snapshot_date",),
     )  # fmt: skip
-    con.register("segment_label", labels.to_arrow())
     try:
+        if table_exists(con, *SEGMENTS_TABLE.split(".")):
+            con.execute(
+                "create or replace temp table previous_segment as "
+                f"select s.customer_id, s.segment_id from {SEGMENTS_TABLE} s "
+                f"join {FEATURES_TABLE} f using (customer_id) "
+                "where not coalesce(f.last_regime_change > f.snapshot_date - to_days(?), false)",
+                [int(config.free_after_change_days)],
+            )
+        else:
+            con.execute(
+                "create or replace temp table previous_segment "
+                "(customer_id varchar, segment_id integer)"
+            )
+        con.register("segment_label", labels.to_arrow())
         return con.sql(
             "select a.customer_id, a.snapshot_date, a.segment_id::integer as segment_id, "
             "l.segment_name, ?::integer as model_version, a.distance, a.confidence "

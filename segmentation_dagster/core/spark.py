@@ -67,27 +67,34 @@ def session(warehouse_dir: Path, master: str = "local[2]", **conf: str) -> Spark
     return spark
 
 
+def _raw(table: str) -> str:
+    if table not in RAW_TABLES:
+        raise ValueError(f"not a raw table: {table!r} (one of {RAW_TABLES})")
+    return table
+
+
 def export_raw(duckdb_path: Path, folder: Path, tables: Iterable[str] = RAW_TABLES) -> None:
     """The warehouse's raw tables as Parquet files, one folder per table (``folder/<table>``)."""
     con = duckdb.connect(str(duckdb_path), read_only=True)
     try:
         for table in tables:
-            target = folder / table
+            target = folder / _raw(table)
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
-            path = str(target / "part-0.parquet").replace("'", "''")
-            con.execute(f"copy raw.{table} to '{path}' (format parquet)")
+            con.table(f"raw.{table}").write_parquet(str(target / "part-0.parquet"))
     finally:
         con.close()
 
 
 def register_raw(spark: SparkSession, folder: Path, tables: Iterable[str] = RAW_TABLES) -> None:
-    """Spark tables ``raw.<table>`` over the Parquet folders of :func:`export_raw`."""
+    """Spark tables ``raw.<table>`` over the Parquet folders of :func:`export_raw` (the
+    location is passed to the catalog, never pasted into SQL)."""
     spark.sql("create database if not exists raw")
     for table in tables:
-        location = str((folder / table).resolve()).replace("'", "\\'")
-        spark.sql(f"drop table if exists raw.{table}")
-        spark.sql(f"create table raw.{table} using parquet location '{location}'")
+        spark.sql(f"drop table if exists raw.{_raw(table)}")
+        spark.catalog.createTable(
+            f"raw.{table}", path=str((folder / table).resolve()), source="parquet"
+        )
 
 
 def dbt(args: list[str], target_dir: Path, target: str = "spark") -> Any:

@@ -389,6 +389,11 @@ def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
         meta["not_trained"] = result.reason
         return dg.MaterializeResult(metadata=meta)
     names, small = _names_and_small(current, cfg.privacy.min_group_size)
+    # the table may group by an earlier assignment: its own groups' sizes decide as well
+    small |= privacy.small_segments(
+        dict(v.spend_by_segment.select("segment_id", "customers").iter_rows()),
+        cfg.privacy.min_group_size,
+    )
     by_segment = privacy.suppress(
         v.spend_by_segment.with_columns(
             segment_name=pl.col("segment_id").replace_strict(names, default=None)
