@@ -40,6 +40,19 @@ def test_small_groups_are_suppressed_and_the_setting_is_checked(tmp_path):
         project.load(bad)
 
 
+def test_a_table_grouped_by_an_earlier_assignment_is_judged_by_its_own_groups_too():
+    # spend per segment of the assignment before the outcomes: segment 1 had 3 of today's 50
+    # customers then, segment 7 is retired since, segment 2 is big in both
+    today = {1: 50, 2: 80}
+    table = pl.DataFrame({"segment_id": [1, 2, 7], "customers": [3, 60, 2],
+                          "actual": [30.0, 900.0, 12.0]})  # fmt: skip
+    small = privacy.small_groups(today, table, 5)
+    shown = privacy.suppress(table, small, ["customers", "actual"])
+    assert shown.rows() == [(1, None, None), (2, 60, 900.0), (7, None, None)]
+    # and a segment small today stays suppressed however its earlier group looked
+    assert privacy.small_groups({1: 50, 2: 4}, table, 5) == {1, 2, 7}
+
+
 def _everywhere(p, victim: str, mark: str) -> list[str]:
     """Every place the victim's id (as a customer id) or pseudonym (anywhere) still appears."""
     found = []

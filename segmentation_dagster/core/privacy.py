@@ -110,6 +110,14 @@ def small_segments(sizes: dict[int, int], min_group_size: int) -> set[int]:
     return {int(s) for s, n in sizes.items() if n < min_group_size}
 
 
+def small_groups(sizes: dict[int, int], table: pl.DataFrame, min_group_size: int) -> set[int]:
+    """The segments of ``table`` (``segment_id``, ``customers``) too small to publish: small
+    today (``sizes``) or small in the table itself, which may group by an earlier assignment
+    (a segment smaller then, or retired since)."""
+    own = dict(table.select("segment_id", "customers").iter_rows())
+    return small_segments(sizes, min_group_size) | small_segments(own, min_group_size)
+
+
 def suppress(df: pl.DataFrame, small: set[int], columns: Iterable[str]) -> pl.DataFrame:
     """Null the ``columns`` of the rows of small segments (text columns say why)."""
     if not small:

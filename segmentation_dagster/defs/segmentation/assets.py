@@ -388,12 +388,8 @@ def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
     if v is None:
         meta["not_trained"] = result.reason
         return dg.MaterializeResult(metadata=meta)
-    names, small = _names_and_small(current, cfg.privacy.min_group_size)
-    # the table may group by an earlier assignment: its own groups' sizes decide as well
-    small |= privacy.small_segments(
-        dict(v.spend_by_segment.select("segment_id", "customers").iter_rows()),
-        cfg.privacy.min_group_size,
-    )
+    names, sizes = _names_and_sizes(current)
+    small = privacy.small_groups(sizes, v.spend_by_segment, cfg.privacy.min_group_size)
     by_segment = privacy.suppress(
         v.spend_by_segment.with_columns(
             segment_name=pl.col("segment_id").replace_strict(names, default=None)
@@ -444,7 +440,8 @@ def customer_interests(warehouse: WarehouseResource) -> dg.MaterializeResult:
     if found.topics is None:
         meta["not_fitted"] = found.reason
         return dg.MaterializeResult(metadata=meta)
-    names, small = _names_and_small(current, cfg.privacy.min_group_size)
+    names, sizes = _names_and_sizes(current)
+    small = privacy.small_segments(sizes, cfg.privacy.min_group_size)
     by_segment = text.segment_topics(found.table, current, found.topics).with_columns(
         segment_name=pl.col("segment_id").replace_strict(names, default=None)
     )
@@ -479,11 +476,11 @@ def _members(con) -> pl.DataFrame:  # noqa: ANN001
     ).pl()
 
 
-def _names_and_small(members: pl.DataFrame, k: int) -> tuple[dict[int, str], set[int]]:
-    """Segment names, and the segments too small for their statistics to leave (privacy)."""
+def _names_and_sizes(members: pl.DataFrame) -> tuple[dict[int, str], dict[int, int]]:
+    """Segment names and sizes (customers) of today's assignment."""
     names = dict(members.select("segment_id", "segment_name").unique().iter_rows())
     sizes = dict(members.group_by("segment_id").len().iter_rows())
-    return names, privacy.small_segments(sizes, k)
+    return names, sizes
 
 
 def _round(x: float | None) -> float | None:
