@@ -12,6 +12,8 @@ to ``<work>/engines.json``.
 
     .venv/bin/python -m benchmarks.engines                    # 300 customers, 30 days
     .venv/bin/python -m benchmarks.engines --customers 2000 --days 60
+    # the whole loop (dbt, fit, assignment...) on both engines, from a landing folder:
+    .venv/bin/python -m benchmarks.engines --loop benchmarks/.work/1000000_100000/landing
 """
 
 from __future__ import annotations
@@ -90,12 +92,18 @@ def build_demo(root: Path, customers: int, days: int, seed: int) -> Path:
     """A demo shop loaded into ``root/warehouse.duckdb`` by the project's ingestion."""
     cfg = simulate.DemoConfig(n_customers=customers, days=days, seed=seed)
     simulate.generate(cfg, root / "landing", root / "truth")
+    return load(root / "landing", root)
+
+
+def load(landing: Path, root: Path) -> Path:
+    """``landing``'s files loaded into a new ``root/warehouse.duckdb`` by the ingestion."""
+    root.mkdir(parents=True, exist_ok=True)
     db = root / "warehouse.duckdb"
     con = duckdb.connect(str(db))
     try:
         ingest.ensure_schema(con)
         for kind in ("events", "customers", "products"):
-            ingest.load_kind(con, root / "landing", kind)
+            ingest.load_kind(con, landing, kind)
     finally:
         con.close()
     return db
@@ -139,6 +147,22 @@ def peak_rss_mib() -> dict[str, int]:
     }
 
 
+def dbt_on_duckdb(db: Path, args: list[str], target_dir: Path) -> None:
+    """``dbt <args>`` on the DuckDB target, on the warehouse ``db`` (profiles.yml reads
+    SEGMENTATION_DUCKDB_PATH; restored afterwards)."""
+    from segmentation_dagster.core import spark as spark_engine
+
+    before = os.environ.get("SEGMENTATION_DUCKDB_PATH")
+    os.environ["SEGMENTATION_DUCKDB_PATH"] = str(db)
+    try:
+        spark_engine.dbt(args, target_dir, target="dev")
+    finally:
+        if before is None:
+            os.environ.pop("SEGMENTATION_DUCKDB_PATH", None)
+        else:
+            os.environ["SEGMENTATION_DUCKDB_PATH"] = before
+
+
 def run(work: Path, customers: int, days: int, seed: int) -> dict[str, object]:
     """Build customer_features on both engines from the same raw data and compare them."""
     from segmentation_dagster.core import spark as spark_engine
@@ -153,20 +177,16 @@ def run(work: Path, customers: int, days: int, seed: int) -> dict[str, object]:
     t = time.perf_counter()
     db = build_demo(work / "duckdb", customers, days, seed)
     timings["demo_and_load_s"] = time.perf_counter() - t
-    before = os.environ.get("SEGMENTATION_DUCKDB_PATH")
-    os.environ["SEGMENTATION_DUCKDB_PATH"] = str(db)  # profiles.yml reads it
-    try:
-        t = time.perf_counter()
-        spark_engine.dbt(["run"], work / "duckdb" / "dbt_target", target="dev")
-        timings["dbt_run_duckdb_s"] = time.perf_counter() - t
-    finally:
-        if before is None:
-            os.environ.pop("SEGMENTATION_DUCKDB_PATH", None)
-        else:
-            os.environ["SEGMENTATION_DUCKDB_PATH"] = before
+    t = time.perf_counter()
+    dbt_on_duckdb(db, ["run"], work / "duckdb" / "dbt_target")
+    timings["dbt_run_duckdb_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    spark_engine.export_raw(db, work / "parquet")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        spark_engine.export_raw(con, work / "parquet")
+    finally:
+        con.close()
     timings["export_parquet_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -200,13 +220,104 @@ def run(work: Path, customers: int, days: int, seed: int) -> dict[str, object]:
     }
 
 
+def reset_peak_rss() -> None:
+    """Start this process's peak-RSS high-water mark afresh (Linux: clear_refs 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_python_rss_mib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def loop(work: Path, landing: Path, sample_rows: int) -> dict[str, object]:
+    """The whole segmentation loop on both engines from the same landed files: on Spark
+    (core.spark_loop: dbt build, sample, gate, re-segmentation, assignment, profiles, drift)
+    first, its driver's peak memory measured alone; then on DuckDB the same steps
+    (dbt build, resegmentation.run on every customer, the compiled assignment). Returns the
+    timings, the peak memory and the ARI between the two engines' segments."""
+    import duckdb
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmentation_dagster.core import registry, resegmentation, segments, spark_loop
+    from segmentation_dagster.core import spark as spark_engine
+
+    why_not = spark_engine.available()
+    if why_not:
+        raise SystemExit(why_not)
+    shutil.rmtree(work, ignore_errors=True)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    db = load(landing, work / "duckdb")
+    con = duckdb.connect(str(db))
+    spark_engine.export_raw(con, work / "parquet")
+    con.close()
+    timings["load_and_export_s"] = time.perf_counter() - t
+
+    reset_peak_rss()
+    t = time.perf_counter()
+    spark = spark_engine.session(work / "spark" / "warehouse")
+    control = duckdb.connect(str(work / "control.duckdb"))
+    result = spark_loop.run(spark, control, work / "parquet", work / "spark" / "models",
+                            work / "spark", sample_rows=sample_rows)  # fmt: skip
+    timings["spark_loop_s"] = time.perf_counter() - t
+    on_spark = pl.from_arrow(
+        spark.sql(
+            f"select customer_id, segment_id from {spark_loop.schema()}.customer_segments"
+        ).toArrow()
+    )
+    memory = {"python_driver": peak_python_rss_mib(), "jvm": peak_rss_mib()["jvm"]}
+    spark.stop()
+    control.close()
+
+    t = time.perf_counter()
+    dbt_on_duckdb(db, ["build", "--exclude", "test_type:unit"], work / "duckdb" / "dbt_target")
+    timings["duckdb_dbt_build_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con = duckdb.connect(str(db))
+    resegmentation.run(con, work / "duckdb" / "models")
+    version, model = registry.require_champion(con)
+    on_duckdb = segments.assign(con, model, version, registry.active_names(con))
+    con.close()
+    timings["duckdb_fit_assign_s"] = time.perf_counter() - t
+    both = on_duckdb.join(on_spark, on="customer_id", suffix="_spark")
+    return {
+        "landing": str(landing),
+        "customers": on_duckdb.height,
+        "sample_rows": result.sample_rows,
+        "spark_timings": result.timings,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "spark_peak_rss_mib": memory,
+        "matched_customers": both.height,
+        "ari_between_engines": round(
+            float(adjusted_rand_score(both["segment_id"], both["segment_id_spark"])), 4
+        ),
+        "k": {"duckdb": int(model.k), "spark": len(result.sizes)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work/engines"))
+    parser.add_argument(
+        "--loop",
+        type=Path,
+        metavar="LANDING",
+        help="compare the whole loop instead, on this landing folder's files",
+    )
+    parser.add_argument("--sample-rows", type=int, default=200_000)
     args = parser.parse_args()
+    if args.loop:
+        out = loop(args.work.resolve(), args.loop.resolve(), args.sample_rows)
+        args.work.mkdir(parents=True, exist_ok=True)
+        (args.work / "loop.json").write_text(json.dumps(out, indent=2, default=str))
+        print(json.dumps(out, indent=2, default=str))
+        return
     out = run(args.work.resolve(), args.customers, args.days, args.seed)
     (args.work / "engines.json").write_text(json.dumps(out, indent=2, default=str))
     cmp = out["comparison"]

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segmentation_dagster.core import settings
 from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.demo import simulate
 
@@ -136,15 +137,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         from segmentation_dagster.definitions import defs
         from segmentation_dagster.runs import execute
 
-        run = execute(defs, args.job, instance, log_level=args.log_level)
+        spark = settings.engine() == "spark"
+        job = args.job or ("spark_segmentation_job" if spark else "segmentation_job")
+        if job == "spark_segmentation_job" and not spark:
+            print("spark_segmentation_job needs SEGMENTATION_ENGINE=spark", file=sys.stderr)
+            return 2
+        run = execute(defs, job, instance, log_level=args.log_level)
         if not run.success:
             for step, message in run.failures:
                 print(f"step {step} failed: {message}", file=sys.stderr)
             print(f"run {run.run_id} failed after {run.seconds:.1f}s", file=sys.stderr)
             return 1
-        print(f"{args.job} run {run.run_id} succeeded in {run.seconds:.1f}s")
-        print_summary(paths)
+        print(f"{job} run {run.run_id} succeeded in {run.seconds:.1f}s")
+        if job == "spark_segmentation_job":
+            print_spark_summary(paths)
+        else:
+            print_summary(paths)
     return 0
+
+
+def print_spark_summary(paths: Paths) -> None:
+    """The Spark engine's run: the champion and decision (the registry stays in DuckDB), and
+    where the segments are."""
+    from segmentation_dagster.core import registry, spark_loop
+    from segmentation_dagster.core.warehouse import connect, one
+
+    with connect(paths.duckdb_path) as con:
+        n_events = one(con, "select count(*) from raw.events")[0]
+        version, algorithm, k, n = one(
+            con,
+            "select version, algorithm, k, n_customers from segmentation.model_registry "
+            "where status = 'champion'",
+        )
+        decision = registry.last_decision(con)
+    schema = spark_loop.schema()
+    print(f"\nloaded   {n_events:,} events (raw tables as Parquet in "
+          f"{settings.spark_dir() / 'raw'})")  # fmt: skip
+    print(f"model    champion v{version}: {algorithm}, {k} segments, fitted on {n:,} customers")
+    print(f"         last decision: {decision}")
+    print(f"segments Spark tables {schema}.customer_segments and "
+          f"{schema}.customer_segment_history (metastore in {settings.spark_dir()})")  # fmt: skip
 
 
 def print_summary(paths: Paths) -> None:
@@ -340,6 +372,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if paths.duckdb_path.exists():
         with connect(paths.duckdb_path) as con:
             done = privacy.forget(con, paths.data_dir, dirs, args.customer_ids)
+            if settings.engine() == "spark":
+                done.rows.update(_forget_on_spark(con, args.customer_ids))
     else:  # nothing loaded yet: only keep them out of the first load
         done = privacy.forget_files(paths.data_dir, dirs, args.customer_ids)
     n_rows, n_files = sum(done.rows.values()), len(done.files)
@@ -350,6 +384,25 @@ def cmd_forget(args: argparse.Namespace) -> int:
         if n:
             print(f"  {n:>8,}  {name}")
     return 0
+
+
+def _forget_on_spark(con: object, customer_ids: list[str]) -> dict[str, int]:
+    """The Spark engine's copies: the raw Parquet rewritten from the erased warehouse, and
+    every Spark table rewritten without the customers (core.spark_loop.forget)."""
+    from segmentation_dagster.core import spark as engine
+    from segmentation_dagster.core import spark_loop
+
+    why_not = engine.available()
+    if why_not:
+        raise SystemExit(f"SEGMENTATION_ENGINE=spark: cannot erase the Spark tables: {why_not}")
+    folder = settings.spark_dir()
+    engine.export_raw(con, folder / "raw")
+    spark = engine.configured_session()
+    try:
+        engine.register_raw(spark, folder / "raw")
+        return {f"spark:{t}": n for t, n in spark_loop.forget(spark, customer_ids).items()}
+    finally:
+        spark.stop()
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:
@@ -450,9 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-demo", action="store_true", help="fail instead of generating")
     p_run.add_argument(
         "--job",
-        choices=("segmentation_job", "daily_refresh_job", "resegmentation_job"),
-        default="segmentation_job",
-        help="the job to run (default: everything)",
+        choices=(
+            "segmentation_job",
+            "daily_refresh_job",
+            "resegmentation_job",
+            "spark_segmentation_job",
+        ),  # fmt: skip
+        default=None,
+        help="the job to run (default: everything; spark_segmentation_job with "
+        "SEGMENTATION_ENGINE=spark)",
     )
     p_run.add_argument("--log-level", default="INFO", help="Dagster console log level")
     p_run.set_defaults(func=cmd_run)

@@ -6,9 +6,8 @@ import json
 import pytest
 
 from segmentation_dagster.core import clustering, drift, lifecycle, policy, segments
-from segmentation_dagster.defs.config import to_core
+from segmentation_dagster.defs.config import AssignmentConfig, SegmentationConfig, to_core
 from segmentation_dagster.defs.monitoring.assets import DriftMonitorConfig
-from segmentation_dagster.defs.segmentation.assets import AssignmentConfig, SegmentationConfig
 from segmentation_dagster.defs.transform.assets import DBT_VARS, BehaviourConfig
 
 

@@ -51,6 +51,9 @@ def test_a_table_grouped_by_an_earlier_assignment_is_judged_by_its_own_groups_to
     assert shown.rows() == [(1, None, None), (2, 60, 900.0), (7, None, None)]
     # and a segment small today stays suppressed however its earlier group looked
     assert privacy.small_groups({1: 50, 2: 4}, table, 5) == {1, 2, 7}
+    # interests describe a segment's writers only: 2 writers of a 50-customer segment are 2
+    writers = pl.DataFrame({"segment_id": [1, 2], "writers": [2, 40]})
+    assert privacy.small_groups(today, writers, 5, "writers") == {1}
 
 
 def _everywhere(p, victim: str, mark: str) -> list[str]:

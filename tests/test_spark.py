@@ -78,3 +78,215 @@ def test_the_compiled_assignment_runs_inside_spark_as_in_python(spark, algorithm
     sticky = compiled.assignment_sql(model, "features", previous="yesterday", margin=0.5)
     both = pl.from_pandas(spark.sql(sticky).toPandas()).join(want, on="customer_id")
     assert (both["segment_id"] == both["kept"]).all() and (kept != ids).any()
+
+
+@pytest.mark.slow  # a demo, dbt on both engines, a Spark session: minutes
+@needs_spark
+def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, monkeypatch):
+    """Raw Parquet -> dbt build on Spark -> sample -> quality gate -> re-segmentation ->
+    assignment, profiles and history inside Spark -> drift on samples; the same customers get
+    the same segments as the DuckDB engine's loop on the same raw data."""
+    import duckdb
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmentation_dagster.core import registry, resegmentation, segments, spark_loop
+
+    db = engines.build_demo(tmp_path / "duck", customers=300, days=30, seed=5)
+    monkeypatch.setenv("SEGMENTATION_DUCKDB_PATH", str(db))
+    spark_engine.dbt(["run"], tmp_path / "duck" / "dbt_target", target="dev")
+    con = duckdb.connect(str(db))
+    resegmentation.run(con, tmp_path / "duck" / "models")
+    version, model = registry.require_champion(con)
+    on_duckdb = segments.assign(con, model, version, registry.active_names(con))
+    spark_engine.export_raw(con, tmp_path / "parquet")
+    con.close()
+    control = duckdb.connect(str(tmp_path / "control.duckdb"))
+    first = spark_loop.run(spark, control, tmp_path / "parquet", tmp_path / "models",
+                           tmp_path / "spark")  # fmt: skip
+    db_ = spark_loop.schema()
+    table = pl.from_arrow(spark.sql(f"select * from {db_}.customer_segments").toArrow())
+    assert first.customers == table.height == on_duckdb.height
+    assert first.outcome.result.decision.promote and first.champion_version == 1
+    assert sum(first.sizes.values()) == first.profiles["size"].sum() == table.height
+    assert set(first.profiles["segment_id"]) == set(first.sizes)
+    assert all(o.success for o in first.quality if o.expectation.severity == "error")
+    assert first.drift.report_path.exists() and first.drift.n_current == table.height
+    both = on_duckdb.join(table, on="customer_id", suffix="_spark")
+    assert both.height == table.height
+    assert adjusted_rand_score(both["segment_id"], both["segment_id_spark"]) >= 0.99
+    assert table["segment_name"].null_count() == 0 and (table["model_version"] == 1).all()
+
+    # a second run on the same data: a re-segmentation recorded, the same assignment, the
+    # history's partition of that snapshot and version replaced, not appended to
+    again = spark_loop.run(spark, control, tmp_path / "parquet", tmp_path / "models",
+                           tmp_path / "spark")  # fmt: skip
+    assert again.outcome.version == 2 and again.customers == table.height
+    history = spark.sql(
+        f"select model_version, count(*) as n from {db_}.customer_segment_history "
+        "group by model_version"
+    ).toPandas()
+    assert history["n"].max() == table.height and history["n"].sum() <= 2 * table.height
+
+    # `segmentation forget` on this engine: the warehouse erased, the raw Parquet rewritten
+    # from it, every Spark table rewritten without the customer
+    from segmentation_dagster.core import privacy
+
+    victim = table["customer_id"][0]
+    con = duckdb.connect(str(db))
+    privacy.forget(con, tmp_path / "duck", [], [victim])
+    spark_engine.export_raw(con, tmp_path / "parquet")
+    con.close()
+    spark_engine.register_raw(spark, tmp_path / "parquet")
+    removed = spark_loop.forget(spark, [victim])
+    assert removed[f"{db_}.customer_segments"] == 1 and removed[f"{db_}.customer_features"] == 1
+    left = {}
+    for schema in (db_, "raw"):
+        for t in spark.catalog.listTables(schema):
+            if t.isTemporary:  # dbt's __dbt_tmp views of this session
+                continue
+            cols = {c.name for c in spark.catalog.listColumns(t.name, schema)}
+            if "customer_id" in cols:
+                rows = spark.table(f"{schema}.{t.name}")
+                left[f"{schema}.{t.name}"] = rows.where(rows.customer_id == victim).count()
+    assert f"{db_}.customer_segment_history" in left and "raw.events" in left
+    assert not any(left.values()), left
+    assert spark.table(f"{db_}.customer_segments").count() == table.height - 1
+    control.close()
+
+
+def test_spark_loop_refuses_a_schema_name_that_is_not_plain(monkeypatch):
+    from segmentation_dagster.core import spark_loop
+
+    monkeypatch.setenv("SEGMENTATION_SPARK_SCHEMA", "x; drop table y")
+    with pytest.raises(ValueError, match="SEGMENTATION_SPARK_SCHEMA"):
+        spark_loop.schema()
+
+
+@pytest.mark.slow  # two whole runs of the command on Spark: minutes
+@needs_spark
+@pytest.mark.usefixtures("required")
+def test_segmentation_run_on_the_spark_engine_twice(tmp_path):
+    """`SEGMENTATION_ENGINE=spark segmentation run`, as a user runs it, twice: each run is a
+    new process, so the second one finds the first one's tables through the metastore."""
+    import duckdb
+
+    from tests.test_crash_recovery import Shop
+
+    shop = Shop(tmp_path)
+    shop.env["SEGMENTATION_ENGINE"] = "spark"
+    first = shop.run()
+    assert "spark_segmentation_job run" in first and "champion v1" in first
+    second = shop.run()
+    assert "champion v" in second
+    spark_dir = tmp_path / "data" / "spark"
+    history = spark_dir / "warehouse" / "segmentation.db" / "customer_segment_history"
+    con = duckdb.connect()
+    rows = con.execute(
+        "select model_version, snapshot_date, count(*) from read_parquet(?, "
+        "hive_partitioning = true) group by all order by 1",
+        [str(history / "**" / "*.parquet")],
+    ).fetchall()
+    with duckdb.connect(str(shop.paths.duckdb_path), read_only=True) as reg:
+        decisions = reg.execute(
+            "select challenger_version, champion_version from segmentation.model_decisions "
+            "order by 1"
+        ).fetchall()
+        n_features = reg.execute("select count(distinct customer_id) from raw.events").fetchall()[0]
+    # the second run compared its challenger with the first run's champion
+    assert [v for v, _ in decisions] == [1, 2] and decisions[1][1] == 1
+    # one partition per (snapshot, champion version), each every customer once: the second
+    # run replaced the partition of the same champion instead of appending to it
+    assert rows and all(0 < n <= n_features[0] for _, _, n in rows)
+    assert len({n for _, _, n in rows}) == 1
+    assert (spark_dir / "raw" / "events" / "part-0.parquet").exists()
+
+    # `segmentation forget` reaches the Spark engine's files: raw Parquet and every table
+    import subprocess
+    import sys
+
+    tables = spark_dir / "warehouse" / "segmentation.db"
+    victim = con.execute(
+        "select min(customer_id) from read_parquet(?)",
+        [str(tables / "customer_segments" / "*.parquet")],
+    ).fetchall()[0][0]
+    forget = subprocess.run(
+        [sys.executable, "-m", "segmentation_dagster.cli", "forget", victim],
+        env=shop.env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert forget.returncode == 0, forget.stderr[-2000:]
+    assert "spark:segmentation.customer_segments" in forget.stdout
+    found = {}
+    for folder in [*tables.iterdir(), *(spark_dir / "raw").iterdir()]:
+        files = str(folder / "**" / "*.parquet")
+        if not list(folder.glob("**/*.parquet")):
+            continue
+        cols = [r[0] for r in con.execute("describe select * from read_parquet(?)", [files])
+                .fetchall()]  # fmt: skip
+        if "customer_id" in cols:
+            found[folder.name] = con.execute(
+                "select count(*) from read_parquet(?, hive_partitioning = true) "
+                "where customer_id = ?",
+                [files, victim],
+            ).fetchall()[0][0]
+    assert {"customer_segments", "customer_segment_history", "customer_features",
+            "events"} <= set(found)  # fmt: skip
+    assert not any(found.values()), found
+
+
+def test_the_engine_setting_selects_the_jobs_and_schedules_and_refuses_others():
+    """SEGMENTATION_ENGINE=spark adds the Spark job and its daily schedule and stops the DuckDB
+    refresh's; the default has neither; another value stops the code location with the
+    reason."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from segmentation_dagster.definitions import defs\n"
+        "print(sorted(j.name for j in defs.jobs if not j.name.startswith('__')))\n"
+        "print(sorted((s.name, s.default_status.value) for s in defs.schedules))\n"
+    )
+
+    def load(engine: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "SEGMENTATION_ENGINE": engine}
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+
+    spark = load("spark")
+    assert spark.returncode == 0, spark.stderr
+    assert "spark_segmentation_job" in spark.stdout
+    assert "('spark_daily_schedule', 'RUNNING')" in spark.stdout
+    assert "('daily_refresh_schedule', 'STOPPED')" in spark.stdout
+    duck = load("duckdb")
+    assert duck.returncode == 0, duck.stderr
+    assert "spark" not in duck.stdout and "('daily_refresh_schedule', 'RUNNING')" in duck.stdout
+    bad = load("oracle")
+    assert bad.returncode != 0 and "SEGMENTATION_ENGINE='oracle'" in bad.stderr
+
+
+def test_the_raw_export_writes_a_table_again_only_when_its_rows_changed(tmp_path):
+    """No Spark needed: the Parquet export of the raw tables, twice, then after a new file."""
+    import duckdb
+
+    from segmentation_dagster.core import ingest
+    from segmentation_dagster.demo import simulate
+
+    landing = tmp_path / "landing"
+    simulate.generate(simulate.DemoConfig(n_customers=40, days=6, seed=2), landing,
+                      tmp_path / "truth")  # fmt: skip
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ingest.ensure_schema(con)
+    ingest.load_kind(con, landing, "events")
+    out = tmp_path / "parquet"
+    assert spark_engine.export_raw(con, out) == {"events": True, "customers": True,
+                                                 "products": True}  # fmt: skip
+    n = con.execute("select count(*) from raw.events").fetchall()[0][0]
+    assert duckdb.sql(f"select count(*) from '{out}/events/*.parquet'").fetchall()[0][0] == n
+    assert not any(spark_engine.export_raw(con, out).values())
+    con.execute(
+        "delete from raw.events where customer_id = (select min(customer_id) from raw.events)"
+    )  # fmt: skip (as `segmentation forget` erases one)
+    assert spark_engine.export_raw(con, out) == {"events": True, "customers": False,
+                                                 "products": False}  # fmt: skip
+    left = duckdb.sql(f"select count(*) from '{out}/events/*.parquet'").fetchall()[0][0]
+    assert left < n and not list(out.glob(".*"))
+    con.close()

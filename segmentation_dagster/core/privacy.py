@@ -110,11 +110,14 @@ def small_segments(sizes: dict[int, int], min_group_size: int) -> set[int]:
     return {int(s) for s, n in sizes.items() if n < min_group_size}
 
 
-def small_groups(sizes: dict[int, int], table: pl.DataFrame, min_group_size: int) -> set[int]:
-    """The segments of ``table`` (``segment_id``, ``customers``) too small to publish: small
-    today (``sizes``) or small in the table itself, which may group by an earlier assignment
-    (a segment smaller then, or retired since)."""
-    own = dict(table.select("segment_id", "customers").iter_rows())
+def small_groups(
+    sizes: dict[int, int], table: pl.DataFrame, min_group_size: int, count: str = "customers"
+) -> set[int]:
+    """The segments of ``table`` (``segment_id`` and the ``count`` of customers each row
+    describes) too small to publish: small today (``sizes``) or small in the table itself,
+    which may group by an earlier assignment (a segment smaller then, or retired since) or
+    describe only some of a segment's customers (those who wrote a review or a search)."""
+    own = dict(table.select("segment_id", count).iter_rows())
     return small_segments(sizes, min_group_size) | small_segments(own, min_group_size)
 
 

@@ -47,6 +47,19 @@ def profile_segments(
         .with_columns(share=pl.col("size") / n)
         .sort("segment_id")
     )
+    return describe(prof, pop_mean, pop_std, cols)
+
+
+def describe(
+    prof: pl.DataFrame,
+    pop_mean: dict[str, float | None],
+    pop_std: dict[str, float | None],
+    feature_columns: list[str] | tuple[str, ...],
+) -> pl.DataFrame:
+    """``prof`` (segment_id, size, share and each feature's segment mean) with the one-line
+    description of :func:`profile_segments`, from the population's mean and standard deviation
+    of each feature: for an engine that aggregates the customers itself (core.spark_loop)."""
+    cols = list(feature_columns)
     descriptions = []
     for row in prof.iter_rows(named=True):
         z = {

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from segmentation_dagster.core import clustering, lifecycle, registry, segments
@@ -35,12 +36,22 @@ def run(
     model_dir: Path,
     selection: clustering.SelectionConfig | None = None,
     config: lifecycle.LifecycleConfig | None = None,
+    features: pl.DataFrame | None = None,
+    published: np.ndarray | None = None,
 ) -> Outcome:
-    """Fit a challenger on today's features, decide against the champion and record it all."""
-    features = segments.read_features(con)
+    """Fit a challenger on today's features, decide against the champion and record it all.
+
+    ``features`` and ``published`` (each row's published segment id, -1 for none) come from
+    the warehouse's customer_features unless given: an engine that keeps the customers
+    elsewhere (:mod:`spark_loop`) passes a fixed-size sample of them and their segments; the
+    registry stays on ``con``."""
+    if features is None:
+        features = segments.read_features(con)
+        published = segments.current_segments(con, features)
+    elif published is None:
+        published = np.full(features.height, -1)
     current = registry.champion(con)
     champ_version, champ_model = current if current else (None, None)
-    published = segments.current_segments(con, features)
     if champ_model is not None:  # customers new since the last assignment: the champion's
         missing = published < 0
         if missing.any():

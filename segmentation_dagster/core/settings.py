@@ -18,6 +18,10 @@
 | SEGMENTATION_DUCKDB_MEMORY_LIMIT | 80%                        | DuckDB's memory limit         |
 | SEGMENTATION_REPORT_KEEP   | 30                               | reports kept per kind         |
 | SEGMENTATION_DUCKDB_TEMP_DIR | $SEGMENTATION_DUCKDB_PATH.tmp  | where DuckDB spills beyond it |
+| SEGMENTATION_ENGINE        | duckdb                           | or spark (core.spark_loop)    |
+| SEGMENTATION_SPARK_DIR     | $SEGMENTATION_DATA_DIR/spark     | Spark's Parquet and metastore |
+| SEGMENTATION_SPARK_MASTER  | local[2]                         | Spark master (or SPARK_REMOTE) |
+| SEGMENTATION_SPARK_SCHEMA  | segmentation                     | Spark schema of the models    |
 """
 
 from __future__ import annotations
@@ -58,6 +62,23 @@ def require_whole_numbers(config: Any, *, minimum: int = 1) -> None:
         v = getattr(config, f.name)
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise ValueError(f"{f.name} must be a whole number >= {minimum}, got {v!r}")
+
+
+ENGINES = ("duckdb", "spark")
+
+
+def engine() -> str:
+    """The engine that holds the customers (``SEGMENTATION_ENGINE``): duckdb or spark."""
+    value = os.environ.get("SEGMENTATION_ENGINE", "duckdb").strip().lower()
+    if value not in ENGINES:
+        raise ValueError(f"SEGMENTATION_ENGINE={value!r}: expected one of {', '.join(ENGINES)}")
+    return value
+
+
+def spark_dir() -> Path:
+    """Where the Spark engine keeps its raw Parquet, tables and local metastore."""
+    data = Path(os.environ.get("SEGMENTATION_DATA_DIR", REPO_ROOT / "data"))
+    return Path(os.environ.get("SEGMENTATION_SPARK_DIR", data / "spark")).resolve()
 
 
 def config_dir() -> Path:

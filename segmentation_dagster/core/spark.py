@@ -13,6 +13,8 @@ so :func:`session` creates (and configures) the session first and dbt uses that 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,13 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from segmentation_dagster.core.settings import DBT_PROJECT_DIR
+from segmentation_dagster.core.settings import DBT_PROJECT_DIR, spark_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 #: The raw tables dbt reads (sources `shop`, schema raw).
 RAW_TABLES = ("events", "customers", "products")
+
+#: the file in each exported table's folder that says which rows it holds
+FINGERPRINT = "_exported_from.json"
 
 #: Spark settings the models rely on (profiles.yml repeats them for a session dbt creates).
 SESSION_CONF = {
@@ -53,18 +58,63 @@ def available() -> str | None:
     return None
 
 
-def session(warehouse_dir: Path, master: str = "local[2]", **conf: str) -> SparkSession:
-    """The process's Spark session (created on first call): local, in-memory catalog, managed
-    tables written under ``warehouse_dir``."""
+def session(
+    warehouse_dir: Path,
+    master: str = "local[2]",
+    metastore: Path | None = None,
+    **conf: str,
+) -> SparkSession:
+    """The process's Spark session (created on first call): managed tables written under
+    ``warehouse_dir``; the catalog in memory, or, with ``metastore``, a local Hive metastore
+    (Derby) in that folder, so tables outlive the process (the Spark engine's runs each
+    start a new one). ``SPARK_REMOTE`` in the environment makes it a Spark Connect session
+    (pyspark's own rule)."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(master).appName("segmentation_dagster")
     builder = builder.config("spark.sql.warehouse.dir", str(warehouse_dir))
-    for key, value in {**SESSION_CONF, **conf}.items():
+    settings = dict(SESSION_CONF)
+    if metastore is not None:
+        folder = str(metastore.resolve())
+        if any(c in folder for c in ";=\"'"):  # the folder goes into a JDBC URL and a -D flag
+            raise ValueError(f"the Spark metastore folder may not contain ; = or quotes: {folder}")
+        metastore.mkdir(parents=True, exist_ok=True)
+        settings |= {
+            "spark.sql.catalogImplementation": "hive",
+            "spark.hadoop.javax.jdo.option.ConnectionURL":
+                f"jdbc:derby:;databaseName={folder}/metastore_db;create=true",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={folder}",
+        }  # fmt: skip
+    for key, value in {**settings, **conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    _quiet_codegen_fallback(spark)
     return spark
+
+
+def configured_session() -> SparkSession:
+    """The Spark engine's session as configured (core.settings): ``SEGMENTATION_SPARK_MASTER``
+    (default local[2]), tables and the local metastore under ``SEGMENTATION_SPARK_DIR``."""
+    folder = spark_dir()
+    return session(
+        folder / "warehouse",
+        master=os.environ.get("SEGMENTATION_SPARK_MASTER", "local[2]"),
+        metastore=folder / "metastore",
+    )
+
+
+def _quiet_codegen_fallback(spark: SparkSession) -> None:
+    """Spark compiles a wide expression (the behaviour fold, a compiled model) to Java; past
+    the JVM's 64 KB method limit it logs the whole generated class as an ERROR and then runs
+    the expression interpreted, with the same result. Only that logger is silenced."""
+    jvm = getattr(spark, "_jvm", None)  # a Spark Connect session has no JVM in this process
+    if jvm is None:
+        return
+    log4j = jvm.org.apache.logging.log4j
+    log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator", log4j.Level.OFF
+    )
 
 
 def _raw(table: str) -> str:
@@ -73,17 +123,38 @@ def _raw(table: str) -> str:
     return table
 
 
-def export_raw(duckdb_path: Path, folder: Path, tables: Iterable[str] = RAW_TABLES) -> None:
-    """The warehouse's raw tables as Parquet files, one folder per table (``folder/<table>``)."""
-    con = duckdb.connect(str(duckdb_path), read_only=True)
-    try:
-        for table in tables:
-            target = folder / _raw(table)
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            con.table(f"raw.{table}").write_parquet(str(target / "part-0.parquet"))
-    finally:
-        con.close()
+def export_raw(
+    con: duckdb.DuckDBPyConnection, folder: Path, tables: Iterable[str] = RAW_TABLES
+) -> dict[str, bool]:
+    """The warehouse's raw tables as Parquet files, one folder per table (``folder/<table>``),
+    each written aside and swapped in, so a killed export leaves the previous one whole. A
+    table whose rows are unchanged since its last export (same count and latest load time:
+    loading, replacing and erasing all change one of them) is not written again. Returns,
+    per table, whether it was written."""
+    written = {}
+    for table in tables:
+        target = folder / _raw(table)
+        count, loaded = con.execute(
+            f"select count(*), max(_loaded_at)::varchar from raw.{table}"
+        ).fetchall()[0]
+        stamp = json.dumps({"rows": count, "last_loaded_at": loaded})
+        marker = target / FINGERPRINT  # Spark skips files whose names start with _
+        if marker.is_file() and marker.read_text() == stamp:
+            written[table] = False
+            continue
+        staged = folder / f".{table}.next"
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir(parents=True)
+        con.table(f"raw.{table}").write_parquet(str(staged / "part-0.parquet"))
+        (staged / FINGERPRINT).write_text(stamp)
+        old = folder / f".{table}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        staged.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        written[table] = True
+    return written
 
 
 def register_raw(spark: SparkSession, folder: Path, tables: Iterable[str] = RAW_TABLES) -> None:

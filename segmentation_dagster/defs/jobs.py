@@ -2,8 +2,13 @@
 
 import dagster as dg
 
-#: the per-file reload (one partition per landing file) is materialised on its own, from the UI
-_ALL = dg.AssetSelection.all() - dg.AssetSelection.assets("landing_file")
+#: the per-file reload (one partition per landing file) is materialised on its own, from the UI;
+#: the Spark engine's loop (SEGMENTATION_ENGINE=spark) has its own job (defs/spark)
+_ALL = (
+    dg.AssetSelection.all()
+    - dg.AssetSelection.assets("landing_file")
+    - dg.AssetSelection.groups("spark")
+)
 
 segmentation_job = dg.define_asset_job(
     name="segmentation_job",

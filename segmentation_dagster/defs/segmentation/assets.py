@@ -12,7 +12,6 @@ import numpy as np
 import polars as pl
 
 from segmentation_dagster.core import (
-    clustering,
     describe,
     health,
     lifecycle,
@@ -31,7 +30,7 @@ from segmentation_dagster.core.segments import (
 from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.core.warehouse import one, replace_table
 from segmentation_dagster.defs import health as checks
-from segmentation_dagster.defs.config import core_field, to_core
+from segmentation_dagster.defs.config import AssignmentConfig, SegmentationConfig
 from segmentation_dagster.defs.metadata import image, table
 from segmentation_dagster.defs.resources import (
     DUCKDB_POOL,
@@ -39,100 +38,6 @@ from segmentation_dagster.defs.resources import (
     ModelStoreResource,
     WarehouseResource,
 )
-
-_SEL = clustering.SelectionConfig()
-_LIFE = lifecycle.LifecycleConfig()
-
-
-class SegmentationConfig(dg.Config):
-    """How a challenger is selected and when it replaces the champion (launchpad-editable).
-    Defaults are the core dataclasses' (clustering.SelectionConfig, lifecycle.LifecycleConfig)."""
-
-    k_min: int | None = core_field(_SEL, "k_min", "Smallest number of segments tried.")
-    k_max: int | None = core_field(_SEL, "k_max", "Largest number of segments tried.")
-    algorithms: list[str] | None = core_field(
-        _SEL,
-        "algorithms",
-        f"Candidate families, from {', '.join(clustering.ALGORITHMS)} (gmm: a diagonal "
-        "Gaussian mixture).",
-    )
-    silhouette_sample: int | None = core_field(
-        _SEL, "silhouette_sample", "Customers sampled (fixed seed) for every pairwise metric."
-    )
-    search_sample: int | None = core_field(
-        _SEL, "search_sample", "Candidates and bootstraps are fitted on this many customers."
-    )
-    fit_sample: int | None = core_field(
-        _SEL, "fit_sample", "A chosen KMeans is refitted on this many customers."
-    )
-    min_segment_share: float | None = core_field(
-        _SEL, "min_segment_share", "A candidate with a smaller segment than this share is out."
-    )
-    silhouette_tolerance: float | None = core_field(
-        _SEL,
-        "silhouette_tolerance",
-        "Fewest segments whose silhouette is within this of the best. Unset everywhere (the "
-        "default): one standard error of the best candidate's silhouette.",
-    )
-    min_stability: float | None = core_field(
-        _SEL, "min_stability", "Minimum bootstrap stability (mean ARI between refits)."
-    )
-    exclude_features: list[str] | None = core_field(
-        _SEL, "exclude", "customer_features columns kept out of the fit (still profiled)."
-    )
-    keep_overlap: float | None = core_field(
-        _LIFE,
-        "keep_overlap",
-        "A challenger segment keeps a current segment's id when their members overlap at "
-        "least this much (Jaccard).",
-    )
-    structure_tolerance: float | None = core_field(
-        _LIFE,
-        "structure_tolerance",
-        "A challenger that retires segments the customers have left is promoted unless its "
-        "silhouette is worse by more than this.",
-    )
-    far_quantile: float | None = core_field(
-        _LIFE,
-        "far_quantile",
-        "A customer is far from their segment beyond this quantile of its members' distances "
-        "at fit; a dense group of far customers can become a new segment.",
-    )
-    promotion_margin: float | None = core_field(
-        _LIFE,
-        "promotion_margin",
-        "Without a structural change the challenger must beat the champion's silhouette on "
-        "today's customers by this.",
-    )
-    seed: int | None = core_field(_SEL, "seed", "Random seed for sampling and fitting.")
-
-    def selection(
-        self, base: clustering.SelectionConfig | None = None
-    ) -> clustering.SelectionConfig:
-        """The selection in effect: ``base`` (the project file's) with the fields set here."""
-        exclude = None if self.exclude_features is None else tuple(self.exclude_features)
-        return to_core(clustering.SelectionConfig, self, base, exclude=exclude)
-
-    def lifecycle(
-        self,
-        base: lifecycle.LifecycleConfig | None = None,
-        selection: clustering.SelectionConfig | None = None,
-    ) -> lifecycle.LifecycleConfig:
-        """The lifecycle in effect; it judges changes by the selection's smallest segment, on
-        its sample."""
-        selection = selection or self.selection()
-        base = base or lifecycle.LifecycleConfig()
-        default = lifecycle.LifecycleConfig()
-        return to_core(
-            lifecycle.LifecycleConfig,
-            self,
-            base,
-            # unless the project file set them
-            min_change_share=selection.min_segment_share
-            if base.min_change_share == default.min_change_share
-            else None,
-            sample=selection.silhouette_sample if base.sample == default.sample else None,
-        )
 
 
 @dg.asset(
@@ -191,32 +96,6 @@ def segmentation_model(
             {str(k): v for k, v in result.names.items()}
         )
     return dg.MaterializeResult(metadata=meta)
-
-
-_ASSIGN = segments.AssignmentConfig()
-
-
-class AssignmentConfig(dg.Config):
-    """How the daily assignment moves customers between the champion's segments. Defaults are
-    the core dataclass's (core.segments.AssignmentConfig)."""
-
-    hysteresis: float | None = core_field(
-        _ASSIGN,
-        "hysteresis",
-        "A customer leaves their segment only for one whose centroid is nearer by more than "
-        "this share of the distance to their own (0: always the nearest).",
-    )
-    free_after_change_days: int | None = core_field(
-        _ASSIGN,
-        "free_after_change_days",
-        "A customer whose behaviour changed significantly in the last this-many days "
-        "(customer_features.last_regime_change) moves to the nearest segment freely.",
-    )
-
-    def assignment(
-        self, base: segments.AssignmentConfig | None = None
-    ) -> segments.AssignmentConfig:
-        return to_core(segments.AssignmentConfig, self, base)
 
 
 @dg.asset(
@@ -441,10 +320,11 @@ def customer_interests(warehouse: WarehouseResource) -> dg.MaterializeResult:
         meta["not_fitted"] = found.reason
         return dg.MaterializeResult(metadata=meta)
     names, sizes = _names_and_sizes(current)
-    small = privacy.small_segments(sizes, cfg.privacy.min_group_size)
     by_segment = text.segment_topics(found.table, current, found.topics).with_columns(
         segment_name=pl.col("segment_id").replace_strict(names, default=None)
     )
+    # a row describes the segment's writers only: a few of them are too few to publish
+    small = privacy.small_groups(sizes, by_segment, cfg.privacy.min_group_size, "writers")
     meta |= {
         "topics": table(
             pl.DataFrame(

@@ -1,0 +1,328 @@
+"""The segmentation loop with Apache Spark as the engine that holds the customers.
+
+One run: the raw tables are registered over their Parquet folders; dbt builds and tests the
+feature models on the ``spark`` target; a fixed-size sample of ``customer_features`` (the
+customers with the smallest ``xxhash64(customer_id, seed)``) is the only customer data that
+reaches Python: the Great Expectations suite of customer_features validates it, and the same
+re-segmentation as on DuckDB (:func:`resegmentation.run`: fit a challenger, match it to the
+champion, decide, record) runs on it. Then every customer is assigned inside Spark by the
+champion compiled to SQL (:mod:`compiled`), with the same hysteresis as on DuckDB; the new
+``customer_segments`` replaces the old one (written aside, then swapped) and is appended to
+``customer_segment_history`` (partitioned by snapshot and model version, overwritten per
+partition, so a re-run replaces its own rows). Segment sizes, profiles and the behaviour drift
+of the sample against the model's reference come back as aggregates or samples, never as
+every customer.
+
+The model registry, its files and the decisions stay in the control database (a DuckDB file
+on ``con``), exactly as on the DuckDB engine: it holds one row per model, not per customer.
+
+Nothing here imports dagster; the ``segmentation spark-run`` command calls :func:`run`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from segmentation_dagster.core import (
+    clustering,
+    compiled,
+    drift,
+    lifecycle,
+    profiling,
+    quality,
+    registry,
+    resegmentation,
+    segments,
+)
+from segmentation_dagster.core import spark as engine
+from segmentation_dagster.core.settings import EXPECTATIONS_DIR
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: the tables the loop writes in the models' schema, besides dbt's
+TABLES = ("customer_segments", "customer_segment_history")
+#: the default size of the sample the fit, the quality suite and the drift monitor work on
+SAMPLE_ROWS = 200_000
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def schema() -> str:
+    """The schema dbt builds the models in on Spark (``SEGMENTATION_SPARK_SCHEMA``, as in
+    profiles.yml), checked to be a plain name: it is part of every table name used here."""
+    value = os.environ.get("SEGMENTATION_SPARK_SCHEMA", "segmentation")
+    if not _SCHEMA.fullmatch(value):
+        raise ValueError(
+            f"SEGMENTATION_SPARK_SCHEMA={value!r}: expected a plain lower-case name "
+            "(letters, digits, _)"
+        )
+    return value
+
+
+class QualityGateFailed(RuntimeError):
+    """An error-severity expectation of the customer_features suite failed on the sample."""
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """One run on Spark: the recorded re-segmentation, the champion that assigned everyone, the
+    assignment's size per segment, the profiles, the quality outcomes and the drift."""
+
+    outcome: resegmentation.Outcome
+    champion_version: int
+    customers: int
+    sample_rows: int
+    sizes: dict[int, int]
+    profiles: pl.DataFrame
+    quality: list[quality.Outcome]
+    drift: drift.BehaviourDrift
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def table_exists(spark: SparkSession, table: str) -> bool:
+    db, _, name = table.rpartition(".")
+    return bool(spark.catalog.tableExists(name, db or None))
+
+
+def sample(spark: SparkSession, table: str, n: int, seed: int = 0) -> pl.DataFrame:
+    """At most ``n`` rows of ``table``: those with the smallest ``xxhash64(customer_id, seed)``
+    (the same rows for the same seed, one scan and a top-n in Spark), ordered by customer_id;
+    ``attrs``-free Polars. All rows when the table has no more than ``n``."""
+    query = (
+        f"select * from {compiled.name(table)} "
+        f"order by xxhash64(customer_id, {int(seed)}L) limit {int(n)}"
+    )
+    return pl.from_arrow(spark.sql(query).toArrow()).sort("customer_id")
+
+
+def published_of(spark: SparkSession, table: str, customers: pl.Series) -> np.ndarray:
+    """Each of ``customers``' segment id in ``table`` (-1 for none, or no table yet)."""
+    if not table_exists(spark, table):
+        return np.full(len(customers), -1)
+    spark.createDataFrame(
+        pl.DataFrame({"customer_id": customers}).to_pandas()
+    ).createOrReplaceTempView("sample_ids")
+    found = pl.from_arrow(
+        spark.sql(
+            f"select i.customer_id, s.segment_id from sample_ids i "
+            f"left join {compiled.name(table)} s on s.customer_id = i.customer_id"
+        ).toArrow()
+    )
+    return (
+        pl.DataFrame({"customer_id": customers})
+        .join(found, on="customer_id", how="left", maintain_order="left")["segment_id"]
+        .fill_null(-1)
+        .cast(pl.Int64)
+        .to_numpy(writable=True)
+    )
+
+
+def assign(
+    spark: SparkSession,
+    db: str,
+    model: clustering.FittedModel,
+    version: int,
+    names: dict[int, str],
+    config: segments.AssignmentConfig | None = None,
+) -> int:
+    """Every customer of ``db.customer_features`` assigned by ``model`` inside Spark, as
+    :func:`segments.assign` does on DuckDB; ``db.customer_segments`` replaced and the history
+    appended. Returns the customers assigned."""
+    config = config or segments.AssignmentConfig()
+    features, current = f"{db}.customer_features", f"{db}.customer_segments"
+    nxt, history = f"{db}.customer_segments__next", f"{db}.customer_segment_history"
+    if table_exists(spark, current):
+        previous = spark.sql(
+            f"select s.customer_id, s.segment_id from {current} s join {features} f "
+            "on f.customer_id = s.customer_id where not coalesce(f.last_regime_change > "
+            f"date_sub(f.snapshot_date, {int(config.free_after_change_days)}), false)"
+        )
+    else:
+        previous = spark.sql("select cast(null as string) as customer_id, "
+                             "cast(null as int) as segment_id where false")  # fmt: skip
+    previous.createOrReplaceTempView("previous_segment")
+    labels = pl.DataFrame(
+        {"segment_id": list(names), "segment_name": list(names.values())},
+        schema={"segment_id": pl.Int32, "segment_name": pl.String},
+    )
+    spark.createDataFrame(
+        labels.to_pandas(), "segment_id int, segment_name string"
+    ).createOrReplaceTempView("segment_label")
+    query = compiled.assignment_sql(
+        model, features, previous="previous_segment", margin=config.hysteresis,
+        carry=("snapshot_date",),
+    )  # fmt: skip
+    spark.sql(f"drop table if exists {nxt}")
+    spark.sql(
+        f"create table {nxt} using parquet as "
+        "select a.customer_id, a.snapshot_date, cast(a.segment_id as int) as segment_id, "
+        f"l.segment_name, {int(version)} as model_version, a.distance, a.confidence "
+        f"from ({query}) a left join segment_label l on l.segment_id = a.segment_id"
+    )
+    spark.sql(f"drop table if exists {current}")
+    spark.sql(f"alter table {nxt} rename to {current}")
+    spark.sql(
+        f"create table if not exists {history} (customer_id string, segment_id int, "
+        "snapshot_date date, model_version int) using parquet "
+        "partitioned by (snapshot_date, model_version)"
+    )
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    spark.sql(
+        f"insert overwrite table {history} partition (snapshot_date, model_version) "
+        f"select customer_id, segment_id, snapshot_date, model_version from {current}"
+    )
+    return int(spark.sql(f"select count(*) from {current}").first()[0])
+
+
+def profiles(spark: SparkSession, db: str, columns: list[str] | tuple[str, ...]) -> pl.DataFrame:
+    """:func:`profiling.profile_segments` of ``db.customer_segments``, aggregated in Spark."""
+    cols = [compiled.name(c) for c in columns]
+    joined = (f"{db}.customer_segments s join {db}.customer_features f "
+              "on f.customer_id = s.customer_id")  # fmt: skip
+    means = ", ".join(f"avg(cast(f.{c} as double)) as {c}" for c in cols)
+    prof = pl.from_arrow(
+        spark.sql(
+            f"select s.segment_id, count(*) as size, {means} from {joined} "
+            "group by s.segment_id order by s.segment_id"
+        ).toArrow()
+    )
+    pop = spark.sql(
+        "select "
+        + ", ".join(
+            f"avg(cast(f.{c} as double)), stddev_samp(cast(f.{c} as double))" for c in cols
+        )  # fmt: skip
+        + f" from {joined}"
+    ).first()
+    pop_mean = {c: pop[2 * i] for i, c in enumerate(cols)}
+    pop_std = {c: pop[2 * i + 1] for i, c in enumerate(cols)}
+    prof = prof.with_columns(
+        pl.col("size").cast(pl.Int64), share=pl.col("size") / pl.col("size").sum()
+    )
+    return profiling.describe(prof, pop_mean, pop_std, cols)
+
+
+def forget(spark: SparkSession, customer_ids: list[str]) -> dict[str, int]:
+    """Erase ``customer_ids`` from every table of the models' schema with a ``customer_id``
+    column (dbt's models and state, the segments and their history): each table that holds
+    one is rewritten without them (written aside with the same partitioning, then swapped).
+    The raw Parquet is rewritten from the erased warehouse by :func:`spark.export_raw`.
+    Returns the rows removed per table."""
+    db = schema()
+    ids = spark.createDataFrame(
+        [(str(i),) for i in sorted(set(customer_ids))], "customer_id string"
+    )
+    removed: dict[str, int] = {}
+    for t in spark.catalog.listTables(db):
+        if t.isTemporary or t.tableType == "VIEW" or t.name.endswith("__kept"):
+            continue
+        table = compiled.name(f"{db}.{t.name.lower()}")
+        columns = spark.catalog.listColumns(t.name, db)
+        if "customer_id" not in {c.name for c in columns}:
+            continue
+        rows = spark.table(table)
+        removed[table] = rows.join(ids, "customer_id", "left_semi").count()
+        if not removed[table]:
+            continue
+        kept = f"{table}__kept"
+        spark.sql(f"drop table if exists {kept}")
+        rows.join(ids, "customer_id", "left_anti").select(*rows.columns).write.format(
+            "parquet"
+        ).partitionBy(*[c.name for c in columns if c.isPartition]).saveAsTable(kept)
+        spark.sql(f"drop table {table}")
+        spark.sql(f"alter table {kept} rename to {table}")
+    return removed
+
+
+def _gate(features: pl.DataFrame, rows: int) -> list[quality.Outcome]:
+    suite = quality.load_suite(EXPECTATIONS_DIR / "customer_features.json")
+    df = features.to_pandas()
+    df.attrs["table_rows"] = rows  # the row-count expectation is judged on the table
+    outcomes = quality.validate(df, suite)
+    failed = [o for o in outcomes if not o.success and o.expectation.severity == "error"]
+    if failed:
+        raise QualityGateFailed(
+            "customer_features on Spark failed: "
+            + "; ".join(
+                f"{o.expectation.type} {o.expectation.kwargs} (observed {o.observed})"
+                for o in failed
+            )  # fmt: skip
+        )
+    return outcomes
+
+
+def run(
+    spark: SparkSession,
+    con: duckdb.DuckDBPyConnection,
+    raw_folder: Path,
+    model_dir: Path,
+    work_dir: Path,
+    *,
+    selection: clustering.SelectionConfig | None = None,
+    life: lifecycle.LifecycleConfig | None = None,
+    assignment: segments.AssignmentConfig | None = None,
+    sample_rows: int = SAMPLE_ROWS,
+    seed: int = 0,
+    drift_config: drift.DriftConfig | None = None,
+    report_dir: Path | None = None,
+) -> LoopResult:
+    """The whole loop on ``spark`` (see the module docstring); the registry on ``con``."""
+    import time
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    db = schema()
+    engine.register_raw(spark, raw_folder)
+    # models and their data tests; dbt's unit tests pin the SQL, which the DuckDB target runs
+    engine.dbt(["build", "--exclude", "test_type:unit"], work_dir / "dbt_target")
+    timings["dbt_build_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    features = sample(spark, f"{db}.customer_features", sample_rows, seed)
+    rows = int(spark.sql(f"select count(*) from {db}.customer_features").first()[0])
+    checked = _gate(features, rows)
+    published = published_of(spark, f"{db}.customer_segments", features["customer_id"])
+    outcome = resegmentation.run(
+        con, model_dir, selection, life, features=features, published=published
+    )
+    timings["sample_gate_fit_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    version, model = registry.require_champion(con)
+    n = assign(spark, db, model, version, registry.active_names(con), assignment)
+    sizes = dict(
+        spark.sql(f"select segment_id, count(*) from {db}.customer_segments group by segment_id")
+        .toPandas()
+        .itertuples(index=False, name=None)
+    )
+    prof = profiles(spark, db, model.plan.used)
+    timings["assign_profile_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    config = drift_config or drift.DriftConfig()
+    reference = pl.read_parquet(registry.reference_path(con, version))
+    current = sample(spark, f"{db}.customer_features", config.sample_size, seed + 1)
+    columns = drift.comparable_columns(reference, drift.monitored_columns(model.plan.used))
+    snapshot = features["snapshot_date"].max()
+    name = f"behaviour_drift_{snapshot}_ref{version:04d}.html"
+    report = (report_dir or work_dir / "reports") / name
+    moved = drift.behaviour_drift(reference, current, columns, config, report)
+    timings["drift_s"] = time.perf_counter() - t
+    return LoopResult(
+        outcome=outcome,
+        champion_version=version,
+        customers=n,
+        sample_rows=features.height,
+        sizes={int(k): int(v) for k, v in sizes.items()},
+        profiles=prof,
+        quality=checked,
+        drift=moved,
+        timings={k: round(v, 2) for k, v in timings.items()},
+    )

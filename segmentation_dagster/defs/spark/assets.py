@@ -1,0 +1,123 @@
+"""The Spark engine (``SEGMENTATION_ENGINE=spark``): the landed files are loaded as on DuckDB
+(same rules, quarantine, manifest and raw-table checks), then ``spark_segments`` exports the raw
+tables as Parquet and runs the whole loop on Spark (core.spark_loop): dbt build on the
+``spark`` target, quality gate and re-segmentation on a fixed-size sample, every customer
+assigned, profiled and recorded inside Spark. ``spark_segmentation_job`` runs both. Nothing
+here exists with the default engine (duckdb)."""
+
+import dagster as dg
+
+from segmentation_dagster.core import privacy, project, settings
+from segmentation_dagster.defs.automation.schedules import daily_refresh_schedule
+from segmentation_dagster.defs.config import AssignmentConfig, SegmentationConfig
+from segmentation_dagster.defs.metadata import table
+from segmentation_dagster.defs.resources import (
+    DUCKDB_POOL,
+    ModelStoreResource,
+    ReportsResource,
+    WarehouseResource,
+)
+
+
+class SparkSegmentsConfig(dg.Config):
+    """The run's selection and lifecycle (as ``segmentation_model``), the assignment (as
+    ``customer_segments``), and the size of the sample the fit, the gate and drift work on."""
+
+    segmentation: SegmentationConfig = SegmentationConfig()
+    assignment: AssignmentConfig = AssignmentConfig()
+    sample_rows: int = 200_000
+
+
+@dg.asset(
+    name="spark_segments",
+    group_name="spark",
+    kinds={"spark", "sklearn"},
+    deps=[dg.AssetKey(f"raw_{kind}") for kind in ("events", "customers", "products")],
+    pool=DUCKDB_POOL,
+)
+def _spark_segments(
+    context: dg.AssetExecutionContext,
+    config: SparkSegmentsConfig,
+    warehouse: WarehouseResource,
+    model_store: ModelStoreResource,
+    reports: ReportsResource,
+) -> dg.MaterializeResult:
+    """customer_features, the re-segmentation and every customer's segment, on Spark: the raw
+    tables go to Parquet, dbt builds the features on the ``spark`` target, the model is fitted
+    and gated on a fixed-size sample and recorded in the registry, and customer_segments and
+    its history are written inside Spark. Sizes and profiles of segments smaller than
+    privacy.min_group_size are suppressed here as everywhere."""
+    from segmentation_dagster.core import spark as engine
+    from segmentation_dagster.core import spark_loop
+
+    why_not = engine.available()
+    if why_not:
+        raise dg.Failure(f"SEGMENTATION_ENGINE=spark, but {why_not}")
+    cfg = project.load()
+    selection = config.segmentation.selection(cfg.selection)
+    life = config.segmentation.lifecycle(cfg.lifecycle, selection)
+    folder = settings.spark_dir()
+    spark = engine.configured_session()
+    with warehouse.connect() as con:  # the registry's writer for the whole run
+        engine.export_raw(con, folder / "raw")
+        result = spark_loop.run(
+            spark, con, folder / "raw", model_store.dir, folder,
+            selection=selection, life=life,
+            assignment=config.assignment.assignment(cfg.assignment),
+            sample_rows=config.sample_rows, report_dir=reports.dir,
+        )  # fmt: skip
+    decision = result.outcome.result.decision
+    context.log.info(f"model v{result.outcome.version}: {decision.reason}")
+    small = privacy.small_segments(result.sizes, cfg.privacy.min_group_size)
+    profiles = privacy.suppress(
+        result.profiles.select("segment_id", "size", "share", "description"),
+        small, ["size", "share", "description"],
+    )  # fmt: skip
+    failed = [o for o in result.quality if not o.success]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.customers,
+            "engine": "spark",
+            "model_version": result.outcome.version,
+            "champion_version": result.champion_version,
+            "promoted": decision.promote,
+            "decision": decision.reason,
+            "sample_rows": result.sample_rows,
+            "profiles": table(profiles),
+            "quality_warnings": dg.MetadataValue.json(
+                [f"{o.expectation.type} {o.expectation.kwargs}" for o in failed]
+            ),
+            "behaviour_drift_score": result.drift.score,
+            "drift_report": dg.MetadataValue.path(str(result.drift.report_path)),
+            "seconds": dg.MetadataValue.json(result.timings),
+            "spark_tables": dg.MetadataValue.json(
+                [f"{spark_loop.schema()}.{t}" for t in spark_loop.TABLES]
+            ),
+        }
+    )
+
+
+_spark_segmentation_job = dg.define_asset_job(
+    name="spark_segmentation_job",
+    selection=dg.AssetSelection.groups("ingestion") - dg.AssetSelection.assets("landing_file")
+    | dg.AssetSelection.assets("spark_segments"),
+    description="Load the landed files (as on DuckDB), then the whole segmentation loop on "
+    "Spark: Parquet raw tables, dbt features, gate and fit on a sample, assignment, profiles "
+    "and history inside Spark.",
+)
+
+
+@dg.definitions
+def spark_engine() -> dg.Definitions:
+    """The asset and its job when ``SEGMENTATION_ENGINE=spark``; nothing otherwise."""
+    if settings.engine() != "spark":
+        return dg.Definitions()
+    daily = dg.ScheduleDefinition(
+        name="spark_daily_schedule",
+        job=_spark_segmentation_job,
+        cron_schedule=daily_refresh_schedule.cron_schedule,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return dg.Definitions(
+        assets=[_spark_segments], jobs=[_spark_segmentation_job], schedules=[daily]
+    )
