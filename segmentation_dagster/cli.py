@@ -369,6 +369,14 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     dirs = [paths.model_dir, paths.export_dir]
+    if settings.engine() == "spark":  # all or nothing: check Spark can run before erasing
+        from segmentation_dagster.core import spark as engine
+
+        why_not = engine.available()
+        if why_not:
+            print(f"SEGMENTATION_ENGINE=spark: cannot erase the Spark tables: {why_not}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     if paths.duckdb_path.exists():
         with connect(paths.duckdb_path) as con:
             done = privacy.forget(con, paths.data_dir, dirs, args.customer_ids)
@@ -392,9 +400,6 @@ def _forget_on_spark(con: object, customer_ids: list[str]) -> dict[str, int]:
     from segmentation_dagster.core import spark as engine
     from segmentation_dagster.core import spark_loop
 
-    why_not = engine.available()
-    if why_not:
-        raise SystemExit(f"SEGMENTATION_ENGINE=spark: cannot erase the Spark tables: {why_not}")
     folder = settings.spark_dir()
     engine.export_raw(con, folder / "raw")
     spark = engine.configured_session()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 #: The raw tables dbt reads (sources `shop`, schema raw).
 RAW_TABLES = ("events", "customers", "products")
+
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._-]+")
 
 #: the file in each exported table's folder that says which rows it holds
 FINGERPRINT = "_exported_from.json"
@@ -67,17 +70,25 @@ def session(
     """The process's Spark session (created on first call): managed tables written under
     ``warehouse_dir``; the catalog in memory, or, with ``metastore``, a local Hive metastore
     (Derby) in that folder, so tables outlive the process (the Spark engine's runs each
-    start a new one). ``SPARK_REMOTE`` in the environment makes it a Spark Connect session
-    (pyspark's own rule)."""
+    start a new one). With ``SPARK_REMOTE`` set it is a Spark Connect session to that server
+    instead, which decides master, warehouse and catalog (untested here: no server)."""
     from pyspark.sql import SparkSession
 
+    if os.environ.get("SPARK_REMOTE"):  # Spark Connect: the server owns master and catalog
+        spark = SparkSession.builder.appName("segmentation_dagster").getOrCreate()
+        for key, value in conf.items():
+            spark.conf.set(key, value)
+        return spark
     builder = SparkSession.builder.master(master).appName("segmentation_dagster")
     builder = builder.config("spark.sql.warehouse.dir", str(warehouse_dir))
     settings = dict(SESSION_CONF)
     if metastore is not None:
         folder = str(metastore.resolve())
-        if any(c in folder for c in ";=\"'"):  # the folder goes into a JDBC URL and a -D flag
-            raise ValueError(f"the Spark metastore folder may not contain ; = or quotes: {folder}")
+        if not _PLAIN_PATH.fullmatch(folder):  # it goes into a JDBC URL and a JVM flag
+            raise ValueError(
+                f"the Spark metastore folder {folder!r} may hold only letters, digits and "
+                "/ . _ - (set SEGMENTATION_SPARK_DIR to such a folder)"
+            )
         metastore.mkdir(parents=True, exist_ok=True)
         settings |= {
             "spark.sql.catalogImplementation": "hive",

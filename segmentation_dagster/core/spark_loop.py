@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 import duckdb
 import numpy as np
@@ -92,6 +96,43 @@ def table_exists(spark: SparkSession, table: str) -> bool:
     return bool(spark.catalog.tableExists(name, db or None))
 
 
+_STAGED = "__staged_"
+
+
+def recover(spark: SparkSession, table: str) -> None:
+    """After a replacement of ``table`` that was killed: a complete staged copy (Spark
+    registers a table only once its data are written) becomes ``table`` when ``table`` is
+    missing; every other staged copy is dropped, and a staged folder the catalog never
+    registered is deleted (a local warehouse; elsewhere it only takes space)."""
+    db, _, name = table.rpartition(".")
+    staged = sorted(
+        t.name
+        for t in spark.catalog.listTables(db)
+        if not t.isTemporary and t.name.startswith(name + _STAGED)
+    )
+    if staged and not table_exists(spark, table):
+        spark.sql(f"alter table {compiled.name(f'{db}.{staged.pop()}')} rename to {table}")
+    for other in staged:
+        spark.sql(f"drop table if exists {compiled.name(f'{db}.{other}')}")
+    location = urlparse(spark.catalog.getDatabase(db).locationUri)
+    if location.scheme == "file":
+        folder = Path(location.path)
+        for orphan in folder.glob(f"{name}{_STAGED}*"):
+            if orphan.is_dir() and not orphan.is_symlink():
+                shutil.rmtree(orphan, ignore_errors=True)
+
+
+def _replace(spark: SparkSession, table: str, write: Callable[[str], object]) -> None:
+    """``write(staged)`` creates a new table under a fresh staged name; it then replaces
+    ``table``. A kill at any point leaves ``table`` or a complete staged copy, which
+    :func:`recover` (called first) turns back into ``table``."""
+    recover(spark, table)
+    staged = compiled.name(f"{table}{_STAGED}{time.time_ns():x}")
+    write(staged)
+    spark.sql(f"drop table if exists {table}")
+    spark.sql(f"alter table {staged} rename to {table}")
+
+
 def sample(spark: SparkSession, table: str, n: int, seed: int = 0) -> pl.DataFrame:
     """At most ``n`` rows of ``table``: those with the smallest ``xxhash64(customer_id, seed)``
     (the same rows for the same seed, one scan and a top-n in Spark), ordered by customer_id;
@@ -138,7 +179,8 @@ def assign(
     appended. Returns the customers assigned."""
     config = config or segments.AssignmentConfig()
     features, current = f"{db}.customer_features", f"{db}.customer_segments"
-    nxt, history = f"{db}.customer_segments__next", f"{db}.customer_segment_history"
+    history = f"{db}.customer_segment_history"
+    recover(spark, current)
     if table_exists(spark, current):
         previous = spark.sql(
             f"select s.customer_id, s.segment_id from {current} s join {features} f "
@@ -160,25 +202,31 @@ def assign(
         model, features, previous="previous_segment", margin=config.hysteresis,
         carry=("snapshot_date",),
     )  # fmt: skip
-    spark.sql(f"drop table if exists {nxt}")
-    spark.sql(
-        f"create table {nxt} using parquet as "
-        "select a.customer_id, a.snapshot_date, cast(a.segment_id as int) as segment_id, "
-        f"l.segment_name, {int(version)} as model_version, a.distance, a.confidence "
-        f"from ({query}) a left join segment_label l on l.segment_id = a.segment_id"
+    _replace(
+        spark,
+        current,
+        lambda staged: spark.sql(
+            f"create table {staged} using parquet as "
+            "select a.customer_id, a.snapshot_date, cast(a.segment_id as int) as segment_id, "
+            f"l.segment_name, {int(version)} as model_version, a.distance, a.confidence "
+            f"from ({query}) a left join segment_label l on l.segment_id = a.segment_id"
+        ),
     )
-    spark.sql(f"drop table if exists {current}")
-    spark.sql(f"alter table {nxt} rename to {current}")
     spark.sql(
         f"create table if not exists {history} (customer_id string, segment_id int, "
         "snapshot_date date, model_version int) using parquet "
         "partitioned by (snapshot_date, model_version)"
     )
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
-    spark.sql(
-        f"insert overwrite table {history} partition (snapshot_date, model_version) "
-        f"select customer_id, segment_id, snapshot_date, model_version from {current}"
-    )
+    mode = "spark.sql.sources.partitionOverwriteMode"
+    before = spark.conf.get(mode)
+    spark.conf.set(mode, "dynamic")  # only the partitions written are replaced
+    try:
+        spark.sql(
+            f"insert overwrite table {history} partition (snapshot_date, model_version) "
+            f"select customer_id, segment_id, snapshot_date, model_version from {current}"
+        )
+    finally:
+        spark.conf.set(mode, before)
     return int(spark.sql(f"select count(*) from {current}").first()[0])
 
 
@@ -216,12 +264,17 @@ def forget(spark: SparkSession, customer_ids: list[str]) -> dict[str, int]:
     The raw Parquet is rewritten from the erased warehouse by :func:`spark.export_raw`.
     Returns the rows removed per table."""
     db = schema()
+    if not spark.catalog.databaseExists(db):  # no run on this engine yet
+        return {}
     ids = spark.createDataFrame(
         [(str(i),) for i in sorted(set(customer_ids))], "customer_id string"
     )
+    names = [t.name for t in spark.catalog.listTables(db) if not t.isTemporary]
+    for target in {n.split(_STAGED)[0] for n in names if _STAGED in n}:
+        recover(spark, f"{db}.{target}")  # a killed run's staged copy is a table again
     removed: dict[str, int] = {}
     for t in spark.catalog.listTables(db):
-        if t.isTemporary or t.tableType == "VIEW" or t.name.endswith("__kept"):
+        if t.isTemporary or t.tableType == "VIEW":
             continue
         table = compiled.name(f"{db}.{t.name.lower()}")
         columns = spark.catalog.listColumns(t.name, db)
@@ -231,13 +284,15 @@ def forget(spark: SparkSession, customer_ids: list[str]) -> dict[str, int]:
         removed[table] = rows.join(ids, "customer_id", "left_semi").count()
         if not removed[table]:
             continue
-        kept = f"{table}__kept"
-        spark.sql(f"drop table if exists {kept}")
-        rows.join(ids, "customer_id", "left_anti").select(*rows.columns).write.format(
-            "parquet"
-        ).partitionBy(*[c.name for c in columns if c.isPartition]).saveAsTable(kept)
-        spark.sql(f"drop table {table}")
-        spark.sql(f"alter table {kept} rename to {table}")
+        kept = rows.join(ids, "customer_id", "left_anti").select(*rows.columns)
+        parts = [c.name for c in columns if c.isPartition]
+        _replace(
+            spark,
+            table,
+            lambda staged, kept=kept, parts=parts: (
+                kept.write.format("parquet").partitionBy(*parts).saveAsTable(staged)
+            ),
+        )
     return removed
 
 
@@ -274,8 +329,8 @@ def run(
     report_dir: Path | None = None,
 ) -> LoopResult:
     """The whole loop on ``spark`` (see the module docstring); the registry on ``con``."""
-    import time
-
+    if sample_rows < 1:
+        raise ValueError(f"sample_rows must be a whole number >= 1, got {sample_rows!r}")
     timings: dict[str, float] = {}
     t = time.perf_counter()
     db = schema()

@@ -10,7 +10,7 @@ leaves the cursor as it was, so the decision is taken again once the data is fix
 import dagster as dg
 
 from segmentation_dagster.adapters import dagster_internals
-from segmentation_dagster.core import policy, project
+from segmentation_dagster.core import policy, project, settings
 from segmentation_dagster.defs.jobs import resegmentation_job
 
 MONITOR = dg.AssetKey("behaviour_drift")
@@ -44,7 +44,10 @@ def observation(record: dg.EventLogRecord) -> policy.Observation:
 
 @dg.sensor(
     job=resegmentation_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    # the Spark engine re-segments on every run of its own job: this DuckDB sensor stays off
+    default_status=dg.DefaultSensorStatus.RUNNING
+    if settings.engine() == "duckdb"
+    else dg.DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=60,
     description="Re-segment when behaviour has really shifted (hysteresis, cooldown).",
 )

@@ -64,7 +64,7 @@ def _spark_segments(
             spark, con, folder / "raw", model_store.dir, folder,
             selection=selection, life=life,
             assignment=config.assignment.assignment(cfg.assignment),
-            sample_rows=config.sample_rows, report_dir=reports.dir,
+            sample_rows=config.sample_rows, seed=selection.seed, report_dir=reports.dir,
         )  # fmt: skip
     decision = result.outcome.result.decision
     context.log.info(f"model v{result.outcome.version}: {decision.reason}")
