@@ -258,7 +258,7 @@ def loop(work: Path, landing: Path, sample_rows: int) -> dict[str, object]:
 
     reset_peak_rss()
     t = time.perf_counter()
-    spark = spark_engine.session(work / "spark" / "warehouse")
+    spark = spark_engine.session(work / "spark" / "warehouse", **spark_engine.driver_memory())
     control = duckdb.connect(str(work / "control.duckdb"))
     result = spark_loop.run(spark, control, work / "parquet", work / "spark" / "models",
                             work / "spark", sample_rows=sample_rows)  # fmt: skip

@@ -312,3 +312,13 @@ def test_the_raw_export_writes_a_table_again_only_when_its_rows_changed(tmp_path
     left = duckdb.sql(f"select count(*) from '{out}/events/*.parquet'").fetchall()[0][0]
     assert left < n and not list(out.glob(".*"))
     con.close()
+
+
+def test_the_driver_memory_setting_is_a_size_or_refused(monkeypatch):
+    monkeypatch.delenv("SEGMENTATION_SPARK_DRIVER_MEMORY", raising=False)
+    assert spark_engine.driver_memory() == {}
+    monkeypatch.setenv("SEGMENTATION_SPARK_DRIVER_MEMORY", "3g")
+    assert spark_engine.driver_memory() == {"spark.driver.memory": "3g"}
+    monkeypatch.setenv("SEGMENTATION_SPARK_DRIVER_MEMORY", "3g --conf x=y")
+    with pytest.raises(ValueError, match="SEGMENTATION_SPARK_DRIVER_MEMORY"):
+        spark_engine.driver_memory()

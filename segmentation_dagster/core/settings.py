@@ -22,6 +22,7 @@
 | SEGMENTATION_SPARK_DIR     | $SEGMENTATION_DATA_DIR/spark     | Spark's Parquet and metastore |
 | SEGMENTATION_SPARK_MASTER  | local[2]                         | Spark master (or SPARK_REMOTE) |
 | SEGMENTATION_SPARK_SCHEMA  | segmentation                     | Spark schema of the models    |
+| SEGMENTATION_SPARK_DRIVER_MEMORY | Spark's 1g                 | driver heap (the fit sample)  |
 """
 
 from __future__ import annotations

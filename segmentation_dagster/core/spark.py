@@ -112,7 +112,22 @@ def configured_session() -> SparkSession:
         folder / "warehouse",
         master=os.environ.get("SEGMENTATION_SPARK_MASTER", "local[2]"),
         metastore=folder / "metastore",
+        **driver_memory(),
     )
+
+
+def driver_memory() -> dict[str, str]:
+    """``spark.driver.memory`` from ``SEGMENTATION_SPARK_DRIVER_MEMORY`` (e.g. 4g), when set:
+    the sample the fit works on is collected into the driver, so its heap (Spark's default
+    1g holds the default 200,000 customers) grows with ``sample_rows``."""
+    value = os.environ.get("SEGMENTATION_SPARK_DRIVER_MEMORY", "").strip()
+    if not value:
+        return {}
+    if not re.fullmatch(r"[1-9][0-9]*[mMgG]", value):
+        raise ValueError(
+            f"SEGMENTATION_SPARK_DRIVER_MEMORY={value!r}: expected a size such as 4g or 3072m"
+        )
+    return {"spark.driver.memory": value}
 
 
 def _quiet_codegen_fallback(spark: SparkSession) -> None:
