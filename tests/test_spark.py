@@ -252,7 +252,7 @@ def test_segmentation_run_on_the_spark_engine_twice(tmp_path):
     assert not any(found.values()), found
 
 
-def test_the_engine_setting_selects_the_jobs_and_schedules_and_refuses_others():
+def test_the_engine_setting_selects_the_jobs_and_schedules_and_refuses_others(monkeypatch):
     """SEGMENTATION_ENGINE=spark adds the Spark job and its daily schedule and stops the DuckDB
     refresh's; the default has neither; another value stops the code location with the
     reason."""
@@ -283,6 +283,10 @@ def test_the_engine_setting_selects_the_jobs_and_schedules_and_refuses_others():
     assert "('drift_sensor', 'RUNNING')" in duck.stdout
     bad = load("oracle")
     assert bad.returncode != 0 and "SEGMENTATION_ENGINE='oracle'" in bad.stderr
+    # a bad Spark setting stops the code location too, before any run ingests a file
+    monkeypatch.setenv("SEGMENTATION_SPARK_SCHEMA", "bad name")
+    bad = load("spark")
+    assert bad.returncode != 0 and "SEGMENTATION_SPARK_SCHEMA='bad name'" in bad.stderr
 
 
 def test_the_raw_export_writes_a_table_again_only_when_its_rows_changed(tmp_path):

@@ -41,14 +41,15 @@ SESSION_CONF = {
     # DuckDB's timestamp has no time zone: Spark's `timestamp` must mean the same
     "spark.sql.timestampType": "TIMESTAMP_NTZ",
     # the tables live only as long as the session: no Hive metastore (Derby files) in the
-    # working folder
+    # working folder (a session with a metastore folder overrides it)
     "spark.sql.catalogImplementation": "in-memory",
-    # a demo's data is small: a few shuffle partitions, no UI
-    "spark.sql.shuffle.partitions": "4",
-    "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",
 }
+
+#: on a local master only: a few shuffle partitions for 2 cores, no UI (a cluster keeps its
+#: own settings)
+LOCAL_CONF = {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"}
 
 
 def available() -> str | None:
@@ -81,14 +82,9 @@ def session(
         return spark
     builder = SparkSession.builder.master(master).appName("segmentation_dagster")
     builder = builder.config("spark.sql.warehouse.dir", str(warehouse_dir))
-    settings = dict(SESSION_CONF)
+    settings = dict(SESSION_CONF) | (LOCAL_CONF if master.startswith("local") else {})
     if metastore is not None:
-        folder = str(metastore.resolve())
-        if not _PLAIN_PATH.fullmatch(folder):  # it goes into a JDBC URL and a JVM flag
-            raise ValueError(
-                f"the Spark metastore folder {folder!r} may hold only letters, digits and "
-                "/ . _ - (set SEGMENTATION_SPARK_DIR to such a folder)"
-            )
+        folder = metastore_folder(metastore)
         metastore.mkdir(parents=True, exist_ok=True)
         settings |= {
             "spark.sql.catalogImplementation": "hive",
@@ -102,6 +98,18 @@ def session(
     spark.sparkContext.setLogLevel("ERROR")
     _quiet_codegen_fallback(spark)
     return spark
+
+
+def metastore_folder(metastore: Path) -> str:
+    """``metastore`` as an absolute path, if it holds only letters, digits and / . _ -: it
+    goes into a JDBC URL and a JVM flag."""
+    folder = str(metastore.resolve())
+    if not _PLAIN_PATH.fullmatch(folder):
+        raise ValueError(
+            f"the Spark metastore folder {folder!r} may hold only letters, digits and "
+            "/ . _ - (set SEGMENTATION_SPARK_DIR to such a folder)"
+        )
+    return folder
 
 
 def configured_session() -> SparkSession:

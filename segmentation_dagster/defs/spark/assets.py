@@ -112,6 +112,13 @@ def spark_engine() -> dg.Definitions:
     """The asset and its job when ``SEGMENTATION_ENGINE=spark``; nothing otherwise."""
     if settings.engine() != "spark":
         return dg.Definitions()
+    # the Spark settings are checked here, before any run loads files it cannot finish
+    from segmentation_dagster.core import spark as engine
+    from segmentation_dagster.core import spark_loop
+
+    spark_loop.schema()
+    engine.metastore_folder(settings.spark_dir() / "metastore")
+    engine.driver_memory()
     daily = dg.ScheduleDefinition(
         name="spark_daily_schedule",
         job=_spark_segmentation_job,
