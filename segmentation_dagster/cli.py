@@ -401,7 +401,10 @@ def _forget_on_spark(con: object, customer_ids: list[str]) -> dict[str, int]:
     from segmentation_dagster.core import spark_loop
 
     folder = settings.spark_dir()
-    engine.export_raw(con, folder / "raw")
+    rewritten = [t for t, done in engine.export_raw(con, folder / "raw").items() if done]
+    if rewritten:
+        print(f"rewrote the Spark engine's raw Parquet from the erased warehouse: "
+              f"{', '.join(rewritten)} ({folder / 'raw'})")  # fmt: skip
     spark = engine.configured_session()
     try:
         engine.register_raw(spark, folder / "raw")

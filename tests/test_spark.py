@@ -234,6 +234,9 @@ def test_segmentation_run_on_the_spark_engine_twice(tmp_path):
     )  # fmt: skip
     assert forget.returncode == 0, forget.stderr[-2000:]
     assert "spark:segmentation.customer_segments" in forget.stdout
+    assert "rewrote the Spark engine's raw Parquet from the erased warehouse: events" in (
+        forget.stdout
+    )
     found = {}
     for folder in [*tables.iterdir(), *(spark_dir / "raw").iterdir()]:
         files = str(folder / "**" / "*.parquet")
