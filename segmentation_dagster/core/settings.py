@@ -76,6 +76,18 @@ def engine() -> str:
     return value
 
 
+def spark_schema() -> str:
+    """The schema dbt builds the models in on Spark (``SEGMENTATION_SPARK_SCHEMA``, as in
+    profiles.yml), checked to be a plain name: it is part of every table name used there."""
+    value = os.environ.get("SEGMENTATION_SPARK_SCHEMA", "segmentation")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", value):
+        raise ValueError(
+            f"SEGMENTATION_SPARK_SCHEMA={value!r}: expected a plain lower-case name "
+            "(letters, digits, _)"
+        )
+    return value
+
+
 def spark_dir() -> Path:
     """Where the Spark engine keeps its raw Parquet, tables and local metastore."""
     data = Path(os.environ.get("SEGMENTATION_DATA_DIR", REPO_ROOT / "data"))

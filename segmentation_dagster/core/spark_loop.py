@@ -21,8 +21,6 @@ Nothing here imports dagster; the ``segmentation spark-run`` command calls :func
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -45,6 +43,7 @@ from segmentation_dagster.core import (
     registry,
     resegmentation,
     segments,
+    settings,
 )
 from segmentation_dagster.core import spark as engine
 from segmentation_dagster.core.settings import EXPECTATIONS_DIR
@@ -56,19 +55,11 @@ if TYPE_CHECKING:
 TABLES = ("customer_segments", "customer_segment_history")
 #: the default size of the sample the fit, the quality suite and the drift monitor work on
 SAMPLE_ROWS = 200_000
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def schema() -> str:
-    """The schema dbt builds the models in on Spark (``SEGMENTATION_SPARK_SCHEMA``, as in
-    profiles.yml), checked to be a plain name: it is part of every table name used here."""
-    value = os.environ.get("SEGMENTATION_SPARK_SCHEMA", "segmentation")
-    if not _SCHEMA.fullmatch(value):
-        raise ValueError(
-            f"SEGMENTATION_SPARK_SCHEMA={value!r}: expected a plain lower-case name "
-            "(letters, digits, _)"
-        )
-    return value
+    """The models' schema on Spark (:func:`settings.spark_schema`, checked)."""
+    return settings.spark_schema()
 
 
 class QualityGateFailed(RuntimeError):

@@ -113,10 +113,10 @@ def spark_engine() -> dg.Definitions:
     if settings.engine() != "spark":
         return dg.Definitions()
     # the Spark settings are checked here, before any run loads files it cannot finish
+    # (the settings' own checks: core.spark_loop would import scikit-learn at load time)
     from segmentation_dagster.core import spark as engine
-    from segmentation_dagster.core import spark_loop
 
-    spark_loop.schema()
+    settings.spark_schema()
     engine.metastore_folder(settings.spark_dir() / "metastore")
     engine.driver_memory()
     daily = dg.ScheduleDefinition(
