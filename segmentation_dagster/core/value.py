@@ -301,24 +301,36 @@ class Models:
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
         X = train.select(FEATURES).to_numpy()  # noqa: N806
-        churn = HistGradientBoostingClassifier(
-            max_iter=200, learning_rate=0.05, min_samples_leaf=40, random_state=seed
-        ).fit(X, train["churned"].to_numpy())
-        # a hurdle: P(buy) from the classifier, times the spend of those who buy
-        bought = train["spend"].to_numpy() > 0
-        spend = HistGradientBoostingRegressor(
-            loss="gamma", max_iter=200, learning_rate=0.05, min_samples_leaf=40,
-            random_state=seed,
-        ).fit(X[bought], train["spend"].to_numpy()[bought])  # fmt: skip
+        with _one_thread():
+            churn = HistGradientBoostingClassifier(
+                max_iter=200, learning_rate=0.05, min_samples_leaf=40, random_state=seed
+            ).fit(X, train["churned"].to_numpy())
+            # a hurdle: P(buy) from the classifier, times the spend of those who buy
+            bought = train["spend"].to_numpy() > 0
+            spend = HistGradientBoostingRegressor(
+                loss="gamma", max_iter=200, learning_rate=0.05, min_samples_leaf=40,
+                random_state=seed,
+            ).fit(X[bought], train["spend"].to_numpy()[bought])  # fmt: skip
         return cls(churn, spend)
 
     def predict(self, feats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(P(no purchase in the horizon), expected spend in it)."""
         X = feats.select(FEATURES).to_numpy()  # noqa: N806
         classes = list(self.churn.classes_)  # type: ignore[attr-defined]
-        proba = self.churn.predict_proba(X)  # type: ignore[attr-defined]
+        with _one_thread():
+            proba = self.churn.predict_proba(X)  # type: ignore[attr-defined]
+            spend = self.spend.predict(X)  # type: ignore[attr-defined]
         risk = proba[:, classes.index(True)] if True in classes else np.zeros(len(X))
-        return risk, (1 - risk) * np.maximum(self.spend.predict(X), 0.0)  # type: ignore[attr-defined]
+        return risk, (1 - risk) * np.maximum(spend, 0.0)
+
+
+def _one_thread():  # noqa: ANN202
+    """The trees are grown on one OpenMP thread: a split of a 100k-row sample is too little work
+    to share, and the threads meet at a barrier after every split, where on a shared 2-core
+    machine they wait for each other."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float | None:
