@@ -9,7 +9,7 @@ from benchmarks import bench
 
 @pytest.mark.slow  # the benchmark, end to end
 def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
-    argv = ["--events", "15000", "--customers", "400", "--days", "30",
+    argv = ["--events", "15000", "--customers", "400", "--days", "30", "--refreshes", "2",
             "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]  # fmt: skip
     assert bench.main(argv) == 0
     report = json.loads((tmp_path / "results" / "bench_15000_400.json").read_text())
@@ -28,6 +28,10 @@ def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
     # ... in its own process: loading the code location is reported apart from the run
     assert platform["daily_refresh_load_s"] > 0
     assert platform["daily_refresh_process_s"] > platform["daily_refresh_s"]
+    # twice, on the same history put back between them
+    runs = platform["daily_refresh_runs_s"]
+    assert len(runs) == 2 and round(platform["daily_refresh_s"], 1) == max(runs)
+    assert not (tmp_path / "work" / "15000_400" / ".before_refresh").exists()
     assert len(list((tmp_path / "work" / "15000_400" / "landing" / "events").iterdir())) == 30
     md = (tmp_path / "results" / "bench_15000_400.md").read_text()
     assert (
