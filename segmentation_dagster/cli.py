@@ -175,8 +175,9 @@ def print_spark_summary(paths: Paths) -> None:
           f"{settings.spark_dir() / 'raw'})")  # fmt: skip
     print(f"model    champion v{version}: {algorithm}, {k} segments, fitted on {n:,} customers")
     print(f"         last decision: {decision}")
-    print(f"segments Spark tables {schema}.customer_segments and "
-          f"{schema}.customer_segment_history (metastore in {settings.spark_dir()})")  # fmt: skip
+    print(f"segments Spark tables {schema}.customer_segments, "
+          f"{schema}.customer_segment_history and {schema}.segment_migrations "
+          f"(metastore in {settings.spark_dir()})")  # fmt: skip
 
 
 def print_summary(paths: Paths) -> None:

@@ -339,3 +339,20 @@ def test_a_new_group_is_taken_without_giving_up_segments_the_customers_still_hol
     assert (ids[movers] == new).mean() > 0.95
     others = np.setdiff1d(np.arange(df.height), movers)
     assert (ids[others] == current[others]).mean() > 0.99
+
+
+def test_the_migration_pivot_leaves_cells_of_too_few_customers_empty():
+    matrix = pl.DataFrame(
+        {"from_segment": [None, 0, 0, 1, 1], "to_segment": [0, 0, 1, 1, None],
+         "customers": [40, 120, 3, 95, 12]},
+        schema={"from_segment": pl.Int32, "to_segment": pl.Int32, "customers": pl.UInt32},
+    )  # fmt: skip
+    labels = {0: "loyal (0)", 1: "lapsed (1)"}
+    pivot = lifecycle.migration_pivot(matrix, labels, min_group_size=10)
+    rows = {r["from_segment"]: r for r in pivot.to_dicts()}
+    assert pivot.columns == ["from_segment", "loyal (0)", "lapsed (1)", "left"]
+    assert rows["loyal (0)"] == {"from_segment": "loyal (0)", "loyal (0)": 120,
+                                 "lapsed (1)": None, "left": 0}  # fmt: skip
+    assert rows["new"]["loyal (0)"] == 40 and rows["new"]["lapsed (1)"] == 0
+    assert rows["lapsed (1)"]["left"] == 12
+    assert lifecycle.migration_pivot(matrix, labels)["lapsed (1)"].to_list() == [3, 95, 0]

@@ -149,3 +149,28 @@ def test_ingestion_drops_erased_customers_before_anything_is_kept(paths):
     assert report.rows_erased == 2 and report.rows_inserted == 1
     assert con.execute("select count(*) from raw.quarantine").fetchall()[0][0] == 0
     assert con.execute("select customer_id from raw.events").fetchall() == [("keep",)]
+
+
+def test_forget_deletes_what_a_killed_export_left_and_nothing_else(tmp_path, monkeypatch):
+    """A killed export leaves the whole list in a hidden temp file (DuckDB engine) or a hidden
+    folder of Spark's parts: forget deletes both; other hidden files and links are left."""
+    monkeypatch.setenv(privacy.KEY_ENV, "k" * 32)
+    exports = tmp_path / "exports"
+    spark_parts = exports / ".segments_2026-01-02_v0001.parquet.spark"
+    spark_parts.mkdir(parents=True)
+    pl.DataFrame({"customer_id": ["gone", "kept"]}).write_parquet(spark_parts / "part-0.parquet")
+    temp = exports / ".segments_2026-01-02_v0001.csv.tmp"
+    temp.write_text("customer_id\ngone\n")
+    other = exports / ".keep_me"
+    other.write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data.parquet").write_bytes(b"x")
+    (exports / ".segments_link.spark").symlink_to(outside)
+    listed = exports / "segments_2026-01-01_v0001.parquet"
+    pl.DataFrame({"customer_id": ["gone", "kept"], "segment_id": [1, 2]}).write_parquet(listed)
+    erased = privacy.forget_files(tmp_path / "data", [exports], ["gone"])
+    assert not spark_parts.exists() and not temp.exists()
+    assert other.exists() and (outside / "data.parquet").exists()
+    assert pl.read_parquet(listed)["customer_id"].to_list() == ["kept"]
+    assert sum(1 for f in erased.files if "killed export" in f) == 2

@@ -2,6 +2,7 @@
 as on DuckDB, from the same raw data. Runs where the Spark extra and Java are installed
 (`make install-spark`); skipped elsewhere."""
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -90,7 +91,14 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
     import duckdb
     from sklearn.metrics import adjusted_rand_score
 
-    from segmentation_dagster.core import registry, resegmentation, segments, spark_loop
+    from segmentation_dagster.core import (
+        lifecycle,
+        privacy,
+        registry,
+        resegmentation,
+        segments,
+        spark_loop,
+    )
 
     db = engines.build_demo(tmp_path / "duck", customers=300, days=30, seed=5)
     monkeypatch.setenv("SEGMENTATION_DUCKDB_PATH", str(db))
@@ -102,8 +110,10 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
     spark_engine.export_raw(con, tmp_path / "parquet")
     con.close()
     control = duckdb.connect(str(tmp_path / "control.duckdb"))
+    exports, secret = tmp_path / "exports", b"a key of thirty-two characters!!"
     first = spark_loop.run(spark, control, tmp_path / "parquet", tmp_path / "models",
-                           tmp_path / "spark")  # fmt: skip
+                           tmp_path / "spark", export_dir=exports,
+                           export_secret=secret)  # fmt: skip
     db_ = spark_loop.schema()
     table = pl.from_arrow(spark.sql(f"select * from {db_}.customer_segments").toArrow())
     assert first.customers == table.height == on_duckdb.height
@@ -116,6 +126,19 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
     assert both.height == table.height
     assert adjusted_rand_score(both["segment_id"], both["segment_id_spark"]) >= 0.99
     assert table["segment_name"].null_count() == 0 and (table["model_version"] == 1).all()
+    # the export, written by Spark as one file each: keyed pseudonyms, everyone joined
+    full = pl.read_parquet(first.export.full)
+    named = privacy.pseudonymise(table.select("customer_id", "segment_id"), secret)
+    assert full.sort(privacy.PSEUDONYM).select(named.columns).equals(named.sort(privacy.PSEUDONYM))
+    assert full[privacy.PSEUDONYM].is_sorted() and "customer_id" not in full.columns
+    assert pl.read_csv(first.export.full.with_suffix(".csv")).height == table.height
+    changes = pl.read_parquet(first.export.changes)
+    assert first.export.joined == changes.height == table.height and first.export.left == 0
+    assert not list(exports.glob(".*"))  # Spark's part folders are gone
+    moved = first.migrations  # the first assignment: everyone joined
+    assert moved.previous is None and moved.unchanged_share is None
+    assert moved.matrix["from_segment"].null_count() == moved.matrix.height
+    assert dict(moved.matrix.select("to_segment", "customers").iter_rows()) == first.sizes
 
     # a run killed inside the swap: the old table already dropped, the complete new one still
     # under its staged name, and a staged folder the catalog never registered (killed while
@@ -133,22 +156,89 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
 
     # a second run on the same data: a re-segmentation recorded, the same assignment, the
     # history's partition of that snapshot and version replaced, not appended to
+    # the pseudonym UDF is privacy.pseudonyms, for any text
+    odd = ["é", "日本", "", " x", 'a,b"c']
+    frame = spark.createDataFrame([(i,) for i in odd], "customer_id string")
+    udf = spark_loop._pseudonym_udf(secret)
+    assert [r[0] for r in frame.select(udf("customer_id")).collect()] == privacy.pseudonyms(
+        odd, secret
+    )
+    # the last export before the next run: written with raw ids, a day older; since then five
+    # customers arrived, every seventh moved, one left
+    prior = table.select("customer_id", "segment_id").head(table.height - 5)
+    prior = pl.concat(
+        [
+            prior.with_columns(
+                pl.when(pl.int_range(pl.len()) % 7 == 0)
+                .then((pl.col("segment_id") + 1) % 3)
+                .otherwise(pl.col("segment_id"))
+                .cast(pl.Int32)
+            ),
+            pl.DataFrame({"customer_id": ["gone-1"], "segment_id": [0]}, schema=prior.schema),
+        ]
+    )
+    older = exports / "segments_2000-01-01_v0001.parquet"
+    prior.write_parquet(older)
+    segments.record_export(control, dt.date(2000, 1, 1), 1, older, older, prior.height, 0, 0)
+    killed = exports / ".segments_2026-01-01_v0001.parquet.spark"  # a killed export's parts
+    killed.mkdir()
+    (killed / "part-00000.parquet").write_bytes(b"half")
     again = spark_loop.run(spark, control, tmp_path / "parquet", tmp_path / "models",
-                           tmp_path / "spark")  # fmt: skip
+                           tmp_path / "spark", export_dir=exports,
+                           export_secret=secret)  # fmt: skip
     assert again.outcome.version == 2 and again.customers == table.height
     history = spark.sql(
         f"select model_version, count(*) as n from {db_}.customer_segment_history "
         "group by model_version"
     ).toPandas()
     assert history["n"].max() == table.height and history["n"].sum() <= 2 * table.height
+    assert not killed.exists()
+    # the second export's changes: since that older export (its raw ids pseudonymised to
+    # compare), as lifecycle.membership_changes has them
+    second = pl.read_parquet(again.export.full)
+    as_ids = {privacy.PSEUDONYM: "customer_id"}
+    want = lifecycle.membership_changes(
+        privacy.pseudonymise(prior, secret).rename(as_ids),
+        second.select(privacy.PSEUDONYM, "segment_id").rename(as_ids),
+    )
+    got = pl.read_parquet(again.export.changes).rename(as_ids)
+    assert got.equals(want.select(got.columns)), (got, want)
+    assert again.export.joined > 5 and again.export.left > 1
+    assert again.export.joined + again.export.left == got.height
+    # migrations, against an earlier assignment put in the history (a day before, other
+    # segments for some, without the last ten customers): as lifecycle.migration_matrix has them
+    now = table.select("customer_id", "segment_id")
+    earlier = now.head(now.height - 10).with_columns(
+        pl.col("segment_id").shift(3).fill_null(pl.col("segment_id"))
+    )
+    day = table["snapshot_date"].cast(pl.Date).max() - dt.timedelta(days=1)
+    spark.createDataFrame(
+        earlier.with_columns(
+            snapshot_date=pl.lit(day), model_version=pl.lit(1, pl.Int32)
+        ).to_pandas()
+    ).createOrReplaceTempView("earlier")
+    spark.sql(f"insert into {db_}.customer_segment_history partition (snapshot_date, "
+              "model_version) select * from earlier")  # fmt: skip
+    moved = spark_loop.migrations(spark, db_)
+    assert moved.previous == (day, 1) and moved.current[1] == again.champion_version
+    assert moved.matrix.equals(lifecycle.migration_matrix(earlier, now)), moved.matrix
+    assert moved.unchanged_share == lifecycle.unchanged_share(earlier, now) < 1
+    stored = spark.table(f"{db_}.segment_migrations").toPandas()
+    assert len(stored) == moved.matrix.height and stored["customers"].sum() == table.height
 
     # `segmentation forget` on this engine: the warehouse erased, the raw Parquet rewritten
     # from it, every Spark table rewritten without the customer
-    from segmentation_dagster.core import privacy
 
     victim = table["customer_id"][0]
     con = duckdb.connect(str(db))
-    privacy.forget(con, tmp_path / "duck", [], [victim])
+    monkeypatch.setenv(privacy.KEY_ENV, secret.decode())  # the key the exports were made with
+    erased = privacy.forget(con, tmp_path / "duck", [exports], [victim])
+    mark = privacy.pseudonyms([victim], secret)[0]
+    for f in exports.glob("*.parquet"):  # Spark's (pseudonyms) and the older one (raw ids)
+        listed = pl.read_parquet(f)
+        ids = listed[privacy.PSEUDONYM if privacy.PSEUDONYM in listed.columns else "customer_id"]
+        assert mark not in ids.to_list() and victim not in ids.to_list(), f
+    assert len(erased.files) >= 3  # both lists and a changes file held the customer
     spark_engine.export_raw(con, tmp_path / "parquet")
     con.close()
     spark_engine.register_raw(spark, tmp_path / "parquet")
@@ -218,6 +308,15 @@ def test_segmentation_run_on_the_spark_engine_twice(tmp_path):
     assert 0 < n_segments <= n_features[0]
     assert rows and all(n == n_segments for _, _, n in rows)
     assert (spark_dir / "raw" / "events" / "part-0.parquet").exists()
+    # Spark wrote the membership exports, one file each, with keyed pseudonyms
+    from segmentation_dagster.core import privacy
+
+    lists = sorted(shop.paths.export_dir.glob("segments_*_v*[0-9].parquet"))
+    assert lists and (shop.paths.export_dir / f"{lists[-1].stem}.csv").exists()
+    assert (
+        con.execute("select count(*) from read_parquet(?)", [str(lists[-1])]).fetchall()[0][0]
+        == n_segments
+    )
 
     # `segmentation forget` reaches the Spark engine's files: raw Parquet and every table
     import subprocess
@@ -234,6 +333,10 @@ def test_segmentation_run_on_the_spark_engine_twice(tmp_path):
     )  # fmt: skip
     assert forget.returncode == 0, forget.stderr[-2000:]
     assert "spark:segmentation.customer_segments" in forget.stdout
+    mark = privacy.pseudonyms([victim], privacy.key(shop.paths.data_dir))[0]
+    for f in shop.paths.export_dir.glob("*.parquet"):
+        assert mark not in pl.read_parquet(f)[privacy.PSEUDONYM].to_list(), f
+    assert str(lists[-1]) in forget.stdout  # the export file named among those rewritten
     assert "rewrote the Spark engine's raw Parquet from the erased warehouse: events" in (
         forget.stdout
     )

@@ -608,6 +608,37 @@ def migration_matrix(previous: pl.DataFrame, current: pl.DataFrame) -> pl.DataFr
     )
 
 
+def migration_pivot(
+    matrix: pl.DataFrame, labels: dict[int, str], min_group_size: int = 0
+) -> pl.DataFrame:
+    """from x to, rows and columns in segment-id order, labelled "name (id)"; customers who
+    are new or left are the "new" row and the "left" column. A cell of fewer than
+    ``min_group_size`` customers (but some) is empty: too few to publish."""
+
+    def label(col: str, missing: str) -> pl.Expr:
+        return (
+            pl.col(col).replace_strict(labels, default=None, return_dtype=pl.String)
+            .fill_null(pl.col(col).cast(pl.String)).fill_null(missing)
+        )  # fmt: skip
+
+    order = [labels.get(i, str(i)) for i in sorted(matrix["to_segment"].drop_nulls().unique())]
+    small = pl.col("customers") < min_group_size
+    pivot = (
+        matrix.sort("from_segment", "to_segment", nulls_last=True)
+        .with_columns(
+            from_segment=label("from_segment", "new"),
+            to=label("to_segment", "left"),
+            customers=pl.when(small).then(-1).otherwise(pl.col("customers").cast(pl.Int64)),
+        )
+        .pivot(on="to", index="from_segment", values="customers")
+        .fill_null(0)  # no customer moved that way
+    )
+    cols = [c for c in order if c in pivot.columns] + (["left"] if "left" in pivot.columns else [])
+    return pivot.select(
+        "from_segment", *[pl.when(pl.col(c) >= 0).then(pl.col(c)).alias(c) for c in cols]
+    )
+
+
 def unchanged_share(previous: pl.DataFrame, current: pl.DataFrame) -> float:
     """Share of customers present in both whose segment id did not change."""
     j = previous.join(current, on="customer_id", how="inner", suffix="_now")

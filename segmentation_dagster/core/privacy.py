@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,12 +250,24 @@ def forget_files(data_dir: Path, file_dirs: Iterable[Path], customer_ids: list[s
     return Erasure({}, _erase_files(file_dirs, ids, marks))
 
 
+#: what a killed export leaves behind in the exports folder (hidden, never valid output, and
+#: holding the whole membership list): a temp file, or the folder of Spark's part files
+_KILLED_EXPORT = re.compile(r"\.segments_[^/]*\.(tmp|spark)")
+
+
 def _erase_files(file_dirs: Iterable[Path], ids: list[str], marks: list[str]) -> dict[str, int]:
     files: dict[str, int] = {}
     for folder in file_dirs:
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):  # the folder's own files, no link followed
+            if _KILLED_EXPORT.fullmatch(path.name) and not path.is_symlink():
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                files[f"{path} (left by a killed export: deleted)"] = 1
+                continue
             if path.is_symlink() or not path.is_file() or path.name.startswith("."):
                 continue
             if path.suffix not in (".parquet", ".csv"):

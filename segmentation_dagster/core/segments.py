@@ -224,10 +224,17 @@ def _ensure_exports(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def last_export(con: duckdb.DuckDBPyConnection) -> Path | None:
-    """The full list written by the latest export (None before the first)."""
+def last_export(con: duckdb.DuckDBPyConnection, other_than: Path | None = None) -> Path | None:
+    """The full list written by the latest export (None before the first) other than
+    ``other_than``: a re-run of the same snapshot and model rewrites that file, and its
+    changes are those since the export before it."""
     _ensure_exports(con)
-    row = one(con, f"select full_path from {EXPORTS_TABLE} order by exported_at desc limit 1")
+    row = one(
+        con,
+        f"select full_path from {EXPORTS_TABLE} where full_path is distinct from ? "
+        "order by exported_at desc limit 1",
+        [str(other_than) if other_than else None],
+    )
     return Path(row[0]) if row else None
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,11 @@ def session(
         for key, value in conf.items():
             spark.conf.set(key, value)
         return spark
+    if master.startswith("local"):
+        # Python workers (the export's pseudonym UDF) run this interpreter, which has pandas
+        # and pyarrow, not whichever python3 is first on PATH (pyspark reads only the
+        # environment variable, when the session's context starts)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master).appName("segmentation_dagster")
     builder = builder.config("spark.sql.warehouse.dir", str(warehouse_dir))
     settings = dict(SESSION_CONF) | (LOCAL_CONF if master.startswith("local") else {})
@@ -103,11 +109,22 @@ def session(
 def metastore_folder(metastore: Path) -> str:
     """``metastore`` as an absolute path, if it holds only letters, digits and / . _ -: it
     goes into a JDBC URL and a JVM flag."""
-    folder = str(metastore.resolve())
+    return plain_folder(metastore, "the Spark metastore folder (SEGMENTATION_SPARK_DIR)")
+
+
+def export_folder(path: Path) -> str:
+    """The exports folder Spark writes to, checked as :func:`plain_folder`."""
+    return plain_folder(path, "the exports folder (SEGMENTATION_EXPORT_DIR)")
+
+
+def plain_folder(path: Path, what: str) -> str:
+    """``path`` as an absolute path, if it holds only letters, digits and / . _ -: Spark and
+    Hadoop read glob characters, ':' and spaces in a path as more than a name."""
+    folder = str(path.resolve())
     if not _PLAIN_PATH.fullmatch(folder):
         raise ValueError(
-            f"the Spark metastore folder {folder!r} may hold only letters, digits and "
-            "/ . _ - (set SEGMENTATION_SPARK_DIR to such a folder)"
+            f"{what}: {folder!r} may hold only letters, digits and / . _ - "
+            "(set it to such a folder)"
         )
     return folder
 

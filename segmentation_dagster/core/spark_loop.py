@@ -9,9 +9,10 @@ champion, decide, record) runs on it. Then every customer is assigned inside Spa
 champion compiled to SQL (:mod:`compiled`), with the same hysteresis as on DuckDB; the new
 ``customer_segments`` replaces the old one (written aside, then swapped) and is appended to
 ``customer_segment_history`` (partitioned by snapshot and model version, overwritten per
-partition, so a re-run replaces its own rows). Segment sizes, profiles and the behaviour drift
-of the sample against the model's reference come back as aggregates or samples, never as
-every customer.
+partition, so a re-run replaces its own rows). Segment sizes, profiles, the migrations from
+the assignment before (``segment_migrations``) and the behaviour drift of the sample against
+the model's reference come back as aggregates or samples, never as every customer; Spark
+itself writes the membership export (one Parquet and one CSV file, as on DuckDB).
 
 The model registry, its files and the decisions stay in the control database (a DuckDB file
 on ``con``), exactly as on the DuckDB engine: it holds one row per model, not per customer.
@@ -21,6 +22,7 @@ Nothing here imports dagster; the ``segmentation spark-run`` command calls :func
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import time
 from collections.abc import Callable
@@ -38,6 +40,7 @@ from segmentation_dagster.core import (
     compiled,
     drift,
     lifecycle,
+    privacy,
     profiling,
     quality,
     registry,
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 #: the tables the loop writes in the models' schema, besides dbt's
-TABLES = ("customer_segments", "customer_segment_history")
+TABLES = ("customer_segments", "customer_segment_history", "segment_migrations")
 #: the default size of the sample the fit, the quality suite and the drift monitor work on
 SAMPLE_ROWS = 200_000
 
@@ -79,7 +82,22 @@ class LoopResult:
     profiles: pl.DataFrame
     quality: list[quality.Outcome]
     drift: drift.BehaviourDrift
+    migrations: Migrations | None = None
+    export: Export | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """Customers moving between segments from the assignment before this one in the history
+    (``previous``: (snapshot date, model version), None for the first) to this one: the
+    ``matrix`` of :func:`lifecycle.migration_matrix` and the share of customers in both whose
+    segment stayed (None for the first)."""
+
+    current: tuple[object, int]
+    previous: tuple[object, int] | None
+    matrix: pl.DataFrame
+    unchanged_share: float | None
 
 
 def table_exists(spark: SparkSession, table: str) -> bool:
@@ -221,6 +239,239 @@ def assign(
     return int(spark.sql(f"select count(*) from {current}").first()[0])
 
 
+def migrations(spark: SparkSession, db: str) -> Migrations:
+    """:func:`lifecycle.migration_matrix` and :func:`lifecycle.unchanged_share` of
+    ``db.customer_segments`` against the assignment before it in the history, computed in
+    Spark (one row per pair of segments comes back) and written to ``db.segment_migrations``
+    with the snapshots and versions it compares."""
+    current, history = f"{db}.customer_segments", f"{db}.customer_segment_history"
+    cur = spark.sql(f"select max(snapshot_date), max(model_version) from {current}").first()
+    prev = spark.sql(
+        f"select snapshot_date, model_version from {history} "
+        "where not (snapshot_date = ? and model_version = ?) "
+        "order by snapshot_date desc, model_version desc limit 1",
+        args=[cur[0], cur[1]],
+    ).first()
+    before = (
+        spark.sql(
+            f"select customer_id, segment_id from {history} "
+            "where snapshot_date = ? and model_version = ?",
+            args=[prev[0], prev[1]],
+        )
+        if prev
+        else spark.sql(
+            "select cast(null as string) customer_id, cast(null as int) segment_id where false"
+        )  # fmt: skip
+    )
+    before.createOrReplaceTempView("migration_before")
+    joined = (
+        "migration_before b full outer join "
+        f"(select customer_id, segment_id from {current}) a on a.customer_id = b.customer_id"
+    )
+    matrix = pl.from_arrow(
+        spark.sql(
+            "select b.segment_id as from_segment, a.segment_id as to_segment, "
+            f"count(*) as customers from {joined} group by all"
+        ).toArrow()
+    )
+    matrix = matrix.with_columns(
+        pl.col("from_segment", "to_segment").cast(pl.Int32), pl.col("customers").cast(pl.UInt32)
+    ).sort("from_segment", "to_segment", nulls_last=True)
+    same, both = spark.sql(
+        "select count_if(a.segment_id = b.segment_id), count(*) from migration_before b "
+        f"join {current} a on a.customer_id = b.customer_id"
+    ).first()
+    spark.createDataFrame(
+        matrix.with_columns(
+            from_snapshot=pl.lit(prev[0] if prev else None, dtype=pl.Date),
+            from_model_version=pl.lit(prev[1] if prev else None, dtype=pl.Int32),
+            to_snapshot=pl.lit(cur[0], dtype=pl.Date),
+            to_model_version=pl.lit(cur[1], dtype=pl.Int32),
+        ).rows(),
+        "from_segment int, to_segment int, customers bigint, from_snapshot date, "
+        "from_model_version int, to_snapshot date, to_model_version int",
+    ).createOrReplaceTempView("migration_matrix")
+    table = f"{db}.segment_migrations"
+    recover(spark, table)
+    _replace(
+        spark,
+        table,
+        lambda staged: spark.sql(
+            f"create table {staged} using parquet as select * from migration_matrix"
+        ),  # fmt: skip
+    )
+    return Migrations(
+        current=(_day(cur[0]), int(cur[1])),
+        previous=(_day(prev[0]), int(prev[1])) if prev else None,
+        matrix=matrix,
+        unchanged_share=same / both if prev and both else None,
+    )
+
+
+def _day(value: object) -> object:
+    """A snapshot as a date (dbt-spark's snapshot_date may come back as a timestamp)."""
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+@dataclass(frozen=True)
+class Export:
+    """One export: the full list and the changes since the previous export (joined / left)."""
+
+    full: Path
+    changes: Path
+    customers: int
+    joined: int
+    left: int
+
+
+def export(
+    spark: SparkSession,
+    con: duckdb.DuckDBPyConnection,
+    db: str,
+    folder: Path,
+    secret: bytes | None,
+) -> Export:
+    """``db.customer_segments`` as the DuckDB engine's ``segment_export`` writes it, written
+    by Spark: ``segments_<snapshot>_v<version>.parquet`` and ``.csv`` in ``folder`` (one file
+    each, the same columns; churn risk, expected spend and playbook are DuckDB-only steps and
+    stay empty) and ``..._changes`` against the previous export the registry on ``con``
+    records. Customers are keyed pseudonyms (:func:`privacy.pseudonyms`, in a vectorised UDF:
+    the key never enters the SQL text) unless ``secret`` is None (raw ids). The export is
+    recorded on ``con``; :func:`privacy.forget` erases its files like DuckDB's."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    ident = "customer_id" if secret is None else privacy.PSEUDONYM
+    folder = Path(engine.export_folder(folder))
+    rows = spark.table(f"{db}.customer_segments")
+    who = F.col("customer_id") if secret is None else _pseudonym_udf(secret)("customer_id")
+    current = rows.select(
+        who.alias(ident),
+        "segment_id",
+        "segment_name",
+        F.lit(None).cast("string").alias("playbook"),
+        F.lit(None).cast("double").alias("churn_risk"),
+        F.lit(None).cast("double").alias("expected_spend"),
+        "model_version",
+        F.col("snapshot_date").cast("date").alias("snapshot_date"),
+    ).cache()
+    try:
+        snapshot, version = current.agg(F.max("snapshot_date"), F.max("model_version")).first()
+        stem = f"segments_{snapshot}_v{int(version):04d}"
+        # a re-run of the same snapshot and model: its changes are since the export before
+        last = segments.last_export(con, other_than=folder / f"{stem}.parquet")
+        previous = _previous_export(spark, last, ident, secret)
+        old = previous.select(F.col(ident), F.col("segment_id").alias("was"))
+        both = old.join(current.select(ident, "segment_id"), ident, "full_outer")
+        moved = both.where(~F.col("was").eqNullSafe(F.col("segment_id")))
+        changes = (
+            moved.where(F.col("was").isNotNull())
+            .select(ident, F.col("was").alias("segment_id"), F.lit("left").alias("change"))
+            .unionByName(
+                moved.where(F.col("segment_id").isNotNull()).select(
+                    ident, "segment_id", F.lit("joined").alias("change")
+                )
+            )
+        )
+        n = current.count()
+        full = _write_one_file(current.orderBy(ident), folder, stem, n)
+        counts = dict(changes.groupBy("change").count().collect())
+        joined, left = int(counts.get("joined", 0)), int(counts.get("left", 0))
+        delta = _write_one_file(
+            changes.orderBy(ident, "change"), folder, stem + "_changes", joined + left
+        )
+    finally:
+        current.unpersist()
+    segments.record_export(con, snapshot, int(version), full, delta, n, joined, left)
+    return Export(full, delta, n, joined, left)
+
+
+def _pseudonym_udf(secret: bytes):  # noqa: ANN202
+    """:func:`privacy.pseudonyms` as a Spark pandas UDF over a string column. The function
+    is written out here with the standard library only (the test checks it gives the same
+    pseudonyms): Spark ships it to the executors by value, and they need not have this
+    package installed."""
+    import pandas as pd
+    from pyspark.sql.functions import pandas_udf
+
+    def pseudonym(ids: pd.Series) -> pd.Series:
+        import hashlib
+        import hmac
+
+        base = hmac.new(secret, digestmod=hashlib.sha256)
+
+        def one(i: object) -> str:
+            h = base.copy()
+            h.update(str(i).encode())
+            return h.hexdigest()[:32]
+
+        return ids.map(one)
+
+    # Spark reads the type hints to choose the UDF's kind; this module's annotations are
+    # strings (from __future__ import annotations), so the types are given here
+    pseudonym.__annotations__ = {"ids": pd.Series, "return": pd.Series}
+    return pandas_udf(pseudonym, "string")
+
+
+def _previous_export(spark: SparkSession, path: Path | None, ident: str, secret: bytes | None):  # noqa: ANN202
+    """(ident, segment_id) of the previous export (either engine's file); one written with raw
+    ids is pseudonymised to compare, as on DuckDB; none: an empty frame (everyone joins)."""
+    empty = spark.createDataFrame([], f"{ident} string, segment_id int")
+    if path is None or not path.is_file():
+        return empty
+    old = spark.read.parquet(path.resolve().as_uri())
+    if ident in old.columns:
+        return old.select(ident, old["segment_id"].cast("int"))
+    if "customer_id" in old.columns and secret is not None:
+        return old.select(
+            _pseudonym_udf(secret)("customer_id").alias(ident), old["segment_id"].cast("int")
+        )
+    return empty
+
+
+#: Spark's CSV writer trims spaces and escapes quotes with a backslash by default; the
+#: export's CSV keeps every value as it is and doubles quotes (RFC 4180), as polars does
+_CSV = {"header": True, "ignoreLeadingWhiteSpace": False, "ignoreTrailingWhiteSpace": False,
+        "escape": '"', "quote": '"'}  # fmt: skip
+
+
+def _write_one_file(df: object, folder: Path, stem: str, rows: int) -> Path:
+    """``df`` (``rows`` rows) as ``folder/<stem>.parquet`` and ``.csv``, one file each. Spark
+    writes a folder of parts: one part is written under a hidden temporary folder, checked
+    (the job's _SUCCESS marker, one part, and a part only when there are rows: parts the
+    driver cannot see mean the folder is not shared with the executors) and renamed into
+    place. A killed write's hidden folders are removed here and by ``forget``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for left in folder.glob(".segments_*.spark"):  # a killed write's parts: customers in them
+        if left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left, ignore_errors=True)
+    for ext in ("parquet", "csv"):
+        tmp = folder / f".{stem}.{ext}.spark"
+        shutil.rmtree(tmp, ignore_errors=True)
+        writer = df.coalesce(1).write.mode("overwrite").option("maxRecordsPerFile", 0)  # type: ignore[attr-defined]
+        if ext == "csv":
+            writer.options(**_CSV).csv(tmp.resolve().as_uri())
+        else:
+            writer.parquet(tmp.resolve().as_uri())
+        parts = sorted(tmp.glob(f"part-*.{ext}"))
+        if not (tmp / "_SUCCESS").exists() or len(parts) > 1 or (rows and not parts):
+            raise RuntimeError(
+                f"Spark's export to {tmp} left {len(parts)} part file(s) for {rows} rows: the "
+                "exports folder must be one file system the driver and the executors share"
+            )
+        if parts:
+            parts[0].replace(folder / f"{stem}.{ext}")
+        else:  # no rows and no part file: the columns alone, as the DuckDB engine writes them
+            empty = pl.from_arrow(df.limit(0).toArrow())  # type: ignore[attr-defined]
+            out = folder / f".{stem}.{ext}.tmp"
+            if ext == "csv":
+                empty.write_csv(out)
+            else:
+                empty.write_parquet(out)
+            out.replace(folder / f"{stem}.{ext}")
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder / f"{stem}.parquet"
+
+
 def profiles(spark: SparkSession, db: str, columns: list[str] | tuple[str, ...]) -> pl.DataFrame:
     """:func:`profiling.profile_segments` of ``db.customer_segments``, aggregated in Spark."""
     cols = [compiled.name(c) for c in columns]
@@ -318,8 +569,12 @@ def run(
     seed: int = 0,
     drift_config: drift.DriftConfig | None = None,
     report_dir: Path | None = None,
+    export_dir: Path | None = None,
+    export_secret: bytes | None = None,
 ) -> LoopResult:
-    """The whole loop on ``spark`` (see the module docstring); the registry on ``con``."""
+    """The whole loop on ``spark`` (see the module docstring); the registry on ``con``. With
+    ``export_dir``, the segment membership is exported there (:func:`export`; pseudonyms keyed
+    by ``export_secret``, raw ids when it is None)."""
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be a whole number >= 1, got {sample_rows!r}")
     timings: dict[str, float] = {}
@@ -349,6 +604,7 @@ def run(
         .itertuples(index=False, name=None)
     )
     prof = profiles(spark, db, model.plan.used)
+    moved = migrations(spark, db)
     timings["assign_profile_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -359,8 +615,14 @@ def run(
     snapshot = features["snapshot_date"].max()
     name = f"behaviour_drift_{snapshot}_ref{version:04d}.html"
     report = (report_dir or work_dir / "reports") / name
-    moved = drift.behaviour_drift(reference, current, columns, config, report)
+    shift = drift.behaviour_drift(reference, current, columns, config, report)
     timings["drift_s"] = time.perf_counter() - t
+
+    exported = None
+    if export_dir is not None:
+        t = time.perf_counter()
+        exported = export(spark, con, db, export_dir, export_secret)
+        timings["export_s"] = time.perf_counter() - t
     return LoopResult(
         outcome=outcome,
         champion_version=version,
@@ -369,6 +631,8 @@ def run(
         sizes={int(k): int(v) for k, v in sizes.items()},
         profiles=prof,
         quality=checked,
-        drift=moved,
+        drift=shift,
+        migrations=moved,
+        export=exported,
         timings={k: round(v, 2) for k, v in timings.items()},
     )

@@ -367,27 +367,6 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def _migration_pivot(matrix: pl.DataFrame, labels: dict[int, str]) -> pl.DataFrame:
-    """from x to, rows and columns in segment-id order, labelled "name (id)"; customers who
-    are new or left are the "new" row and the "left" column."""
-
-    def label(col: str, missing: str) -> pl.Expr:
-        return (
-            pl.col(col).replace_strict(labels, default=None, return_dtype=pl.String)
-            .fill_null(pl.col(col).cast(pl.String)).fill_null(missing)
-        )  # fmt: skip
-
-    order = [labels.get(i, str(i)) for i in sorted(matrix["to_segment"].drop_nulls().unique())]
-    pivot = (
-        matrix.sort("from_segment", "to_segment", nulls_last=True)
-        .with_columns(from_segment=label("from_segment", "new"), to=label("to_segment", "left"))
-        .pivot(on="to", index="from_segment", values="customers")
-        .fill_null(0)
-    )
-    cols = [c for c in order if c in pivot.columns] + (["left"] if "left" in pivot.columns else [])
-    return pivot.select("from_segment", *cols)
-
-
 @dg.asset(
     group_name="segmentation",
     kinds={"duckdb"},
@@ -409,7 +388,7 @@ def segment_migrations(warehouse: WarehouseResource) -> dg.MaterializeResult:
         replace_table(con, MIGRATIONS_TABLE, matrix)
         labels = registry.labels(con)
     unchanged = lifecycle.unchanged_share(previous, current) if prev else None
-    pivot = _migration_pivot(matrix, labels)
+    pivot = lifecycle.migration_pivot(matrix, labels, project.load().privacy.min_group_size)
     return dg.MaterializeResult(
         metadata={
             "from": f"{prev[0]} v{prev[1]}" if prev else "nothing (first assignment)",
@@ -453,7 +432,9 @@ def segment_export(warehouse: WarehouseResource, exports: ExportResource) -> dg.
     joined or left a segment). Customers appear as keyed pseudonyms (privacy.export_ids)."""
     with warehouse.connect() as con:
         current = segments.export_list(con)
-        prev = segments.last_export(con)
+        snapshot, version = current["snapshot_date"].max(), int(current["model_version"].max())
+        stem = f"segments_{snapshot}_v{version:04d}"
+        prev = segments.last_export(con, other_than=exports.dir / f"{stem}.parquet")
         ident = _export_identity(current)
         if ident == privacy.PSEUDONYM:
             current = privacy.pseudonymise(current, privacy.key(Paths.from_env().data_dir))
@@ -462,8 +443,6 @@ def segment_export(warehouse: WarehouseResource, exports: ExportResource) -> dg.
             previous.rename({ident: "customer_id"}),
             current.select(ident, "segment_id").rename({ident: "customer_id"}),
         ).rename({"customer_id": ident})
-        snapshot, version = current["snapshot_date"].max(), int(current["model_version"].max())
-        stem = f"segments_{snapshot}_v{version:04d}"
         full = exports.write(current, stem)
         delta = exports.write(changes, stem + "_changes")
         n_joined = changes.filter(pl.col("change") == "joined").height

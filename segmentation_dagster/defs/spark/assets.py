@@ -7,12 +7,13 @@ here exists with the default engine (duckdb)."""
 
 import dagster as dg
 
-from segmentation_dagster.core import privacy, project, settings
+from segmentation_dagster.core import lifecycle, privacy, project, registry, settings
 from segmentation_dagster.defs.automation.schedules import daily_refresh_schedule
 from segmentation_dagster.defs.config import AssignmentConfig, SegmentationConfig
 from segmentation_dagster.defs.metadata import table
 from segmentation_dagster.defs.resources import (
     DUCKDB_POOL,
+    ExportResource,
     ModelStoreResource,
     ReportsResource,
     WarehouseResource,
@@ -41,12 +42,15 @@ def _spark_segments(
     warehouse: WarehouseResource,
     model_store: ModelStoreResource,
     reports: ReportsResource,
+    exports: ExportResource,
 ) -> dg.MaterializeResult:
     """customer_features, the re-segmentation and every customer's segment, on Spark: the raw
     tables go to Parquet, dbt builds the features on the ``spark`` target, the model is fitted
-    and gated on a fixed-size sample and recorded in the registry, and customer_segments and
-    its history are written inside Spark. Sizes and profiles of segments smaller than
-    privacy.min_group_size are suppressed here as everywhere."""
+    and gated on a fixed-size sample and recorded in the registry, and customer_segments, its
+    history and the migrations from the assignment before are written inside Spark, and the
+    membership is exported (pseudonymised as on DuckDB) to the exports folder. Sizes and
+    profiles of segments smaller than privacy.min_group_size are suppressed here as
+    everywhere."""
     from segmentation_dagster.core import spark as engine
     from segmentation_dagster.core import spark_loop
 
@@ -58,6 +62,8 @@ def _spark_segments(
     life = config.segmentation.lifecycle(cfg.lifecycle, selection)
     folder = settings.spark_dir()
     spark = engine.configured_session()
+    raw_ids = cfg.privacy.export_ids == "raw"
+    secret = None if raw_ids else privacy.key(settings.Paths.from_env().data_dir)
     with warehouse.connect() as con:  # the registry's writer for the whole run
         engine.export_raw(con, folder / "raw")
         result = spark_loop.run(
@@ -65,7 +71,9 @@ def _spark_segments(
             selection=selection, life=life,
             assignment=config.assignment.assignment(cfg.assignment),
             sample_rows=config.sample_rows, seed=selection.seed, report_dir=reports.dir,
+            export_dir=exports.dir, export_secret=secret,
         )  # fmt: skip
+        labels = registry.labels(con)
     decision = result.outcome.result.decision
     context.log.info(f"model v{result.outcome.version}: {decision.reason}")
     small = privacy.small_segments(result.sizes, cfg.privacy.min_group_size)
@@ -74,6 +82,17 @@ def _spark_segments(
         small, ["size", "share", "description"],
     )  # fmt: skip
     failed = [o for o in result.quality if not o.success]
+    moved = result.migrations
+    migrations = {
+        "migrations_from": f"{moved.previous[0]} v{moved.previous[1]}"
+        if moved.previous
+        else "nothing (first assignment)",
+        "migrations_to": f"{moved.current[0]} v{moved.current[1]}",
+        "unchanged_share": moved.unchanged_share,
+        "migrations": table(
+            lifecycle.migration_pivot(moved.matrix, labels, cfg.privacy.min_group_size)
+        ),
+    } if moved else {}  # fmt: skip
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": result.customers,
@@ -84,6 +103,17 @@ def _spark_segments(
             "decision": decision.reason,
             "sample_rows": result.sample_rows,
             "profiles": table(profiles),
+            **migrations,
+            **(
+                {
+                    "full_list": dg.MetadataValue.path(str(result.export.full)),
+                    "changes": dg.MetadataValue.path(str(result.export.changes)),
+                    "joined": result.export.joined,
+                    "left": result.export.left,
+                }
+                if result.export
+                else {}
+            ),
             "quality_warnings": dg.MetadataValue.json(
                 [f"{o.expectation.type} {o.expectation.kwargs}" for o in failed]
             ),
@@ -118,6 +148,7 @@ def spark_engine() -> dg.Definitions:
 
     settings.spark_schema()
     engine.metastore_folder(settings.spark_dir() / "metastore")
+    engine.export_folder(settings.Paths.from_env().export_dir)
     engine.driver_memory()
     daily = dg.ScheduleDefinition(
         name="spark_daily_schedule",
