@@ -160,6 +160,9 @@ def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):
         before = con.sql(
             "select customer_id, segment_id, snapshot_date from segmentation.customer_segments"
         ).pl()
+    exported = sorted(p.export_dir.glob("*_changes.parquet"))
+    changes = exported[-1]
+    changed = pl.read_parquet(changes)  # the first export: everyone joined
     result = materialize_all(p)
     assert result.success
     with connect(p.duckdb_path) as con:
@@ -180,8 +183,12 @@ def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):
     }
     assert meta["raw_events"]["rows_inserted"].value == 0
     assert meta["segmentation_model"]["promoted"].value is False
-    changes = sorted(p.export_dir.glob("*_changes.parquet"))
-    assert pl.read_parquet(changes[-1]).height == 0
+    # the same snapshot and model: the export's files are rewritten as they were, and its
+    # changes are still those since the export before it (none: everyone joined), not a
+    # comparison with itself
+    assert sorted(p.export_dir.glob("*_changes.parquet")) == exported
+    assert changed.height == before.height and set(changed["change"]) == {"joined"}
+    assert pl.read_parquet(changes).equals(changed)
 
 
 def test_a_purchases_only_log_runs_end_to_end(paths):
