@@ -255,19 +255,28 @@ def forget_files(data_dir: Path, file_dirs: Iterable[Path], customer_ids: list[s
 _KILLED_EXPORT = re.compile(r"\.segments_[^/]*\.(tmp|spark)")
 
 
+def remove_killed_exports(folder: Path) -> list[Path]:
+    """Delete what killed exports left in ``folder`` (its own entries, no link followed);
+    returns what was deleted."""
+    gone = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if _KILLED_EXPORT.fullmatch(path.name) and not path.is_symlink():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            gone.append(path)
+    return gone
+
+
 def _erase_files(file_dirs: Iterable[Path], ids: list[str], marks: list[str]) -> dict[str, int]:
     files: dict[str, int] = {}
     for folder in file_dirs:
         if not folder.is_dir():
             continue
+        for path in remove_killed_exports(folder):
+            files[f"{path} (left by a killed export: deleted)"] = 1
         for path in sorted(folder.iterdir()):  # the folder's own files, no link followed
-            if _KILLED_EXPORT.fullmatch(path.name) and not path.is_symlink():
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-                files[f"{path} (left by a killed export: deleted)"] = 1
-                continue
             if path.is_symlink() or not path.is_file() or path.name.startswith("."):
                 continue
             if path.suffix not in (".parquet", ".csv"):

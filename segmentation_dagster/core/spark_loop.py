@@ -371,6 +371,7 @@ def export(
                     ident, "segment_id", F.lit("joined").alias("change")
                 )
             )
+            .cache()  # counted, then written: the join with the previous export runs once
         )
         n = current.count()
         full = _write_one_file(current.orderBy(ident), folder, stem, n)
@@ -379,6 +380,7 @@ def export(
         delta = _write_one_file(
             changes.orderBy(ident, "change"), folder, stem + "_changes", joined + left
         )
+        changes.unpersist()
     finally:
         current.unpersist()
     segments.record_export(con, snapshot, int(version), full, delta, n, joined, left)
@@ -441,9 +443,7 @@ def _write_one_file(df: object, folder: Path, stem: str, rows: int) -> Path:
     driver cannot see mean the folder is not shared with the executors) and renamed into
     place. A killed write's hidden folders are removed here and by ``forget``."""
     folder.mkdir(parents=True, exist_ok=True)
-    for left in folder.glob(".segments_*.spark"):  # a killed write's parts: customers in them
-        if left.is_dir() and not left.is_symlink():
-            shutil.rmtree(left, ignore_errors=True)
+    privacy.remove_killed_exports(folder)  # a killed write's parts: customers in them
     for ext in ("parquet", "csv"):
         tmp = folder / f".{stem}.{ext}.spark"
         shutil.rmtree(tmp, ignore_errors=True)
