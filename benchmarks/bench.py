@@ -165,7 +165,7 @@ def _refreshes(data_dir: Path, n: int) -> dict[str, object]:
     """The refresh side ``n`` times, each on the history the platform side left (the
     warehouse and the data folder's outputs put back between runs): the median run, and every
     run's time for the spread."""
-    keep = ("warehouse.duckdb", "exports", "reports", "privacy")
+    keep = ("warehouse.duckdb", "models", "exports", "reports", "privacy")
     saved = data_dir / ".before_refresh"
     shutil.rmtree(saved, ignore_errors=True)
     saved.mkdir()

@@ -97,6 +97,7 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     assert worth["dagster/row_count"].value > 0, worth.get("not_trained")
     assert worth["auc"].value > 0.5 and worth["auc_baseline_bgnbd"].value is not None
     assert worth["spend_by_segment"].value.records
+    assert worth["models"].value == "trained in this run: no stored models"
     said = mats["customer_interests"].materialization.metadata  # topics of what they write
     assert said["topics"].value.records and said["interests_by_segment"].value.records
     loaded = raw["loaded_files"].value.records  # which days are in: the latest month of files
@@ -183,6 +184,12 @@ def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):
     }
     assert meta["raw_events"]["rows_inserted"].value == 0
     assert meta["segmentation_model"]["promoted"].value is False
+    # the same history: the kept churn and text models serve it, no document is weighed again
+    assert meta["customer_value"]["models"].value.startswith("kept from the run on events up to")
+    interests = meta["customer_interests"]
+    assert f"0 changed documents weighed, {interests['dagster/row_count'].value} rows kept" in (
+        interests["models"].value
+    )
     # the same snapshot and model: the export's files are rewritten as they were, and its
     # changes are still those since the export before it (none: everyone joined), not a
     # comparison with itself

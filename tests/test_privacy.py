@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from segmentation_dagster.core import ingest, privacy, project
+from segmentation_dagster.core import ingest, privacy, project, text, value
 from segmentation_dagster.demo import simulate
 from tests.conftest import materialize_all
 
@@ -119,8 +119,11 @@ def test_a_forgotten_customer_is_gone_everywhere_and_stays_gone(paths, monkeypat
 
     from segmentation_dagster.cli import main
 
+    kept = [paths.model_dir / text.MODELS_FILE, paths.model_dir / value.MODELS_FILE]
+    assert all(f.is_file() for f in kept)
     assert main(["forget", victim]) == 0
     assert _everywhere(paths, victim, mark) == []
+    assert not any(f.exists() for f in kept)  # models that learnt from them are refitted
     assert {f: f.read_bytes() for f in landed} == landed  # landed files are never edited
 
     # a full re-ingest from the landing files: a new warehouse, everything rebuilt

@@ -49,3 +49,54 @@ def test_a_log_without_text_gets_no_topics_and_says_why(tmp_path):
     )  # fmt: skip
     found = text.interests(con, "ev", text.TextConfig())
     assert found.topics is None and "too little text" in found.reason and found.table.is_empty()
+
+
+def test_kept_models_weigh_only_changed_documents_as_a_full_pass_would(demo, tmp_path):
+    con = _events(demo)
+    con.execute("create table events as select * from ev")
+    cfg = text.TextConfig(refit_days=3, window_days=30)  # a day leaves the window each day
+    first = text.interests(con, "events", cfg)
+    assert first.refitted == "no stored text models" and first.models is not None
+    path = tmp_path / text.MODELS_FILE
+    text.save_models(path, first.models)
+    kept, why = text.load_models(path)
+    assert why == "" and kept.vectorizer.stop_words_ is None  # no customer's rare words kept
+    assert kept.fit_id == first.models.fit_id
+
+    # a day later: one customer writes again, one erased, the oldest day leaves the window
+    writer, gone = first.table["customer_id"][0], first.table["customer_id"][1]
+    con.execute(
+        "insert into events (customer_id, event_type, search_query, event_date) "
+        "select ?, 'search', 'cheap discount clearance sale', max(event_date) + 1 from events",
+        [writer],
+    )
+    con.execute("delete from events where customer_id::varchar = ?", [gone])
+    later = text.interests(con, "events", cfg, kept, first.table)
+    assert later.refitted == "" and 0 < later.unchanged < later.table.height
+    assert gone not in later.table["customer_id"].to_list()
+    full = text.apply(kept, text.documents(con, "events", cfg.window_days))
+    assert later.table["customer_id"].to_list() == full["customer_id"].to_list()
+    changed = later.table.height - later.unchanged
+    assert changed < later.table.height / 3  # only the changed documents were weighed
+    mine = later.table.filter(pl.col("customer_id") == writer)
+    before = first.table.filter(pl.col("customer_id") == writer)
+    assert mine["doc_hash"].item() != before["doc_hash"].item()  # weighed again
+    # the same as weighing every document now (with the topics fixed, each document's
+    # weights solve a convex problem of their own: the batch does not matter beyond the
+    # solver's tolerance)
+    weights = [c for c in full.columns if c.startswith("topic_")]
+    gap = (later.table.select(weights) - full.select(weights)).select(pl.all().abs().max())
+    assert max(gap.row(0)) < 1e-3, gap
+    agree = (later.table["top_topic"] == full["top_topic"]).mean()
+    assert agree > 0.999, agree
+    assert later.table["sentiment"].is_null().sum() == full["sentiment"].is_null().sum()
+
+    # due after refit_days of events, or when the text section changes
+    for _ in range(2):
+        con.execute(
+            "insert into events (customer_id, event_type, search_query, event_date) "
+            "select ?, 'search', 'gift guide', max(event_date) + 1 from events", [writer]
+        )  # fmt: skip
+    assert "3 days old" in text.interests(con, "events", cfg, kept, later.table).refitted
+    other = text.TextConfig(refit_days=3, window_days=30, n_topics=5)
+    assert "text section changed" in text.interests(con, "events", other, kept).refitted

@@ -7,6 +7,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from segmentation_dagster.core import segments, value
 from segmentation_dagster.demo import simulate
@@ -100,3 +101,79 @@ def test_spend_is_grouped_by_the_last_assignment_before_the_outcomes():
     assert as_of == day - dt.timedelta(days=3)  # before the day, not on it; the later model
     assert members.sort("customer_id").rows() == [("a", 3), ("b", 3)]
     assert segments.members_before(con, day - dt.timedelta(days=10)) is None
+
+
+@pytest.fixture(scope="module")
+def short_demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("value_kept")
+    simulate.generate(simulate.DemoConfig(n_customers=800, days=75, seed=5), root / "landing",
+                      root / "truth")  # fmt: skip
+    con = _events(root)
+    con.execute("create table events as select * from ev")  # a history the test may change
+    truth = pl.read_parquet(root / "truth" / "personas.parquet")
+    return con, truth.select(pl.col("customer_id").cast(pl.String), segment_id="persona")
+
+
+def _add_day(con: duckdb.DuckDBPyConnection) -> None:
+    """The last day's events once more, a day later (a new day lands)."""
+    con.execute(
+        "insert into events select * exclude (event_date), event_date + 1 from events "
+        "where event_date = (select max(event_date) from events)"
+    )
+
+
+def test_kept_models_score_the_next_days_until_they_are_due_or_their_history_changes(
+    short_demo, tmp_path
+):
+    con, personas = short_demo[0].cursor(), short_demo[1]
+    con.execute("create temp table events as select * from main.events")
+    cfg = value.ValueConfig(min_customers=50, retrain_days=2)
+    first = value.score(con, "events", personas, cfg)
+    assert first.retrained == "no stored models" and first.trained is not None, first.reason
+    path = tmp_path / "models" / value.MODELS_FILE
+    value.save_trained(path, first.trained)
+    kept, why = value.load_trained(path)
+    assert kept is not None and why == ""
+
+    again = value.score(con, "events", personas, cfg, trained=kept)
+    assert again.retrained == "" and again.validation == kept.validation
+    # kept models, same history: the same scores (up to the order DuckDB sums floats in)
+    assert_frame_equal(again.scores, first.scores, abs_tol=1e-9, rel_tol=1e-9)
+
+    _add_day(con)  # a day later: kept models score it, and the new day moves the scores
+    day_after = value.score(con, "events", personas, cfg, trained=kept)
+    assert day_after.retrained == ""
+    moved = day_after.scores.join(first.scores, on="customer_id", suffix="_before").select(
+        (pl.col("churn_risk") - pl.col("churn_risk_before")).abs().max()
+    )
+    assert moved.item() > 0.01
+    assert day_after.scores.height >= first.scores.height
+    fresh = value.score(con, "events", personas, cfg)  # a retrain on the same day
+    assert fresh.trained.through == kept.through + dt.timedelta(days=1)
+
+    _add_day(con)  # two days old: due
+    due = value.score(con, "events", personas, cfg, trained=kept)
+    assert "2 days old" in due.retrained and due.trained.through > kept.through
+
+    other = value.ValueConfig(min_customers=50, retrain_days=2, horizon_days=20)
+    assert "value section changed" in value.score(con, "events", personas, other,
+                                                  trained=due.trained).retrained  # fmt: skip
+    # a customer erased (or a late file): the history the models learnt from changed
+    con.execute("delete from events where customer_id = (select min(customer_id) from events)")
+    changed = value.score(con, "events", personas, cfg, trained=due.trained)
+    assert "history they learnt from changed" in changed.retrained
+
+
+def test_unreadable_kept_models_are_retrained_not_trusted(tmp_path):
+    path = tmp_path / value.MODELS_FILE
+    assert value.load_trained(path) == (None, "")  # nothing kept yet
+    path.write_bytes(b"not a model")
+    found, why = value.load_trained(path)
+    assert found is None and "unreadable" in why
+    import joblib
+
+    joblib.dump({"a": 1}, path)
+    assert value.load_trained(path)[0] is None
+    link = tmp_path / "link.joblib"
+    link.symlink_to(path)
+    assert value.load_trained(link) == (None, "")  # a link in the model folder is not followed

@@ -26,8 +26,10 @@ optional; a key left out keeps the built-in default of the core dataclass it con
       min_group_size: 10
     value:        # core.value.ValueConfig (churn risk and expected spend)
       horizon_days: 90
+      retrain_days: 7   # kept models score the days in between
     text:         # core.text.TextConfig (topics and sentiment of queries and reviews)
       n_topics: 8
+      refit_days: 7     # in between, only changed documents are weighed
 
 Runs read the file when they start (a scheduled run, a sensor-launched run and a run from the
 CLI alike), so a change applies to the next run without run config; a launchpad value

@@ -12,16 +12,25 @@ sentiment of their reviews, learned from the shop's own text.
   kinds there is no sentiment (null), never a guess.
 
 No model is downloaded: both are fitted on the shop's text, so they speak its language.
+
+**Kept models.** The fitted models (:class:`TextModels`) are kept and weigh the following
+days' documents, so topic numbers stay put between refits: they are fitted again every
+``refit_days`` days of events, or at once when the ``text`` section or scikit-learn changed.
+In between, a run weighs only the documents that changed (new text, text out of the window,
+a late file, an erasure: the document's hash differs) and keeps every other customer's row.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
 
+from segmentation_dagster.core import kept
 from segmentation_dagster.core.settings import require_whole_numbers
 
 
@@ -36,31 +45,46 @@ class TextConfig:
     fit_sample: int = 50_000
     #: rated reviews of each kind (positive, negative) needed to train the sentiment model
     min_rated_reviews: int = 30
+    #: the models are fitted again when they are this many days of events old (1: whenever a
+    #: day was added); in between, they weigh only the documents that changed
+    refit_days: int = 7
 
     def __post_init__(self) -> None:
         require_whole_numbers(self)
 
 
 def documents(con: duckdb.DuckDBPyConnection, events: str, window_days: int) -> pl.DataFrame:
-    """customer_id, doc (their queries and review texts of the last ``window_days`` days) and
-    the reviews' texts and ratings (lists), for every customer who wrote anything."""
+    """customer_id, doc (their queries and review texts of the last ``window_days`` days, in a
+    fixed order) and the reviews' texts and ratings (lists), for every customer who wrote
+    anything, and ``doc_hash`` (of the doc and reviews: what the models read of them)."""
     return con.sql(
         f"""
         with recent as (
-            select customer_id::varchar as customer_id, event_type, search_query, review_text,
-                   review_rating
+            select customer_id::varchar as customer_id, event_date,
+                   coalesce(search_query, review_text) as piece, review_text, review_rating
             from {events}
             where event_date > (select max(event_date) from {events}) - to_days($days)
               and (search_query is not null or review_text is not null)
+        ),
+        docs as (
+            select customer_id,
+                   string_agg(piece, ' . ' order by event_date, piece) as doc,
+                   list(review_text order by event_date, review_text, review_rating)
+                       filter (review_text is not null) as reviews,
+                   list(review_rating order by event_date, review_text, review_rating)
+                       filter (review_text is not null) as ratings
+            from recent group by customer_id
         )
-        select customer_id,
-               string_agg(coalesce(search_query, review_text), ' . ') as doc,
-               list(review_text) filter (review_text is not null) as reviews,
-               list(review_rating) filter (review_text is not null) as ratings
-        from recent group by customer_id order by customer_id
+        select *, md5(doc || chr(0) || coalesce(array_to_string(reviews, chr(1)), ''))
+                      as doc_hash
+        from docs order by customer_id
         """,
         params={"days": window_days},
     ).pl()
+
+
+#: the file in the model folder that keeps the fitted text models between runs
+MODELS_FILE = "text_models.joblib"
 
 
 @dataclass(frozen=True)
@@ -74,50 +98,79 @@ class Topics:
         return f"{topic + 1}: " + ", ".join(self.terms[topic][:4])
 
 
-def topics(docs: pl.DataFrame, cfg: TextConfig, seed: int = 0) -> Topics | None:
-    """Fit TF-IDF + NMF on a sample of ``docs`` and weigh every customer's document; None when
-    there is too little text for ``n_topics`` topics."""
+@dataclass(frozen=True)
+class TextModels:
+    """The fitted topic model (TF-IDF + NMF) and sentiment model (TF-IDF + logistic
+    regression, None without enough rated reviews), kept to weigh the following days'
+    documents. ``fit_id`` names the fit in every row it produced."""
+
+    vectorizer: object
+    nmf: object
+    terms: list[list[str]]
+    sentiment: tuple[object, object] | None
+    stamp: kept.Stamp
+    fit_id: str
+
+
+def fit(docs: pl.DataFrame, cfg: TextConfig, through: dt.date, seed: int = 0) -> TextModels | str:
+    """Fit TF-IDF + NMF on a sample of ``docs``, and the sentiment model on their rated
+    reviews; a string says why there was too little text for ``n_topics`` topics."""
+    import secrets
+
     from sklearn.decomposition import NMF
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts = docs["doc"].to_list()
+    why = f"too little text: {docs.height} customers wrote something in {cfg.window_days} days"
     if len(texts) < 5 * cfg.n_topics:
-        return None
+        return why
     rng = np.random.default_rng(seed)
-    fit = rng.choice(len(texts), min(len(texts), cfg.fit_sample), replace=False)
+    sample = rng.choice(len(texts), min(len(texts), cfg.fit_sample), replace=False)
     vec = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), min_df=3, max_df=0.5,
                           sublinear_tf=True)  # fmt: skip
     try:
-        x_fit = vec.fit_transform([texts[i] for i in fit])
+        x_fit = vec.fit_transform([texts[i] for i in sample])
     except ValueError:  # no term left after the stop words and frequency limits
-        return None
+        return why
     k = min(cfg.n_topics, x_fit.shape[1] - 1)
     if k < 2:
-        return None
+        return why
     nmf = NMF(n_components=k, init="nndsvda", random_state=seed, max_iter=400)
     nmf.fit(x_fit)
     vocab = np.asarray(vec.get_feature_names_out())
     terms = [list(vocab[np.argsort(-row)[:8]]) for row in nmf.components_]
-    w = nmf.transform(vec.transform(texts))
-    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    weights = docs.select("customer_id").with_columns(
-        *[pl.Series(f"topic_{t + 1}", w[:, t]) for t in range(k)],
-        top_topic=pl.Series(np.argmax(w, axis=1) + 1, dtype=pl.Int32),
-    )
-    return Topics(terms, weights)
+    return TextModels(
+        _keepable(vec), nmf, terms, _fit_sentiment(docs, cfg, seed),
+        kept.Stamp.now(_settings(cfg), through), secrets.token_hex(6),
+    )  # fmt: skip
 
 
-def sentiment(docs: pl.DataFrame, cfg: TextConfig, seed: int = 0) -> pl.DataFrame | None:
-    """customer_id, sentiment (mean probability that their reviews are positive) for every
-    customer with a review; None without enough rated reviews to learn from."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+def _keepable(vec: object) -> object:
+    """The vectorizer without ``stop_words_``: the terms it dropped as too rare are words
+    single customers wrote, which a kept model must not carry."""
+    vec.stop_words_ = None  # type: ignore[attr-defined]
+    return vec
 
-    reviews = (
+
+def _settings(cfg: TextConfig) -> tuple[int, ...]:
+    return (cfg.n_topics, cfg.window_days, cfg.fit_sample, cfg.min_rated_reviews)
+
+
+def _reviews(docs: pl.DataFrame) -> pl.DataFrame:
+    return (
         docs.select("customer_id", "reviews", "ratings")
         .filter(pl.col("reviews").list.len() > 0)
         .explode("reviews", "ratings")
     )
+
+
+def _fit_sentiment(docs: pl.DataFrame, cfg: TextConfig, seed: int) -> tuple[object, object] | None:
+    """A logistic regression on the TF-IDF of rated review texts (4-5 positive, 1-2
+    negative); None without ``min_rated_reviews`` of each kind."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    reviews = _reviews(docs)
     labelled = reviews.filter(pl.col("ratings").is_not_null() & (pl.col("ratings") != 3))
     positive = labelled["ratings"] >= 4
     if min(int(positive.sum()), int((~positive).sum())) < cfg.min_rated_reviews:
@@ -126,45 +179,114 @@ def sentiment(docs: pl.DataFrame, cfg: TextConfig, seed: int = 0) -> pl.DataFram
     x = vec.fit_transform(labelled["reviews"].to_list())
     model = LogisticRegression(max_iter=1000, random_state=seed, class_weight="balanced")
     model.fit(x, positive.to_numpy())
-    p = model.predict_proba(vec.transform(reviews["reviews"].to_list()))[:, 1]
-    return (
-        reviews.select("customer_id")
-        .with_columns(p=pl.Series(p))
-        .group_by("customer_id")
-        .agg(sentiment=pl.col("p").mean())
-        .sort("customer_id")
+    return _keepable(vec), model
+
+
+def apply(models: TextModels, docs: pl.DataFrame) -> pl.DataFrame:
+    """customer_id, topic_1..topic_k (weights summing to 1), top_topic, sentiment (mean
+    probability that their reviews are positive; null without reviews or a sentiment model),
+    doc_hash and text_model (the fit's id) for every document of ``docs``."""
+    k = len(models.terms)
+    if docs.is_empty():
+        w = np.zeros((0, k))
+    else:
+        x = models.vectorizer.transform(docs["doc"].to_list())  # type: ignore[attr-defined]
+        w = models.nmf.transform(x)  # type: ignore[attr-defined]
+        w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    table = docs.select("customer_id").with_columns(
+        *[pl.Series(f"topic_{t + 1}", w[:, t], dtype=pl.Float64) for t in range(k)],
+        top_topic=pl.Series(np.argmax(w, axis=1) + 1 if len(w) else [], dtype=pl.Int32),
     )
+    reviews = _reviews(docs)
+    if models.sentiment is None or reviews.is_empty():
+        feel = pl.DataFrame(schema={"customer_id": pl.String, "sentiment": pl.Float64})
+    else:
+        vec, clf = models.sentiment
+        p = clf.predict_proba(vec.transform(reviews["reviews"].to_list()))[:, 1]  # type: ignore[attr-defined]
+        feel = (
+            reviews.select("customer_id")
+            .with_columns(p=pl.Series(p, dtype=pl.Float64))
+            .group_by("customer_id")
+            .agg(sentiment=pl.col("p").mean())
+        )
+    return table.join(feel, on="customer_id", how="left").with_columns(
+        docs["doc_hash"], text_model=pl.lit(models.fit_id)
+    )
+
+
+def refit_reason(models: TextModels | None, last: dt.date, cfg: TextConfig) -> str | None:
+    """Why ``models`` may not weigh the documents as of ``last`` (None: they may)."""
+    if models is None:
+        return "no stored text models"
+    return models.stamp.stale(_settings(cfg), last, cfg.refit_days, "text", "refit_days")
+
+
+def save_models(path: Path, models: TextModels) -> None:
+    """Keep ``models`` at ``path``."""
+    kept.save(path, models)
+
+
+def load_models(path: Path) -> tuple[TextModels | None, str]:
+    """The models kept at ``path``, or None and why not."""
+    return kept.load(path, TextModels)
 
 
 @dataclass(frozen=True)
 class Interests:
     topics: Topics | None
-    #: customer_id, top_topic, topic weights, sentiment (null without reviews)
+    #: customer_id, topic weights, top_topic, sentiment (null without reviews), doc_hash,
+    #: text_model
     table: pl.DataFrame
     seconds: float
     reason: str = ""
+    #: the models that weighed the table (None: too little text)
+    models: TextModels | None = None
+    #: why they were fitted in this run ("" when kept ones weighed it)
+    refitted: str = ""
+    #: customers whose row was kept from ``previous`` (their text unchanged)
+    unchanged: int = 0
 
 
-def interests(con: duckdb.DuckDBPyConnection, events: str, cfg: TextConfig) -> Interests:
-    """Topics and sentiment for every customer who wrote something in the window."""
+def interests(
+    con: duckdb.DuckDBPyConnection,
+    events: str,
+    cfg: TextConfig,
+    kept: TextModels | None = None,
+    previous: pl.DataFrame | None = None,
+) -> Interests:
+    """Topics and sentiment for every customer who wrote something in the window. With
+    ``kept`` models that :func:`refit_reason` allows, only documents that changed since
+    ``previous`` (the table they produced: same ``text_model`` and ``doc_hash``) are
+    weighed again; the rest keep their rows."""
     import time
 
     t0 = time.perf_counter()
     docs = documents(con, events, cfg.window_days)
-    found = topics(docs, cfg)
-    if found is None:
+    last = con.execute(f"select max(event_date) from {events}").fetchall()[0][0]
+    why = refit_reason(kept, last, cfg) if last is not None else "no events"
+    models: TextModels | str | None = kept
+    if why is not None or kept is None:
+        models = fit(docs, cfg, last) if last is not None else "no events"
+    if isinstance(models, str) or models is None:
         empty = pl.DataFrame(schema={"customer_id": pl.String, "top_topic": pl.Int32,
                                      "sentiment": pl.Float64})  # fmt: skip
-        why = f"too little text: {docs.height} customers wrote something in {cfg.window_days} days"
-        return Interests(None, empty, time.perf_counter() - t0, why)
-    feel = sentiment(docs, cfg)
-    table = found.weights
-    table = (
-        table.join(feel, on="customer_id", how="left")
-        if feel is not None
-        else table.with_columns(sentiment=pl.lit(None, dtype=pl.Float64))
+        return Interests(None, empty, time.perf_counter() - t0, str(models))
+    same = pl.DataFrame(schema={"customer_id": pl.String, "doc_hash": pl.String})
+    if why is None and previous is not None and "text_model" in previous.columns:
+        same = (
+            previous.filter(pl.col("text_model") == models.fit_id)
+            .select("customer_id", "doc_hash")
+            .join(docs.select("customer_id", "doc_hash"), on=["customer_id", "doc_hash"])
+        )
+    fresh = apply(models, docs.join(same, on=["customer_id", "doc_hash"], how="anti"))
+    kept_rows = (
+        previous.join(same, on=["customer_id", "doc_hash"], how="semi").select(fresh.columns)
+        if same.height
+        else fresh.clear()
     )
-    return Interests(found, table, time.perf_counter() - t0)
+    table = pl.concat([kept_rows, fresh], how="vertical_relaxed").sort("customer_id")
+    found = Topics(models.terms, table.drop("sentiment", "doc_hash", "text_model"))
+    return Interests(found, table, time.perf_counter() - t0, "", models, why or "", same.height)
 
 
 def segment_topics(table: pl.DataFrame, segments: pl.DataFrame, found: Topics) -> pl.DataFrame:

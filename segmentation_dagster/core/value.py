@@ -8,6 +8,13 @@
   not seen labelled at that date;
 - *score*: the models refitted on the test split score everyone as of ``end``.
 
+**Retraining.** Trained models (:class:`Trained`) are kept and score the following days, as a
+deployed model does: they are retrained when they are ``retrain_days`` days of events old, and
+at once when the history they learnt from changed (a late or re-ingested file, an erasure: the
+number of events up to their last day differs), when the ``value`` section or scikit-learn
+changed, or when they cannot be read. A day in between costs one pass over the events to build
+today's features, not three plus two fits.
+
 The population is the customers who bought before the cutoff (churn means "no purchase in the
 next ``H`` days"; someone who never bought has nothing to churn from). A purchases-only log
 works: the behaviour columns are then zero for everyone.
@@ -28,12 +35,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
 from scipy import optimize, special
 
+from segmentation_dagster.core import kept
 from segmentation_dagster.core.settings import require_whole_numbers
 
 #: the features the models use, as computed by :func:`features_as_of`
@@ -61,9 +70,16 @@ class ValueConfig:
     fit_sample: int = 100_000
     #: the baseline's four (and three) parameters are fitted on at most this many
     baseline_sample: int = 20_000
+    #: the models are retrained when they are this many days of events old (1: whenever a day
+    #: was added); in between, every run scores today's customers with them
+    retrain_days: int = 7
 
     def __post_init__(self) -> None:
         require_whole_numbers(self)
+
+    def training(self) -> tuple[int, ...]:
+        """The fields that change what training produces (not how long models are kept)."""
+        return (self.horizon_days, self.min_customers, self.fit_sample, self.baseline_sample)
 
 
 def features_as_of(
@@ -430,14 +446,83 @@ def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
     return df if df.height <= n else df.sample(n, seed=0).sort("customer_id")
 
 
+#: the file in the model folder that keeps the trained models between runs
+MODELS_FILE = "value_models.joblib"
+
+
+@dataclass(frozen=True)
+class Trained:
+    """Models trained on the history ``first`` .. ``through`` (the stamp's), kept to score the
+    following days; ``lookback`` and ``horizon`` are the windows they were trained with, which
+    scoring keeps."""
+
+    models: Models
+    baseline: Baseline
+    validation: Validation
+    first: dt.date
+    horizon: int
+    lookback: int
+    #: events dated up to the stamp's ``through`` when they were trained: another count later
+    #: means the history they learnt from changed
+    events_through: int
+    stamp: kept.Stamp
+
+    @property
+    def through(self) -> dt.date:
+        return self.stamp.through
+
+
 @dataclass(frozen=True)
 class Scores:
     """Today's churn risk and expected spend per customer who ever bought, and how the models
-    did on the last horizon they could be checked on (None: too little history)."""
+    did on the last horizon they could be checked on (None: too little history).
+    ``trained``: the models that scored (None: none could be trained); ``retrained``: why they
+    were trained in this run, or "" when stored ones scored."""
 
     scores: pl.DataFrame
     validation: Validation | None
     reason: str = ""
+    trained: Trained | None = None
+    retrained: str = ""
+
+
+def _events_through(con: duckdb.DuckDBPyConnection, events: str, day: dt.date) -> int:
+    return int(
+        con.execute(f"select count(*) from {events} where event_date <= ?", [day]).fetchall()[0][0]
+    )
+
+
+def retrain_reason(
+    con: duckdb.DuckDBPyConnection,
+    events: str,
+    trained: Trained | None,
+    first: dt.date,
+    last: dt.date,
+    cfg: ValueConfig,
+) -> str | None:
+    """Why ``trained`` may not score the history ``first``..``last`` (None: it may)."""
+    if trained is None:
+        return "no stored models"
+    why = trained.stamp.stale(cfg.training(), last, cfg.retrain_days, "value", "retrain_days")
+    if why:
+        return why
+    if first != trained.first:
+        return f"the history now begins on {first}, not {trained.first}"
+    n = _events_through(con, events, trained.through)
+    if n != trained.events_through:
+        return (f"the history they learnt from changed: {trained.events_through} events up to "
+                f"{trained.through} then, {n} now")  # fmt: skip
+    return None
+
+
+def save_trained(path: Path, models: Trained) -> None:
+    """Keep ``models`` at ``path``."""
+    kept.save(path, models)
+
+
+def load_trained(path: Path) -> tuple[Trained | None, str]:
+    """The models kept at ``path``, or None and why not."""
+    return kept.load(path, Trained)
 
 
 def score(
@@ -446,51 +531,87 @@ def score(
     segments: pl.DataFrame,
     cfg: ValueConfig,
     segments_before: Callable[[dt.date], tuple[dt.date, pl.DataFrame] | None] | None = None,
+    trained: Trained | None = None,
 ) -> Scores:
-    """Train, validate and score as the module describes. The spend error is per segment of
-    ``segments`` (customer_id, segment_id: today's), or of the assignment
-    ``segments_before(cutoff)`` returns (its date and members: the last one before the test
-    split's cutoff) when there is one: grouped before the outcomes, the error per segment
-    judges the forecast rather than how the segments were later chosen."""
+    """Score today's customers with ``trained`` (kept from an earlier run) when
+    :func:`retrain_reason` allows, else train, validate and score as the module describes.
+    The spend error is per segment of ``segments`` (customer_id, segment_id: today's), or of
+    the assignment ``segments_before(cutoff)`` returns (its date and members: the last one
+    before the test split's cutoff) when there is one: grouped before the outcomes, the error
+    per segment judges the forecast rather than how the segments were later chosen."""
     first, last = con.execute(f"select min(event_date), max(event_date) from {events}").fetchall()[
         0
     ]
-    empty = pl.DataFrame(schema={"customer_id": pl.String, "churn_risk": pl.Float64,
-                                 "expected_spend": pl.Float64, "p_alive_bgnbd": pl.Float64,
-                                 "expected_spend_bgnbd": pl.Float64})  # fmt: skip
     if first is None:
-        return Scores(empty, None, "no events")
+        return Scores(_EMPTY, None, "no events")
+    why = retrain_reason(con, events, trained, first, last, cfg)
+    if why is None and trained is not None:
+        return Scores(_score(con, events, trained, last), trained.validation, trained=trained)
+    new = train(con, events, segments, cfg, first, last, segments_before)
+    if isinstance(new, str):
+        return Scores(_EMPTY, None, new)
+    return Scores(_score(con, events, new, last), new.validation, trained=new, retrained=why or "")
+
+
+_EMPTY = pl.DataFrame(schema={"customer_id": pl.String, "churn_risk": pl.Float64,
+                              "expected_spend": pl.Float64, "p_alive_bgnbd": pl.Float64,
+                              "expected_spend_bgnbd": pl.Float64})  # fmt: skip
+
+
+def train(
+    con: duckdb.DuckDBPyConnection,
+    events: str,
+    segments: pl.DataFrame,
+    cfg: ValueConfig,
+    first: dt.date,
+    last: dt.date,
+    segments_before: Callable[[dt.date], tuple[dt.date, pl.DataFrame] | None] | None = None,
+) -> Trained | str:
+    """Train and validate on the history ``first``..``last`` (see :func:`score`); a string
+    says why there was too little of it."""
     end = last + dt.timedelta(days=1)
     horizon = horizon_for(first, last, cfg.horizon_days)
     test_cut = end - dt.timedelta(days=horizon)
     train_cut = test_cut - dt.timedelta(days=horizon)
     lookback = (train_cut - first).days  # all the train split has: the same at every cutoff
-    train = labelled(
+    past = labelled(
         features_as_of(con, events, train_cut, lookback), labels(con, events, train_cut, horizon)
     )
     test = labelled(
         features_as_of(con, events, test_cut, lookback), labels(con, events, test_cut, horizon)
     )
-    if min(train.height, test.height) < cfg.min_customers or train["churned"].n_unique() < 2:
-        why = (f"too little history: {train.height} and {test.height} buying customers at "
-               f"{train_cut} and {test_cut} (value.min_customers {cfg.min_customers})")  # fmt: skip
-        return Scores(empty, None, why)
-    train, test = _sample(train, cfg.fit_sample), _sample(test, cfg.fit_sample)
+    if min(past.height, test.height) < cfg.min_customers or past["churned"].n_unique() < 2:
+        return (
+            f"too little history: {past.height} and {test.height} buying customers at "
+            f"{train_cut} and {test_cut} (value.min_customers {cfg.min_customers})"
+        )
+    past, test = _sample(past, cfg.fit_sample), _sample(test, cfg.fit_sample)
     before = segments_before(test_cut) if segments_before else None
     as_of, groups = before if before and not before[1].is_empty() else (None, segments)
     validation, _, _ = validate(
-        train, test, groups, horizon, test_cut, cfg.baseline_sample, segments_as_of=as_of
+        past, test, groups, horizon, test_cut, cfg.baseline_sample, segments_as_of=as_of
     )
-    final = Models.fit(test)  # the most recent horizon with known outcomes
+    # the most recent horizon with known outcomes; the baseline on the features as of today
+    final = Models.fit(test)
     now = features_as_of(con, events, end, lookback)
-    risk, spend = final.predict(now)
     baseline = Baseline.fit(_sample(now, cfg.baseline_sample))
+    return Trained(
+        final, baseline, validation, first, horizon, lookback,
+        _events_through(con, events, last), kept.Stamp.now(cfg.training(), last),
+    )  # fmt: skip
+
+
+def _score(
+    con: duckdb.DuckDBPyConnection, events: str, trained: Trained, last: dt.date
+) -> pl.DataFrame:
+    """Every customer who bought, as of the day after ``last``, scored by ``trained``."""
+    now = features_as_of(con, events, last + dt.timedelta(days=1), trained.lookback)
+    risk, spend = trained.models.predict(now)
     x, t_x, T = (now[c].to_numpy().astype(float) for c in ("x", "t_x", "T"))  # noqa: N806
-    _, spend_base = baseline.predict(now, horizon)
-    scores = now.select("customer_id").with_columns(
+    _, spend_base = trained.baseline.predict(now, trained.horizon)
+    return now.select("customer_id").with_columns(
         churn_risk=pl.Series(risk, dtype=pl.Float64),
         expected_spend=pl.Series(spend, dtype=pl.Float64),
-        p_alive_bgnbd=pl.Series(baseline.bgnbd.p_alive(x, t_x, T), dtype=pl.Float64),
+        p_alive_bgnbd=pl.Series(trained.baseline.bgnbd.p_alive(x, t_x, T), dtype=pl.Float64),
         expected_spend_bgnbd=pl.Series(spend_base, dtype=pl.Float64),
     )
-    return Scores(scores, validation)

@@ -28,7 +28,7 @@ from segmentation_dagster.core.segments import (
     MIGRATIONS_TABLE,
 )
 from segmentation_dagster.core.settings import Paths
-from segmentation_dagster.core.warehouse import one, replace_table
+from segmentation_dagster.core.warehouse import one, replace_table, table_exists
 from segmentation_dagster.defs import health as checks
 from segmentation_dagster.defs.config import AssignmentConfig, SegmentationConfig
 from segmentation_dagster.defs.metadata import image, table
@@ -249,24 +249,41 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
     deps=[customer_segments, dg.AssetKey("stg_shop__events")],
     pool=DUCKDB_POOL,
 )
-def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def customer_value(
+    warehouse: WarehouseResource, model_store: ModelStoreResource
+) -> dg.MaterializeResult:
     """Per customer who ever bought: the risk of no purchase in the next horizon and the
     expected spend in it, from models trained and validated on this shop's own history (a
-    time split), next to the BG/NBD + Gamma-Gamma baseline. The validation (AUC against the
-    baseline's, calibration, spend error per segment) is in the metadata."""
+    time split), next to the BG/NBD + Gamma-Gamma baseline. The models are kept and score the
+    following days; they are retrained every ``value.retrain_days`` days of events, and at once
+    when the history they learnt from changed. The validation (AUC against the baseline's,
+    calibration, spend error per segment) is in the metadata."""
     cfg = project.load()
+    kept = model_store.dir / value.MODELS_FILE
+    stored, unreadable = value.load_trained(kept)
     with warehouse.connect() as con:
         current = _members(con)
         result = value.score(
             con, "main.stg_shop__events", current, cfg.value,
-            segments_before=lambda day: segments.members_before(con, day),
+            segments_before=lambda day: segments.members_before(con, day), trained=stored,
         )  # fmt: skip
+        if result.retrained and result.trained is not None:
+            value.save_trained(kept, result.trained)  # before the scores: a kill in between
+            # leaves models a re-run reuses, never scores without their models
         replace_table(con, segments.VALUE_TABLE, result.scores)
     meta: dict[str, object] = {"dagster/row_count": result.scores.height}
     v = result.validation
-    if v is None:
+    if v is None or result.trained is None:
         meta["not_trained"] = result.reason
         return dg.MaterializeResult(metadata=meta)
+    t = result.trained
+    meta["models"] = (
+        f"trained in this run: {unreadable or result.retrained}"
+        if result.retrained
+        else f"kept from the run on events up to {t.through} (retrained after "
+        f"{cfg.value.retrain_days} days of events, or when that history changes)"
+    )
+    meta["trained_on_events_up_to"] = str(t.through)
     names, sizes = _names_and_sizes(current)
     small = privacy.small_groups(sizes, v.spend_by_segment, cfg.privacy.min_group_size)
     by_segment = privacy.suppress(
@@ -302,23 +319,43 @@ def customer_value(warehouse: WarehouseResource) -> dg.MaterializeResult:
     deps=[customer_segments, dg.AssetKey("stg_shop__events")],
     pool=DUCKDB_POOL,
 )
-def customer_interests(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def customer_interests(
+    warehouse: WarehouseResource, model_store: ModelStoreResource
+) -> dg.MaterializeResult:
     """What customers write, as interests: topics of their search queries and reviews
     (TF-IDF + NMF fitted on the shop's own text, each topic named by its top terms) and the
     sentiment of their reviews (learned from the shop's star ratings). Per segment: the top
-    topics and the mean sentiment."""
+    topics and the mean sentiment. The models are kept and refitted every
+    ``text.refit_days`` days of events; in between, only changed documents are weighed."""
     cfg = project.load()
+    kept_file = model_store.dir / text.MODELS_FILE
+    kept, unreadable = text.load_models(kept_file)
     with warehouse.connect() as con:
-        found = text.interests(con, "main.stg_shop__events", cfg.text)
+        previous = (
+            con.sql(f"select * from {segments.INTERESTS_TABLE}").pl()
+            if kept and table_exists(con, *segments.INTERESTS_TABLE.split("."))
+            else None
+        )
+        found = text.interests(con, "main.stg_shop__events", cfg.text, kept, previous)
+        if found.refitted and found.models is not None:
+            text.save_models(kept_file, found.models)  # first: the table names its fit, so
+            # a kill in between leaves rows the next run weighs again, never mixed fits
         replace_table(con, segments.INTERESTS_TABLE, found.table)
         current = _members(con)
     meta: dict[str, object] = {
         "dagster/row_count": found.table.height,
         "seconds": round(found.seconds, 2),
     }
-    if found.topics is None:
+    if found.topics is None or found.models is None:
         meta["not_fitted"] = found.reason
         return dg.MaterializeResult(metadata=meta)
+    meta["models"] = (
+        f"fitted in this run: {unreadable or found.refitted}"
+        if found.refitted
+        else f"kept from the run on events up to {found.models.stamp.through}: "
+        f"{found.table.height - found.unchanged} changed documents weighed, "
+        f"{found.unchanged} rows kept"
+    )
     names, sizes = _names_and_sizes(current)
     by_segment = text.segment_topics(found.table, current, found.topics).with_columns(
         segment_name=pl.col("segment_id").replace_strict(names, default=None)
