@@ -221,3 +221,29 @@ def test_key_tests_check_the_new_rows_against_the_whole_history(dbt_db, tmp_path
     assert [t for t in _failing_tests(result) if t.startswith("unique")] == [
         "unique_in_new_rows_stg_shop__events_int_events_aggregated_to_customer_days__event_id"
     ]
+
+
+def test_the_category_state_grain_is_checked_for_every_row_of_the_customers_a_build_wrote(
+    dbt_db, tmp_path
+):
+    """The daily build checks (customer_id, category) only for the customers it wrote, but
+    all of their rows: a stale row the incremental delete left beside their new rows fails."""
+    files, landing = _land_days(tmp_path, 6)
+    _deliver(dbt_db, landing, files[:5])
+    _dbt(dbt_db, tmp_path, "build", "--exclude", "test_type:unit")
+    _deliver(dbt_db, landing, files[5:])
+    _dbt(dbt_db, tmp_path, "build", "--exclude", "test_type:unit")  # the grain holds
+    state = "main.int_customer_category_state"
+    with connect(dbt_db) as con:
+        built = con.execute(f"select distinct _days_built_at from {state} order by 1").fetchall()
+        assert len(built) == 2  # the second build wrote some customers, not all
+        con.execute(  # one written customer's row again, as the build before had it
+            f"insert into {state} select * replace (? as _days_built_at) from {state} "
+            "where _days_built_at = ? and category is not null limit 1",
+            [built[0][0], built[1][0]],
+        )
+    result = _dbt(dbt_db, tmp_path, "test", "--select", "int_customer_category_state", ok=False)
+    failing = [t for t in _failing_tests(result) if t.startswith("unique")]
+    assert failing and all(
+        t.startswith("unique_combination_int_customer_category_state") for t in failing
+    ), failing

@@ -67,7 +67,13 @@ def describe_test(test: Mapping[str, Any]) -> str:
         "unique_combination": "("
         + ", ".join(kwargs.get("columns", []))
         + ") is unique"
-        + (" in the latest build's rows" if kwargs.get("latest_build_only") else ""),
+        + (
+            f" for every {kwargs['latest_build_of']} the latest build wrote"
+            if kwargs.get("latest_build_of")
+            else " in the latest build's rows"
+            if kwargs.get("latest_build_only")
+            else ""
+        ),
     }.get(name, f"dbt test {test.get('name')}")
     severity = (test.get("config") or {}).get("severity", "error").lower()
     return text + (" (warn: the run goes on)" if severity == "warn" else " (blocks downstream)")
