@@ -365,7 +365,7 @@ def cmd_serve_reports(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from segmentation_dagster.core import privacy, text, value
+    from segmentation_dagster.core import kept, privacy, text, value
     from segmentation_dagster.core.warehouse import connect
 
     paths = Paths.from_env()
@@ -386,10 +386,12 @@ def cmd_forget(args: argparse.Namespace) -> int:
     else:  # nothing loaded yet: only keep them out of the first load
         done = privacy.forget_files(paths.data_dir, dirs, args.customer_ids)
     for fitted in (text.MODELS_FILE, value.MODELS_FILE):  # learnt from their data: fitted
-        kept = paths.model_dir / fitted  # again without them on the next run
-        if kept.is_file() and not kept.is_symlink():
-            kept.unlink()
-            done.files[f"{kept} (fitted on their data: deleted, fitted again on the next run)"] = 1
+        path = paths.model_dir / fitted  # again without them on the next run
+        for gone in kept.remove_leftovers(path):
+            done.files[f"{gone} (left by a killed save: deleted)"] = 1
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+            done.files[f"{path} (fitted on their data: deleted, fitted again on the next run)"] = 1
     n_rows, n_files = sum(done.rows.values()), len(done.files)
     print(f"forgot {len(set(args.customer_ids))} customer(s): {n_rows:,} warehouse rows in "
           f"{sum(1 for n in done.rows.values() if n)} table(s), rows in {n_files} file(s); "

@@ -300,3 +300,30 @@ def test_the_row_count_is_judged_on_the_table_not_on_the_sample():
     sample.attrs["table_rows"] = 800
     (outcome,) = quality.validate(sample, suite)
     assert outcome.observed == 800 and outcome.success
+
+
+def test_the_daily_build_checks_every_row_after_a_failure_and_once_a_week():
+    """The daily dbt build checks only the keys it wrote unless the last build had a failing
+    test (what it found stays in the table) or no build checked every row for a week."""
+    import datetime as dt
+
+    import duckdb
+
+    from segmentation_dagster.core import audit
+
+    con = duckdb.connect()
+    now = dt.datetime(2026, 12, 1, 6)
+    assert "no dbt build checked every row" in audit.whole_table_checks_due(con, now)
+
+    def build(run: str, suite: str, passed: bool, at: dt.datetime) -> None:
+        audit.append_audit(con, [audit.AuditRow("m", "dbt", suite, "t1", True),
+                                 audit.AuditRow("m", "dbt", suite, "t2", passed)], run)  # fmt: skip
+        con.execute("update audit.validations set validated_at = ? where run_id = ?", [at, run])
+
+    build("loop", audit.DBT_WHOLE, True, now - dt.timedelta(days=2))
+    assert audit.whole_table_checks_due(con, now) is None
+    build("day1", "dbt", False, now - dt.timedelta(days=1))
+    assert "failing test" in audit.whole_table_checks_due(con, now)
+    build("day2", audit.DBT_WHOLE, True, now)  # the next build checked every row and passed
+    assert audit.whole_table_checks_due(con, now) is None
+    assert "in the last 7 days" in audit.whole_table_checks_due(con, now + dt.timedelta(days=8))

@@ -100,3 +100,19 @@ def test_kept_models_weigh_only_changed_documents_as_a_full_pass_would(demo, tmp
     assert "3 days old" in text.interests(con, "events", cfg, kept, later.table).refitted
     other = text.TextConfig(refit_days=3, window_days=30, n_topics=5)
     assert "text section changed" in text.interests(con, "events", other, kept).refitted
+
+
+def test_a_word_only_one_customer_writes_is_in_no_kept_model(demo):
+    con = _events(demo)
+    who = con.execute("select min(customer_id) from ev where review_text is not null").fetchall()
+    con.execute("create table events as select * from ev")
+    for stars in (5, 1, 5):  # their name in three reviews, one customer
+        con.execute(
+            "insert into events (customer_id, event_type, review_text, review_rating, event_date) "
+            "select ?, 'review', 'signed zyxwvname zyxwvname', ?, max(event_date) from events",
+            [who[0][0], stars],
+        )
+    models = text.interests(con, "events", text.TextConfig()).models
+    assert models is not None and models.sentiment is not None
+    for vec in (models.vectorizer, models.sentiment[0]):
+        assert not any("zyxwvname" in t for t in vec.vocabulary_)

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from segmentation_dagster.core import segments, value
+from segmentation_dagster.core import kept, segments, value
 from segmentation_dagster.demo import simulate
 from tests.conftest import landing_events_view
 
@@ -158,6 +158,13 @@ def test_kept_models_score_the_next_days_until_they_are_due_or_their_history_cha
     other = value.ValueConfig(min_customers=50, retrain_days=2, horizon_days=20)
     assert "value section changed" in value.score(con, "events", personas, other,
                                                   trained=due.trained).retrained  # fmt: skip
+    # a corrected file: as many events, other prices
+    con.execute(
+        "update events set price = price + 1 where event_type = 'purchase' "
+        "and customer_id = (select max(customer_id) from events where event_type = 'purchase')"
+    )
+    corrected = value.score(con, "events", personas, cfg, trained=due.trained)
+    assert "(with other values)" in corrected.retrained, corrected.retrained
     # a customer erased (or a late file): the history the models learnt from changed
     con.execute("delete from events where customer_id = (select min(customer_id) from events)")
     changed = value.score(con, "events", personas, cfg, trained=due.trained)
@@ -174,6 +181,10 @@ def test_unreadable_kept_models_are_retrained_not_trusted(tmp_path):
 
     joblib.dump({"a": 1}, path)
     assert value.load_trained(path)[0] is None
+    leftover = tmp_path / f".{value.MODELS_FILE}.999.tmp"  # what a killed save leaves
+    leftover.write_bytes(b"half a model")
+    kept.save(path, {"b": 2})
+    assert not leftover.exists() and kept.load(path, dict)[0] == {"b": 2}
     link = tmp_path / "link.joblib"
     link.symlink_to(path)
     assert value.load_trained(link) == (None, "")  # a link in the model folder is not followed

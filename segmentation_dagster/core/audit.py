@@ -90,6 +90,34 @@ def append_audit(
     )
 
 
+#: the suite of dbt tests that checked every row (``whole_table_checks``), not only the keys
+#: the latest build wrote
+DBT_WHOLE = "dbt: whole tables"
+
+
+def whole_table_checks_due(
+    con: duckdb.DuckDBPyConnection, now: dt.datetime, every_days: int = 7
+) -> str | None:
+    """Why the daily dbt build should check every key of its tables, not only those it wrote
+    (None: it need not): the last audited dbt build had a failing test (a duplicate its
+    scoped check found stays in the table), or no build checked every row in ``every_days``
+    days (a killed build's rows were never checked)."""
+    ensure_audit(con)
+    last_failed, last_whole = con.execute(
+        f"""select
+            (select bool_or(not success) from {AUDIT_TABLE} where source = 'dbt' and run_id = (
+                select run_id from {AUDIT_TABLE} where source = 'dbt'
+                order by validated_at desc limit 1)),
+            (select max(validated_at) from {AUDIT_TABLE} where suite = ?)""",
+        [DBT_WHOLE],
+    ).fetchall()[0]
+    if last_failed:
+        return "the last dbt build had a failing test"
+    if last_whole is None or last_whole < now - dt.timedelta(days=every_days):
+        return f"no dbt build checked every row in the last {every_days} days"
+    return None
+
+
 @dataclass(frozen=True)
 class AuditSummary:
     """What `segmentation audit` prints, as plain tables (lists of tuples)."""

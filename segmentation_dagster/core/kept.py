@@ -18,10 +18,22 @@ def save(path: Path, obj: object) -> None:
     import joblib
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)  # a killed save's (they hold fitted data too)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)  # never write through a link left in the folder
-    joblib.dump(obj, tmp)
-    tmp.replace(path)
+    try:
+        joblib.dump(obj, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete the temp files killed saves of ``path`` left beside it (no link followed)."""
+    gone = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else []:
+        tmp.unlink(missing_ok=True)  # unlink removes a link itself, never its target
+        gone.append(tmp)
+    return gone
 
 
 def load(path: Path, kind: type[T]) -> tuple[T | None, str]:
@@ -45,18 +57,18 @@ class Stamp:
     """What kept models were fitted with: their configuration section's training settings,
     scikit-learn's version, and the last event date of the history they learnt from."""
 
-    settings: tuple[int, ...]
+    settings: tuple[object, ...]
     sklearn: str
     through: dt.date
 
     @classmethod
-    def now(cls, settings: tuple[int, ...], through: dt.date) -> Stamp:
+    def now(cls, settings: tuple[object, ...], through: dt.date) -> Stamp:
         import sklearn
 
         return cls(settings, sklearn.__version__, through)
 
     def stale(
-        self, settings: tuple[int, ...], last: dt.date, every: int, section: str, field: str
+        self, settings: tuple[object, ...], last: dt.date, every: int, section: str, field: str
     ) -> str | None:
         """Why models with this stamp may not serve a history ending on ``last`` under
         ``settings``, when they are refitted ``every`` days of events (``section.field``);

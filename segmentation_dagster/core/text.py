@@ -83,8 +83,10 @@ def documents(con: duckdb.DuckDBPyConnection, events: str, window_days: int) -> 
     ).pl()
 
 
-#: the file in the model folder that keeps the fitted text models between runs
+#: the file in the model folder that keeps the fitted text models between runs, and its format
+#: (raise it when the models or the documents they read change)
 MODELS_FILE = "text_models.joblib"
+KEPT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,8 @@ def _keepable(vec: object) -> object:
     return vec
 
 
-def _settings(cfg: TextConfig) -> tuple[int, ...]:
-    return (cfg.n_topics, cfg.window_days, cfg.fit_sample, cfg.min_rated_reviews)
+def _settings(cfg: TextConfig) -> tuple[object, ...]:
+    return (cfg.n_topics, cfg.window_days, cfg.fit_sample, cfg.min_rated_reviews, KEPT_FORMAT)
 
 
 def _reviews(docs: pl.DataFrame) -> pl.DataFrame:
@@ -175,7 +177,15 @@ def _fit_sentiment(docs: pl.DataFrame, cfg: TextConfig, seed: int) -> tuple[obje
     positive = labelled["ratings"] >= 4
     if min(int(positive.sum()), int((~positive).sum())) < cfg.min_rated_reviews:
         return None
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    # the vocabulary: terms of at least three customers' reviews (one customer's name or order
+    # number, however often they write it, is not a term a kept model may carry)
+    per_customer = labelled.group_by("customer_id").agg(pl.col("reviews").str.join(" . "))
+    try:
+        terms = TfidfVectorizer(ngram_range=(1, 2), min_df=3).fit(per_customer["reviews"])
+    except ValueError:  # no term of three customers
+        return None
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
+                          vocabulary=sorted(terms.vocabulary_))  # fmt: skip
     x = vec.fit_transform(labelled["reviews"].to_list())
     model = LogisticRegression(max_iter=1000, random_state=seed, class_weight="balanced")
     model.fit(x, positive.to_numpy())
@@ -193,7 +203,7 @@ def apply(models: TextModels, docs: pl.DataFrame) -> pl.DataFrame:
         x = models.vectorizer.transform(docs["doc"].to_list())  # type: ignore[attr-defined]
         w = models.nmf.transform(x)  # type: ignore[attr-defined]
         w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    table = docs.select("customer_id").with_columns(
+    table = docs.select("customer_id", "doc_hash").with_columns(  # w's rows: docs' order
         *[pl.Series(f"topic_{t + 1}", w[:, t], dtype=pl.Float64) for t in range(k)],
         top_topic=pl.Series(np.argmax(w, axis=1) + 1 if len(w) else [], dtype=pl.Int32),
     )
@@ -209,9 +219,11 @@ def apply(models: TextModels, docs: pl.DataFrame) -> pl.DataFrame:
             .group_by("customer_id")
             .agg(sentiment=pl.col("p").mean())
         )
-    return table.join(feel, on="customer_id", how="left").with_columns(
-        docs["doc_hash"], text_model=pl.lit(models.fit_id)
-    )
+    weights = [f"topic_{t + 1}" for t in range(k)]
+    return table.join(feel, on="customer_id", how="left", maintain_order="left").select(
+        "customer_id", *weights, "top_topic", "sentiment", "doc_hash",
+        text_model=pl.lit(models.fit_id),
+    )  # fmt: skip
 
 
 def refit_reason(models: TextModels | None, last: dt.date, cfg: TextConfig) -> str | None:

@@ -10,10 +10,10 @@
 
 **Retraining.** Trained models (:class:`Trained`) are kept and score the following days, as a
 deployed model does: they are retrained when they are ``retrain_days`` days of events old, and
-at once when the history they learnt from changed (a late or re-ingested file, an erasure: the
-number of events up to their last day differs), when the ``value`` section or scikit-learn
-changed, or when they cannot be read. A day in between costs one pass over the events to build
-today's features, not three plus two fits.
+at once when the history they learnt from changed (a late or corrected file, an erasure: the
+number or a checksum of the events up to their last day differs), when the ``value`` section,
+the features or scikit-learn changed, or when they cannot be read. A day in between costs
+two passes over the events (the checksum, today's features), not five plus two fits.
 
 The population is the customers who bought before the cutoff (churn means "no purchase in the
 next ``H`` days"; someone who never bought has nothing to churn from). A purchases-only log
@@ -77,9 +77,11 @@ class ValueConfig:
     def __post_init__(self) -> None:
         require_whole_numbers(self)
 
-    def training(self) -> tuple[int, ...]:
-        """The fields that change what training produces (not how long models are kept)."""
-        return (self.horizon_days, self.min_customers, self.fit_sample, self.baseline_sample)
+    def training(self) -> tuple[object, ...]:
+        """What changes what training produces (not how long models are kept): the fields,
+        the features and the kept file's format."""
+        fields = (self.horizon_days, self.min_customers, self.fit_sample, self.baseline_sample)
+        return (*fields, FEATURES, KEPT_FORMAT)
 
 
 def features_as_of(
@@ -446,8 +448,10 @@ def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
     return df if df.height <= n else df.sample(n, seed=0).sort("customer_id")
 
 
-#: the file in the model folder that keeps the trained models between runs
+#: the file in the model folder that keeps the trained models between runs, and its format
+#: (raise it when the models or what they read change in a way FEATURES does not show)
 MODELS_FILE = "value_models.joblib"
+KEPT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -462,9 +466,10 @@ class Trained:
     first: dt.date
     horizon: int
     lookback: int
-    #: events dated up to the stamp's ``through`` when they were trained: another count later
-    #: means the history they learnt from changed
-    events_through: int
+    #: the events dated up to the stamp's ``through`` when they were trained: their number and
+    #: a checksum of the columns the models read (:func:`_history`); another value later means
+    #: the history they learnt from changed
+    history: tuple[int, int]
     stamp: kept.Stamp
 
     @property
@@ -486,10 +491,19 @@ class Scores:
     retrained: str = ""
 
 
-def _events_through(con: duckdb.DuckDBPyConnection, events: str, day: dt.date) -> int:
-    return int(
-        con.execute(f"select count(*) from {events} where event_date <= ?", [day]).fetchall()[0][0]
-    )
+#: the columns of the events the models read (features and labels)
+_READ = ("customer_id", "event_date", "event_type", "session_id", "price", "quantity")
+
+
+def _history(con: duckdb.DuckDBPyConnection, events: str, day: dt.date) -> tuple[int, int]:
+    """The number of events dated up to ``day`` and a checksum of what the models read of them
+    (order-free: an XOR of row hashes), so a corrected file with as many rows is noticed."""
+    n, checksum = con.execute(
+        f"select count(*), coalesce(bit_xor(hash({', '.join(_READ)})), 0) from {events} "
+        "where event_date <= ?",
+        [day],
+    ).fetchall()[0]
+    return int(n), int(checksum)
 
 
 def retrain_reason(
@@ -508,10 +522,10 @@ def retrain_reason(
         return why
     if first != trained.first:
         return f"the history now begins on {first}, not {trained.first}"
-    n = _events_through(con, events, trained.through)
-    if n != trained.events_through:
-        return (f"the history they learnt from changed: {trained.events_through} events up to "
-                f"{trained.through} then, {n} now")  # fmt: skip
+    (n_then, _), (n, checksum) = trained.history, _history(con, events, trained.through)
+    if (n, checksum) != trained.history:
+        return (f"the history they learnt from changed: {n_then} events up to {trained.through} "
+                f"then, {n} now" + (" (with other values)" if n == n_then else ""))  # fmt: skip
     return None
 
 
@@ -597,7 +611,7 @@ def train(
     baseline = Baseline.fit(_sample(now, cfg.baseline_sample))
     return Trained(
         final, baseline, validation, first, horizon, lookback,
-        _events_through(con, events, last), kept.Stamp.now(cfg.training(), last),
+        _history(con, events, last), kept.Stamp.now(cfg.training(), last),
     )  # fmt: skip
 
 

@@ -4,12 +4,13 @@
     older row. Older rows were checked by the build that aggregated them, so a daily refresh
     probes the day's keys against the history instead of grouping every key of the history.
     dbt build runs a model's tests before its children, so `aggregate` still holds the
-    previous build when this runs. -#}
+    previous build when this runs. var('whole_table_checks') (every run but the daily
+    refresh) checks every row. -#}
 {% test unique_in_new_rows(model, column_name, aggregate) %}
 {%- set built = adapter.get_relation(database=model.database, schema=model.schema, identifier=aggregate) %}
 select {{ column_name }}, count(*) as n
 from {{ model }}
-{%- if built is not none %}
+{%- if built is not none and not var('whole_table_checks', false) %}
 where {{ column_name }} in (
     select {{ column_name }}
     from {{ model }}

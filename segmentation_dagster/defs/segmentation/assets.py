@@ -305,8 +305,9 @@ def customer_value(
         "spend_by_segment_grouped_by": (
             f"the segments of {v.segments_as_of}, before the outcomes"
             if v.segments_as_of
-            else "today's segments (no assignment recorded before the outcomes; a segment of "
-            "inactive customers is then partly chosen by not having bought)"
+            else f"the segments of {t.through}, the day the models were trained (no assignment "
+            "recorded before the outcomes; a segment of inactive customers is then partly "
+            "chosen by not having bought)"
         ),
         "mean_churn_risk": round(float(result.scores["churn_risk"].mean()), 4),
     }

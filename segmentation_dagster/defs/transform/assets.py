@@ -13,6 +13,7 @@ every run. Selection (a subset materialised in the UI) and the dbt-result -> Dag
 translation are dagster-dbt's own.
 """
 
+import datetime as dt
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -142,6 +143,7 @@ def dbt_models(
     os.environ["SEGMENTATION_DUCKDB_PATH"] = warehouse.path
     DuckDBSettings.from_env()  # profiles.yml reads the same variables: refuse a bad value here
     checks: list[dg.AssetCheckResult | dg.AssetCheckEvaluation] = []
+    suite = "dbt"
     try:
         with warehouse.lock() as waited:
             if waited > 1:
@@ -150,7 +152,12 @@ def dbt_models(
             # what changed (its partial-parse cache is keyed on the profile, i.e. the path)
             target = Path(warehouse.path).resolve().parent / "dbt_target"
             settings = project.load()
-            args = config.dbt_args(settings.features)
+            base = dict(settings.features)
+            whole = _whole_table_checks(context, warehouse)
+            if whole:
+                context.log.info(f"dbt's key tests check every row: {whole}")
+                base["whole_table_checks"] = True
+            args = config.dbt_args(base)
             context.log.info(
                 f"dbt vars in effect (project file {settings.path or 'none'}): "
                 + json.dumps({**DBT_VARS, **config.dbt_vars(settings.features)})
@@ -160,6 +167,7 @@ def dbt_models(
                 with warehouse.connect() as con:  # dbt has closed the file; the lock is ours
                     return {t: count_rows(con, *t) for t in tables}
 
+            suite = audit.DBT_WHOLE if whole else "dbt"
             for event in dbt_runner.run(
                 context, dbt, args, target, TransformTranslator(), row_counts
             ):
@@ -170,17 +178,29 @@ def dbt_models(
         # a failing dbt test is exactly what the audit trail must keep: write it either way
         if checks:
             with warehouse.connect() as con:
-                audit.append_audit(con, [_audit_row(c) for c in checks], context.run_id)
+                audit.append_audit(con, [_audit_row(c, suite) for c in checks], context.run_id)
 
 
-def _audit_row(check: dg.AssetCheckResult | dg.AssetCheckEvaluation) -> audit.AuditRow:
+def _whole_table_checks(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> str:
+    """Why this build's key tests check every row ("": only the keys it wrote). The daily
+    refresh (defs/jobs.py) checks the keys it wrote, unless a check is due; every other run
+    (the full loop, a materialisation from the UI) checks every row."""
+    if context.job_name != "daily_refresh_job":
+        return f"{context.job_name} checks every row"
+    with warehouse.connect() as con:
+        return audit.whole_table_checks_due(con, dt.datetime.now()) or ""
+
+
+def _audit_row(
+    check: dg.AssetCheckResult | dg.AssetCheckEvaluation, suite: str = "dbt"
+) -> audit.AuditRow:
     metadata = check.metadata or {}
     failed = metadata.get("dagster_dbt/failed_row_count")
     severity = getattr(check, "severity", None)
     return audit.AuditRow(
         asset=check.asset_key.to_user_string() if check.asset_key else "",
         source="dbt",
-        suite="dbt",
+        suite=suite,
         check_name=check.check_name or "",
         success=bool(check.passed),
         expectation="dbt test",
