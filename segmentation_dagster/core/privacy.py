@@ -98,11 +98,26 @@ def pseudonyms(ids: Iterable[object], secret: bytes) -> list[str]:
 
 
 def pseudonymise(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
-    """``df`` with ``customer_id`` replaced by ``customer_pseudonym`` (same position)."""
-    values = pseudonyms(df["customer_id"].to_list(), secret)
-    return df.with_columns(customer_id=pl.Series(values, dtype=pl.String)).rename(
-        {"customer_id": PSEUDONYM}
-    )
+    """``df`` with ``customer_id`` replaced by ``customer_pseudonym`` (same position): the
+    same values as :func:`pseudonyms`, computed by DuckDB (HMAC-SHA256 from its definition,
+    H((K ^ opad) || H((K ^ ipad) || id)), the pads bound as values), several times faster
+    than a Python loop over millions of ids."""
+    import duckdb
+
+    block = 64  # SHA-256's block size: a longer key is hashed first, a shorter one padded
+    k = (hashlib.sha256(secret).digest() if len(secret) > block else secret).ljust(block, b"\0")
+    ipad, opad = bytes(b ^ 0x36 for b in k), bytes(b ^ 0x5C for b in k)
+    con = duckdb.connect()
+    try:
+        con.register("_ids", df.select(pl.col("customer_id").cast(pl.String)))
+        values = con.sql(
+            "select left(sha256($opad::blob || unhex(sha256($ipad::blob || encode(customer_id)))),"
+            " 32) as p from _ids",
+            params={"ipad": ipad, "opad": opad},
+        ).pl()["p"]  # a projection of one scan: DuckDB keeps the rows' order
+    finally:
+        con.close()
+    return df.with_columns(customer_id=values).rename({"customer_id": PSEUDONYM})
 
 
 # -- small groups ------------------------------------------------------------------------------
