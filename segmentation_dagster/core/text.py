@@ -53,40 +53,71 @@ class TextConfig:
         require_whole_numbers(self)
 
 
-def documents(con: duckdb.DuckDBPyConnection, events: str, window_days: int) -> pl.DataFrame:
-    """customer_id, doc (their queries and review texts of the last ``window_days`` days, in a
-    fixed order) and the reviews' texts and ratings (lists), for every customer who wrote
-    anything, and ``doc_hash`` (of the doc and reviews: what the models read of them)."""
+#: one row per query or review of the window: the piece a document is made of, and a hash of
+#: what the models read of it ({events}: a relation of the project's own; the days are bound)
+_WINDOW = """
+    select customer_id::varchar as customer_id, event_date,
+           coalesce(search_query, review_text) as piece, review_text, review_rating,
+           hash(event_date, coalesce(search_query, review_text), review_text, review_rating)
+               as h
+    from {events}
+    where event_date > (select max(event_date) from {events}) - to_days($days)
+      and (search_query is not null or review_text is not null)
+"""
+
+#: a document's fingerprint: its pieces' number and two order-free sums of their hashes (any
+#: added, removed or edited piece changes it), cheap next to building the document
+_FINGERPRINT = "count(*)::varchar || '-' || bit_xor(h)::varchar || '-' || sum(h::hugeint)::varchar"
+
+
+def fingerprints(con: duckdb.DuckDBPyConnection, events: str, window_days: int) -> pl.DataFrame:
+    """customer_id, doc_hash for every customer who wrote something in the last
+    ``window_days`` days, without building the documents."""
     return con.sql(
-        f"""
-        with recent as (
-            select customer_id::varchar as customer_id, event_date,
-                   coalesce(search_query, review_text) as piece, review_text, review_rating
-            from {events}
-            where event_date > (select max(event_date) from {events}) - to_days($days)
-              and (search_query is not null or review_text is not null)
-        ),
-        docs as (
+        f"select customer_id, {_FINGERPRINT} as doc_hash "
+        f"from ({_WINDOW.format(events=events)}) group by customer_id order by customer_id",
+        params={"days": window_days},
+    ).pl()
+
+
+def documents(
+    con: duckdb.DuckDBPyConnection,
+    events: str,
+    window_days: int,
+    customers: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """customer_id, doc (their queries and review texts of the last ``window_days`` days, in a
+    fixed order), the reviews' texts and ratings (lists) and ``doc_hash`` (as
+    :func:`fingerprints`) for every customer who wrote anything, or only for those in
+    ``customers`` (a frame with customer_id)."""
+    only = ""
+    if customers is not None:
+        con.register("_text_customers", customers.select(pl.col("customer_id").cast(pl.String)))
+        only = "where customer_id in (select customer_id from _text_customers)"
+    try:
+        return con.sql(
+            f"""
+            with recent as (select * from ({_WINDOW.format(events=events)}) {only})
             select customer_id,
                    string_agg(piece, ' . ' order by event_date, piece) as doc,
                    list(review_text order by event_date, review_text, review_rating)
                        filter (review_text is not null) as reviews,
                    list(review_rating order by event_date, review_text, review_rating)
-                       filter (review_text is not null) as ratings
-            from recent group by customer_id
-        )
-        select *, md5(doc || chr(0) || coalesce(array_to_string(reviews, chr(1)), ''))
-                      as doc_hash
-        from docs order by customer_id
-        """,
-        params={"days": window_days},
-    ).pl()
+                       filter (review_text is not null) as ratings,
+                   {_FINGERPRINT} as doc_hash
+            from recent group by customer_id order by customer_id
+            """,
+            params={"days": window_days},
+        ).pl()
+    finally:
+        if customers is not None:
+            con.unregister("_text_customers")
 
 
 #: the file in the model folder that keeps the fitted text models between runs, and its format
 #: (raise it when the models or the documents they read change)
 MODELS_FILE = "text_models.joblib"
-KEPT_FORMAT = 1
+KEPT_FORMAT = 2  # 2: doc_hash is a fingerprint of the pieces, not an md5 of the document
 
 
 @dataclass(frozen=True)
@@ -273,27 +304,33 @@ def interests(
     import time
 
     t0 = time.perf_counter()
-    docs = documents(con, events, cfg.window_days)
     last = con.execute(f"select max(event_date) from {events}").fetchall()[0][0]
     why = refit_reason(kept, last, cfg) if last is not None else "no events"
     models: TextModels | str | None = kept
+    docs = None
     if why is not None or kept is None:
+        docs = documents(con, events, cfg.window_days)
         models = fit(docs, cfg, last) if last is not None else "no events"
     if isinstance(models, str) or models is None:
         empty = pl.DataFrame(schema={"customer_id": pl.String, "top_topic": pl.Int32,
                                      "sentiment": pl.Float64})  # fmt: skip
         return Interests(None, empty, time.perf_counter() - t0, str(models))
     same = pl.DataFrame(schema={"customer_id": pl.String, "doc_hash": pl.String})
-    if why is None and previous is not None and "text_model" in previous.columns:
+    if docs is None and previous is not None and "text_model" in previous.columns:
+        # kept models: only the documents whose fingerprint moved are built and weighed
+        now = fingerprints(con, events, cfg.window_days)
         same = (
             previous.filter(pl.col("text_model") == models.fit_id)
             .select("customer_id", "doc_hash")
-            .join(docs.select("customer_id", "doc_hash"), on=["customer_id", "doc_hash"])
+            .join(now, on=["customer_id", "doc_hash"])
         )
-    fresh = apply(models, docs.join(same, on=["customer_id", "doc_hash"], how="anti"))
+        docs = documents(con, events, cfg.window_days, now.join(same, on="customer_id", how="anti"))
+    elif docs is None:
+        docs = documents(con, events, cfg.window_days)
+    fresh = apply(models, docs)
     kept_rows = (
         previous.join(same, on=["customer_id", "doc_hash"], how="semi").select(fresh.columns)
-        if same.height
+        if previous is not None and same.height
         else fresh.clear()
     )
     table = pl.concat([kept_rows, fresh], how="vertical_relaxed").sort("customer_id")
