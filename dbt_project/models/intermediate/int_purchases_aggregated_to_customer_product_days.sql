@@ -5,7 +5,7 @@
 
 with
 
-events as (
+events as {{ inlined_cte() }} (
 
     select * from {{ ref('stg_shop__events') }}
 
