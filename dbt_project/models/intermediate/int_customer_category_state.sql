@@ -17,7 +17,9 @@ state as (
 
 ),
 
-all_category_days as (
+-- inlined, as prior below: DuckDB would otherwise copy the whole table on every run to use a
+-- few of its rows (macros/cross_engine.sql)
+all_category_days as {{ inlined_cte() }} (
 
     select * from {{ ref('int_events_aggregated_to_customer_category_days') }}
 
@@ -33,7 +35,7 @@ category_days as (
 
 {% if is_incremental() %}
 
-prior as (
+prior as {{ inlined_cte() }} (
 
     select * from {{ this }}
 
@@ -49,8 +51,11 @@ moved as (
 
 prior_dates as (
 
+    -- the moved customers' only: grouping every stored row (35M at 100M events) each day
+    -- would cost more than the day
     select customer_id, max(as_of) as as_of
     from prior
+    where customer_id in (select customer_id from moved)
     group by customer_id
 
 ),
