@@ -554,11 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_init.set_defaults(func=cmd_init)
 
-    p_daily = sub.add_parser(
-        "daily",
-        help="one day of operation on your own landing folder: the first champion, or the "
-        "daily refresh, the drift sensor and the re-segmentation it asks for",
+    daily_help = (
+        "one day of operation on your own landing folder: the first champion, or "
+        "the daily refresh, the drift sensor and the re-segmentation it asks for"
     )
+    p_daily = sub.add_parser("daily", help=daily_help, description=daily_help)
     p_daily.set_defaults(func=cmd_daily)
 
     d = simulate.ReplayConfig()
