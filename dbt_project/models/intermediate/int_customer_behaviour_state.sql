@@ -24,7 +24,7 @@
 
 with recursive
 
-all_days as (
+all_days as {{ inlined_cte() }} (  -- read for a few rows: not copied whole
 
     select * from {{ ref('int_events_aggregated_to_customer_days') }}
 
@@ -41,7 +41,7 @@ days as (
 
 {% if is_incremental() %}
 
-prior as (
+prior as {{ inlined_cte() }} (
 
     select * from {{ this }}
 
