@@ -191,3 +191,9 @@ def test_pseudonymise_in_duckdb_gives_the_pseudonyms_hmac_gives_in_the_same_orde
         assert out.columns == ["segment_id", privacy.PSEUDONYM]
         assert out[privacy.PSEUDONYM].to_list() == privacy.pseudonyms(ids, key)
         assert out["segment_id"].to_list() == df["segment_id"].to_list()
+
+
+def test_a_null_id_has_no_pseudonym():
+    df = pl.DataFrame({"customer_id": ["a", None]})
+    with pytest.raises(privacy.PrivacyError, match="null"):
+        privacy.pseudonymise(df, b"sixteen chars ok")

@@ -32,7 +32,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
-from segmentation_dagster.core.settings import require_whole_numbers
+from segmentation_dagster.core.settings import DuckDBSettings, require_whole_numbers
 from segmentation_dagster.core.warehouse import quote_ident
 
 KEY_ENV = "SEGMENTATION_PSEUDONYM_KEY"
@@ -99,17 +99,19 @@ def pseudonyms(ids: Iterable[object], secret: bytes) -> list[str]:
 
 def pseudonymise(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
     """``df`` with ``customer_id`` replaced by ``customer_pseudonym`` (same position): the
-    same values as :func:`pseudonyms`, computed by DuckDB (HMAC-SHA256 from its definition,
-    H((K ^ opad) || H((K ^ ipad) || id)), the pads bound as values), several times faster
-    than a Python loop over millions of ids."""
-    import duckdb
-
+    same values as :func:`pseudonyms` for text ids, computed by DuckDB (HMAC-SHA256 from its
+    definition, H((K ^ opad) || H((K ^ ipad) || id)), the pads bound as values): about twice
+    as fast as a Python loop over millions of ids on two cores."""
     block = 64  # SHA-256's block size: a longer key is hashed first, a shorter one padded
     k = (hashlib.sha256(secret).digest() if len(secret) > block else secret).ljust(block, b"\0")
     ipad, opad = bytes(b ^ 0x36 for b in k), bytes(b ^ 0x5C for b in k)
+    ids = df.select(pl.col("customer_id").cast(pl.String))
+    if ids["customer_id"].null_count():
+        raise PrivacyError("customer_id: a null id has no pseudonym")
     con = duckdb.connect()
     try:
-        con.register("_ids", df.select(pl.col("customer_id").cast(pl.String)))
+        DuckDBSettings.from_env().apply(con)  # the platform's memory bound and spill folder
+        con.register("_ids", ids)
         values = con.sql(
             "select left(sha256($opad::blob || unhex(sha256($ipad::blob || encode(customer_id)))),"
             " 32) as p from _ids",

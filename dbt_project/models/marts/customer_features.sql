@@ -99,9 +99,9 @@ categories as (
             / nullif(sum(category_state.product_events) * sum(category_state.product_events), 0) as category_hhi,
         -- the customer's most frequent category; ties go to the first by name
         {{ min_by_keys('category_state.category', ['-category_state.product_events', 'category_state.category']) }} as top_category
-    -- every customer's, not only those in scope: the final left join keeps those in scope,
-    -- and joining first would cost more than the few extra groups (at 100M events,
-    -- 35M category rows against 6M customers)
+    -- every customer's, not only those in scope: the final left join keeps those in scope.
+    -- Joining first probes every category row too, and then groups what is left (on the
+    -- 100M bench, 35M rows: 5.6 s for join + group against 2.2 s for the group alone)
     from category_state
     group by category_state.customer_id
 
