@@ -294,21 +294,21 @@ def interests(
     con: duckdb.DuckDBPyConnection,
     events: str,
     cfg: TextConfig,
-    kept: TextModels | None = None,
+    stored: TextModels | None = None,
     previous: pl.DataFrame | None = None,
 ) -> Interests:
     """Topics and sentiment for every customer who wrote something in the window. With
-    ``kept`` models that :func:`refit_reason` allows, only documents that changed since
-    ``previous`` (the table they produced: same ``text_model`` and ``doc_hash``) are
-    weighed again; the rest keep their rows."""
+    ``stored`` models (kept by an earlier run) that :func:`refit_reason` allows, only the
+    documents that changed since ``previous`` (the table they produced: same ``text_model``
+    and ``doc_hash``) are built and weighed; the rest keep their rows."""
     import time
 
     t0 = time.perf_counter()
     last = con.execute(f"select max(event_date) from {events}").fetchall()[0][0]
-    why = refit_reason(kept, last, cfg) if last is not None else "no events"
-    models: TextModels | str | None = kept
+    why = refit_reason(stored, last, cfg) if last is not None else "no events"
+    models: TextModels | str | None = stored
     docs = None
-    if why is not None or kept is None:
+    if why is not None or stored is None:
         docs = documents(con, events, cfg.window_days)
         models = fit(docs, cfg, last) if last is not None else "no events"
     if isinstance(models, str) or models is None:
