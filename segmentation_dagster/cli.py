@@ -365,7 +365,7 @@ def cmd_serve_reports(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from segmentation_dagster.core import kept, privacy, text, value
+    from segmentation_dagster.core import privacy, text, value
     from segmentation_dagster.core.warehouse import connect
 
     paths = Paths.from_env()
@@ -385,10 +385,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
                 done.rows.update(_forget_on_spark(con, args.customer_ids))
     else:  # nothing loaded yet: only keep them out of the first load
         done = privacy.forget_files(paths.data_dir, dirs, args.customer_ids)
-    for fitted in (text.MODELS_FILE, value.MODELS_FILE):  # learnt from their data: fitted
-        path = paths.model_dir / fitted  # again without them on the next run
-        for gone in kept.remove_leftovers(path):
-            done.files[f"{gone} (left by a killed save: deleted)"] = 1
+    # learnt from their data: fitted again without them on the next run (a killed save's temp
+    # file went with the model folder's other leftovers, in privacy.forget)
+    for fitted in (text.MODELS_FILE, value.MODELS_FILE):
+        path = paths.model_dir / fitted
         if path.is_file() and not path.is_symlink():
             path.unlink()
             done.files[f"{path} (fitted on their data: deleted, fitted again on the next run)"] = 1

@@ -197,3 +197,20 @@ def test_a_null_id_has_no_pseudonym():
     df = pl.DataFrame({"customer_id": ["a", None]})
     with pytest.raises(privacy.PrivacyError, match="null"):
         privacy.pseudonymise(df, b"sixteen chars ok")
+
+
+def test_forget_deletes_what_killed_model_saves_left(tmp_path, monkeypatch):
+    """A registry snapshot's or a kept model's temp file (a killed save) holds customers' rows
+    or what was fitted on them: forget deletes it with the export leftovers."""
+    monkeypatch.setenv(privacy.KEY_ENV, "k" * 32)
+    models = tmp_path / "models"
+    models.mkdir()
+    snapshot = models / ".reference_v0002.parquet.4242.tmp"
+    pl.DataFrame({"customer_id": ["gone"]}).write_parquet(snapshot)
+    fitted = models / f".{value.MODELS_FILE}.77.tmp"
+    fitted.write_bytes(b"half a model")
+    other = models / ".keep_me"
+    other.write_text("x")
+    erased = privacy.forget_files(tmp_path / "data", [models], ["gone"])
+    assert not snapshot.exists() and not fitted.exists() and other.exists()
+    assert sum(1 for f in erased.files if "killed export or save" in f) == 2

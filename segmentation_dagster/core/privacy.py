@@ -267,17 +267,19 @@ def forget_files(data_dir: Path, file_dirs: Iterable[Path], customer_ids: list[s
     return Erasure({}, _erase_files(file_dirs, ids, marks))
 
 
-#: what a killed export leaves behind in the exports folder (hidden, never valid output, and
-#: holding the whole membership list): a temp file, or the folder of Spark's part files
-_KILLED_EXPORT = re.compile(r"\.segments_[^/]*\.(tmp|spark)")
+#: what a killed write leaves behind in the model and exports folders (hidden, never valid
+#: output, and holding customers' rows or what was fitted on them): the temp file of an
+#: export, a registry snapshot or a kept model (``.<name>.tmp``, ``.<name>.<pid>.tmp``), or the
+#: folder of Spark's part files (``.<name>.spark``)
+_KILLED_WRITE = re.compile(r"\..+\.(tmp|spark)")
 
 
-def remove_killed_exports(folder: Path) -> list[Path]:
-    """Delete what killed exports left in ``folder`` (its own entries, no link followed);
+def remove_killed_writes(folder: Path) -> list[Path]:
+    """Delete what killed writes left in ``folder`` (its own entries, no link followed);
     returns what was deleted."""
     gone = []
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if _KILLED_EXPORT.fullmatch(path.name) and not path.is_symlink():
+        if _KILLED_WRITE.fullmatch(path.name) and not path.is_symlink():
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -291,8 +293,8 @@ def _erase_files(file_dirs: Iterable[Path], ids: list[str], marks: list[str]) ->
     for folder in file_dirs:
         if not folder.is_dir():
             continue
-        for path in remove_killed_exports(folder):
-            files[f"{path} (left by a killed export: deleted)"] = 1
+        for path in remove_killed_writes(folder):
+            files[f"{path} (left by a killed export or save: deleted)"] = 1
         for path in sorted(folder.iterdir()):  # the folder's own files, no link followed
             if path.is_symlink() or not path.is_file() or path.name.startswith("."):
                 continue

@@ -443,7 +443,7 @@ def _write_one_file(df: object, folder: Path, stem: str, rows: int) -> Path:
     driver cannot see mean the folder is not shared with the executors) and renamed into
     place. A killed write's hidden folders are removed here and by ``forget``."""
     folder.mkdir(parents=True, exist_ok=True)
-    privacy.remove_killed_exports(folder)  # a killed write's parts: customers in them
+    privacy.remove_killed_writes(folder)  # a killed write's parts: customers in them
     for ext in ("parquet", "csv"):
         tmp = folder / f".{stem}.{ext}.spark"
         shutil.rmtree(tmp, ignore_errors=True)
