@@ -80,6 +80,38 @@ def test_on_a_long_history_the_models_beat_the_baseline(long_demo):
     assert s.scores.height == s.scores["customer_id"].n_unique()
 
 
+@pytest.mark.slow  # 280 days of a 5,000-customer shop, purchases only
+def test_on_a_purchases_only_log_the_models_start_from_the_baseline_and_beat_it(tmp_path):
+    """Without visits a one-off buyer looks like a steady rare buyer except in what BG/NBD makes
+    of their purchase dates; the trees read that too, so they beat BG/NBD clearly (by 0.015
+    AUC without it, 0.04 with it, on this shop) and forecast the spend of the four buying
+    personas within 20 %."""
+    simulate.generate(simulate.DemoConfig(n_customers=5000, days=280, seed=3, purchases_only=True),
+                      tmp_path / "landing", tmp_path / "truth")  # fmt: skip
+    truth = pl.read_parquet(tmp_path / "truth" / "personas.parquet")
+    personas = truth.select(pl.col("customer_id").cast(pl.String), segment_id="persona")
+    v = value.score(_events(tmp_path), "ev", personas, value.ValueConfig()).validation
+    assert v is not None
+    assert v.auc >= v.auc_baseline + 0.03, (v.auc, v.auc_baseline)
+    buying = ("loyal_high_spender", "category_specialist", "bargain_hunter", "cart_abandoner")
+    errors = v.spend_by_segment.filter(pl.col("segment_id").is_in(buying))
+    assert errors.height == 4 and (errors["error"] <= 0.2).all(), errors
+
+
+def test_the_baseline_features_are_bgnbds_own_numbers_and_nan_where_they_overflow():
+    feats = pl.DataFrame({"x": [0.0, 3.0], "t_x": [0.0, 50.0], "T": [10.0, 60.0]})
+    bg = value.BgNbd(r=0.8, alpha=20.0, a=0.8, b=2.5)
+    out = value.with_baseline(feats, bg, 30)
+    x, t_x, T = (feats[c].to_numpy() for c in ("x", "t_x", "T"))  # noqa: N806
+    np.testing.assert_allclose(out["bgnbd_p_alive"], bg.p_alive(x, t_x, T))
+    np.testing.assert_allclose(out["bgnbd_purchases"], bg.expected_purchases(30, x, t_x, T))
+    assert out["bgnbd_p_alive"][0] == 1.0  # no repeat purchase: BG/NBD says alive
+    # a = 1, at the edge a short history can fit: the expected purchases divide by a - 1
+    edge = value.with_baseline(feats, value.BgNbd(r=0.8, alpha=20.0, a=1.0, b=2.5), 30)
+    assert edge["bgnbd_purchases"].is_nan().all()  # missing for the trees, not a number
+    assert edge["bgnbd_p_alive"].is_finite().all()
+
+
 def test_too_little_history_says_so_instead_of_guessing(tmp_path):
     simulate.generate(simulate.DemoConfig(n_customers=150, days=20, seed=1), tmp_path / "landing",
                       tmp_path / "truth")  # fmt: skip

@@ -26,8 +26,13 @@ pymc-marketing, brings PyMC and a compiler toolchain, and ``lifetimes`` is archi
 churn score is the expected number of purchases in the horizon (fewer: riskier).
 
 **Our model**: gradient-boosted trees (scikit-learn's ``HistGradientBoosting*``) on recency,
-frequency, spend, tenure and recent behaviour; churn as a classifier, spend with a Poisson
-loss.
+frequency, spend, tenure and recent behaviour, and on the baseline's own reading of each
+customer (:data:`BASELINE_FEATURES`: BG/NBD's P(alive) and expected purchases, from a BG/NBD
+fitted on the history before the same cutoff). Churn is a classifier, constrained to a risk
+that falls as those two rise; spend a hurdle: P(buy) times a Gamma-loss regression of what the
+buyers spent. Starting from the baseline's view matters most where behaviour is missing: on a
+purchases-only log a one-off buyer and a steady rare buyer differ mainly in what the BG/NBD
+likelihood makes of their purchase dates.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ FEATURES = (
     "sessions", "views_per_session", "carts_per_session", "purchases_per_cart",
     "purchases_per_session",
 )  # fmt: skip
+#: the baseline's view of each customer, added by :func:`with_baseline`: BG/NBD's P(alive) and
+#: its expected purchases in the horizon; the churn risk may only fall as they rise
+BASELINE_FEATURES = ("bgnbd_p_alive", "bgnbd_purchases")
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class ValueConfig:
         """What changes what training produces (not how long models are kept): the fields,
         the features and the kept file's format."""
         fields = (self.horizon_days, self.min_customers, self.fit_sample, self.baseline_sample)
-        return (*fields, FEATURES, KEPT_FORMAT)
+        return (*fields, FEATURES, BASELINE_FEATURES, KEPT_FORMAT)
 
 
 def features_as_of(
@@ -307,9 +315,30 @@ class Baseline:
         return n, n * per
 
 
+def with_baseline(feats: pl.DataFrame, bgnbd: BgNbd, horizon: int) -> pl.DataFrame:
+    """``feats`` (of :func:`features_as_of`) with :data:`BASELINE_FEATURES` by ``bgnbd``, which
+    was fitted on the history before the same cutoff; NaN where its closed forms overflow (the
+    trees treat it as missing and send it its own way)."""
+    x, t_x, T = (feats[c].to_numpy().astype(float) for c in ("x", "t_x", "T"))  # noqa: N806
+    with np.errstate(all="ignore"):
+        alive, n = bgnbd.p_alive(x, t_x, T), bgnbd.expected_purchases(horizon, x, t_x, T)
+    return feats.with_columns(
+        pl.Series(name, np.where(np.isfinite(v), v, np.nan), dtype=pl.Float64)
+        for name, v in zip(BASELINE_FEATURES, (alive, n), strict=True)
+    )
+
+
+#: the churn risk falls as BG/NBD's P(alive) and expected purchases rise; the spend of those who
+#: buy rises with the expected purchases; every other feature may act either way
+_CHURN_SIGNS = {"bgnbd_p_alive": -1, "bgnbd_purchases": -1}
+_SPEND_SIGNS = {"bgnbd_purchases": 1}
+_MODEL_FEATURES = (*FEATURES, *BASELINE_FEATURES)
+
+
 @dataclass(frozen=True)
 class Models:
-    """The fitted churn classifier and spend regressor."""
+    """The fitted churn classifier and spend regressor; they read :data:`FEATURES` and
+    :data:`BASELINE_FEATURES` (:func:`with_baseline`)."""
 
     churn: object
     spend: object
@@ -318,22 +347,24 @@ class Models:
     def fit(cls, train: pl.DataFrame, seed: int = 0) -> Models:
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-        X = train.select(FEATURES).to_numpy()  # noqa: N806
+        X = train.select(_MODEL_FEATURES).to_numpy()  # noqa: N806
+        trees = {"max_iter": 200, "learning_rate": 0.05, "min_samples_leaf": 40,
+                 "random_state": seed}  # fmt: skip
         with _one_thread():
             churn = HistGradientBoostingClassifier(
-                max_iter=200, learning_rate=0.05, min_samples_leaf=40, random_state=seed
+                monotonic_cst=[_CHURN_SIGNS.get(f, 0) for f in _MODEL_FEATURES], **trees
             ).fit(X, train["churned"].to_numpy())
             # a hurdle: P(buy) from the classifier, times the spend of those who buy
             bought = train["spend"].to_numpy() > 0
             spend = HistGradientBoostingRegressor(
-                loss="gamma", max_iter=200, learning_rate=0.05, min_samples_leaf=40,
-                random_state=seed,
+                loss="gamma", monotonic_cst=[_SPEND_SIGNS.get(f, 0) for f in _MODEL_FEATURES],
+                **trees,
             ).fit(X[bought], train["spend"].to_numpy()[bought])  # fmt: skip
         return cls(churn, spend)
 
     def predict(self, feats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(P(no purchase in the horizon), expected spend in it)."""
-        X = feats.select(FEATURES).to_numpy()  # noqa: N806
+        X = feats.select(_MODEL_FEATURES).to_numpy()  # noqa: N806
         classes = list(self.churn.classes_)  # type: ignore[attr-defined]
         with _one_thread():
             proba = self.churn.predict_proba(X)  # type: ignore[attr-defined]
@@ -401,13 +432,18 @@ def validate(
     cutoff: dt.date,
     baseline_sample: int = 20_000,
     segments_as_of: dt.date | None = None,
-) -> tuple[Validation, Models, Baseline]:
+) -> tuple[Validation, Models, Baseline, pl.DataFrame]:
     """Fit on ``train``, judge on ``test`` (both :func:`labelled`); ``segments``:
     customer_id, segment_id (of ``segments_as_of``, None: today's) for the per-segment spend
     error. The baseline is fitted on the test split's history (before its cutoff), at most
-    ``baseline_sample`` customers."""
-    models = Models.fit(train)
+    ``baseline_sample`` customers; a BG/NBD fitted the same way on the train split's history
+    gives the models their :data:`BASELINE_FEATURES` there. Returns the models and the
+    baseline, and ``test`` with the baseline's features."""
+    past = fit_bgnbd(*(_sample(train, baseline_sample)[c].to_numpy().astype(float)
+                       for c in ("x", "t_x", "T")))  # fmt: skip
+    models = Models.fit(with_baseline(train, past, horizon))
     baseline = Baseline.fit(_sample(test.drop("churned", "spend"), baseline_sample))
+    test = with_baseline(test, baseline.bgnbd, horizon)
     risk, spend = models.predict(test)
     n_base, spend_base = baseline.predict(test, horizon)
     y = test["churned"].to_numpy()
@@ -441,7 +477,7 @@ def validate(
         spend_by_segment=by_segment,
         segments_as_of=segments_as_of,
     )
-    return v, models, baseline
+    return v, models, baseline, test
 
 
 def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -451,7 +487,7 @@ def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
 #: the file in the model folder that keeps the trained models between runs, and its format
 #: (raise it when the models or what they read change in a way FEATURES does not show)
 MODELS_FILE = "value_models.joblib"
-KEPT_FORMAT = 1
+KEPT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -602,7 +638,7 @@ def train(
     past, test = _sample(past, cfg.fit_sample), _sample(test, cfg.fit_sample)
     before = segments_before(test_cut) if segments_before else None
     as_of, groups = before if before and not before[1].is_empty() else (None, segments)
-    validation, _, _ = validate(
+    validation, _, _, test = validate(
         past, test, groups, horizon, test_cut, cfg.baseline_sample, segments_as_of=as_of
     )
     # the most recent horizon with known outcomes; the baseline on the features as of today
@@ -620,12 +656,15 @@ def _score(
 ) -> pl.DataFrame:
     """Every customer who bought, as of the day after ``last``, scored by ``trained``."""
     now = features_as_of(con, events, last + dt.timedelta(days=1), trained.lookback)
+    now = with_baseline(now, trained.baseline.bgnbd, trained.horizon)
     risk, spend = trained.models.predict(now)
-    x, t_x, T = (now[c].to_numpy().astype(float) for c in ("x", "t_x", "T"))  # noqa: N806
     _, spend_base = trained.baseline.predict(now, trained.horizon)
-    return now.select("customer_id").with_columns(
-        churn_risk=pl.Series(risk, dtype=pl.Float64),
-        expected_spend=pl.Series(spend, dtype=pl.Float64),
-        p_alive_bgnbd=pl.Series(trained.baseline.bgnbd.p_alive(x, t_x, T), dtype=pl.Float64),
-        expected_spend_bgnbd=pl.Series(spend_base, dtype=pl.Float64),
+    return (
+        now.select("customer_id", p_alive_bgnbd="bgnbd_p_alive")
+        .with_columns(
+            churn_risk=pl.Series(risk, dtype=pl.Float64),
+            expected_spend=pl.Series(spend, dtype=pl.Float64),
+            expected_spend_bgnbd=pl.Series(spend_base, dtype=pl.Float64),
+        )
+        .select(_EMPTY.columns)
     )
