@@ -1,6 +1,7 @@
 """The behaviour state (dbt): its unit tests, and the incremental path against a full rebuild
 on real files (real DuckDB, real dbt, one day landing after another, a late re-delivery)."""
 
+import re
 import shutil
 
 import polars as pl
@@ -112,6 +113,16 @@ def test_day_by_day_runs_give_the_same_state_and_features_as_a_full_rebuild(dbt_
     _dbt(dbt_db, tmp_path, "run", "--full-refresh")
     rebuilt = _tables(dbt_db)
     _assert_same(incremental, rebuilt)
+    # the full build in buckets of customers (as a large shop's is): the same state, and the
+    # next incremental run extends it as any other
+    _dbt(dbt_db, tmp_path, "run", "--full-refresh", "--vars", "{behaviour_fold_rows: 500}")
+    run_sql = tmp_path / "dbt_target" / "run" / "segmentation" / "models" / "intermediate"
+    buckets = re.search(r"hash\(customer_id\) % (\d+) = 0",
+                        (run_sql / "int_customer_behaviour_state.sql").read_text())  # fmt: skip
+    assert buckets and int(buckets.group(1)) > 1, "the build was not split"
+    _assert_same(_tables(dbt_db), rebuilt)
+    _dbt(dbt_db, tmp_path, "run")
+    _assert_same(_tables(dbt_db), rebuilt)
 
 
 def _errors(result) -> str:
@@ -191,6 +202,12 @@ def test_every_duckdb_connection_gets_the_configured_memory_bound(dbt_db, tmp_pa
     shown = _dbt(dbt_db, tmp_path, "show", "--inline", query).result.results[0].agate_table
     dbts = tuple(shown.rows[0])
     assert ours == reader == dbts == ("117.3 MiB", str(spill))
+
+    monkeypatch.delenv("SEGMENTATION_DUCKDB_MEMORY_LIMIT")  # the default: the same for dbt
+    with connect(dbt_db) as con:
+        default = one(con, query)
+    shown = _dbt(dbt_db, tmp_path, "show", "--inline", query).result.results[0].agate_table
+    assert default == tuple(shown.rows[0])
 
     for bad in ("lots", "0GB", "4GB'; copy (select 1) to '/tmp/x", "150%", "-1GB"):
         monkeypatch.setenv("SEGMENTATION_DUCKDB_MEMORY_LIMIT", bad)

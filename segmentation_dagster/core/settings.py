@@ -15,7 +15,7 @@
 | SEGMENTATION_EARLIEST_TS   | 2000-01-01                       | older timestamps: quarantined |
 | SEGMENTATION_MAX_PRICE     | 1e9                              | higher prices: quarantined    |
 | SEGMENTATION_MAX_QUANTITY  | 1e6                              | more items: quarantined       |
-| SEGMENTATION_DUCKDB_MEMORY_LIMIT | 80%                        | DuckDB's memory limit         |
+| SEGMENTATION_DUCKDB_MEMORY_LIMIT | 25%                        | DuckDB's memory limit         |
 | SEGMENTATION_REPORT_KEEP   | 30                               | reports kept per kind         |
 | SEGMENTATION_DUCKDB_TEMP_DIR | $SEGMENTATION_DUCKDB_PATH.tmp  | where DuckDB spills beyond it |
 | SEGMENTATION_ENGINE        | duckdb                           | or spark (core.spark_loop)    |
@@ -127,10 +127,11 @@ class Paths:
 
 #: A DuckDB memory size: a number and a unit, or a share of the machine's memory.
 _MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|[KMGT]i?B)", re.IGNORECASE)
-#: DuckDB's own default. The behaviour state's first full build folds every customer-day in one
-#: recursive query whose working tables do not spill: at 100M events it needs ~19 GiB (measured
-#: in benchmarks/results), so a lower default would make a large first build fail.
-DEFAULT_MEMORY_LIMIT = "80%"
+#: a quarter of the machine (DuckDB's own default is 80 %): the rest is for the Python steps,
+#: dbt and the other processes of a shared machine. Operators spill beyond it; the behaviour
+#: state's fold, whose working tables do not, is built in buckets of customers that fit
+#: (dbt_project/macros/behaviour_buckets.sql). A bigger machine may raise it for speed.
+DEFAULT_MEMORY_LIMIT = "25%"
 
 
 @dataclass(frozen=True)
