@@ -121,7 +121,7 @@ def test_day_by_day_runs_give_the_same_state_and_features_as_a_full_rebuild(dbt_
                         (run_sql / "int_customer_behaviour_state.sql").read_text())  # fmt: skip
     assert buckets and int(buckets.group(1)) > 1, "the build was not split"
     _assert_same(_tables(dbt_db), rebuilt)
-    _dbt(dbt_db, tmp_path, "run")
+    _dbt(dbt_db, tmp_path, "run", "--vars", "{behaviour_fold_rows: 500}")  # its hook: no work
     _assert_same(_tables(dbt_db), rebuilt)
 
 
@@ -165,6 +165,22 @@ def test_a_run_as_of_a_past_date_loses_no_day_that_landed_with_it(dbt_db, tmp_pa
     _dbt(dbt_db, tmp_path, "run", "--full-refresh")
     rebuilt = _tables(dbt_db)
     _assert_same(incremental, rebuilt)
+
+
+@pytest.mark.slow  # three dbt runs
+def test_a_state_built_empty_is_filled_by_the_next_run(dbt_db, tmp_path):
+    """A build as of a date before every event leaves the states empty; the next run must fold
+    every customer, not compare their days with the empty state's (null) last build."""
+    files, landing = _land_days(tmp_path, 6)
+    _deliver(dbt_db, landing, files)
+    _dbt(dbt_db, tmp_path, "run", "--vars", "{snapshot_date: '2000-01-01'}")
+    with connect(dbt_db) as con:
+        assert one(con, "select count(*) from main.int_customer_behaviour_state") == (0,)
+    _dbt(dbt_db, tmp_path, "run")
+    incremental = _tables(dbt_db)
+    assert incremental["int_customer_behaviour_state"].height > 0
+    _dbt(dbt_db, tmp_path, "run", "--full-refresh")
+    _assert_same(incremental, _tables(dbt_db))
 
 
 def test_the_state_refuses_other_parameters_and_vars_must_be_what_they_claim(dbt_db, tmp_path):

@@ -98,7 +98,7 @@ def test_on_a_purchases_only_log_the_models_start_from_the_baseline_and_beat_it(
     assert errors.height == 4 and (errors["error"] <= 0.2).all(), errors
 
 
-def test_the_baseline_features_are_bgnbds_own_numbers_and_nan_where_they_overflow():
+def test_the_baseline_features_are_bgnbds_own_numbers_and_the_own_rate_where_they_overflow():
     feats = pl.DataFrame({"x": [0.0, 3.0], "t_x": [0.0, 50.0], "T": [10.0, 60.0]})
     bg = value.BgNbd(r=0.8, alpha=20.0, a=0.8, b=2.5)
     out = value.with_baseline(feats, bg, 30)
@@ -106,9 +106,10 @@ def test_the_baseline_features_are_bgnbds_own_numbers_and_nan_where_they_overflo
     np.testing.assert_allclose(out["bgnbd_p_alive"], bg.p_alive(x, t_x, T))
     np.testing.assert_allclose(out["bgnbd_purchases"], bg.expected_purchases(30, x, t_x, T))
     assert out["bgnbd_p_alive"][0] == 1.0  # no repeat purchase: BG/NBD says alive
-    # a = 1, at the edge a short history can fit: the expected purchases divide by a - 1
+    # a = 1, at the edge a short history can fit: the expected purchases divide by a - 1;
+    # the customer's own rate over the horizon stands in, as in the baseline's own forecast
     edge = value.with_baseline(feats, value.BgNbd(r=0.8, alpha=20.0, a=1.0, b=2.5), 30)
-    assert edge["bgnbd_purchases"].is_nan().all()  # missing for the trees, not a number
+    np.testing.assert_allclose(edge["bgnbd_purchases"], (x + 1) / T * 30)
     assert edge["bgnbd_p_alive"].is_finite().all()
 
 

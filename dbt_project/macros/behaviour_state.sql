@@ -59,7 +59,8 @@ changed as (
 
     select customer_id, min(event_date) as first_changed_date
     from all_days
-    where _built_at > (select max(_days_built_at) from prior)
+    where (_built_at > (select max(_days_built_at) from prior)
+           or not exists (select 1 from prior))  -- an empty state: every day is new
       and event_date <= {{ snapshot_date() }}
     group by customer_id
 

@@ -317,14 +317,18 @@ class Baseline:
 
 def with_baseline(feats: pl.DataFrame, bgnbd: BgNbd, horizon: int) -> pl.DataFrame:
     """``feats`` (of :func:`features_as_of`) with :data:`BASELINE_FEATURES` by ``bgnbd``, which
-    was fitted on the history before the same cutoff; NaN where its closed forms overflow (the
-    trees treat it as missing and send it its own way)."""
+    was fitted on the history before the same cutoff. Where its closed forms overflow
+    (parameters at the edge on a short history, e.g. ``a`` = 1), the customer's own purchase
+    rate over the horizon stands in for the expected purchases, as in
+    :meth:`Baseline.predict`, and P(alive) is NaN, which the trees send down the side they
+    learnt for it (or the larger one)."""
     x, t_x, T = (feats[c].to_numpy().astype(float) for c in ("x", "t_x", "T"))  # noqa: N806
     with np.errstate(all="ignore"):
         alive, n = bgnbd.p_alive(x, t_x, T), bgnbd.expected_purchases(horizon, x, t_x, T)
+    rate = (x + 1) / np.maximum(T, 1.0) * horizon
     return feats.with_columns(
-        pl.Series(name, np.where(np.isfinite(v), v, np.nan), dtype=pl.Float64)
-        for name, v in zip(BASELINE_FEATURES, (alive, n), strict=True)
+        bgnbd_p_alive=pl.Series(np.where(np.isfinite(alive), alive, np.nan), dtype=pl.Float64),
+        bgnbd_purchases=pl.Series(np.where(np.isfinite(n) & (n >= 0), n, rate), dtype=pl.Float64),
     )
 
 

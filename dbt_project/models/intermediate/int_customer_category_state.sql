@@ -46,6 +46,8 @@ moved as (
     select state.*
     from state
     where state._days_built_at > (select max(_days_built_at) from prior)
+       or not exists (select 1 from prior)  -- an empty state (a build as of a date before
+                                            -- every event): every customer is new
 
 ),
 
