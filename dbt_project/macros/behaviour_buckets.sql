@@ -7,8 +7,8 @@
 
     The model's select folds bucket 0; its post-hook, fold_remaining_buckets(), inserts the
     others inside the same transaction (a failed or killed build leaves the old table). An
-    incremental run folds the new days in one statement, as before; its hook only looks (a row
-    count and one probe query) and does nothing. Spark folds each customer in one aggregate(),
+    incremental run folds the new days in one statement, as before; its hook only looks (the
+    count of customer-days, from metadata, and two exists() probes) and does nothing. Spark folds each customer in one aggregate(),
     with no recursion: one bucket there, and the hook renders nothing.
 -#}
 
