@@ -441,8 +441,8 @@ def validate(
     customer_id, segment_id (of ``segments_as_of``, None: today's) for the per-segment spend
     error. The baseline is fitted on the test split's history (before its cutoff), at most
     ``baseline_sample`` customers; a BG/NBD fitted the same way on the train split's history
-    gives the models their :data:`BASELINE_FEATURES` there. Returns the models and the
-    baseline, and ``test`` with the baseline's features."""
+    gives the models their :data:`BASELINE_FEATURES` there. Returns the validation, the
+    models, the baseline, and ``test`` with the baseline's features."""
     past = fit_bgnbd(*(_sample(train, baseline_sample)[c].to_numpy().astype(float)
                        for c in ("x", "t_x", "T")))  # fmt: skip
     models = Models.fit(with_baseline(train, past, horizon))
