@@ -301,34 +301,42 @@ class Baseline:
         # x counts repeat purchase days; Gamma-Gamma takes the number of purchases (x + 1)
         return cls(fit_bgnbd(x, t_x, T), fit_gamma_gamma(x + 1, m))
 
-    def predict(self, feats: pl.DataFrame, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-        """(expected purchases, expected spend) in the next ``horizon`` days."""
-        x, t_x, T, m = (feats[c].to_numpy().astype(float) for c in ("x", "t_x", "T", "m"))  # noqa: N806
+    def predict(
+        self, feats: pl.DataFrame, horizon: int, purchases: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(expected purchases, expected spend) in the next ``horizon`` days; ``purchases``:
+        the first, when :func:`with_baseline` already computed it with this BG/NBD."""
+        x, m = (feats[c].to_numpy().astype(float) for c in ("x", "m"))
+        n = _expected_purchases(self.bgnbd, horizon, feats) if purchases is None else purchases
         with np.errstate(all="ignore"):
-            n = self.bgnbd.expected_purchases(horizon, x, t_x, T)
             per = self.gamma_gamma.expected_spend(x + 1, np.maximum(m, 1e-9))
-        # where the closed forms overflow (parameters at the edge on a short history), the
-        # customer's own rate and mean spend
-        rate = (x + 1) / np.maximum(T, 1.0) * horizon
-        n = np.where(np.isfinite(n) & (n >= 0), n, rate)
+        # where the closed form overflows (parameters at the edge), the customer's mean spend
         per = np.where(np.isfinite(per) & (per >= 0), per, m)
         return n, n * per
 
 
-def with_baseline(feats: pl.DataFrame, bgnbd: BgNbd, horizon: int) -> pl.DataFrame:
-    """``feats`` (of :func:`features_as_of`) with :data:`BASELINE_FEATURES` by ``bgnbd``, which
-    was fitted on the history before the same cutoff. Where its closed forms overflow
-    (parameters at the edge on a short history, e.g. ``a`` = 1), the customer's own purchase
-    rate over the horizon stands in for the expected purchases, as in
-    :meth:`Baseline.predict`, and P(alive) is NaN, which the trees send down the side they
-    learnt for it (or the larger one)."""
+def _expected_purchases(bgnbd: BgNbd, horizon: int, feats: pl.DataFrame) -> np.ndarray:
+    """BG/NBD's expected purchases in the next ``horizon`` days; where its closed form
+    overflows (parameters at the edge on a short history, e.g. ``a`` = 1), the customer's own
+    purchase rate over the horizon."""
     x, t_x, T = (feats[c].to_numpy().astype(float) for c in ("x", "t_x", "T"))  # noqa: N806
     with np.errstate(all="ignore"):
-        alive, n = bgnbd.p_alive(x, t_x, T), bgnbd.expected_purchases(horizon, x, t_x, T)
+        n = bgnbd.expected_purchases(horizon, x, t_x, T)
     rate = (x + 1) / np.maximum(T, 1.0) * horizon
+    return np.where(np.isfinite(n) & (n >= 0), n, rate)
+
+
+def with_baseline(feats: pl.DataFrame, bgnbd: BgNbd, horizon: int) -> pl.DataFrame:
+    """``feats`` (of :func:`features_as_of`) with :data:`BASELINE_FEATURES` by ``bgnbd``, which
+    was fitted on the history before the same cutoff: P(alive) (NaN where it overflows, which
+    the trees send down the side they learnt for it, or the larger one) and
+    :func:`_expected_purchases`."""
+    x, t_x, T = (feats[c].to_numpy().astype(float) for c in ("x", "t_x", "T"))  # noqa: N806
+    with np.errstate(all="ignore"):
+        alive = bgnbd.p_alive(x, t_x, T)
     return feats.with_columns(
         bgnbd_p_alive=pl.Series(np.where(np.isfinite(alive), alive, np.nan), dtype=pl.Float64),
-        bgnbd_purchases=pl.Series(np.where(np.isfinite(n) & (n >= 0), n, rate), dtype=pl.Float64),
+        bgnbd_purchases=pl.Series(_expected_purchases(bgnbd, horizon, feats), dtype=pl.Float64),
     )
 
 
@@ -449,7 +457,7 @@ def validate(
     baseline = Baseline.fit(_sample(test.drop("churned", "spend"), baseline_sample))
     test = with_baseline(test, baseline.bgnbd, horizon)
     risk, spend = models.predict(test)
-    n_base, spend_base = baseline.predict(test, horizon)
+    n_base, spend_base = baseline.predict(test, horizon, test["bgnbd_purchases"].to_numpy())
     y = test["churned"].to_numpy()
     scored = test.select("customer_id", "spend").with_columns(
         predicted=pl.Series(spend), baseline=pl.Series(spend_base)
@@ -662,7 +670,9 @@ def _score(
     now = features_as_of(con, events, last + dt.timedelta(days=1), trained.lookback)
     now = with_baseline(now, trained.baseline.bgnbd, trained.horizon)
     risk, spend = trained.models.predict(now)
-    _, spend_base = trained.baseline.predict(now, trained.horizon)
+    _, spend_base = trained.baseline.predict(
+        now, trained.horizon, now["bgnbd_purchases"].to_numpy()
+    )
     return (
         now.select("customer_id", p_alive_bgnbd="bgnbd_p_alive")
         .with_columns(
