@@ -8,32 +8,30 @@ import polars as pl
 import pytest
 from dbt.cli.main import dbtRunner
 
+from segmentation_dagster.adapters import dbt_runner
 from segmentation_dagster.core import ingest
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR
-from segmentation_dagster.core.warehouse import connect, one
+from segmentation_dagster.core.warehouse import connect, one, open_descriptors
 from segmentation_dagster.demo import simulate
 
 STATE_MODELS = ("int_customer_behaviour_state", "int_customer_category_state", "customer_features")
 
 
 def _dbt(db, tmp_path, *args: str, ok: bool = True):
-    result = dbtRunner().invoke(
-        [
-            *args,
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--target-path",
-            str(tmp_path / "dbt_target"),
-            "--log-path",
-            str(tmp_path / "dbt_target"),
-            "--quiet",
-        ]  # fmt: skip
-    )
+    """dbt in this process, as the pipeline's dbt step runs it: the database closed after."""
+    try:
+        result = dbtRunner().invoke([*args, *_dbt_args(tmp_path)])
+    finally:
+        dbt_runner.close_duckdb()
     if ok:
         assert result.success, result.exception
     return result
+
+
+def _dbt_args(tmp_path) -> list[str]:
+    target = str(tmp_path / "dbt_target")
+    return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", target, "--log-path", target, "--quiet"]  # fmt: skip
 
 
 @pytest.fixture
@@ -188,8 +186,13 @@ def test_the_state_refuses_other_parameters_and_vars_must_be_what_they_claim(dbt
     _deliver(dbt_db, landing, files[:4])
     _dbt(dbt_db, tmp_path, "run")
     _deliver(dbt_db, landing, files[4:])
-    other = _dbt(dbt_db, tmp_path, "run", "--vars", "{half_life_days: 10}", ok=False)
+    other = dbtRunner().invoke(["run", "--vars", "{half_life_days: 10}", *_dbt_args(tmp_path)])
     assert not other.success
+    # dbt-duckdb keeps the database open between nodes (keep_open); the dbt step closes it
+    # when dbt returns, failed or not, before it lets go of the warehouse lock
+    assert open_descriptors(dbt_db)
+    dbt_runner.close_duckdb()
+    assert open_descriptors(dbt_db) == []
     assert "folded with half_life_days=30" in _errors(other)
     assert "half_life_days=10" in _errors(other)
     # a full refresh with the new value is the way; after it, runs with that value extend it

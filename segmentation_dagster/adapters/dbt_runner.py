@@ -5,8 +5,8 @@ dagster-dbt's own ``DbtCliResource.cli`` starts dbt as a subprocess, which re-im
 sets up a second adapter on every run. Running dbt here instead relies on dagster-dbt and dbt
 internals, all of them in this module: ``dagster_dbt.asset_utils`` (the selection arguments
 for the step's assets), ``dagster_dbt.core.dbt_cli_event.DbtCoreCliEventMessage`` (which
-events carry a node result, and their Dagster events) and ``dbt_common``'s ``msg_to_dict`` (a
-callback's event as a line of dbt's JSON log).
+events carry a node result, and their Dagster events), ``dbt_common``'s ``msg_to_dict`` (a
+callback's event as a line of dbt's JSON log) and dbt-duckdb's environment (closed at the end).
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ def run(
         if event.is_result_event:
             results.append(event)
 
-    outcome = dbtRunner(callbacks=[keep]).invoke(argv)
+    try:
+        outcome = dbtRunner(callbacks=[keep]).invoke(argv)
+    finally:
+        close_duckdb()
     tables = {}
     for r in results:
         info = r.raw_event["data"]["node_info"]
@@ -96,3 +99,22 @@ def run(
             + ("; failed nodes: " + ", ".join(failed) if failed else "")
             + f". See {target_path / 'dbt.log'}"
         )
+
+
+def close_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in this process, if any.
+
+    profiles.yml has ``keep_open: true``: with ``false`` dbt-duckdb closes the database every
+    time its last connection is released, i.e. after every node, and opens it again for the
+    next one, and each close checkpoints the file. Keeping it open for the whole invocation and
+    closing it here means the file is closed before the step lets go of the warehouse lock, as
+    another process (the UI, a sensor's run) needs it to be."""
+    import sys
+
+    if "dbt.adapters.duckdb.connections" not in sys.modules:
+        return  # dbt never opened DuckDB in this process
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
