@@ -97,6 +97,24 @@ def test_a_large_table_is_sampled_to_the_same_rows_every_time(tmp_path):
     assert set(first["id"]) != set(other["id"])
     assert first["id"].max() > 4000  # from the whole table, not its first rows
     assert len(view) == 100 and view["id"].is_unique
+    assert first["id"].is_monotonic_increasing  # in table order, as a scan would give them
+
+
+def test_a_sample_is_full_size_and_uniform_when_rows_were_deleted(tmp_path):
+    """Deleted rows (an erased customer) leave gaps in the row ids the sample draws from."""
+    import dataclasses
+
+    suite = dataclasses.replace(
+        quality.load_suite(EXPECTATIONS_DIR / "raw_events.json"), table="t", sample_rows=500
+    )
+    with connect(tmp_path / "w.duckdb") as con:
+        con.execute("create table t as select range as id from range(20000)")
+        con.execute("delete from t where id % 10 < 7 or id < 5000")  # 30 % left, none at first
+        df = quality.sample_frame(con, suite)
+    assert len(df) == 500 and df["id"].is_unique
+    assert (df["id"] % 10 >= 7).all() and df["id"].min() >= 5000
+    assert df.attrs["table_rows"] == 4500
+    assert 0.4 < (df["id"] < 12500).mean() < 0.6  # the whole range, evenly
 
 
 def test_each_expectation_gets_its_own_result_and_an_error_names_the_column(tmp_path):
