@@ -8,10 +8,9 @@ import polars as pl
 import pytest
 from dbt.cli.main import dbtRunner
 
-from segmentation_dagster.adapters import dbt_runner
 from segmentation_dagster.core import ingest
 from segmentation_dagster.core.settings import DBT_PROJECT_DIR
-from segmentation_dagster.core.warehouse import connect, one, open_descriptors
+from segmentation_dagster.core.warehouse import close_dbt_duckdb, connect, one, open_descriptors
 from segmentation_dagster.demo import simulate
 
 STATE_MODELS = ("int_customer_behaviour_state", "int_customer_category_state", "customer_features")
@@ -22,7 +21,7 @@ def _dbt(db, tmp_path, *args: str, ok: bool = True):
     try:
         result = dbtRunner().invoke([*args, *_dbt_args(tmp_path)])
     finally:
-        dbt_runner.close_duckdb()
+        close_dbt_duckdb()
     if ok:
         assert result.success, result.exception
     return result
@@ -186,13 +185,15 @@ def test_the_state_refuses_other_parameters_and_vars_must_be_what_they_claim(dbt
     _deliver(dbt_db, landing, files[:4])
     _dbt(dbt_db, tmp_path, "run")
     _deliver(dbt_db, landing, files[4:])
-    other = dbtRunner().invoke(["run", "--vars", "{half_life_days: 10}", *_dbt_args(tmp_path)])
-    assert not other.success
-    # dbt-duckdb keeps the database open between nodes (keep_open); the dbt step closes it
-    # when dbt returns, failed or not, before it lets go of the warehouse lock
-    assert open_descriptors(dbt_db)
-    dbt_runner.close_duckdb()
+    try:
+        other = dbtRunner().invoke(["run", "--vars", "{half_life_days: 10}", *_dbt_args(tmp_path)])
+        # dbt-duckdb keeps the database open between nodes (keep_open); the dbt step closes
+        # it when dbt returns, failed or not, before it lets go of the warehouse lock
+        assert open_descriptors(dbt_db)
+    finally:
+        close_dbt_duckdb()
     assert open_descriptors(dbt_db) == []
+    assert not other.success
     assert "folded with half_life_days=30" in _errors(other)
     assert "half_life_days=10" in _errors(other)
     # a full refresh with the new value is the way; after it, runs with that value extend it

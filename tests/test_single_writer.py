@@ -132,7 +132,7 @@ def test_another_thread_waits_for_the_lock(tmp_path):
 @pytest.mark.slow  # the whole graph
 def test_dbt_leaves_the_database_closed_when_its_step_ends(pipeline_run):
     """dbt-duckdb keeps its DuckDB instance open across invocations (profiles.yml: keep_open:
-    true) unless the step closes it (dbt_runner.close_duckdb); once it stayed open in the run's
+    true) unless the step closes it (warehouse.close_dbt_duckdb); once it stayed open in the run's
     process after the step let go of the lock, and the next process failed with 'Could not set
     lock on file'."""
     p, result = pipeline_run

@@ -21,6 +21,8 @@ from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_contex
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
+from segmentation_dagster.core.warehouse import close_dbt_duckdb
+
 
 def run(
     context: dg.AssetExecutionContext,
@@ -66,7 +68,7 @@ def run(
     try:
         outcome = dbtRunner(callbacks=[keep]).invoke(argv)
     finally:
-        close_duckdb()
+        close_dbt_duckdb()  # before the step lets go of the warehouse lock
     tables = {}
     for r in results:
         info = r.raw_event["data"]["node_info"]
@@ -99,22 +101,3 @@ def run(
             + ("; failed nodes: " + ", ".join(failed) if failed else "")
             + f". See {target_path / 'dbt.log'}"
         )
-
-
-def close_duckdb() -> None:
-    """Close the DuckDB database dbt-duckdb keeps open in this process, if any.
-
-    profiles.yml has ``keep_open: true``: with ``false`` dbt-duckdb closes the database every
-    time its last connection is released, i.e. after every node, and opens it again for the
-    next one, and each close checkpoints the file. Keeping it open for the whole invocation and
-    closing it here means the file is closed before the step lets go of the warehouse lock, as
-    another process (the UI, a sensor's run) needs it to be."""
-    import sys
-
-    if "dbt.adapters.duckdb.connections" not in sys.modules:
-        return  # dbt never opened DuckDB in this process
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-    with DuckDBConnectionManager._LOCK:
-        if DuckDBConnectionManager._ENV is not None:
-            DuckDBConnectionManager._ENV.close()

@@ -204,15 +204,20 @@ def sample_frame(con: duckdb.DuckDBPyConnection, suite: Suite, seed: int = 42) -
     """A fixed-seed sample of the suite's table as pandas (all rows if the table is small).
 
     From a table, the rows at ``sample_rows`` row ids drawn at random (seeded) from the table's
-    row-id range: the same rows whatever order a scan meets them in, and fetched by row id, so
-    drawing them reads the row-id column and the sampled rows, not a sort of every row (the
-    daily refresh gates a history of 100M events). A view gets a reservoir sample.
+    row-id range, in table order: the same rows whatever order a scan meets them in, and no
+    sort of every row (the daily refresh gates a history of 100M events; the join still scans
+    the table once). A view, or a table whose row ids are far sparser than its rows (rows of
+    an open transaction), gets a reservoir sample.
     """
     table = suite.table
     n = con.execute(f"select count(*) from {table}").fetchall()[0][0]
     df = _sample_of(con, suite, n, seed)
     df.attrs["table_rows"] = int(n)  # the row-count expectation is judged on the table
     return df
+
+
+#: the registered relation of drawn row ids and its columns (names no table of ours uses)
+_DRAWN, _ROWID, _ORDER = "__quality_sample_ids", "__sample_rowid", "__sample_order"
 
 
 def _sample_of(con: duckdb.DuckDBPyConnection, suite: Suite, n: int, seed: int) -> pd.DataFrame:
@@ -224,30 +229,36 @@ def _sample_of(con: duckdb.DuckDBPyConnection, suite: Suite, n: int, seed: int) 
         "select count(*) from duckdb_tables() where table_name = ? and (? = '' or schema_name = ?)",
         [name, schema, schema],
     ).fetchall()[0][0]
-    if not is_table:
+    lo, hi = (0, 0)
+    if is_table:
+        lo, hi = con.execute(f"select min(rowid), max(rowid) from {table}").fetchall()[0]
+    span = hi - lo + 1
+    if not is_table or span > 20 * n:
         return con.sql(
             f"select * from {table} using sample reservoir({want} rows) repeatable ({int(seed)})"
         ).df()
     import numpy as np
     import pyarrow as pa
 
-    lo, hi = con.execute(f"select min(rowid), max(rowid) from {table}").fetchall()[0]
-    span = hi - lo + 1
     # deleted rows (a customer erased) leave gaps in the range: draw enough ids that ``want``
     # rows survive them, keep the first ``want`` in the order drawn
     draw = min(span, want + int(want * (span / n - 1) * 1.2) + 1000)
-    ids = np.random.default_rng(seed).choice(span, size=draw, replace=False) + lo
-    drawn = pa.table({"_row": ids, "_order": np.arange(draw)})
-    view = f"_sample_rows_{seed}"
-    con.register(view, drawn)
+    rng = np.random.default_rng(abs(seed))
+    if span <= 4 * draw:
+        ids = rng.permutation(span)[:draw]
+    else:  # distinct ids without a permutation of the whole range (memory: the draw only)
+        ids = rng.integers(0, span, size=draw + draw // 4 + 100)
+        ids = ids[np.sort(np.unique(ids, return_index=True)[1])][:draw]
+    drawn = pa.table({_ROWID: ids + lo, _ORDER: np.arange(len(ids))})
+    con.register(_DRAWN, drawn)
     try:
         df = con.sql(
-            f"select * from (select t.*, s._row from {table} as t join {view} as s "
-            f"on t.rowid = s._row order by s._order limit {want}) order by _row"
+            f'select * from (select t.*, s."{_ROWID}" from {table} as t join {_DRAWN} as s '
+            f'on t.rowid = s."{_ROWID}" order by s."{_ORDER}" limit {want}) order by "{_ROWID}"'
         ).df()
     finally:
-        con.unregister(view)
-    return df.drop(columns="_row")
+        con.unregister(_DRAWN)
+    return df.drop(columns=_ROWID)
 
 
 def _failing_rows(df: pd.DataFrame, exp: Expectation, result: dict[str, Any], n: int = 5):

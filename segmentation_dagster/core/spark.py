@@ -224,22 +224,17 @@ def dbt(args: list[str], target_dir: Path, target: str = "spark") -> Any:
     raises when dbt fails."""
     from dbt.cli.main import dbtRunner
 
-    result = dbtRunner().invoke(
-        [
-            *args,
-            "--target",
-            target,
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--target-path",
-            str(target_dir),
-            "--log-path",
-            str(target_dir),
-            "--quiet",
-        ]  # fmt: skip
-    )
+    from segmentation_dagster.core.warehouse import close_dbt_duckdb
+
+    target_dir_s = str(target_dir)
+    try:
+        result = dbtRunner().invoke(
+            [*args, "--target", target, "--project-dir", str(DBT_PROJECT_DIR),
+             "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", target_dir_s,
+             "--log-path", target_dir_s, "--quiet"]
+        )  # fmt: skip
+    finally:
+        close_dbt_duckdb()  # the DuckDB target ("dev") keeps the file open until closed
     if not result.success:
         failures = [
             f"{r.node.name}: {r.message}"

@@ -23,6 +23,7 @@ import fcntl
 import gc
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -186,6 +187,31 @@ def connect(
             yield con
         finally:
             con.close()
+
+
+def close_dbt_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb holds open in this process, if any: call it when a
+    dbt invocation in this process (``dbtRunner``) returns, failed or not.
+
+    dbt_project/profiles.yml has ``keep_open: true``: with ``false`` dbt-duckdb closes the
+    database whenever its last connection is released, i.e. after every node, and opens it
+    again for the next one, each close checkpointing the file. Kept open, the file must be
+    closed here before the warehouse lock is let go (another process needs to open it) and
+    before this process opens it with its own settings (DuckDB refuses a second instance of
+    one file with a different configuration)."""
+    if "dbt.adapters.duckdb.connections" not in sys.modules:
+        return  # dbt never opened DuckDB in this process
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is None:
+            return
+        try:
+            env.close()
+        finally:  # a failed close (its checkpoint) must not leave a handle that looks open
+            if hasattr(env, "conn"):
+                env.conn = None
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:

@@ -4,8 +4,8 @@ The manifest is prepared at build/test time (`make manifest`, which runs
 `dagster-dbt project prepare-and-package`), never by running dbt at import. dbt tests become
 asset checks. dbt runs while holding the warehouse writer lock, so it queues behind other
 writers instead of failing on DuckDB's file lock, and the database dbt opened is closed when the
-invocation ends (:func:`dbt_runner.close_duckdb`), so the file is closed by the time the step
-lets go of the lock.
+invocation ends (``core.warehouse.close_dbt_duckdb``), so the file is closed by the time the
+step lets go of the lock.
 
 dbt runs inside the run's process (:mod:`segmentation_dagster.adapters.dbt_runner`), not as the
 subprocess ``DbtCliResource.cli`` starts, which re-imports dbt and sets up a second adapter on
