@@ -210,6 +210,29 @@ def test_the_state_refuses_other_parameters_and_vars_must_be_what_they_claim(dbt
         assert "must be" in _errors(result), (bad, _errors(result))
 
 
+@pytest.mark.slow  # three million events, spilled
+def test_a_build_goes_on_after_a_node_spills_to_disk(dbt_db, tmp_path, monkeypatch):
+    """dbt keeps one database open for the whole invocation (keep_open); each node gets a new
+    cursor. Had the memory bound and spill folder been per-cursor `settings`, every node after
+    the first spill failed ('Cannot switch temporary directory after the current one has been
+    used': DuckDB refuses even the same folder), as the 100M build did."""
+    monkeypatch.setenv("SEGMENTATION_DUCKDB_MEMORY_LIMIT", "400MB")
+    with connect(dbt_db) as con:
+        ingest.ensure_schema(con)
+        con.execute(
+            "insert into raw.events (event_id, customer_id, event_ts, event_type, session_id, "
+            "_source_file, _loaded_at) select 'e' || range, md5((range % 1000000)::varchar), "
+            "timestamp '2026-01-01' + to_seconds(range % 86400), 'view', md5(range::varchar), "
+            "'events_2026-01-01.parquet', now() from range(3000000)"
+        )
+    models = ["stg_shop__events", "int_events_aggregated_to_customer_days"]
+    result = _dbt(dbt_db, tmp_path, "build", "--select", *models, "--exclude", "test_type:unit",
+                  ok=False)  # fmt: skip
+    assert result.success, _errors(result)
+    tests = [r for r in result.result if r.node.resource_type == "test"]
+    assert tests and all(r.status == "pass" for r in tests)
+
+
 def test_every_duckdb_connection_gets_the_configured_memory_bound(dbt_db, tmp_path, monkeypatch):
     spill = tmp_path / "spill"
     monkeypatch.setenv("SEGMENTATION_DUCKDB_MEMORY_LIMIT", "123MB")
