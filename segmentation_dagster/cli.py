@@ -43,7 +43,7 @@ def _demo_config(args: argparse.Namespace) -> simulate.DemoConfig:
     return simulate.DemoConfig(
         n_customers=args.customers,
         days=args.days,
-        start_date=dt.date.fromisoformat(args.start_date),
+        start_date=demo_start_date(args.start_date, args.days),
         seed=args.seed,
         scenario=args.scenario,
         shift_day=args.shift_day,
@@ -52,6 +52,22 @@ def _demo_config(args: argparse.Namespace) -> simulate.DemoConfig:
         activity_scale=args.activity_scale,
         stream=args.stream,
     )
+
+
+def demo_start_date(
+    given: str | None,
+    days: int,
+    default: dt.date = simulate.DemoConfig.start_date,
+    today: dt.date | None = None,
+) -> dt.date:
+    """The simulated period's first day: the one asked for, else the fixed default (reproducible
+    data) unless the period would then run past yesterday, in which case it ends yesterday.
+    Events dated in the future are quarantined by ingestion, so a demo must never write any."""
+    if given is not None:
+        return dt.date.fromisoformat(given)
+    start = default
+    latest = (today or dt.date.today()) - dt.timedelta(days=days)
+    return min(start, latest)
 
 
 def progress_printer(what: str, every: float = 10.0) -> simulate.Progress:
@@ -460,7 +476,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         days=args.days,
         shift_after=args.shift_after,
         seed=args.seed,
-        start_date=dt.date.fromisoformat(args.start_date),
+        start_date=demo_start_date(
+            args.start_date, args.history_days + args.days, simulate.ReplayConfig.start_date
+        ),
     )
     shift = cfg.start_date + dt.timedelta(days=cfg.history_days + cfg.shift_after)
     print(
@@ -498,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
         d = simulate.DemoConfig()
         p.add_argument("--customers", type=int, default=d.n_customers)
         p.add_argument("--days", type=int, default=d.days)
-        p.add_argument("--start-date", default=d.start_date.isoformat())
+        p.add_argument("--start-date", default=None,
+                       help=f"first day (default {d.start_date}, or earlier so that the period "
+                            "ends by yesterday)")  # fmt: skip
         p.add_argument("--seed", type=int, default=d.seed)
         p.add_argument("--scenario", choices=simulate.SCENARIOS, default=d.scenario)
         p.add_argument("--shift-day", type=int, default=d.shift_day)
@@ -587,7 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--shift-after", type=int, default=d.shift_after, help="days into the replay"
     )
     p_replay.add_argument("--seed", type=int, default=d.seed)
-    p_replay.add_argument("--start-date", default=d.start_date.isoformat())
+    p_replay.add_argument("--start-date", default=None,
+                          help=f"first day (default {d.start_date}, or earlier so that the "
+                               "period ends by yesterday)")  # fmt: skip
     p_replay.set_defaults(func=cmd_replay)
     return parser
 

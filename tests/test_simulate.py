@@ -221,3 +221,18 @@ def test_gradual_drift_spreads_each_customers_change_over_the_period(tmp_path, s
     mid = simulate.truth_at(truth, cfg.start_date + dt.timedelta(days=35))
     moved = mid.join(converted.select("customer_id"), on="customer_id")
     assert 0.2 < (moved["persona"] == "bargain_hunter").mean() < 0.8  # half way through
+
+
+def test_the_demos_default_period_never_runs_into_the_future():
+    from segmentation_dagster.cli import build_parser, demo_start_date
+
+    fixed = simulate.DemoConfig.start_date
+    # the fixed default while it fits, so the demo is the same data every day
+    assert demo_start_date(None, 90, today=fixed + dt.timedelta(days=200)) == fixed
+    # a longer period ends yesterday instead of writing events ingestion would quarantine
+    today = fixed + dt.timedelta(days=120)
+    start = demo_start_date(None, 200, today=today)
+    assert start + dt.timedelta(days=200) == today
+    assert demo_start_date("2020-01-01", 200, today=today) == dt.date(2020, 1, 1)
+    args = build_parser().parse_args(["demo", "--days", "5000"])
+    assert demo_start_date(args.start_date, args.days) + dt.timedelta(days=5000) <= dt.date.today()
