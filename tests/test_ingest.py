@@ -77,6 +77,51 @@ def test_csv_files_load_like_parquet(paths):
     assert types["event_ts"] == "TIMESTAMP"
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "encoding"),
+    [
+        ("comma.csv", "{h}\n{r}\n", "utf-8"),
+        ("semicolon.csv", "{h}\n{r}\n", "utf-8"),
+        ("crlf.csv", "{h}\r\n{r}\r\n", "utf-8"),
+        ("bom.csv", "\ufeff{h}\n{r}\n", "utf-8"),
+        ("tab.csv", "{h}\n{r}\n", "utf-8"),
+        ("latin1.csv", "{h}\n{r}\n", "latin-1"),
+    ],
+)
+def test_csv_dialects_load_the_same_rows_and_number_bad_rows_alike(paths, name, text, encoding):
+    # the reader is pinned to what DuckDB's sniffer found (the file sniffed once): every
+    # dialect must still give the rows the file holds, and quarantine row numbers in file order
+    sep = {"semicolon.csv": ";", "tab.csv": "\t"}.get(name, ",")
+    header = sep.join(["event_id", "customer_id", "event_ts", "event_type", 'note\'s "x"'])
+    rows = [
+        ["e1", "c1", "2026-01-02 10:00:00", "view", f'"a{sep} quoted ""note"""'],
+        ["e2", "c2", "not a time", "view", "b"],
+        ["e3", "c\u00fc", "2026-01-02 11:00:00", "purchase", ""],
+    ]
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    body = text.format(h=header, r="\n".join(sep.join(r) for r in rows))
+    if name == "crlf.csv":
+        body = body.replace("\n", "\r\n").replace("\r\r\n", "\r\n")
+    (folder / name).write_bytes(body.encode(encoding))
+    mapping = None
+    if encoding != "utf-8":
+        mapping_file = paths.landing_dir / "sources.yml"
+        mapping_file.write_text("events:\n  csv:\n    encoding: latin-1\n")
+        from segmentation_dagster.core.sources import load_mapping
+
+        mapping = load_mapping(mapping_file)
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", mapping)
+        loaded = con.execute(
+            "select event_id, customer_id, event_ts::varchar from raw.events order by 1"
+        ).fetchall()
+        bad = con.execute("select row_number from raw.quarantine").fetchall()
+    assert not report.rejected, report.rejected
+    assert loaded == [("e1", "c1", "2026-01-02 10:00:00"), ("e3", "c\u00fc", "2026-01-02 11:00:00")]
+    assert bad == [(2,)]
+
+
 def test_optional_inputs_may_be_absent(paths):
     with connect(paths.duckdb_path) as con:
         report = ingest.load_kind(con, paths.landing_dir, "customers")

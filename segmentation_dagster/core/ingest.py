@@ -201,16 +201,60 @@ def _compression(path: Path, options: dict[str, object]) -> str:
     return default if chosen == "auto" else chosen
 
 
+def _csv_options(path: Path, csv_options: dict[str, object]) -> dict[str, object]:
+    opts: dict[str, object] = {"header": True, "all_varchar": True}
+    opts |= {k: v for k, v in csv_options.items() if k in _READER_OPTIONS}
+    opts["compression"] = _compression(path, csv_options)
+    return opts
+
+
+def _call(function: str, path: Path, opts: dict[str, object]) -> str:
+    rendered = "".join(f", {k} = {_literal(v)}" for k, v in opts.items())
+    return f"{function}({_sql_str(str(path))}{rendered})"
+
+
 def _reader(path: Path, csv_options: dict[str, object]) -> str:
     """The DuckDB table function reading ``path`` alone. CSV options are checked, typed values
     (:func:`segmentation_dagster.core.sources.check_csv_options`) rendered as literals."""
     if not landing.is_csv(path.name):
         return f"read_parquet({_sql_str(str(path))})"
-    opts: dict[str, object] = {"header": True, "all_varchar": True}
-    opts |= {k: v for k, v in csv_options.items() if k in _READER_OPTIONS}
-    opts["compression"] = _compression(path, csv_options)
-    rendered = ", ".join(f"{k} = {_literal(v)}" for k, v in opts.items())
-    return f"read_csv({_sql_str(str(path))}, {rendered})"
+    return _call("read_csv", path, _csv_options(path, csv_options))
+
+
+#: sniff_csv's result column -> read_csv's option; "(empty)" is its word for "none"
+_SNIFFED = {"Delimiter": "delim", "Quote": "quote", "Escape": "escape",
+            "NewLineDelimiter": "new_line", "SkipRows": "skip", "Comment": "comment"}  # fmt: skip
+
+
+def _pinned_csv_reader(
+    rcon: duckdb.DuckDBPyConnection, path: Path, csv_options: dict[str, object]
+) -> tuple[str, dict[str, object]] | None:
+    """A ``read_csv`` of ``path`` with the dialect and the columns DuckDB's sniffer found spelled
+    out, so the file is sniffed once rather than by every statement that reads it (the sniff
+    is most of the cost of a small file), and the options it reads with. Every value, the
+    file's column names included, is a literal. None when the sniffer fails or its reading does
+    not bind: the caller's own reader then reads the file, or reports why it cannot."""
+    opts = _csv_options(path, csv_options)
+    try:
+        row = rcon.execute(
+            f"select {', '.join(_SNIFFED)}, Columns from {_call('sniff_csv', path, opts)}"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    if row is None or not row[-1]:
+        return None
+    del opts["all_varchar"]
+    for option, value in zip(_SNIFFED.values(), row, strict=False):
+        if value != "(empty)" or option in ("quote", "escape"):
+            opts.setdefault(option, "" if value == "(empty)" else value)
+    names = ", ".join(f"{_sql_str(str(c['name']))}: 'VARCHAR'" for c in row[-1])
+    reader = _call("read_csv", path, opts | {"auto_detect": False})
+    reader = reader[:-1] + f", columns = {{{names}}})"
+    try:  # e.g. a column name the struct cannot hold
+        rcon.execute(f"describe select * from {reader}")
+    except duckdb.Error:
+        return None
+    return reader, opts
 
 
 def _literal(v: object) -> str:
@@ -278,13 +322,19 @@ def _inspect(
         raise LandingFileError(f"{name}: file is empty (0 bytes)")
     csv_file = landing.is_csv(name)
     options = mapping.csv_options(contract.kind) if csv_file else {}
-    reader = _reader(path, options)
+    reader, dialect = _reader(path, options), options
+    pinned = _pinned_csv_reader(rcon, path, options) if csv_file else None
+    if pinned is not None:
+        reader, read_with = pinned
+        # the header is split as the sniffer split the rows (a declared option wins there)
+        found = ("delim", "quote", "escape")
+        dialect = options | {k: read_with[k] for k in found if k in read_with}
     try:
         described = rcon.execute(f"describe select * from {reader}").fetchall()
     except duckdb.Error as e:
         raise _cannot_read(name, contract.kind, e) from e
     if csv_file:
-        _check_csv_header(name, path, len(described), options)
+        _check_csv_header(name, path, len(described), dialect)
     present = {row[0].lower(): row[0] for row in described}
     exprs = mapping.expressions(contract.kind)
     sources: dict[str, str] = {}
