@@ -98,6 +98,23 @@ def test_on_a_purchases_only_log_the_models_start_from_the_baseline_and_beat_it(
     assert errors.height == 4 and (errors["error"] <= 0.2).all(), errors
 
 
+def test_a_log_without_prices_forecasts_churn_and_says_why_spend_is_missing(tmp_path):
+    """An order log without a price column: churn is still trained and beats the baseline, the
+    expected spend is null (not 0, not a crash) and the validation names the reason."""
+    simulate.generate(simulate.DemoConfig(n_customers=2000, days=200, seed=5, purchases_only=True),
+                      tmp_path / "landing", tmp_path / "truth")  # fmt: skip
+    con = _events(tmp_path)
+    con.execute("create view unpriced as select * replace (null::double as price) from ev")
+    s = value.score(con, "unpriced", pl.DataFrame(schema={"customer_id": pl.String,
+                                                          "segment_id": pl.Int64}),
+                    value.ValueConfig())  # fmt: skip
+    assert s.validation is not None and s.validation.auc is not None, s.reason
+    assert "0 of" in s.validation.spend_not_modelled and "price" in s.validation.spend_not_modelled
+    assert s.scores.height > 0 and s.scores["churn_risk"].is_not_null().all()
+    assert s.scores["expected_spend"].is_null().all()
+    assert s.scores["expected_spend_bgnbd"].is_null().all()
+
+
 def test_the_baseline_features_are_bgnbds_own_numbers_and_the_own_rate_where_they_overflow():
     feats = pl.DataFrame({"x": [0.0, 3.0], "t_x": [0.0, 50.0], "T": [10.0, 60.0]})
     bg = value.BgNbd(r=0.8, alpha=20.0, a=0.8, b=2.5)

@@ -278,9 +278,12 @@ def _gg_nll(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
     return -float(np.sum(ll))
 
 
-def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
-    """Gamma-Gamma on customers with at least one purchase and a positive mean spend."""
+def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma | None:
+    """Gamma-Gamma on customers with at least one purchase and a positive mean spend; None
+    when fewer than :data:`MIN_SPENDERS` have one (e.g. a log without prices)."""
     keep = (x > 0) & (m > 0)
+    if keep.sum() < MIN_SPENDERS:
+        return None
     start = np.log([1.0, 2.0, max(float(np.mean(m[keep])), 1.0)])
     res = _minimize(_gg_nll, start, (x[keep], m[keep]))
     p, q, v = np.exp(res.x)
@@ -293,7 +296,7 @@ def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
 @dataclass(frozen=True)
 class Baseline:
     bgnbd: BgNbd
-    gamma_gamma: GammaGamma
+    gamma_gamma: GammaGamma | None  # None: too few customers spent anything to fit it
 
     @classmethod
     def fit(cls, feats: pl.DataFrame) -> Baseline:
@@ -308,6 +311,8 @@ class Baseline:
         the first, when :func:`with_baseline` already computed it with this BG/NBD."""
         x, m = (feats[c].to_numpy().astype(float) for c in ("x", "m"))
         n = _expected_purchases(self.bgnbd, horizon, feats) if purchases is None else purchases
+        if self.gamma_gamma is None:
+            return n, np.full(len(n), np.nan)
         with np.errstate(all="ignore"):
             per = self.gamma_gamma.expected_spend(x + 1, np.maximum(m, 1e-9))
         # where the closed form overflows (parameters at the edge), the customer's mean spend
@@ -345,6 +350,9 @@ def with_baseline(feats: pl.DataFrame, bgnbd: BgNbd, horizon: int) -> pl.DataFra
 _CHURN_SIGNS = {"bgnbd_p_alive": -1, "bgnbd_purchases": -1}
 _SPEND_SIGNS = {"bgnbd_purchases": 1}
 _MODEL_FEATURES = (*FEATURES, *BASELINE_FEATURES)
+#: spend is forecast only when at least this many customers of a split spent something (a log
+#: without prices has none): below it, expected spend is null and the validation says why
+MIN_SPENDERS = 20
 
 
 @dataclass(frozen=True)
@@ -353,7 +361,7 @@ class Models:
     :data:`BASELINE_FEATURES` (:func:`with_baseline`)."""
 
     churn: object
-    spend: object
+    spend: object | None  # None: too few customers spent anything (see :data:`MIN_SPENDERS`)
 
     @classmethod
     def fit(cls, train: pl.DataFrame, seed: int = 0) -> Models:
@@ -368,7 +376,7 @@ class Models:
             ).fit(X, train["churned"].to_numpy())
             # a hurdle: P(buy) from the classifier, times the spend of those who buy
             bought = train["spend"].to_numpy() > 0
-            spend = HistGradientBoostingRegressor(
+            spend = None if bought.sum() < MIN_SPENDERS else HistGradientBoostingRegressor(
                 loss="gamma", monotonic_cst=[_SPEND_SIGNS.get(f, 0) for f in _MODEL_FEATURES],
                 **trees,
             ).fit(X[bought], train["spend"].to_numpy()[bought])  # fmt: skip
@@ -380,7 +388,8 @@ class Models:
         classes = list(self.churn.classes_)  # type: ignore[attr-defined]
         with _one_thread():
             proba = self.churn.predict_proba(X)  # type: ignore[attr-defined]
-            spend = self.spend.predict(X)  # type: ignore[attr-defined]
+            spend = (np.full(len(X), np.nan) if self.spend is None
+                     else self.spend.predict(X))  # type: ignore[attr-defined]  # fmt: skip
         risk = proba[:, classes.index(True)] if True in classes else np.zeros(len(X))
         return risk, (1 - risk) * np.maximum(spend, 0.0)
 
@@ -429,6 +438,8 @@ class Validation:
     #: or None for today's (chosen after them: a segment of the inactive is, in part, the
     #: customers who did not buy in the horizon, so its error says little about the model)
     segments_as_of: dt.date | None = None
+    #: why spend was not forecast ("" when it was): the errors are then null
+    spend_not_modelled: str = ""
 
 
 def horizon_for(first: dt.date, end: dt.date, wanted: int) -> int:
@@ -460,7 +471,7 @@ def validate(
     n_base, spend_base = baseline.predict(test, horizon, test["bgnbd_purchases"].to_numpy())
     y = test["churned"].to_numpy()
     scored = test.select("customer_id", "spend").with_columns(
-        predicted=pl.Series(spend), baseline=pl.Series(spend_base)
+        predicted=pl.Series(spend).fill_nan(None), baseline=pl.Series(spend_base).fill_nan(None)
     )
     by_segment = (
         scored.join(segments.select("customer_id", "segment_id"), on="customer_id", how="inner")
@@ -488,8 +499,20 @@ def validate(
         calibration=calibration(y, risk),
         spend_by_segment=by_segment,
         segments_as_of=segments_as_of,
+        spend_not_modelled=_why_no_spend(train, models, baseline),
     )
     return v, models, baseline, test
+
+
+def _why_no_spend(train: pl.DataFrame, models: Models, baseline: Baseline) -> str:
+    if models.spend is not None and baseline.gamma_gamma is not None:
+        return ""
+    spent = int((train["spend"] > 0).sum())
+    return (
+        f"{spent} of {train.height} customers of the training split spent anything (at least "
+        f"{MIN_SPENDERS} needed to forecast spend): do the purchases carry a price? "
+        "Churn risk is still forecast."
+    )
 
 
 def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -677,8 +700,8 @@ def _score(
         now.select("customer_id", p_alive_bgnbd="bgnbd_p_alive")
         .with_columns(
             churn_risk=pl.Series(risk, dtype=pl.Float64),
-            expected_spend=pl.Series(spend, dtype=pl.Float64),
-            expected_spend_bgnbd=pl.Series(spend_base, dtype=pl.Float64),
+            expected_spend=pl.Series(spend, dtype=pl.Float64).fill_nan(None),
+            expected_spend_bgnbd=pl.Series(spend_base, dtype=pl.Float64).fill_nan(None),
         )
         .select(_EMPTY.columns)
     )

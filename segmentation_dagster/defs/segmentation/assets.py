@@ -301,7 +301,7 @@ def customer_value(
         "brier": round(v.brier, 4),
         "customers_train_test": f"{v.n_train} / {v.n_test}",
         "calibration": table(v.calibration),
-        "spend_by_segment": table(by_segment),
+        "spend_by_segment": v.spend_not_modelled or table(by_segment),
         "spend_by_segment_grouped_by": (
             f"the segments of {v.segments_as_of}, before the outcomes"
             if v.segments_as_of
