@@ -3,6 +3,7 @@
 import datetime as dt
 
 import polars as pl
+import yaml
 
 from segmentation_dagster.core import ingest, project, starter
 from segmentation_dagster.core.sources import load_mapping
@@ -59,7 +60,47 @@ def test_init_never_copies_a_landed_string_raw_into_the_yaml(paths, tmp_path):
     text = starter.sources_yml(found)
     sources = tmp_path / "sources.yml"
     sources.write_text(text)
-    import yaml
-
     assert set(yaml.safe_load(text)) == {"events"}  # nothing planted
     load_mapping(sources)
+
+
+def _order_lines(folder, key: bool) -> int:
+    """Two days of an order-line export with other names; ``key``: order and line numbers,
+    else nothing init recognises as a time either (a row number would repeat across files)."""
+    folder.mkdir(parents=True)
+    rows = 0
+    for d, day in enumerate(("2026-03-01", "2026-03-02")):
+        n = 30
+        frame = {"client_ref": [f"k{i % 9}" for i in range(n)],
+                 "when_placed": [f"{day} 1{i % 10}:00:00" for i in range(n)],
+                 "sku": [f"s{i % 5}" for i in range(n)], "qty": [1 + i % 2 for i in range(n)],
+                 "unit_price_eur": [4.5 + i for i in range(n)], "cat": ["tea"] * n}  # fmt: skip
+        if key:
+            frame = {"order_no": [f"SO{d}{i // 3}" for i in range(n)],
+                     "line_no": [1 + i % 3 for i in range(n)]} | frame  # fmt: skip
+        pl.DataFrame(frame).write_csv(folder / f"orders_{day}.csv")
+        rows += n
+    return rows
+
+
+def test_init_gives_an_order_line_export_ids_that_stay_unique_across_files(paths, tmp_path):
+    for key in (True, False):
+        landing = tmp_path / f"landing_{key}"
+        rows = _order_lines(landing / "events", key)
+        found = starter.inspect(landing)
+        mapped = found.kinds["events"].mapped
+        assert mapped["customer_id"] == "client_ref" and mapped["price"] == "unit_price_eur"
+        assert mapped["category"] == "cat"
+        text = starter.sources_yml(found)
+        assert "row_number" not in text
+        assert ("concat_ws('-', order_no, line_no)" in text) == key, text
+        sources = tmp_path / "sources.yml"
+        config = yaml.safe_load(text)
+        config["events"]["columns"]["event_ts"] = "when_placed"  # as the user is told to
+        sources.write_text(yaml.safe_dump(config))
+        mapping = load_mapping(sources)
+        with connect(tmp_path / f"w_{key}.duckdb") as con:
+            report = ingest.load_kind(con, landing, "events", mapping)
+            loaded = one(con, "select count(distinct event_id) from raw.events")[0]
+        assert report.rows_quarantined == 0 and not report.rejected, report
+        assert loaded == rows  # the second day's lines are not taken for the first day's

@@ -24,13 +24,16 @@ from segmentation_dagster.core.warehouse import quote_ident
 NAMES: dict[str, tuple[str, ...]] = {
     "event_id": ("eventid", "id", "evt", "eventuuid", "uuid", "rowid", "lineid", "orderlineid"),
     "customer_id": ("customerid", "customer", "custid", "custno", "userid", "user", "clientid",
-                    "visitorid", "accountid", "memberid", "buyerid"),
+                    "visitorid", "accountid", "memberid", "buyerid", "clientref", "customerref",
+                    "customernumber", "client"),
     "event_ts": ("eventts", "timestamp", "ts", "eventtime", "time", "datetime", "createdat",
-                 "occurredat", "eventdate", "orderdate", "invoicedate", "date"),
+                 "occurredat", "eventdate", "orderdate", "invoicedate", "orderedat",
+                 "purchasedat", "ordertime", "date"),
     "event_type": ("eventtype", "type", "action", "event", "eventname", "activity"),
     "session_id": ("sessionid", "session", "visitid"),
     "product_id": ("productid", "product", "sku", "itemid", "item", "article", "stockcode"),
-    "category": ("category", "dept", "department", "categorycode", "productcategory"),
+    "category": ("category", "dept", "department", "categorycode", "productcategory", "cat",
+                 "family"),
     "price": ("price", "unitprice", "itemprice", "amount", "linetotal"),
     "discount": ("discount", "markdown", "discountrate"),
     "quantity": ("quantity", "qty", "units", "count"),
@@ -41,6 +44,13 @@ NAMES: dict[str, tuple[str, ...]] = {
     "country": ("country", "countrycode"),
     "base_price": ("baseprice", "listprice", "price"),
 }  # fmt: skip
+#: an order number and a line number within it: together, an id for an order-line export
+ORDER_KEY = (("orderid", "orderno", "ordernumber", "order", "invoiceid", "invoiceno", "invoice",
+              "transactionid"),
+             ("lineno", "line", "linenumber", "lineid", "position", "pos", "itemno"))  # fmt: skip
+#: what may follow a known name: a currency, a time zone, a tax basis, an id's kind
+SUFFIXES = frozenset({"eur", "usd", "gbp", "chf", "utc", "local", "gross", "net", "incvat",
+                      "exvat", "id", "no", "code", "ref", "num", "number"})  # fmt: skip
 SAMPLE_FILES = 5
 SAMPLE_ROWS = 50_000
 
@@ -89,14 +99,44 @@ def _norm(name: str) -> str:
 
 
 def _guess(kind: str, columns: dict[str, str]) -> dict[str, str]:
+    """Contract column -> your column: a known name, else a known name followed by a known
+    suffix (``unit_price_eur``, ``ordered_at_utc``)."""
     by_norm = {_norm(c): c for c in columns}
     out: dict[str, str] = {}
-    for target in CONTRACTS[kind].columns:
-        for candidate in (_norm(target), *NAMES.get(target, ())):
-            if candidate in by_norm and by_norm[candidate] not in out.values():
-                out[target] = by_norm[candidate]
-                break
+    for exact in (True, False):
+        for target in CONTRACTS[kind].columns:
+            for candidate in (_norm(target), *NAMES.get(target, ())):
+                found = by_norm.get(candidate) if exact else next(
+                    (c for n, c in by_norm.items()
+                     if n.startswith(candidate) and n[len(candidate):] in SUFFIXES), None,
+                )  # fmt: skip
+                if target not in out and found is not None and found not in out.values():
+                    out[target] = found
+                    break
     return out
+
+
+def _order_line_key(columns: dict[str, str]) -> tuple[str, str] | None:
+    """Your order-number and line-number columns, when the file has both."""
+    by_norm = {_norm(c): c for c in columns}
+    found = [next((by_norm[n] for n in names if n in by_norm), None) for names in ORDER_KEY]
+    return (found[0], found[1]) if found[0] and found[1] else None
+
+
+def _event_id_guess(look: KindLook) -> list[str]:
+    """The commented ``event_id`` lines for a log without an id column: it must be unique
+    across every file (a repeated id is quarantined as a duplicate), so never a row number."""
+    name = lambda c: c if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c) else quote_ident(c)  # noqa: E731
+    key = _order_line_key(look.columns)
+    if key is not None:
+        order_line = "concat_ws('-', " + ", ".join(name(c) for c in key) + ")"
+        return ["    # GUESS: no id column; the order and line numbers make one",
+                f"    event_id: {_yaml_str(order_line)}"]  # fmt: skip
+    content = "md5(concat_ws('|', " + ", ".join(name(c) for c in look.columns) + "))"
+    return ["    # GUESS: no id column; each line's content is hashed, so a line has the same id",
+            "    # whichever file carries it (identical lines count once: the copies are",
+            "    # quarantined as duplicates). Map an order and line number if you have them.",
+            f"    event_id: {_yaml_str(content)}"]  # fmt: skip
 
 
 def inspect(landing_dir: Path) -> Inspection:
@@ -207,10 +247,7 @@ def sources_yml(found: Inspection) -> str:
                 elif required:
                     lines.append(f"    # {target}: taken from your column of the same name")
             elif required and kind == "events" and target == "event_id":
-                ts = look.mapped.get("event_ts")
-                base = f"cast({quote_ident(ts)} as varchar) || '-' || " if ts else ""
-                lines.append("    # GUESS: no id column; rows are numbered within each file")
-                lines.append(f"    event_id: {_yaml_str(base + 'row_number() over ()')}")
+                lines += _event_id_guess(look)
             elif required and kind == "events" and target == "event_type":
                 lines.append("    # GUESS: no event type column: a purchases-only log")
                 lines.append("    event_type: \"'purchase'\"")
