@@ -206,6 +206,15 @@ def test_archetype_names_are_distinct_and_keep_taken_names_free():
     assert again[1] != "Bargain hunters" and len(set(again.values())) == 3
 
 
+def test_a_name_whose_defining_trait_the_data_lack_is_not_given():
+    """An order log without discounts: cheap items and many searches are not bargain hunting."""
+    z = pl.DataFrame({"segment_id": [1, 2], "avg_item_price": [-2.0, 1.0],
+                      "searches_per_session": [2.0, -0.5], "frequency": [-0.3, 1.5]})  # fmt: skip
+    names = naming.name_segments(z)
+    assert "Bargain hunters" not in names.values(), names
+    assert names[2] == "Loyal high spenders"
+
+
 def test_surrogate_rules_are_readable_and_faithful_on_separable_data():
     df, truth = blobs(centers=3)
     x = df.select("frequency", "avg_order_value", "cart_rate").to_numpy()

@@ -96,11 +96,11 @@ def archetype_scores(z: pl.DataFrame) -> np.ndarray:
 
 
 def _consistent(z: pl.DataFrame, name: str) -> np.ndarray:
-    """Per segment: does its profile show what the name claims and nothing it denies?"""
+    """Per segment: does its profile show what the name claims and nothing it denies? A claim
+    the features cannot show (no discount column: no ``discount_share``) is not made."""
     ok = np.ones(z.height, dtype=bool)
     for f, sign in ARCHETYPE_MUST.get(name, {}).items():
-        if f in z.columns:
-            ok &= sign * z[f].fill_null(0).to_numpy() >= CLEAR_Z
+        ok &= sign * z[f].fill_null(0).to_numpy() >= CLEAR_Z if f in z.columns else False
     for f, sign in ARCHETYPE_MUST_NOT.get(name, {}).items():
         if f in z.columns:
             ok &= sign * z[f].fill_null(0).to_numpy() < CLEAR_Z
