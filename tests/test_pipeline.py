@@ -275,3 +275,14 @@ def test_health_rules_run_as_warning_checks_and_pass_on_the_fit_day(pipeline_run
     meta = seg["customer_segments"].materialization.metadata
     shares = {k: v.value for k, v in meta.items() if k.startswith("share: ")}
     assert len(shares) >= 3 and abs(sum(shares.values()) - 1) < 1e-3
+
+
+def test_a_landing_folder_whose_only_events_file_is_rejected_says_why(paths):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    (folder / "orders.csv").write_text("customer,amount\nc1,3\n")  # no id, no time: rejected
+    result = materialize_all(paths, selection="raw_events", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.cause.message
+    assert "1 file(s) rejected, e.g. orders.csv: " in message and "missing required" in message

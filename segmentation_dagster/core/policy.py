@@ -171,7 +171,11 @@ def step(state: PolicyState, obs: Observation, config: PolicyConfig) -> PolicyDe
         and state.last_snapshot is not None
         and obs.snapshot_date <= state.last_snapshot
     ):  # the monitor ran again on data already judged (a re-run, a second daily call)
-        why = f"no new data since the check of {state.last_snapshot}: not counted again"
+        why = (
+            f"the data still end on {obs.snapshot_date}, judged by the check of "
+            f"{state.last_snapshot}: not counted again (a re-run, or only late files dated "
+            "before it)"
+        )
         return PolicyDecision(False, why, state)
     state = replace(state, last_snapshot=obs.snapshot_date)
     if obs.n_customers < config.min_customers:

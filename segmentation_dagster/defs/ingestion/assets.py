@@ -98,6 +98,13 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
             context.log.error(f"rejected landing file {name}: {why}")
         for name, why in report.ignored.items():
             context.log.warning(f"landing entry {name} not read: {why}")
+        if kind == "events" and report.table_rows == 0 and report.rejected:
+            name, why = next(iter(report.rejected.items()))
+            raise ValueError(
+                f"no events loaded from {landing.dir / 'events'}: {len(report.rejected)} file(s) "
+                f"rejected, e.g. {name}: {why} (every reason is in the log above and in "
+                f"{ingest.MANIFEST})"
+            )
         if kind == "events" and report.table_rows == 0:
             raise ValueError(
                 f"no events in {landing.dir / 'events'}: put event files there (see README) "
