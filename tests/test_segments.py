@@ -143,3 +143,26 @@ def test_a_resegmentation_is_decided_and_recorded_on_the_warehouse(tmp_path):
         )
         decisions = one(con, f"select count(*) from {registry.DECISIONS}")[0]
     assert decisions == 2
+
+
+def test_the_fit_reads_a_seeded_sample_of_customers_that_nests_and_matches_the_monitors(tmp_path):
+    from segmentation_dagster.core import drift, resegmentation
+
+    df, _ = _features()
+    with connect(tmp_path / "w.duckdb") as con:
+        _warehouse(con, df)
+        every = segments.read_features(con)
+        assert every["customer_id"].to_list() == sorted(df["customer_id"].to_list())
+        small, large = segments.read_features(con, 50), segments.read_features(con, 120)
+        assert small.height == 50 and small["customer_id"].is_sorted()
+        assert set(small["customer_id"]) < set(large["customer_id"])  # a larger sample holds it
+        assert set(segments.read_features(con, 50, seed=1)["customer_id"]) != set(
+            small["customer_id"]
+        )
+        monitored = drift.read_sample(con, segments.FEATURES_TABLE, [], 50, 0)
+        assert set(monitored["customer_id"]) == set(small["customer_id"])
+        selection = clustering.SelectionConfig(
+            k_min=3, k_max=3, algorithms=("kmeans",), fit_sample=120
+        )
+        outcome = resegmentation.run(con, tmp_path / "models", selection)
+    assert outcome.result.challenger.n_train == 120

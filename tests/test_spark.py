@@ -125,6 +125,10 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
     both = on_duckdb.join(table, on="customer_id", suffix="_spark")
     assert both.height == table.height
     assert adjusted_rand_score(both["segment_id"], both["segment_id_spark"]) >= 0.99
+    # a sample smaller than the shop: the same customers on both engines
+    picked = spark_loop.sample(spark, f"{db_}.customer_features", 120, seed=3)["customer_id"]
+    with duckdb.connect(str(db), read_only=True) as duck:
+        assert picked.to_list() == segments.read_features(duck, 120, 3)["customer_id"].to_list()
     assert table["segment_name"].null_count() == 0 and (table["model_version"] == 1).all()
     # the export, written by Spark as one file each: keyed pseudonyms, everyone joined
     full = pl.read_parquet(first.export.full)

@@ -37,6 +37,14 @@ def name(identifier: str) -> str:
     return identifier
 
 
+def sample_order(seed: int) -> str:
+    """The ``order by`` key of a seeded customer sample, the same in DuckDB and Spark: the md5
+    of the customer id and the seed (both engines give the same hex string), so ``order by
+    <key> limit n`` picks the same customers on either engine, and a smaller sample is part of
+    a larger one. ``seed`` is a whole number, never user text."""
+    return f"md5(concat(cast(customer_id as string), ':{int(seed)}'))"
+
+
 def number(value: float) -> str:
     """A finite float as a double literal both DuckDB and Spark read exactly."""
     v = float(value)

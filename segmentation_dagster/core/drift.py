@@ -30,6 +30,7 @@ from scipy import stats
 from sklearn.metrics import silhouette_score
 
 from segmentation_dagster.adapters import evidently_drift
+from segmentation_dagster.core import compiled
 from segmentation_dagster.core.clustering import FittedModel, sample_idx
 
 
@@ -118,12 +119,12 @@ def read_sample(
     con: duckdb.DuckDBPyConnection, relation: str, params: list, n: int, seed: int
 ) -> pl.DataFrame:
     """At most ``n`` rows of ``relation`` (a table name or ``read_parquet(?)``, never user
-    text), the same rows for the same seed: those with the smallest ``hash(customer_id, seed)``.
-    One scan and a top-n, so a monitor reads a fixed-size sample whatever the customer count,
-    instead of every customer's features."""
+    text), the same rows for the same seed: the first by :func:`compiled.sample_order` (as
+    Spark's loop samples). One scan and a top-n, so a monitor reads a fixed-size sample
+    whatever the customer count, instead of every customer's features."""
     return con.sql(
-        f"select * from {relation} order by hash(customer_id, ?::bigint) limit ?",
-        params=[*params, seed, n],
+        f"select * from {relation} order by {compiled.sample_order(seed)} limit ?",
+        params=[*params, n],
     ).pl()
 
 

@@ -42,11 +42,13 @@ def run(
     """Fit a challenger on today's features, decide against the champion and record it all.
 
     ``features`` and ``published`` (each row's published segment id, -1 for none) come from
-    the warehouse's customer_features unless given: an engine that keeps the customers
+    the warehouse's customer_features unless given (at most ``selection.fit_sample`` customers,
+    by :func:`segments.read_features`' seeded sample): an engine that keeps the customers
     elsewhere (:mod:`spark_loop`) passes a fixed-size sample of them and their segments; the
     registry stays on ``con``."""
-    if features is None:
-        features = segments.read_features(con)
+    if features is None:  # the sample Spark's loop takes too: both engines fit the same rows
+        fit_sample = (selection or clustering.SelectionConfig()).fit_sample
+        features = segments.read_features(con, sample=fit_sample)
         published = segments.current_segments(con, features)
     elif published is None:
         published = np.full(features.height, -1)

@@ -53,9 +53,19 @@ class AssignmentConfig:
     free_after_change_days: int = 7
 
 
-def read_features(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """customer_features in a stable order."""
-    return con.sql(f"select * from {FEATURES_TABLE} order by customer_id").pl()
+def read_features(
+    con: duckdb.DuckDBPyConnection, sample: int | None = None, seed: int = 0
+) -> pl.DataFrame:
+    """customer_features in customer order; with ``sample``, at most that many customers: those
+    first by :func:`compiled.sample_order` (the customers Spark's loop samples with the same
+    size and seed, so both engines fit on the same rows)."""
+    if sample is None:
+        return con.sql(f"select * from {FEATURES_TABLE} order by customer_id").pl()
+    return con.sql(
+        f"select * from (select * from {FEATURES_TABLE} order by {compiled.sample_order(seed)} "
+        "limit ?) order by customer_id",
+        params=[sample],
+    ).pl()
 
 
 def current_segments(con: duckdb.DuckDBPyConnection, features: pl.DataFrame) -> np.ndarray:

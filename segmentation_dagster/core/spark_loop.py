@@ -2,7 +2,7 @@
 
 One run: the raw tables are registered over their Parquet folders; dbt builds and tests the
 feature models on the ``spark`` target; a fixed-size sample of ``customer_features`` (the
-customers with the smallest ``xxhash64(customer_id, seed)``) is the only customer data that
+customers first by ``compiled.sample_order``, as on DuckDB) is the only customer data that
 reaches Python: the Great Expectations suite of customer_features validates it, and the same
 re-segmentation as on DuckDB (:func:`resegmentation.run`: fit a challenger, match it to the
 champion, decide, record) runs on it. Then every customer is assigned inside Spark by the
@@ -56,8 +56,9 @@ if TYPE_CHECKING:
 
 #: the tables the loop writes in the models' schema, besides dbt's
 TABLES = ("customer_segments", "customer_segment_history", "segment_migrations")
-#: the default size of the sample the fit, the quality suite and the drift monitor work on
-SAMPLE_ROWS = 200_000
+#: the default size of the sample the fit, the quality suite and the drift monitor work on:
+#: the fit sample DuckDB's re-segmentation reads, so both engines fit the same customers
+SAMPLE_ROWS = clustering.SelectionConfig().fit_sample
 
 
 def schema() -> str:
@@ -143,12 +144,13 @@ def _replace(spark: SparkSession, table: str, write: Callable[[str], object]) ->
 
 
 def sample(spark: SparkSession, table: str, n: int, seed: int = 0) -> pl.DataFrame:
-    """At most ``n`` rows of ``table``: those with the smallest ``xxhash64(customer_id, seed)``
-    (the same rows for the same seed, one scan and a top-n in Spark), ordered by customer_id;
-    ``attrs``-free Polars. All rows when the table has no more than ``n``."""
+    """At most ``n`` rows of ``table``: the first by :func:`compiled.sample_order` (the same
+    rows for the same seed, and the same customers DuckDB's :func:`segments.read_features`
+    samples; one scan and a top-n in Spark), ordered by customer_id; ``attrs``-free Polars.
+    All rows when the table has no more than ``n``."""
     query = (
         f"select * from {compiled.name(table)} "
-        f"order by xxhash64(customer_id, {int(seed)}L) limit {int(n)}"
+        f"order by {compiled.sample_order(seed)} limit {int(n)}"
     )
     return pl.from_arrow(spark.sql(query).toArrow()).sort("customer_id")
 
