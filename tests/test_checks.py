@@ -27,7 +27,7 @@ def _load(tmp_path, monkeypatch, text: str):
         ("selection: {k_max: '8'}", "selection: k_max: must be a whole number >= 2, got '8'"),
         ("policy: {cooldown_days: -1}", "policy: cooldown_days: must be a whole number >= 0"),
         # number in a range
-        ("assignment: {hysteresis: 1.5}", "assignment: hysteresis: must be a number in [0, 1)"),
+        ("assignment: {hysteresis: 1.5}", "assignment: hysteresis: must be a number in [0, 1]"),
         ("drift: {margin: .inf}", "drift: margin: must be a finite number > 0, got inf"),
         # fraction in (0, 1]
         ("lifecycle: {keep_overlap: 0}", "lifecycle: keep_overlap: must be a number in (0, 1]"),

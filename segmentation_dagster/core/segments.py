@@ -55,7 +55,7 @@ class AssignmentConfig:
 
     #: each field's range (docs/configuration.md, "Ranges")
     RULES: ClassVar[dict[str, checks.Rule]] = {
-        "hysteresis": checks.number(0, 1, high_open=True),
+        "hysteresis": checks.number(0, 1),  # 1: a customer never leaves
         "free_after_change_days": checks.whole(0),
     }
 
