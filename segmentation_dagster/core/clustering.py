@@ -122,7 +122,7 @@ class SelectionConfig:
         "min_segment_share": checks.number(0, 1, high_open=True),
         "silhouette_tolerance": checks.optional(checks.number(0, 2)),
         "stability_top_n": checks.whole(1),
-        "stability_rounds": checks.whole(0),
+        "stability_rounds": checks.whole(1),
         "min_stability": checks.number(0, 1),
         "skew_threshold": checks.number(0),
         "max_missing_share": checks.number(0, 1),
