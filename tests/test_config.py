@@ -62,10 +62,10 @@ def test_the_drift_policy_is_read_from_one_place(monkeypatch):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ('{"k": "2"}', "k must be a int"),
-        ('{"n": 0}', "must be a int|need 1 <= k <= n"),
-        ('{"enter_threshold": NaN}', "must be finite"),
-        ('{"exit_threshold": 2}', "exit_threshold <= enter_threshold"),
+        ('{"k": "2"}', "SEGMENTATION_DRIFT_POLICY: policy: k: must be a whole number >= 1, got"),
+        ('{"n": 0}', r"SEGMENTATION_DRIFT_POLICY: policy: n: must be a whole number in \[1, 100\]"),
+        ('{"enter_threshold": NaN}', "enter_threshold: must be a finite number > 0, got nan"),
+        ('{"exit_threshold": 2}', r"policy: exit_threshold: must be <= enter_threshold \(1.0\)"),
         ("[]", "JSON object"),
         ("{nope", "not JSON"),
     ],
@@ -103,9 +103,9 @@ def _project_file(tmp_path, monkeypatch, text: str):
         ("selection: {k_maximum: 5}", "selection: unknown key(s) ['k_maximum']"),
         ("selection: {k_max: many}", "selection: k_max:"),
         ("policy: {exit_threshold: 5}", "policy: "),
-        ("features: {half_life_days: '30; drop'}", "features: half_life_days must be"),
+        ("features: {half_life_days: '30; drop'}", "features: half_life_days: must be a whole"),
         ("features: {no_such_var: 1}", "unknown dbt var 'no_such_var'"),
-        ("features: {snapshot_date: 'yesterday'}", "snapshot_date must be YYYY-MM-DD"),
+        ("features: {snapshot_date: 'yesterday'}", "snapshot_date: must be empty or a date"),
         ("- a list", "expected a mapping of sections"),
     ],
 )

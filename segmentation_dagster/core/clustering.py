@@ -35,7 +35,7 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
 import polars as pl
@@ -54,6 +54,8 @@ from sklearn.metrics import (
 from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from segmentation_dagster.core import checks
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,34 @@ class SelectionConfig:
     max_correlation: float = 0.9
     exclude: tuple[str, ...] = tuple(DEFAULT_EXCLUDED)
     seed: int = 0
+
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "k_min": checks.whole(2),
+        "k_max": checks.whole(2),
+        "algorithms": checks.each(checks.one_of(ALGORITHMS), unique=True),
+        "silhouette_sample": checks.whole(2),
+        "ward_sample": checks.whole(2),
+        "density_sample": checks.whole(2),
+        "search_sample": checks.whole(2),
+        "fit_sample": checks.whole(2),
+        "n_init": checks.whole(1),
+        "min_segment_share": checks.number(0, 1, high_open=True),
+        "silhouette_tolerance": checks.optional(checks.number(0, 2)),
+        "stability_top_n": checks.whole(1),
+        "stability_rounds": checks.whole(1),
+        "min_stability": checks.number(0, 1),
+        "skew_threshold": checks.number(0),
+        "max_missing_share": checks.number(0, 1),
+        "max_correlation": checks.fraction(),
+        "exclude": checks.each(checks.identifier(), non_empty=False),
+        "seed": checks.whole(0, 2**32 - 1),
+    }
+
+    def __post_init__(self) -> None:
+        checks.apply(self, self.RULES)
+        if self.k_max < self.k_min:
+            raise checks.CheckError("k_max", f">= k_min ({self.k_min})", self.k_max)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 import numpy as np
@@ -30,8 +31,18 @@ from scipy import stats
 from sklearn.metrics import silhouette_score
 
 from segmentation_dagster.adapters import evidently_drift
-from segmentation_dagster.core import compiled
+from segmentation_dagster.core import checks, compiled
 from segmentation_dagster.core.clustering import FittedModel, sample_idx
+
+#: Evidently's tests of a numeric column (its registry), the methods a column may be given
+METHODS = ("wasserstein", "psi", "kl_div", "jensenshannon", "hellinger", "ed", "empirical_mmd",
+           "ks", "anderson", "cramer_von_mises", "es", "mannw", "t_test")  # fmt: skip
+
+
+def _pinned(value: object) -> bool:
+    """A per_column entry: a method of :data:`METHODS` and a threshold > 0."""
+    method, threshold = value  # type: ignore[misc]
+    return method in METHODS and checks.number(0, low_open=True).test(threshold)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,32 @@ class DriftConfig:
     calibration_size: int = 5_000
     quantile: float = 0.95
     margin: float = 2.0
+
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "method": checks.one_of(METHODS),
+        "threshold": checks.optional(checks.number(0, low_open=True)),
+        "per_column": checks.Rule(
+            f"a mapping of feature names to [method, threshold > 0], method one of "
+            f"{', '.join(METHODS)}",
+            lambda v: (
+                isinstance(v, dict)
+                and all(
+                    checks.identifier().test(k) and len(p) == 2 and _pinned(p) for k, p in v.items()
+                )
+            ),
+        ),
+        "sample_size": checks.whole(2),
+        "seed": checks.whole(0, 2**32 - 1),
+        "min_threshold": checks.number(0),
+        "rounds": checks.whole(1),
+        "calibration_size": checks.whole(2),
+        "quantile": checks.number(0, 1, low_open=True, high_open=True),
+        "margin": checks.number(0, low_open=True),
+    }
+
+    def __post_init__(self) -> None:
+        checks.apply(self, self.RULES)
 
     def method_for(self, column: str) -> str:
         return self.per_column.get(column, (self.method, 0.0))[0]

@@ -27,13 +27,14 @@ CLI and the benchmarks call:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import silhouette_score
 
-from segmentation_dagster.core import clustering, naming, profiling
+from segmentation_dagster.core import checks, clustering, naming, profiling
 from segmentation_dagster.core.clustering import FittedModel, sample_idx
 
 #: MONIC's kinds of transition between two segmentations.
@@ -67,6 +68,23 @@ class LifecycleConfig:
     #: customers both silhouettes are computed on (fixed seed)
     sample: int = 5_000
     seed: int = 0
+
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "keep_overlap": checks.fraction(),
+        "max_match_distance": checks.number(0, low_open=True),
+        "part_share": checks.fraction(),
+        "min_change_share": checks.fraction(),
+        "vanished_share": checks.fraction(),
+        "structure_tolerance": checks.number(0, 2),
+        "promotion_margin": checks.number(0, 2),
+        "far_quantile": checks.number(0, 1, low_open=True, high_open=True),
+        "sample": checks.whole(2),
+        "seed": checks.whole(0, 2**32 - 1),
+    }
+
+    def __post_init__(self) -> None:
+        checks.apply(self, self.RULES)
 
 
 @dataclass(frozen=True)

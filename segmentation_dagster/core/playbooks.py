@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from segmentation_dagster.core import checks
 from segmentation_dagster.core.settings import config_dir, read_yaml_mapping
 
 FILE_NAME = "playbooks.yml"
@@ -78,9 +79,30 @@ def playbook_file() -> Path:
     return own if own.is_file() else DEFAULT_FILE
 
 
-def _text(path: Path, where: str, value: Any, limit: int) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise PlaybookError(f"{path}: {where}: must be a non-empty text of at most {limit} chars")
+#: each playbook key's rule (a condition's value: a finite number)
+RULES: dict[str, checks.Rule] = {
+    "name": checks.Rule(
+        "a non-empty text of at most 60 chars",
+        lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= 60,
+    ),
+    "action": checks.Rule(
+        "a non-empty text of at most 300 chars",
+        lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= 300,
+    ),
+    "recommend": checks.one_of(RECOMMEND),
+}
+VALUE = checks.number()
+
+
+def _check(path: Path, where: str, rule: checks.Rule, key: str, value: Any) -> None:  # noqa: ANN401
+    try:
+        rule.check(key, value)
+    except checks.CheckError as e:
+        raise PlaybookError(checks.where(path, where, e)) from e
+
+
+def _text(path: Path, where: str, key: str, value: Any) -> str:  # noqa: ANN401
+    _check(path, where, RULES[key], key, value)
     return value.strip()
 
 
@@ -91,12 +113,11 @@ def _playbook(path: Path, where: str, raw: Any, fallback: bool = False) -> Playb
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise PlaybookError(f"{path}: {where}: unknown key(s) {unknown} (known: {sorted(allowed)})")
-    name = _text(path, f"{where}.name", raw.get("name"), 60)
+    name = _text(path, where, "name", raw.get("name"))
     where = f"{where} ({name})"
-    action = _text(path, f"{where}.action", raw.get("action"), 300)
+    action = _text(path, where, "action", raw.get("action"))
     recommend = raw.get("recommend", "nothing")
-    if recommend not in RECOMMEND:
-        raise PlaybookError(f"{path}: {where}.recommend: {recommend!r} is not one of {RECOMMEND}")
+    _check(path, where, RULES["recommend"], "recommend", recommend)
     conditions: list[Condition] = []
     when = raw.get("when")
     if not fallback:
@@ -113,10 +134,7 @@ def _playbook(path: Path, where: str, raw: Any, fallback: bool = False) -> Playb
                         f"{path}: {where}.when.{feature}: unknown operator {op!r} "
                         f"(known: {', '.join(OPERATORS)})"
                     )
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise PlaybookError(f"{path}: {where}.when.{feature}.{op}: must be a number")
-                if not math.isfinite(value):
-                    raise PlaybookError(f"{path}: {where}.when.{feature}.{op}: must be finite")
+                _check(path, f"{where}.when.{feature}", VALUE, op, value)
                 conditions.append(Condition(str(feature), op, float(value)))
     return Playbook(name, action, tuple(conditions), recommend)
 

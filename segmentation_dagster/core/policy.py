@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
+
+from segmentation_dagster.core import checks
 
 #: A JSON object of :class:`PolicyConfig` fields overriding the defaults, e.g.
 #: ``{"enter_threshold": 1.2, "cooldown_days": 3}`` (read by the drift sensor).
@@ -52,9 +54,22 @@ class PolicyConfig:
     #: score is as trustworthy as a large one's; below this many customers it is not
     min_customers: int = 100
 
+    #: each field's range (docs/configuration.md, "Ranges"); besides, exit <= enter, k <= n
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "enter_threshold": checks.number(0, low_open=True),
+        "exit_threshold": checks.number(0, low_open=True),
+        "k": checks.whole(1),
+        "n": checks.whole(1, 100),
+        "cooldown_days": checks.whole(0),
+        "retry_days": checks.whole(0),
+        "max_retry_days": checks.whole(0),
+        "min_customers": checks.whole(0),
+    }
+
     @classmethod
-    def from_env(cls) -> PolicyConfig:
-        """The defaults, overridden by the JSON object in ``$SEGMENTATION_DRIFT_POLICY``."""
+    def env_values(cls) -> dict[str, object]:
+        """The fields ``$SEGMENTATION_DRIFT_POLICY`` sets, each checked against its rule (a
+        :class:`ValueError` naming the variable, the section and the key)."""
         try:
             raw = json.loads(os.environ.get(POLICY_ENV) or "{}")
         except json.JSONDecodeError as e:
@@ -63,28 +78,36 @@ class PolicyConfig:
             raise ValueError(f"{POLICY_ENV}: must be a JSON object of PolicyConfig fields")
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"{POLICY_ENV}: unknown field(s) {sorted(unknown)}")
-        return cls(**raw)
+            raise ValueError(f"{POLICY_ENV}: policy: unknown field(s) {sorted(unknown)}")
+        try:
+            checks.check_raw(raw, cls.RULES)
+        except checks.CheckError as e:
+            raise ValueError(checks.where(POLICY_ENV, "policy", e)) from e
+        return raw
+
+    @classmethod
+    def from_env(cls, base: PolicyConfig | None = None) -> PolicyConfig:
+        """``base`` (default the built-in defaults) with the fields the JSON object in
+        ``$SEGMENTATION_DRIFT_POLICY`` sets laid over it."""
+        raw = cls.env_values()
+        try:
+            return replace(base or cls(), **raw)
+        except checks.CheckError as e:
+            raise ValueError(checks.where(POLICY_ENV, "policy", e)) from e
 
     def __post_init__(self) -> None:
-        """Every field has its type and a sensible range (the values come from the
-        environment): thresholds finite and positive with exit <= enter, 1 <= k <= n, days and
-        minimums not negative."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            want = float if f.type in (float, "float") else int
-            if isinstance(value, bool) or not isinstance(
-                value, (int, float) if want is float else int
-            ):
-                raise ValueError(f"{POLICY_ENV}: {f.name} must be a {want.__name__}, got {value!r}")
-            if want is float and not math.isfinite(value):
-                raise ValueError(f"{POLICY_ENV}: {f.name} must be finite, got {value!r}")
-            if value < 0:
-                raise ValueError(f"{POLICY_ENV}: {f.name} must not be negative, got {value!r}")
-        if not 0 < self.exit_threshold <= self.enter_threshold:
-            raise ValueError(f"{POLICY_ENV}: need 0 < exit_threshold <= enter_threshold")
-        if not 1 <= self.k <= self.n:
-            raise ValueError(f"{POLICY_ENV}: need 1 <= k <= n")
+        """Every field within its range: thresholds finite and positive with exit <= enter,
+        1 <= k <= n, days and minimums not negative. The message names the key; the loader
+        puts the file or the variable and the section in front."""
+        checks.apply(self, self.RULES)
+        if self.exit_threshold > self.enter_threshold:
+            raise checks.CheckError(
+                "exit_threshold",
+                f"<= enter_threshold ({self.enter_threshold})",
+                self.exit_threshold,
+            )
+        if self.k > self.n:
+            raise checks.CheckError("k", f"<= n ({self.n})", self.k)
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,13 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import duckdb
 import polars as pl
 
-from segmentation_dagster.core.settings import DuckDBSettings, require_whole_numbers
+from segmentation_dagster.core import checks
+from segmentation_dagster.core.settings import DuckDBSettings
 from segmentation_dagster.core.warehouse import quote_ident
 
 KEY_ENV = "SEGMENTATION_PSEUDONYM_KEY"
@@ -54,8 +55,14 @@ class PrivacyConfig:
     #: activation tool must have it and the export's readers may see it)
     export_ids: Literal["pseudonym", "raw"] = "pseudonym"
 
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "min_group_size": checks.whole(1),
+        "export_ids": checks.one_of(("pseudonym", "raw")),
+    }
+
     def __post_init__(self) -> None:
-        require_whole_numbers(self)
+        checks.apply(self, self.RULES)
 
 
 def privacy_dir(data_dir: Path) -> Path:

@@ -33,40 +33,54 @@ optional; a key left out keeps the built-in default of the core dataclass it con
 
 Runs read the file when they start (a scheduled run, a sensor-launched run and a run from the
 CLI alike), so a change applies to the next run without run config; a launchpad value
-overrides the file for one run. The schedules' cadence is read when the code location loads.
-Every value is checked against its field's type; an unknown section or key, or a wrong type, is
-an error naming the file, the section and the key.
+overrides the file for one run. The schedules' cadence is read when the code location loads;
+``$SEGMENTATION_REFRESH_CRON`` and ``$SEGMENTATION_RETRAIN_CRON`` win over the file's.
+Every value is checked against its field's type and range (each dataclass's ``RULES``,
+:mod:`segmentation_dagster.core.checks`; docs/configuration.md lists them); an unknown section
+or key, a key written twice, a wrong type or a value out of range is an error naming the file
+(or the environment variable the value came from), the section and the key::
+
+    segmentation.yml: selection: k_max: must be a whole number >= 2, got 1
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from segmentation_dagster.core import checks
 from segmentation_dagster.core.clustering import SelectionConfig
 from segmentation_dagster.core.drift import DriftConfig
 from segmentation_dagster.core.lifecycle import LifecycleConfig
 from segmentation_dagster.core.policy import POLICY_ENV, PolicyConfig
 from segmentation_dagster.core.privacy import PrivacyConfig
 from segmentation_dagster.core.segments import AssignmentConfig
-from segmentation_dagster.core.settings import DBT_PROJECT_DIR, config_dir, read_yaml_mapping
+from segmentation_dagster.core.settings import (
+    DBT_PROJECT_DIR,
+    config_dir,
+    load_yaml,
+    read_yaml_mapping,
+)
 from segmentation_dagster.core.text import TextConfig
 from segmentation_dagster.core.value import ValueConfig
 
 PROJECT_ENV = "SEGMENTATION_PROJECT_FILE"
 PROJECT_FILE = "segmentation.yml"
+#: environment variables that win over the ``schedules`` section's keys
+CRON_ENV = {
+    "refresh_cron": "SEGMENTATION_REFRESH_CRON",
+    "retrain_cron": "SEGMENTATION_RETRAIN_CRON",
+}
 T = TypeVar("T")
 
 #: The dbt project's vars and their defaults (dbt_project.yml documents each).
-DBT_VARS: dict[str, Any] = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+DBT_VARS: dict[str, Any] = load_yaml((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
 
 
 class ProjectConfigError(ValueError):
@@ -79,6 +93,15 @@ class Schedules:
 
     refresh_cron: str = "0 6 * * *"
     retrain_cron: str = "0 3 * * 1"
+
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "refresh_cron": checks.cron(),
+        "retrain_cron": checks.cron(),
+    }
+
+    def __post_init__(self) -> None:
+        checks.apply(self, self.RULES)
 
 
 @dataclass(frozen=True)
@@ -123,33 +146,45 @@ def project_file() -> Path:
     return Path(os.environ.get(PROJECT_ENV) or config_dir() / PROJECT_FILE)
 
 
+#: a day (YAML reads an unquoted 2026-08-01 as a date; quoted, it is text)
+_DATE = checks.optional(
+    checks.Rule(
+        "a date YYYY-MM-DD",
+        lambda v: (
+            re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(v)) is not None
+            and not isinstance(v, bool | int | float)
+        ),
+    )
+)
+
+
+def feature_rule(key: str) -> checks.Rule:
+    """The range of the dbt var ``key``, from its default's kind: a date, a list of whole
+    numbers >= 1, a whole number >= 1 or a number > 0."""
+    default = DBT_VARS[key]
+    if key == "snapshot_date":
+        return _DATE
+    if isinstance(default, list):
+        return checks.each(checks.whole(1))
+    if isinstance(default, int):
+        return checks.whole(1)
+    return checks.number(0, low_open=True)
+
+
 def _check_feature(path: Path, key: str, value: object) -> object:
     if key not in DBT_VARS:
         raise ProjectConfigError(
             f"{path}: features: unknown dbt var {key!r} (known: {', '.join(sorted(DBT_VARS))})"
         )
-    default = DBT_VARS[key]
-    if key == "snapshot_date":
-        if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
-            raise ProjectConfigError(f"{path}: features: snapshot_date must be YYYY-MM-DD")
-        return None if value is None else str(value)
-    if isinstance(default, list):
-        ok = (
-            isinstance(value, list)
-            and value
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-        )
-    else:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-        ok = ok and (not isinstance(default, int) or isinstance(value, int))
-    if not ok:
-        kind = (
-            "a list of positive whole numbers"
-            if isinstance(default, list)
-            else ("a positive whole number" if isinstance(default, int) else "a positive number")
-        )
-        raise ProjectConfigError(f"{path}: features: {key} must be {kind}, got {value!r}")
-    return value
+    try:
+        feature_rule(key).check(key, value)
+    except checks.CheckError as e:
+        raise ProjectConfigError(checks.where(path, "features", e)) from e
+    return (
+        None
+        if key == "snapshot_date" and value is None
+        else (str(value) if key == "snapshot_date" else value)
+    )
 
 
 def _section(path: Path, name: str, cls: type[T], raw: object) -> T:
@@ -163,14 +198,40 @@ def _section(path: Path, name: str, cls: type[T], raw: object) -> T:
         raise ProjectConfigError(
             f"{path}: {name}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})"
         )
-    try:
+    try:  # the values as written (no bool read as 1, no "8" as 8), then as converted
+        checks.check_raw(raw, getattr(cls, "RULES", {}))
         return TypeAdapter(cls).validate_python(raw)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, checks.CheckError):  # a dataclass's own check of two fields
+            raise ProjectConfigError(checks.where(path, name, cause)) from e
         raise ProjectConfigError(f"{path}: {name}: {where}: {first['msg']}") from e
-    except ValueError as e:  # a dataclass's own range check
-        raise ProjectConfigError(f"{path}: {name}: {e}") from e
+    except ValueError as e:  # a field out of its range
+        raise ProjectConfigError(checks.where(path, name, e)) from e
+
+
+def _with_env(path: Path, sections: dict[str, Any]) -> None:
+    """Lay the environment's values over the file's sections (``$SEGMENTATION_DRIFT_POLICY``
+    field by field, the cron variables): a bad value names its variable, not the file."""
+    for key, env in CRON_ENV.items():
+        value = os.environ.get(env)
+        if not value:
+            continue
+        try:
+            sections["schedules"] = dataclasses.replace(sections["schedules"], **{key: value})
+        except checks.CheckError as e:
+            raise ProjectConfigError(checks.where(env, "schedules", e)) from e
+    if os.environ.get(POLICY_ENV):  # every field the environment names wins over the file's
+        try:
+            env_policy = PolicyConfig.env_values()  # checks the variable on its own
+        except ValueError as e:
+            raise ProjectConfigError(str(e)) from e
+        try:
+            sections["policy"] = dataclasses.replace(sections["policy"], **env_policy)
+        except checks.CheckError as e:  # two fields disagree: one from each
+            raise ProjectConfigError(checks.where(f"{POLICY_ENV} over {path}", "policy", e)) from e
 
 
 def load(path: Path | None = None) -> ProjectConfig:
@@ -192,11 +253,5 @@ def load(path: Path | None = None) -> ProjectConfig:
         raise ProjectConfigError(f"{path}: features: must be a mapping of dbt vars")
     features = {k: _check_feature(path, k, v) for k, v in features_raw.items()}
     sections = {name: _section(path, name, cls, raw.get(name)) for name, cls in _SECTIONS.items()}
-    if os.environ.get(POLICY_ENV):  # every field the environment names wins over the file's
-        PolicyConfig.from_env()  # checks the variable on its own (names and types)
-        env = json.loads(os.environ[POLICY_ENV])
-        try:
-            sections["policy"] = dataclasses.replace(sections["policy"], **env)
-        except ValueError as e:
-            raise ProjectConfigError(f"{path} with ${POLICY_ENV}: {e}") from e
+    _with_env(path, sections)
     return ProjectConfig(features=features, path=path if path.exists() else None, **sections)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from segmentation_dagster.core import compiled
+from segmentation_dagster.core import checks, compiled
 from segmentation_dagster.core.clustering import FittedModel
 from segmentation_dagster.core.warehouse import one, replace_table, table_exists
 
@@ -51,6 +52,15 @@ class AssignmentConfig:
     #: a customer whose behaviour changed significantly in the last this-many days
     #: (``customer_features.last_regime_change``) moves to the nearest segment freely
     free_after_change_days: int = 7
+
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "hysteresis": checks.number(0, 1),  # 1: a customer never leaves
+        "free_after_change_days": checks.whole(0),
+    }
+
+    def __post_init__(self) -> None:
+        checks.apply(self, self.RULES)
 
 
 def read_features(

@@ -40,29 +40,50 @@ DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping names the same key twice (the line and the key are in the message)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing a mapping that repeats a key: PyYAML otherwise keeps the last
+    value silently, so a setting written twice would take whichever comes last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults`: keys written beside it override the merged ones
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise DuplicateKeyError(
+                    None, None, f"line {line}: duplicate key {key!r} (first on line {first})"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:  # noqa: ANN401 - whatever the YAML holds
+    """Parse ``text`` with :class:`StrictLoader` (safe, no repeated keys)."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml_mapping(path: Path, error: type[ValueError], what: str) -> dict[str, Any]:
-    """A configuration file's YAML mapping (safe loader); ``error`` names the file otherwise
-    (``what``: what the mapping holds)."""
+    """A configuration file's YAML mapping (safe loader, a repeated key refused); ``error``
+    names the file otherwise (``what``: what the mapping holds)."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
+    except DuplicateKeyError as e:
+        raise error(f"{path}: {e.problem}") from e
     except yaml.YAMLError as e:
         raise error(f"{path}: not valid YAML ({e})") from e
     if not isinstance(raw, dict):
         raise error(f"{path}: expected a mapping of {what}")
     return raw
-
-
-def require_whole_numbers(config: Any, *, minimum: int = 1) -> None:
-    """Every int field of the dataclass ``config`` is a whole number (not a bool) >= minimum
-    (the configuration sections' range check; the message names the field)."""
-    import dataclasses
-
-    for f in dataclasses.fields(config):
-        if f.type not in (int, "int"):
-            continue
-        v = getattr(config, f.name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ValueError(f"{f.name} must be a whole number >= {minimum}, got {v!r}")
 
 
 ENGINES = ("duckdb", "spark")

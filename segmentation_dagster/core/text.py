@@ -25,13 +25,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from segmentation_dagster.core import kept
-from segmentation_dagster.core.settings import require_whole_numbers
+from segmentation_dagster.core import checks, kept
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,17 @@ class TextConfig:
     #: day was added); in between, they weigh only the documents that changed
     refit_days: int = 7
 
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "n_topics": checks.whole(1, 100),
+        "window_days": checks.whole(1),
+        "fit_sample": checks.whole(1),
+        "min_rated_reviews": checks.whole(1),
+        "refit_days": checks.whole(1),
+    }
+
     def __post_init__(self) -> None:
-        require_whole_numbers(self)
+        checks.apply(self, self.RULES)
 
 
 #: one row per query or review of the window: the piece a document is made of, and a hash of

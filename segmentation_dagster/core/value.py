@@ -41,14 +41,14 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 import numpy as np
 import polars as pl
 from scipy import optimize, special
 
-from segmentation_dagster.core import kept
-from segmentation_dagster.core.settings import require_whole_numbers
+from segmentation_dagster.core import checks, kept
 
 #: the features the models use, as computed by :func:`features_as_of`
 FEATURES = (
@@ -82,8 +82,17 @@ class ValueConfig:
     #: was added); in between, every run scores today's customers with them
     retrain_days: int = 7
 
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "horizon_days": checks.whole(1),
+        "min_customers": checks.whole(1),
+        "fit_sample": checks.whole(1),
+        "baseline_sample": checks.whole(1),
+        "retrain_days": checks.whole(1),
+    }
+
     def __post_init__(self) -> None:
-        require_whole_numbers(self)
+        checks.apply(self, self.RULES)
 
     def training(self) -> tuple[object, ...]:
         """What changes what training produces (not how long models are kept): the fields,

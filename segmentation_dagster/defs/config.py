@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import Field
 
-from segmentation_dagster.core import clustering, lifecycle, segments
+from segmentation_dagster.core import checks, clustering, lifecycle, segments
 
 T = TypeVar("T")
 
@@ -45,7 +45,10 @@ def to_core(cls: type[T], config: dg.Config, base: T | None = None, **values: ob
         if name in type(config).model_fields and getattr(config, name) is not None:
             value = getattr(config, name)
             kwargs[name] = tuple(value) if isinstance(getattr(base, name), tuple) else value
-    return dataclasses.replace(base, **kwargs)  # type: ignore[type-var]
+    try:  # the dataclass checks every value against its RULES
+        return dataclasses.replace(base, **kwargs)  # type: ignore[type-var]
+    except checks.CheckError as e:
+        raise ValueError(checks.where("run config", cls.__name__, e)) from e
 
 
 _SEL = clustering.SelectionConfig()

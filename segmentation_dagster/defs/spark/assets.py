@@ -8,7 +8,7 @@ here exists with the default engine (duckdb)."""
 import dagster as dg
 
 from segmentation_dagster.core import lifecycle, privacy, project, registry, settings
-from segmentation_dagster.defs.automation.schedules import daily_refresh_schedule
+from segmentation_dagster.defs.automation.schedules import daily_refresh_schedule, schedule
 from segmentation_dagster.defs.config import AssignmentConfig, SegmentationConfig
 from segmentation_dagster.defs.metadata import table
 from segmentation_dagster.defs.resources import (
@@ -150,10 +150,10 @@ def spark_engine() -> dg.Definitions:
     engine.metastore_folder(settings.spark_dir() / "metastore")
     engine.export_folder(settings.Paths.from_env().export_dir)
     engine.driver_memory()
-    daily = dg.ScheduleDefinition(
-        name="spark_daily_schedule",
-        job=_spark_segmentation_job,
-        cron_schedule=daily_refresh_schedule.cron_schedule,
+    daily = schedule(  # a broken configuration: skips with the error, as the others do
+        "spark_daily_schedule",
+        _spark_segmentation_job,
+        daily_refresh_schedule.cron_schedule,
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     return dg.Definitions(
