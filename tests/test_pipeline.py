@@ -75,6 +75,8 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     model = mats["segmentation_model"].materialization.metadata
     assert model["k"].value >= 3 and 0 < model["silhouette"].value < 1
     assert model["promoted"].value is True and model["decision"].value == "no champion yet"
+    customers = mats["customer_segments"].materialization.metadata["dagster/row_count"].value
+    assert model["n_customers"].value == model["customers_fitted_on"].value == customers
     names = [c.name for c in model["candidates"].value.schema.columns]
     assert names[:3] == ["algorithm", "k", "silhouette"]
     assert {c.name for c in raw["dagster/column_schema"].value.columns} >= {"event_id", "event_ts"}

@@ -64,6 +64,7 @@ def segmentation_model(
     life = config.lifecycle(settings.lifecycle, selection)
     with warehouse.connect() as con:
         outcome = resegmentation.run(con, model_store.dir, selection, life)
+        customers = one(con, f"select count(*) from {segments.FEATURES_TABLE}")[0]
     version, champ_version, result = outcome.version, outcome.champion_version, outcome.result
     challenger, alignment, decision = result.challenger, result.alignment, result.decision
     context.log.info(f"model v{version}: {decision.reason}")
@@ -81,7 +82,9 @@ def segmentation_model(
         "k": challenger.k,
         "silhouette": challenger.silhouette,
         "selection_reason": challenger.selection_reason,
-        "n_customers": challenger.n_train,
+        "n_customers": customers,
+        # at most selection.fit_sample of them, the same on either engine (segments.read_features)
+        "customers_fitted_on": challenger.n_train,
         "features_used": ", ".join(challenger.plan.used),
         "log_transformed": ", ".join(challenger.plan.log_transformed),
         "features_dropped": dg.MetadataValue.md(dropped or "none"),
