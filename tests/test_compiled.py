@@ -72,3 +72,25 @@ def test_only_plain_names_and_finite_numbers_reach_the_query():
     with pytest.raises(ValueError, match="non-finite"):
         compiled.number(float("nan"))
     assert float(compiled.number(0.1)) == 0.1
+
+
+def test_a_sample_is_the_first_customers_by_the_key_with_or_without_the_prefix_cut():
+    con = duckdb.connect()
+    con.execute("create table t as select 'c' || i as customer_id, i from range(20000) r(i)")
+    queries: list[str] = []
+
+    def run(q: str) -> pl.DataFrame:
+        queries.append(q)
+        return con.sql(q).pl()
+
+    every = con.sql(f"select * from t order by {compiled.sample_order(4)}").pl()
+    cut = compiled.sample(run, "t", 100, 4, 20_000)
+    assert len(queries) == 1 and "where" in queries[0]  # about 1,150 rows sorted, not 20,000
+    assert cut.equals(every.head(100))
+    # a prefix that lets too few through (a wrong row count): every row is sorted instead
+    queries.clear()
+    assert compiled.sample(run, "t", 100, 4, 10**9).equals(every.head(100))
+    assert len(queries) == 2 and "where" not in queries[1]
+    # a smaller sample is part of a larger one; another seed, other customers
+    assert set(compiled.sample(run, "t", 40, 4, 20_000)["customer_id"]) < set(cut["customer_id"])
+    assert set(compiled.sample(run, "t", 100, 5, 20_000)["customer_id"]) != set(cut["customer_id"])

