@@ -67,6 +67,28 @@ def test_file_missing_a_required_column_is_rejected_by_name_and_others_load(land
     assert bad.exists()
 
 
+def test_a_rejected_file_is_read_again_once_the_mapping_changes_and_only_then(landed, tmp_path):
+    from segmentation_dagster.core.sources import load_mapping
+
+    good = sorted((landed.landing_dir / "events").iterdir())[0]
+    odd = landed.landing_dir / "events" / "events_export.parquet"  # another column name
+    export = pl.read_parquet(good).rename({"customer_id": "client"})
+    export.with_columns(pl.col("event_id") + 10**9).write_parquet(odd)  # events of its own
+    with connect(landed.duckdb_path) as con:
+        first = ingest.load_kind(con, landed.landing_dir, "events")
+        again = ingest.load_kind(con, landed.landing_dir, "events")
+        assert odd.name in first.rejected and not again.rejected and not again.rows_inserted
+        assert "customer_id" in again.rejected_before[odd.name]  # skipped, and says why
+        spec = tmp_path / "sources.yml"
+        spec.write_text("events:\n  columns:\n    customer_id: client\n")
+        fixed = ingest.load_kind(con, landed.landing_dir, "events", load_mapping(spec))
+        n = one(con, "select count(*) from raw.events where _source_file = ?", [odd.name])[0]
+        status = one(con, "select status from raw.load_manifest where file_name = ?", [odd.name])
+        after = ingest.load_kind(con, landed.landing_dir, "events", load_mapping(spec))
+    assert fixed.loaded == [odd.name] and n == export.height and status[0] == "loaded"
+    assert not after.loaded and not after.rejected_before and odd.name in after.skipped
+
+
 def test_csv_files_load_like_parquet(paths):
     cfg = simulate.DemoConfig(n_customers=200, days=5, file_format="csv")
     simulate.generate(cfg, paths.landing_dir, paths.truth_dir)

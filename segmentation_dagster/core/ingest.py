@@ -95,6 +95,9 @@ class LoadReport:
     replaced: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    #: files skipped because they were rejected before under the same mapping and limits
+    #: (each is read again once ``sources.yml`` or the limits change), and why
+    rejected_before: dict[str, str] = field(default_factory=dict)
     ignored: dict[str, str] = field(default_factory=dict)
     rows_inserted: int = 0
     rows_quarantined: int = 0
@@ -114,6 +117,8 @@ _MANIFEST_COLUMNS = (
 )  # fmt: skip
 _REJECTION_COLUMNS = {"rejected_sha256": "varchar", "rejected_error": "varchar",
                       "rejected_at": "timestamp"}  # fmt: skip
+#: the fingerprint of the mapping and limits a file was last read under (:func:`rules_of`)
+_RULES_COLUMN = "rules"
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -135,7 +140,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     )
     # a later delivery under a loaded file's name that was rejected (the loaded version stays);
     # added in place so warehouses created before keep working
-    for col, typ in _REJECTION_COLUMNS.items():
+    for col, typ in {**_REJECTION_COLUMNS, _RULES_COLUMN: "varchar"}.items():
         con.execute(f"alter table {MANIFEST} add column if not exists {col} {typ}")
     con.execute(
         f"""create table if not exists {QUARANTINE} (
@@ -837,14 +842,33 @@ class _Known:
     error: str | None
     rejected_sha256: str | None
     rejected_error: str | None
+    rules: str | None
+
+    def rejected(self, digest: str) -> str | None:
+        """Why the content ``digest`` was rejected under this name (None: it was not)."""
+        if self.status == "rejected" and digest == self.sha256:
+            return self.error or "rejected"
+        return self.rejected_error if digest == self.rejected_sha256 else None
+
+
+def rules_of(kind: str, mapping: SourceMapping, limits: Limits) -> str:
+    """A fingerprint of what decides whether a file of ``kind`` is accepted: its mapping
+    expressions, its CSV options and the limits."""
+    what = (
+        kind,
+        sorted((col, e.text) for col, e in mapping.expressions(kind).items()),
+        sorted((k, repr(v)) for k, v in mapping.csv_options(kind).items()),
+        repr(limits),
+    )
+    return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
 
 
 def _known(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, _Known]:
     return {
         row[0]: _Known(*row[1:])
         for row in con.execute(
-            f"select file_name, sha256, status, error, rejected_sha256, rejected_error "
-            f"from {MANIFEST} where kind = ?",
+            f"select file_name, sha256, status, error, rejected_sha256, rejected_error, "
+            f"{_RULES_COLUMN} from {MANIFEST} where kind = ?",
             [kind],
         ).fetchall()
     }
@@ -988,6 +1012,7 @@ def load_kind(
     if kind == "events" and reload is None:
         _check_root(con, landing_dir, mapping, report)
     known = _known(con, kind)
+    rules = rules_of(kind, mapping, limits)
     todo: list[_Todo] = []
     entries = landing.kind_entries(landing_dir, kind)
     if reload is not None:
@@ -1002,8 +1027,14 @@ def load_kind(
             continue
         digest = sha256_of(entry.real)
         prev = known.get(entry.name)
-        if reload is None and prev is not None and digest in (prev.sha256, prev.rejected_sha256):
-            if digest == prev.sha256 and prev.rejected_error is not None:
+        # a rejected content is read again once the mapping or the limits change
+        why = prev.rejected(digest) if prev is not None else None
+        if reload is None and prev is not None and why is not None and prev.rules == rules:
+            report.rejected_before[entry.name] = why
+            report.skipped.append(entry.name)
+            continue
+        if reload is None and prev is not None and why is None and digest == prev.sha256:
+            if prev.rejected_error is not None:
                 _note_rejection(con, kind, entry.name, None, None)  # the loaded one is back
             report.skipped.append(entry.name)
             continue
@@ -1031,5 +1062,11 @@ def load_kind(
         _flush(con, rcon, contract, staged, report, run, limits, erased)
     if run:
         con.execute("drop table _pass_keys")
+    if todo:  # the rules every file read in this pass was judged under
+        con.execute(
+            f"update {MANIFEST} set {_RULES_COLUMN} = ? where kind = ? and file_name in "
+            "(select unnest(?::varchar[]))",
+            [rules, kind, [t.name for t in todo]],
+        )
     report.table_rows = int(one(con, f"select count(*) from {contract.table}")[0])
     return report

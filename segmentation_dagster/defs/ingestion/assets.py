@@ -98,12 +98,25 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
             context.log.error(f"rejected landing file {name}: {why}")
         for name, why in report.ignored.items():
             context.log.warning(f"landing entry {name} not read: {why}")
+        for name, why in report.rejected_before.items():
+            context.log.warning(
+                f"landing file {name} not read again: it was rejected under the same mapping "
+                f"and limits ({why}); it is read again once sources.yml or the limits change"
+            )
         if kind == "events" and report.table_rows == 0 and report.rejected:
             name, why = next(iter(report.rejected.items()))
             raise ValueError(
                 f"no events loaded from {landing.dir / 'events'}: {len(report.rejected)} file(s) "
                 f"rejected, e.g. {name}: {why} (every reason is in the log above and in "
                 f"{ingest.MANIFEST})"
+            )
+        if kind == "events" and report.table_rows == 0 and report.rejected_before:
+            name, why = next(iter(report.rejected_before.items()))
+            raise ValueError(
+                f"no events loaded from {landing.dir / 'events'}: "
+                f"{len(report.rejected_before)} file(s) were rejected before under the same "
+                f"mapping and limits, e.g. {name}: {why}. Fix sources.yml (or the limits) and "
+                "run again: a rejected file is read again once they change"
             )
         if kind == "events" and report.table_rows == 0:
             raise ValueError(
