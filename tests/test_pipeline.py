@@ -288,3 +288,9 @@ def test_a_landing_folder_whose_only_events_file_is_rejected_says_why(paths):
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.cause.message
     assert "1 file(s) rejected, e.g. orders.csv: " in message and "missing required" in message
+    # the next run does not read it again under the same mapping, and says so
+    again = materialize_all(paths, selection="raw_events", raise_on_error=False)
+    failure = next(e for e in again.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.cause.message
+    assert "1 file(s) rejected before under the same mapping, e.g. orders.csv: " in message
+    assert "read again once sources.yml or the limits change" in message

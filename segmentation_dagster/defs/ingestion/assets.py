@@ -103,20 +103,15 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
                 f"landing file {name} not read again: it was rejected under the same mapping "
                 f"and limits ({why}); it is read again once sources.yml or the limits change"
             )
-        if kind == "events" and report.table_rows == 0 and report.rejected:
-            name, why = next(iter(report.rejected.items()))
+        rejected = report.rejected or report.rejected_before
+        if kind == "events" and report.table_rows == 0 and rejected:
+            name, why = next(iter(rejected.items()))
+            when = "rejected" if report.rejected else "rejected before under the same mapping"
             raise ValueError(
-                f"no events loaded from {landing.dir / 'events'}: {len(report.rejected)} file(s) "
-                f"rejected, e.g. {name}: {why} (every reason is in the log above and in "
-                f"{ingest.MANIFEST})"
-            )
-        if kind == "events" and report.table_rows == 0 and report.rejected_before:
-            name, why = next(iter(report.rejected_before.items()))
-            raise ValueError(
-                f"no events loaded from {landing.dir / 'events'}: "
-                f"{len(report.rejected_before)} file(s) were rejected before under the same "
-                f"mapping and limits, e.g. {name}: {why}. Fix sources.yml (or the limits) and "
-                "run again: a rejected file is read again once they change"
+                f"no events loaded from {landing.dir / 'events'}: {len(rejected)} file(s) "
+                f"{when}, e.g. {name}: {why} (every reason is in the log above and in "
+                f"{ingest.MANIFEST}; a rejected file is read again once sources.yml or the "
+                "limits change)"
             )
         if kind == "events" and report.table_rows == 0:
             raise ValueError(
