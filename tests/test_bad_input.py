@@ -171,6 +171,8 @@ ROW_CASES = [
     ("NaN discount", {"discount": "nan"}, "non-finite discount"),
     ("absurd quantity", {"quantity": "2000000"}, "quantity above 1e6"),
     ("quantity beyond INTEGER", {"quantity": "1e12"}, "unparseable quantity"),
+    ("fractional quantity (a cast would round it)", {"quantity": "2.5"}, "unparseable quantity"),
+    ("fractional rating", {"review_rating": "4.5"}, "unparseable review_rating"),
     ("timestamp in 1900", {"event_ts": "1900-01-01 10:00:00"}, "event_ts before 2000-01-01"),
     ("timestamp in 1999", {"event_ts": "1999-12-31 23:59:59"}, "event_ts before 2000-01-01"),
     ("offset moves the timestamp before the bound", {"event_ts": "2000-01-01 01:00+02:00"},

@@ -483,6 +483,9 @@ def _converted(col: str, typ: str, conversions: dict[str, object], source_types:
         return tries[0] if len(tries) == 1 else f"coalesce({', '.join(tries)})"
     if typ == "DOUBLE" and conversions.get("decimal_separator") == ",":
         return f"try_cast(replace(cast({src} as varchar), ',', '.') as double)"
+    if typ in ("INTEGER", "BIGINT"):  # a cast would round 2.5 to 3: a fraction is unreadable
+        number = f"try_cast({src} as double)"
+        return f"case when {number} = trunc({number}) then try_cast({src} as {typ}) end"
     return f"try_cast({src} as {typ})"
 
 
