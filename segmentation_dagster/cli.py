@@ -7,6 +7,7 @@
     segmentation audit      data-quality audit: pass rates, failures, quarantine, rejections,
                             ignored landing entries
     segmentation init       a starter sources.yml and segmentation.yml from your landed files
+    segmentation check      read every configuration file and say what is wrong, before a run
     segmentation daily      one day of operation on your own files: daily refresh, drift sensor,
                             re-segmentation when it asks (the first run fits the first champion)
     segmentation replay     day-by-day operation over a simulated period (drift -> re-segment)
@@ -140,8 +141,51 @@ def runs_folder(paths: Paths) -> Path:
     return Path(os.environ["DAGSTER_HOME"]) / ".segmentation"
 
 
+def configuration_problems(paths: Paths) -> list[tuple[str, str | None]]:
+    """Each configuration file a run reads (the project file, the landing folder's sources
+    file, the playbooks) and why it cannot be used (None: it can), read as the run reads it."""
+    from segmentation_dagster.core import playbooks, project
+    from segmentation_dagster.core.sources import load_mapping, mapping_path
+
+    found: list[tuple[str, str | None]] = []
+    for label, read in (
+        (str(project.project_file()), project.load),
+        (
+            str(mapping_path(paths.landing_dir)),
+            lambda: load_mapping(mapping_path(paths.landing_dir)),
+        ),
+        (str(playbooks.playbook_file()), playbooks.load),
+    ):
+        try:
+            read()
+            found.append((label, None))
+        except ValueError as e:  # the loaders' errors name the file, the section and the key
+            found.append((label, str(e)))
+    return found
+
+
+def _refuse_broken_configuration(paths: Paths) -> bool:
+    """Print the configuration's problems; True when there are any (nothing should run)."""
+    problems = [why for _, why in configuration_problems(paths) if why]
+    for why in problems:
+        print(f"configuration: {why}", file=sys.stderr)
+    return bool(problems)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    found = configuration_problems(Paths.from_env())
+    for label, why in found:
+        absent = "" if Path(label).exists() else "  (no such file: the built-in defaults)"
+        print(f"{'ok   ' if why is None else 'ERROR'}  {label}{absent}")
+        if why:
+            print(f"       {why}")
+    return 1 if any(why for _, why in found) else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
+    if _refuse_broken_configuration(paths):  # before anything is loaded, not after ingestion
+        return 2
     with cli_instance(paths) as instance:
         if not _has_events(paths):
             if args.no_demo:
@@ -453,6 +497,8 @@ def cmd_daily(args: argparse.Namespace) -> int:
     from segmentation_dagster.definitions import defs
 
     paths = Paths.from_env()
+    if _refuse_broken_configuration(paths):
+        return 2
     with cli_instance(paths) as instance:
         try:
             rp.operate(paths, instance, defs, lambda d: print(rp.format_day(d), flush=True),
@@ -573,6 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
         "init", help="write a starter sources.yml and segmentation.yml from your landed files"
     )
     p_init.set_defaults(func=cmd_init)
+
+    p_check = sub.add_parser(
+        "check", help="read every configuration file and say what is wrong (nothing runs)"
+    )
+    p_check.set_defaults(func=cmd_check)
 
     daily_help = (
         "one day of operation on your own landing folder: the first champion, or "

@@ -168,3 +168,25 @@ def test_lifecycle_keys_set_in_the_file_are_used():
         SegmentationConfig().lifecycle().min_change_share
         == clustering.SelectionConfig().min_segment_share
     )
+
+
+def test_check_names_every_broken_file_and_run_refuses_before_loading_anything(
+    paths, tmp_path, capsys
+):
+    from segmentation_dagster import cli
+
+    config = tmp_path / "config"
+    config.mkdir()
+    assert cli.main(["check"]) == 0  # no files: the built-in defaults
+    assert "no such file: the built-in defaults" in capsys.readouterr().out
+    (config / "segmentation.yml").write_text("selection:\n  k_max: true\n")
+    (config / "sources.yml").write_text(
+        "events:\n  columns:\n    customer_id: a\n    customer_id: b\n"
+    )
+    assert cli.main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "segmentation.yml: selection: k_max: must be a whole number >= 2, got True" in out
+    assert "sources.yml: line 4: duplicate key 'customer_id' (first on line 3)" in out
+    assert cli.main(["run", "--no-demo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("configuration: ") == 2 and not paths.duckdb_path.exists()
