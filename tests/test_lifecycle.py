@@ -162,7 +162,7 @@ def test_a_clearly_better_challenger_is_promoted_and_no_champion_means_promote()
     result = _reseg(df, bad)
     assert result.decision.promote
     first = _reseg(df, None)
-    assert first.decision.reason == "no champion yet"
+    assert first.decision.reason == "first champion: there was none before"
     assert list(first.challenger.segment_ids) == list(range(50, 50 + first.challenger.k))
 
 

@@ -342,7 +342,7 @@ def decide(
     config = config or LifecycleConfig()
     if champion is None:
         ch, _ = _silhouettes(challenger, None, features, None, config)
-        return Decision(True, "no champion yet", ch, None)
+        return Decision(True, "first champion: there was none before", ch, None)
     if not can_score(champion, features):
         missing = [c for c in champion.plan.used if c not in features.columns]
         ch, _ = _silhouettes(challenger, None, features, None, config)
