@@ -255,6 +255,10 @@ def print_summary(paths: Paths) -> None:
         quarantined = con.execute(
             "select kind, reason, count(*) from raw.quarantine group by all order by 3 desc"
         ).fetchall()
+        rejected = con.execute(
+            "select file_name, coalesce(rejected_error, error) from raw.load_manifest "
+            "where status = 'rejected' or rejected_error is not null order by file_name"
+        ).fetchall()
         n_seen = one(
             con,
             "select count(distinct customer_id) from raw.events where cast(event_ts as date) <= ?",
@@ -272,6 +276,10 @@ def print_summary(paths: Paths) -> None:
             "using (segment_id) order by segment_id"
         ).fetchall()
     print(f"\nloaded   {n_events:,} events from {n_files} files")
+    if rejected:
+        name, why = rejected[0]
+        print(f"         {len(rejected)} landing file(s) rejected, e.g. {why or name} "
+              "(`segmentation audit` lists them)")  # fmt: skip
     for kind, reason, n in quarantined[:5]:
         print(f"         {n:,} {kind} rows quarantined: {reason}")
     if len(quarantined) > 5:

@@ -253,7 +253,22 @@ def test_the_run_summary_names_what_was_loaded_and_who_is_in_scope(pipeline_run,
     out = capsys.readouterr().out
     assert re.search(r"loaded +[0-9,]+ events from 60 files", out)
     assert re.search(r"features [0-9,]+ customers as of", out)
-    assert "model    champion v1" in out
+    assert "model    champion v1" in out and "rejected" not in out
+    # a rejected file is named in the summary (the row taken out again for the other tests)
+    why = "events_x.csv: column event_ts: 100% of 30 values cannot be read as TIMESTAMP"
+    with connect(p.duckdb_path) as con:
+        con.execute(
+            "insert into raw.load_manifest (kind, file_name, sha256, size_bytes, status, error, "
+            "recorded_at) values ('events', 'events_x.csv', 'x', 1, 'rejected', ?, now())",
+            [why],
+        )
+    try:
+        with environment_of(p):
+            print_summary(p)
+    finally:
+        with connect(p.duckdb_path) as con:
+            con.execute("delete from raw.load_manifest where file_name = 'events_x.csv'")
+    assert f"1 landing file(s) rejected, e.g. {why}" in capsys.readouterr().out
 
 
 def test_health_rules_run_as_warning_checks_and_pass_on_the_fit_day(pipeline_run):
