@@ -104,3 +104,40 @@ def test_init_gives_an_order_line_export_ids_that_stay_unique_across_files(paths
             loaded = one(con, "select count(distinct event_id) from raw.events")[0]
         assert report.rows_quarantined == 0 and not report.rejected, report
         assert loaded == rows  # the second day's lines are not taken for the first day's
+
+
+def test_init_reads_day_first_timestamps_and_decimal_commas_and_says_what_it_cannot(
+    paths, tmp_path
+):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    start = dt.datetime(2025, 1, 3, 9, 18)
+    stamps = [start + dt.timedelta(days=13 * i, hours=i % 5) for i in range(32)]  # 404 days
+    (folder / "orders_export.csv").write_text(
+        "order_no;line_no;client_ref;ordered_at;sku;qty;unit_price_eur\n"
+        + "".join(
+            f"o{i};1;c{i % 9};{t:%d.%m.%Y %H:%M};p{i % 4};{1 + i % 2};{i},5{i % 10}\n"
+            for i, t in enumerate(stamps)
+        )  # fmt: skip
+    )
+    found = starter.inspect(paths.landing_dir)
+    look = found.kinds["events"]
+    assert look.csv_formats == {"timestampformat": "%d.%m.%Y %H:%M", "decimal_separator": ","}
+    assert found.first_date == "2025-01-03" and found.span_days > 400
+    sources = tmp_path / "sources.yml"
+    sources.write_text(starter.sources_yml(found))
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+        first, price = one(con, "select min(event_ts), max(price) from raw.events")
+    assert report.rows_quarantined == 0 and not report.rejected, report
+    assert first == start and price == 31.51  # '31,51', not 3151 nor NULL
+    config = tmp_path / "segmentation.yml"
+    config.write_text(starter.project_yml(found))
+    assert project.load(config).features["active_days"] == found.span_days
+    # a format nobody uses: said, not guessed
+    (folder / "orders_export.csv").write_text(
+        "client_ref;ordered_at;sku\n" + "".join(f"c{i};day {i} of 2025;p1\n" for i in range(30))
+    )
+    found = starter.inspect(paths.landing_dir)
+    assert found.kinds["events"].unreadable_ts is not None and found.first_date is None
+    assert 'NOT READ: values like "day ' in starter.sources_yml(found)

@@ -64,6 +64,10 @@ class KindLook:
     columns: dict[str, str]
     mapped: dict[str, str]
     csv_delim: str | None = None
+    #: CSV options the values need (``timestampformat``, ``decimal_separator``), as guessed
+    csv_formats: dict[str, str] = field(default_factory=dict)
+    #: a timestamp value no known format reads (shown to the user), if any
+    unreadable_ts: str | None = None
 
 
 @dataclass
@@ -196,6 +200,52 @@ def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:
         # the sample spans the first and the last file of the folder
         found.first_date = None if first is None else str(first)
         found.last_date = None if last is None else str(last)
+    if look.csv_delim is not None:
+        _text_formats(con, union, look, found)
+
+
+#: day-first before month-first: where a day above 12 does not decide, the European reading
+TS_FORMATS = (
+    "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M",
+    "%d/%m/%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M", "%d-%m-%Y", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d", "%Y%m%d",
+)  # fmt: skip
+#: a format (or a decimal comma) is proposed when it reads this share of the sampled values
+READS = 0.9
+
+
+def _text_formats(con, union: str, look: KindLook, found: Inspection) -> None:  # noqa: ANN001
+    """Timestamps the reader does not take as dates, and prices with a decimal comma: the CSV
+    option that reads them (checked on the sample), or the value that nothing reads."""
+    ts = look.mapped.get("event_ts")
+    if ts is not None and found.first_date is None:
+        col = f"cast({quote_ident(ts)} as varchar)"
+        reads = ", ".join(f"count(try_strptime({col}, ?))" for _ in TS_FORMATS)
+        counts = con.execute(
+            f"select count({col}), {reads}, any_value({col}) from ({union})", list(TS_FORMATS)
+        ).fetchall()[0]
+        total, by_format, example = counts[0], counts[1:-1], counts[-1]
+        best = max(range(len(TS_FORMATS)), key=lambda i: by_format[i])  # first of equals
+        if total and by_format[best] >= READS * total:
+            fmt = TS_FORMATS[best]
+            look.csv_formats["timestampformat"] = fmt
+            first, last = con.execute(
+                f"select min(try_strptime({col}, ?))::date, max(try_strptime({col}, ?))::date "
+                f"from ({union})",
+                [fmt, fmt],
+            ).fetchall()[0]
+            found.first_date, found.last_date = str(first), str(last)
+        elif total:
+            look.unreadable_ts = str(example)
+    price = look.mapped.get("price")
+    if price is not None and look.columns.get(price) == "VARCHAR":
+        col = f"cast({quote_ident(price)} as varchar)"
+        total, dot, comma = con.execute(
+            f"select count({col}), count(try_cast({col} as double)), "
+            f"count(try_cast(replace({col}, ',', '.') as double)) from ({union})"
+        ).fetchall()[0]
+        if total and comma >= READS * total > dot:
+            look.csv_formats["decimal_separator"] = ","
 
 
 def _yaml_str(s: str) -> str:
@@ -224,8 +274,15 @@ def sources_yml(found: Inspection) -> str:
             lines += ["", f"# {header.replace(':   #', ': every column has its contract name;')}"]
             continue
         lines += ["", header]
-        if look.csv_delim and look.csv_delim != ",":
-            lines.append(f"  csv: {{delim: {_yaml_str(look.csv_delim)}}}")
+        options = {"delim": look.csv_delim} if look.csv_delim and look.csv_delim != "," else {}
+        options |= look.csv_formats
+        if look.csv_formats:
+            lines.append("  # GUESS: " + ", ".join(f"{k} {_yaml_str(v)}" for k, v in
+                                                  look.csv_formats.items())
+                         + " read the sampled values")  # fmt: skip
+        if options:
+            shown = ", ".join(f"{k}: {_yaml_str(v)}" for k, v in options.items())
+            lines.append(f"  csv: {{{shown}}}")
         lines.append("  columns:")
         for target in contract.columns:
             source = look.mapped.get(target)
@@ -242,6 +299,11 @@ def sources_yml(found: Inspection) -> str:
                     shown = ", ".join(_shown(u) for u in unknown[:10])
                     lines.append(f"    # event types not understood (quarantined unless mapped "
                                  f"with a CASE): {shown}")  # fmt: skip
+                if target == "event_ts" and look.unreadable_ts is not None:
+                    example = _yaml_str(_shown(look.unreadable_ts))
+                    lines.append(f"    # NOT READ: values like {example} are in no timestamp "
+                                 "format init knows: set csv timestampformat "
+                                 "(docs/data-quality.md)")  # fmt: skip
                 if expr is not None:
                     lines.append(f"    {target}: {_yaml_str(expr)}")
                 elif required:
