@@ -129,11 +129,26 @@ def cli_instance(paths: Paths) -> Iterator[dg.DagsterInstance]:
 
         from segmentation_dagster.runs import fail_dead_runs
 
-        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        _instance_settings(Path(os.environ["DAGSTER_HOME"]))
         with dg.DagsterInstance.get() as instance:
             for run_id in fail_dead_runs(instance):
                 print(f"run {run_id} had died (killed or crashed): marked it failed")
             yield instance
+
+
+#: the project's instance settings: one run at a time, run monitoring, no telemetry
+INSTANCE_SETTINGS = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+def _instance_settings(home: Path) -> None:
+    """Give an instance folder without a dagster.yaml the project's (without it Dagster runs
+    with its defaults: no limit of one run at a time, no run monitoring); one it has is kept."""
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists() and INSTANCE_SETTINGS.is_file():
+        target.write_text(INSTANCE_SETTINGS.read_text())
+        print(f"wrote {target}: the project's instance settings (one run at a time, run "
+              "monitoring, no telemetry)", file=sys.stderr)  # fmt: skip
 
 
 def runs_folder(paths: Paths) -> Path:

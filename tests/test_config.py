@@ -190,3 +190,19 @@ def test_check_names_every_broken_file_and_run_refuses_before_loading_anything(
     assert cli.main(["run", "--no-demo"]) == 2
     err = capsys.readouterr().err
     assert err.count("configuration: ") == 2 and not paths.duckdb_path.exists()
+
+
+def test_a_command_gives_an_instance_folder_without_settings_the_projects_own(
+    paths, tmp_path, monkeypatch
+):
+    from segmentation_dagster import cli
+
+    home = tmp_path / "my_dagster_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with cli.cli_instance(paths) as instance:
+        assert instance.get_settings("concurrency")["runs"]["max_concurrent_runs"] == 1
+    assert (home / "dagster.yaml").read_text() == cli.INSTANCE_SETTINGS.read_text()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # the user's: kept
+    with cli.cli_instance(paths):
+        pass
+    assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
