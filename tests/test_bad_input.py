@@ -320,10 +320,69 @@ def test_orders_csv_maps_onto_the_contract_through_a_sources_file(paths):
             "select event_id, customer_id, cast(event_ts as date), price, quantity "
             "from raw.events order by 1"
         ).fetchall()
-    assert report.quarantined_by_reason == {"missing event_ts": 1}
+    assert report.quarantined_by_reason == {"unparseable event_ts": 1}
     assert [r[0] for r in rows] == ["A1-1", "A1-2", "A2-1"]
     assert rows[0][3] == pytest.approx(9.95) and rows[0][4] == 2
     assert str(rows[2][2]) == "2026-08-02"
+
+
+def test_a_value_the_mappings_own_try_cast_cannot_read_is_quarantined_not_nulled(paths):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    (folder / "orders.csv").write_text(
+        "order_id;cust;ts;amount;disc\n"
+        "1;c1;2026-08-01 10:00:00;12,50;0,1\n"
+        "2;c2;2026-08-01 11:00:00;12,x;0\n"  # price unreadable: quarantined
+        "3;c3;2026-08-01 12:00:00;7,00;abc\n"  # discount (optional) unreadable: quarantined
+        "4;c4;2026-08-01 13:00:00;;\n"  # blank: missing, loads as NULL
+        "5;c5;2026-08-01 14:00:00;n/a;-\n"  # the mapping's own NULLs: loads as NULL
+        "6;c6;01.08.2026 15:00;3,00;0\n"  # the second format of a coalesce reads it
+    )
+    sources = _sources_file(
+        paths,
+        "events:\n"
+        "  csv: {delim: ';'}\n"
+        "  columns:\n"
+        "    event_id: order_id\n"
+        "    customer_id: cust\n"
+        "    event_ts: \"coalesce(try_strptime(ts, '%Y-%m-%d %H:%M:%S'), "
+        "try_strptime(ts, '%d.%m.%Y %H:%M'))\"\n"
+        "    event_type: \"'purchase'\"\n"
+        "    price: \"case when amount = 'n/a' then null "
+        "else try_cast(replace(amount, ',', '.') as double) end\"\n"
+        "    discount: \"try_cast(replace(nullif(disc, '-'), ',', '.') as double)\"\n",
+    )
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+        loaded = con.execute("select event_id, price, discount from raw.events order by 1")
+        rows = loaded.fetchall()
+        quarantined = con.execute(
+            "select row_number, reason, record ->> 'price', record -> 'from_file' ->> 'amount', "
+            "record -> 'from_file' ->> 'disc' from raw.quarantine order by 1"
+        ).fetchall()
+    assert report.quarantined_by_reason == {"unparseable price": 1, "unparseable discount": 1}
+    assert quarantined == [(2, "unparseable price", None, "12,x", "0"),
+                           (3, "unparseable discount", "7.0", "7,00", "abc")]  # fmt: skip
+    assert rows == [("1", 12.5, 0.1), ("4", None, None), ("5", None, None), ("6", 3.0, 0.0)]
+
+
+def test_a_column_the_mapping_mostly_cannot_read_rejects_the_file_naming_a_raw_value(paths):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    rows = "".join(f"{i};c{i};2026-08-01 10:00:00;12,50\n" for i in range(30))
+    (folder / "orders.csv").write_text("order_id;cust;ts;amount\n" + rows)
+    sources = _sources_file(
+        paths,
+        "events:\n  csv: {delim: ';'}\n  columns:\n    event_id: order_id\n"
+        "    customer_id: cust\n    event_ts: ts\n    event_type: \"'purchase'\"\n"
+        '    price: "try_cast(amount as double)"\n',
+    )
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+    assert report.rejected == {
+        "orders.csv": "orders.csv: column price: 100% of 30 values cannot be read as DOUBLE "
+        "(e.g. '12,50')"
+    }
 
 
 def test_a_sources_file_naming_an_unknown_column_is_a_clear_error(tmp_path):

@@ -36,9 +36,12 @@ Per file:
    file exists, that version stays and the manifest row keeps the rejection beside it
    (``rejected_sha256``, ``rejected_error``, ``rejected_at``).
 2. **Row-level rules** send each bad row to ``raw.quarantine`` with the file, the row number,
-   the first rule it broke and its raw values; the good rows load. The rules are the input
+   the first rule it broke and its values (under ``from_file``, the file's own values of the
+   columns a mapping expression read); the good rows load. The rules are the input
    contract's (:mod:`segmentation_dagster.core.contract`: ``Contract.rules`` and ``Limits``:
-   non-finite numbers, absurd prices and quantities, timestamps too old).
+   non-finite numbers, absurd prices and quantities, timestamps too old) and, for a mapped
+   column, a value its ``try_`` conversion could not read (``unparseable <column>``, never a
+   silent NULL).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import gzip
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +81,8 @@ BATCH_ROWS = 2_500_000
 POS_FILE = 1_000_000_000_000
 #: Rows per Arrow batch streamed from the file reader into the warehouse.
 STREAM_ROWS = 1_000_000
+#: Key of a quarantine record's file values read by mapping expressions.
+FROM_FILE = "from_file"
 #: Manifest kind of the entries at the top of the landing folder.
 ROOT_KIND = "landing"
 
@@ -309,6 +314,8 @@ class _Staged:
     reader: str  # DuckDB table function reading this file alone
     file_row_number: bool  # the reader can number rows itself (Parquet), may share a scan
     conversions: dict[str, object]  # CSV options that guide the type conversion
+    lost: dict[str, str]  # contract column -> SQL: its mapping's try_ conversion lost a value
+    inputs: dict[str, list[str]]  # contract column -> the file's columns its mapping reads
 
 
 def _inspect(
@@ -317,12 +324,17 @@ def _inspect(
     path: Path,
     contract: Contract,
     mapping: SourceMapping,
-) -> tuple[dict[str, str], dict[str, str], dict[str, str], str, bool, dict[str, object]]:
+) -> tuple[
+    dict[str, str], dict[str, str], dict[str, str], str, bool, dict[str, object],
+    dict[str, str], dict[str, list[str]],
+]:  # fmt: skip
     """File-level checks that need no scan: readable, the header (CSV), every required column
     present or mapped, every mapped expression valid over the file's columns. Returns the
     source expression, its label and its type per contract column present, the file's reader,
     whether the reader can number rows itself (Parquet without a column of that name, and no
-    mapping numbering rows) and the CSV options that guide conversion."""
+    mapping numbering rows), the CSV options that guide conversion, the condition under which
+    a mapping lost a value per contract column (:meth:`~sources.Expression.lost`) and the
+    file's columns the mapping reads."""
     if path.stat().st_size == 0:
         raise LandingFileError(f"{name}: file is empty (0 bytes)")
     csv_file = landing.is_csv(name)
@@ -344,6 +356,8 @@ def _inspect(
     exprs = mapping.expressions(contract.kind)
     sources: dict[str, str] = {}
     labels: dict[str, str] = {}
+    lost: dict[str, str] = {}
+    inputs: dict[str, list[str]] = {}
     for col in contract.columns:
         if col in exprs:
             try:
@@ -351,6 +365,9 @@ def _inspect(
             except UnknownColumnError as e:
                 raise LandingFileError(f"{name}: {e} (mapping: {mapping.path})") from e
             labels[col] = exprs[col].text
+            if (condition := exprs[col].lost(present)) is not None:
+                lost[col] = condition
+            inputs[col] = exprs[col].inputs(present)
         elif col in present:
             sources[col] = labels[col] = quote_ident(present[col])
     missing = [c for c in contract.required if c not in sources]
@@ -370,7 +387,7 @@ def _inspect(
         and not {"file_row_number", "filename"} & set(present)
     )
     types = {str(row[0]).removeprefix("_src_"): str(row[1]) for row in bound}
-    return sources, labels, types, reader, numbered, options
+    return sources, labels, types, reader, numbered, options, lost, inputs
 
 
 def _source_list(sources: dict[str, str]) -> str:
@@ -448,9 +465,11 @@ def _rows_estimate(rcon: duckdb.DuckDBPyConnection, s: _Staged) -> int:
     return s.size // (16 if s.name.lower().endswith(".gz") else 64)
 
 
-def _unread(col: str) -> str:
-    """SQL condition: the row has a value for ``col`` that could not be read as its type."""
-    return f"_src_{col} is not null and {col} is null"
+def _unread(col: str, lost: Collection[str] = ()) -> str:
+    """SQL condition: the row has a value for ``col`` that could not be read as its type, or
+    (``col`` in ``lost``) that its mapping's ``try_`` conversion could not read."""
+    typed = f"_src_{col} is not null and {col} is null"
+    return f"({typed} or _lost_{col})" if col in lost else typed
 
 
 def _typed_columns(contract: Contract) -> list[str]:
@@ -489,20 +508,23 @@ def _converted(col: str, typ: str, conversions: dict[str, object], source_types:
     return f"try_cast({src} as {typ})"
 
 
-def _reason_case(contract: Contract, cols: list[str], limits: Limits) -> str:
+def _reason_case(
+    contract: Contract, cols: list[str], limits: Limits, lost: Collection[str] = ()
+) -> str:
     """SQL CASE naming the first row rule a row breaks (NULL for a good row); duplicates are
-    judged later, over the whole batch (:func:`_write_batch`)."""
+    judged later, over the whole batch (:func:`_write_batch`). ``lost``: the columns whose
+    mapping can lose a value (a ``_lost_<col>`` flag in the scan)."""
     whens: list[tuple[str, str]] = []
     for col in contract.required:
         cond = f"{col} is null" + (
             f" or trim({col}) = ''" if contract.columns[col] == "VARCHAR" else ""
         )
-        if contract.columns[col] != "VARCHAR":
-            whens.append((f"unparseable {col}", _unread(col)))
+        if contract.columns[col] != "VARCHAR" or col in lost:
+            whens.append((f"unparseable {col}", _unread(col, lost)))
         whens.append((f"missing {col}", cond))
     for col in cols:
-        if col not in contract.required and contract.columns[col] != "VARCHAR":
-            whens.append((f"unparseable {col}", _unread(col)))
+        if col not in contract.required and (contract.columns[col] != "VARCHAR" or col in lost):
+            whens.append((f"unparseable {col}", _unread(col, lost)))
     whens += [
         (f"non-finite {col}", f"not isfinite({col})")
         for col, typ in contract.columns.items()
@@ -538,8 +560,12 @@ def _scan_into_batch(
     leave each file's single row group to one thread. Each file's position comes from the
     scan's ``filename`` column."""
     sources: dict[str, str] = {}
+    lost: dict[str, str] = {}
+    inputs: dict[str, None] = {}
     for s in group:
         sources.update({c: e for c, e in s.sources.items() if c not in sources})
+        lost.update({c: e for c, e in s.lost.items() if c not in lost})
+        inputs.update(dict.fromkeys(n for names in s.inputs.values() for n in names))
     cols = list(sources)
     conversions: dict[str, object] = {}
     if len(group) == 1:
@@ -564,18 +590,26 @@ def _scan_into_batch(
         else f"cast(null as {typ}) as {col}"
         for col, typ in contract.columns.items()
     )
-    record = "to_json({" + ", ".join(f"'{c}': cast(_src_{c} as varchar)" for c in cols) + "})"
+    # the mapped values, and the file's own values that the mapping read
+    raw = [f"{_sql_str(n)}: cast(_raw_{i} as varchar)" for i, n in enumerate(inputs)]
+    record = "to_json({" + ", ".join(
+        [f"'{c}': cast(_src_{c} as varchar)" for c in cols]
+        + ([f"'{FROM_FILE}': {{{', '.join(raw)}}}"] if raw else [])
+    ) + "})"  # fmt: skip
     unreadable = " + ".join(
-        f"case when {_unread(col)} then {1 << bit} else 0 end"
+        f"case when {_unread(col, lost)} then {1 << bit} else 0 end"
         for bit, col in enumerate(_typed_columns(contract))
         if col in sources
+    )
+    extra = "".join(f", ({cond}) as _lost_{col}" for col, cond in lost.items()) + "".join(
+        f", {quote_ident(n)} as _raw_{i}" for i, n in enumerate(inputs)
     )
     scored = rcon.sql(
         f"select _ord * {POS_FILE} + _row, {', '.join(contract.columns)}, "
         f"_reason, case when _reason is not null then {record} end, {unreadable or '0'} "
-        f"from (select *, {_reason_case(contract, cols, limits)} as _reason from "
+        f"from (select *, {_reason_case(contract, cols, limits, lost)} as _reason from "
         f"(select *, {typed} from (select {ordinal} as _ord, {row} as _row, "
-        f"{_source_list(sources)} from {reader})))",
+        f"{_source_list(sources)}{extra} from {reader})))",
         params=params,
     )
     con.register("_scored_stream", scored.to_arrow_reader(STREAM_ROWS))
@@ -624,10 +658,25 @@ def _check_types(
     contract type (one pass over ``_batch``, by file). Returns the rejected files by ordinal."""
     typed = _typed_columns(contract)
     parts = [f"_pos // {POS_FILE}", "count(*)"]
+    inputs: dict[str, list[str]] = {}
+    for s in staged:
+        inputs.update({c: names for c, names in s.inputs.items() if c not in inputs})
     for bit, col in enumerate(typed):
         bad = f"_unreadable & {1 << bit} <> 0"
+        # the value that failed: the file's own values the mapping read, else the value
+        read = [
+            f"{_sql_str(n)}: _record -> '{FROM_FILE}' ->> {_sql_str(n)}"
+            for n in inputs.get(col, [])
+        ]
+        value = (
+            f"cast({{{', '.join(read)}}} as varchar)"
+            if len(read) > 1
+            else f"_record -> '{FROM_FILE}' ->> {_sql_str(inputs[col][0])}"
+            if read
+            else f"_record ->> '{col}'"
+        )
         parts += [f"count(*) filter (where {bad})", f"count({col})",
-                  f"any_value(_record ->> '{col}') filter (where {bad})"]  # fmt: skip
+                  f"any_value({value}) filter (where {bad})"]  # fmt: skip
     stats = {
         int(row[0]): row[1:]
         for row in con.execute(f"select {', '.join(parts)} from _batch group by 1").fetchall()
@@ -1049,14 +1098,14 @@ def load_kind(
         batch_rows = 0
         for t in todo:
             try:
-                sources, labels, types, reader, numbered, conv = _inspect(
+                sources, labels, types, reader, numbered, conv, lost, inputs = _inspect(
                     rcon, t.name, t.path, contract, mapping
                 )
             except LandingFileError as e:
                 _reject(con, kind, t, e, report)
                 continue
             s = _Staged(t.name, t.path, t.size, t.digest, t.replace, len(staged), sources,
-                        labels, types, reader, numbered, conv)  # fmt: skip
+                        labels, types, reader, numbered, conv, lost, inputs)  # fmt: skip
             staged.append(s)
             batch_rows += _rows_estimate(rcon, s)
             if batch_rows >= BATCH_ROWS:

@@ -154,7 +154,46 @@ class Expression:
         """The expression as DuckDB SQL over a file whose columns are ``columns`` (lower-case
         name -> name as in the file): every column reference becomes the file's own name,
         quoted. Raises :class:`UnknownColumnError` for a column the file lacks."""
+        return _sql(self._bound(columns))
 
+    def inputs(self, columns: Mapping[str, str]) -> list[str]:
+        """The file's columns the expression reads, by their names in the file, once each."""
+        names = (c.name for c in self._bound(columns).find_all(exp.Column, bfs=False))
+        return list(dict.fromkeys(names))
+
+    def lost(self, columns: Mapping[str, str]) -> str | None:
+        """SQL condition over the file's columns: the expression came out NULL because one of
+        its ``try_`` conversions met a value (not NULL, not blank) it could not read. Such a
+        row is quarantined as unparseable rather than loaded with a NULL. None when the
+        expression has no ``try_`` conversion.
+
+        Judged by the expression itself: it is NULL, and it would not be had every failed
+        conversion read a stand-in value instead. So a failure that a ``coalesce`` covers, or
+        one in a ``CASE`` branch not taken (``case when x = 'n/a' then null else
+        try_cast(x as double) end``), loses nothing."""
+        tree = self._bound(columns)
+        tries = [n for n in tree.find_all(exp.TryCast, exp.Anonymous, bfs=False) if _is_try(n)]
+        if not tries:
+            return None
+        stood_in = tree.copy()
+        found = stood_in.find_all(exp.TryCast, exp.Anonymous, bfs=False)
+        for node in reversed([n for n in found if _is_try(n)]):
+            arg = node.this if isinstance(node, exp.TryCast) else node.expressions[0]
+            value = _sql(arg)
+            failed = (
+                f"({value}) is not null and trim(cast(({value}) as varchar)) <> '' "
+                f"and ({_sql(node)}) is null"
+            )
+            case = sqlglot.parse_one(
+                f"case when {failed} then {_stand_in(node)} else {_sql(node)} end", read=DIALECT
+            )
+            if node is stood_in:
+                stood_in = case
+            else:
+                node.replace(case)
+        return f"(({_sql(tree)}) is null and ({_sql(stood_in)}) is not null)"
+
+    def _bound(self, columns: Mapping[str, str]) -> exp.Expression:
         def quoted(node: exp.Expression) -> exp.Expression:
             if not isinstance(node, exp.Column):
                 return node
@@ -166,8 +205,34 @@ class Expression:
                 )
             return exp.Column(this=exp.Identifier(this=actual, quoted=True))
 
-        tree = self.tree.transform(quoted)  # a copy; the checked tree stays as it is
-        return tree.sql(dialect=DIALECT, identify=True, comments=False)
+        return self.tree.transform(quoted)  # a copy; the checked tree stays as it is
+
+
+def _sql(tree: exp.Expression) -> str:
+    return tree.sql(dialect=DIALECT, identify=True, comments=False)
+
+
+def _is_try(node: exp.Expression) -> bool:
+    """A conversion that yields NULL for a value it cannot read (``try_cast``, ``try_*``)."""
+    if isinstance(node, exp.TryCast):
+        return True
+    return isinstance(node, exp.Anonymous) and node.name.lower().startswith("try_")
+
+
+#: A value every scalar type reads, so that a stand-in neither fails nor divides by zero.
+_STAND_INS = {
+    exp.DataType.Type.DATE: "2000-01-01", exp.DataType.Type.TIME: "00:00:00",
+    exp.DataType.Type.TIMESTAMP: "2000-01-01 00:00:00",
+    exp.DataType.Type.TIMESTAMPTZ: "2000-01-01 00:00:00+00", exp.DataType.Type.INTERVAL: "1 day",
+}  # fmt: skip
+
+
+def _stand_in(node: exp.Expression) -> str:
+    """SQL for a non-NULL value of the type ``node`` yields (``try_strptime``: a timestamp)."""
+    if isinstance(node, exp.TryCast):
+        to = node.to
+        return f"cast('{_STAND_INS.get(to.this, '1')}' as {to.sql(dialect=DIALECT)})"
+    return "cast('2000-01-01 00:00:00' as timestamp)"
 
 
 def parse_expression(text: str, where: str) -> Expression:
