@@ -192,8 +192,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for label, why in found:
         absent = "" if Path(label).exists() else "  (no such file: the built-in defaults)"
         print(f"{'ok   ' if why is None else 'ERROR'}  {label}{absent}")
-        if why:
-            print(f"       {why}")
+        for line in (why or "").splitlines():
+            print(f"       {line}")
     return 1 if any(why for _, why in found) else 0
 
 

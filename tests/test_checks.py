@@ -210,3 +210,35 @@ def test_the_ranges_table_lists_every_checked_key():
             assert (name, key) in rows, (name, key)
     for key in project.DBT_VARS:
         assert ("features", key) in rows, key
+
+
+def test_every_broken_value_of_a_project_file_is_named_not_the_first_only(tmp_path, monkeypatch):
+    path = _load(
+        tmp_path,
+        monkeypatch,
+        "features: {active_days: 0}\nselection: {k_min: 1, k_max: true}\n"
+        "schedules: {refresh_cron: '0 25 * * *'}\nprivacy: {export_ids: emails}\n",
+    )
+    with pytest.raises(project.ProjectConfigError) as err:
+        project.load()
+    lines = str(err.value).splitlines()
+    assert [line.split(": ")[1:3] for line in lines] == [
+        ["features", "active_days"], ["selection", "k_min"], ["selection", "k_max"],
+        ["schedules", "refresh_cron"], ["privacy", "export_ids"],
+    ]  # fmt: skip
+    assert all(line.startswith(f"{path}: ") for line in lines)
+
+
+def test_every_broken_entry_of_a_sources_file_is_named_not_the_first_only(tmp_path):
+    path = tmp_path / "sources.yml"
+    path.write_text(
+        "events:\n  csv: {delim: ';;', ignore_errors: true}\n  columns:\n    amount: total\n"
+        '    price: "getenv(\'HOME\')"\n    customer_id: "x\'); drop table raw.events; --"\n'
+        "products:\n  columns: {product_id: \"read_csv('/etc/passwd')\"}\n"
+    )
+    with pytest.raises(sources.SourceConfigError) as err:
+        sources.load_mapping(path)
+    keys = [line.removeprefix(f"{path}: ").split(":")[0] for line in str(err.value).splitlines()]
+    assert keys == ["events.columns", "events.columns.price", "events.columns.customer_id",
+                    "events.csv.delim", "events.csv.ignore_errors",
+                    "products.columns.product_id"]  # fmt: skip

@@ -198,8 +198,17 @@ def _section(path: Path, name: str, cls: type[T], raw: object) -> T:
         raise ProjectConfigError(
             f"{path}: {name}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})"
         )
-    try:  # the values as written (no bool read as 1, no "8" as 8), then as converted
-        checks.check_raw(raw, getattr(cls, "RULES", {}))
+    rules: dict[str, checks.Rule] = getattr(cls, "RULES", {})
+    broken = []  # the values as written (no bool read as 1, no "8" as 8): every one named
+    for key, value in raw.items():
+        try:
+            if key in rules:
+                rules[key].check(str(key), value)
+        except checks.CheckError as e:
+            broken.append(checks.where(path, name, e))
+    if broken:
+        raise ProjectConfigError("\n".join(broken))
+    try:  # then as converted
         return TypeAdapter(cls).validate_python(raw)
     except ValidationError as e:
         first = e.errors()[0]
@@ -251,7 +260,20 @@ def load(path: Path | None = None) -> ProjectConfig:
     features_raw = raw.get("features") or {}
     if not isinstance(features_raw, dict):
         raise ProjectConfigError(f"{path}: features: must be a mapping of dbt vars")
-    features = {k: _check_feature(path, k, v) for k, v in features_raw.items()}
-    sections = {name: _section(path, name, cls, raw.get(name)) for name, cls in _SECTIONS.items()}
+    problems: list[str] = []  # every broken value of the file, not the first only
+    features: dict[str, object] = {}
+    for key, value in features_raw.items():
+        try:
+            features[key] = _check_feature(path, key, value)
+        except ProjectConfigError as e:
+            problems.append(str(e))
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        try:
+            sections[name] = _section(path, name, cls, raw.get(name))
+        except ProjectConfigError as e:
+            problems.append(str(e))
+    if problems:
+        raise ProjectConfigError("\n".join(problems))
     _with_env(path, sections)
     return ProjectConfig(features=features, path=path if path.exists() else None, **sections)

@@ -338,19 +338,22 @@ def check_csv_options(raw: object, where: str) -> dict[str, object]:
     if not isinstance(raw, dict):
         raise SourceConfigError(f"{where}: expected a mapping of options")
     out: dict[str, object] = {}
+    problems: list[str] = []  # every broken option named
     for key, value in raw.items():
         name = str(key).lower()
         at = f"{where}.{key}"
         if name in _REFUSED_CSV_OPTIONS:
-            raise SourceConfigError(f"{at}: not allowed: {_REFUSED_CSV_OPTIONS[name]}")
-        if name not in CSV_OPTIONS:
-            raise SourceConfigError(f"{at}: unknown CSV option (allowed: {', '.join(CSV_OPTIONS)})")
-        ok = _csv_value_ok(name, value)
-        if not ok:
-            raise SourceConfigError(f"{at}: expected {CSV_OPTIONS[name]}, got {value!r}")
-        if isinstance(value, str) and name in ("encoding", "compression"):
-            value = value.lower()
-        out["delim" if name == "sep" else name] = value
+            problems.append(f"{at}: not allowed: {_REFUSED_CSV_OPTIONS[name]}")
+        elif name not in CSV_OPTIONS:
+            problems.append(f"{at}: unknown CSV option (allowed: {', '.join(CSV_OPTIONS)})")
+        elif not _csv_value_ok(name, value):
+            problems.append(f"{at}: expected {CSV_OPTIONS[name]}, got {value!r}")
+        else:
+            if isinstance(value, str) and name in ("encoding", "compression"):
+                value = value.lower()
+            out["delim" if name == "sep" else name] = value
+    if problems:
+        raise SourceConfigError("\n".join(problems))
     return out
 
 
@@ -405,35 +408,54 @@ def load_mapping(path: Path | None) -> SourceMapping:
     raw = read_yaml_mapping(path, SourceConfigError, f"kinds ({', '.join(KINDS)})")
     columns: dict[str, dict[str, Expression]] = {}
     csv: dict[str, dict[str, object]] = {}
+    problems: list[str] = []  # every broken entry of the file, not the first only
     for kind, spec in raw.items():
-        if kind not in KINDS:
-            raise SourceConfigError(f"{path}: unknown kind {kind!r}; use one of {KINDS}")
-        spec = spec or {}
-        if not isinstance(spec, dict):
-            raise SourceConfigError(f"{path}: {kind}: expected 'columns:' and/or 'csv:'")
-        unknown = set(spec) - {"columns", "csv"}
-        if unknown:
-            raise SourceConfigError(f"{path}: {kind}: unknown key(s) {sorted(unknown)}")
-        cols = spec.get("columns") or {}
-        if not isinstance(cols, dict):
-            raise SourceConfigError(f"{path}: {kind}.columns: expected column: expression")
-        bad = sorted(str(c) for c in set(cols) - set(CONTRACTS[kind].columns))
-        if bad:
-            raise SourceConfigError(
-                f"{path}: {kind}.columns: {bad} are not contract columns "
-                f"({', '.join(CONTRACTS[kind].columns)})"
-            )
-        for col, text in cols.items():
+        try:
+            columns[kind], csv[kind] = _kind(path, kind, spec)
+        except SourceConfigError as e:
+            problems.append(str(e))
+    if problems:
+        raise SourceConfigError("\n".join(problems))
+    return SourceMapping(columns, csv, path)
+
+
+def _kind(path: Path, kind: str, spec: object) -> tuple[dict[str, Expression], dict[str, object]]:
+    """One kind's checked expressions and CSV options; raises naming every broken entry."""
+    if kind not in KINDS:
+        raise SourceConfigError(f"{path}: unknown kind {kind!r}; use one of {KINDS}")
+    spec = spec or {}
+    if not isinstance(spec, dict):
+        raise SourceConfigError(f"{path}: {kind}: expected 'columns:' and/or 'csv:'")
+    unknown = set(spec) - {"columns", "csv"}
+    if unknown:
+        raise SourceConfigError(f"{path}: {kind}: unknown key(s) {sorted(unknown)}")
+    cols = spec.get("columns") or {}
+    if not isinstance(cols, dict):
+        raise SourceConfigError(f"{path}: {kind}.columns: expected column: expression")
+    problems: list[str] = []
+    bad = sorted(str(c) for c in set(cols) - set(CONTRACTS[kind].columns))
+    if bad:
+        problems.append(
+            f"{path}: {kind}.columns: {bad} are not contract columns "
+            f"({', '.join(CONTRACTS[kind].columns)})"
+        )
+    expressions: dict[str, Expression] = {}
+    for col, text in cols.items():
+        try:
             if not isinstance(text, str | int | float) or isinstance(text, bool):
                 raise SourceConfigError(
                     f"{path}: {kind}.columns.{col}: expected an SQL expression as text"
                 )
-        columns[kind] = {
-            str(col): parse_expression(str(text), f"{path}: {kind}.columns.{col}")
-            for col, text in cols.items()
-        }
-        csv[kind] = check_csv_options(spec.get("csv"), f"{path}: {kind}.csv")
-    return SourceMapping(columns, csv, path)
+            expressions[str(col)] = parse_expression(str(text), f"{path}: {kind}.columns.{col}")
+        except SourceConfigError as e:
+            problems.append(str(e))
+    try:
+        options = check_csv_options(spec.get("csv"), f"{path}: {kind}.csv")
+    except SourceConfigError as e:
+        problems.append(str(e))
+    if problems:
+        raise SourceConfigError("\n".join(problems))
+    return expressions, options
 
 
 def mapping_path(landing_dir: Path) -> Path:
