@@ -92,6 +92,7 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
     from sklearn.metrics import adjusted_rand_score
 
     from segmentation_dagster.core import (
+        describe,
         lifecycle,
         privacy,
         registry,
@@ -107,6 +108,8 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
     resegmentation.run(con, tmp_path / "duck" / "models")
     version, model = registry.require_champion(con)
     on_duckdb = segments.assign(con, model, version, registry.active_names(con))
+    segments.publish(con, on_duckdb)
+    plays_on_duckdb = describe.describe(con).playbooks
     spark_engine.export_raw(con, tmp_path / "parquet")
     con.close()
     control = duckdb.connect(str(tmp_path / "control.duckdb"))
@@ -139,6 +142,11 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
     changes = pl.read_parquet(first.export.changes)
     assert first.export.joined == changes.height == table.height and first.export.left == 0
     assert not list(exports.glob(".*"))  # Spark's part folders are gone
+    # each segment's playbook, chosen from Spark's aggregates as DuckDB chooses it, is exported
+    same = ["segment_id", "playbook", "evidence", "recommended"]
+    assert first.playbooks.select(same).equals(plays_on_duckdb.select(same))
+    exported = full.select(pl.col("segment_id").cast(pl.Int64), "playbook").unique()
+    assert exported.sort("segment_id").equals(first.playbooks.select(exported.columns))
     moved = first.migrations  # the first assignment: everyone joined
     assert moved.previous is None and moved.unchanged_share is None
     assert moved.matrix["from_segment"].null_count() == moved.matrix.height

@@ -82,10 +82,21 @@ def feature_lift(
     cols = list(feature_columns)
     mean = population.select(pl.col(cols).cast(pl.Float64).mean()).row(0, named=True)
     sd = population.select(pl.col(cols).cast(pl.Float64).std()).row(0, named=True)
+    return lift(profiles, mean, sd, cols)
+
+
+def lift(
+    profiles: pl.DataFrame,
+    pop_mean: dict[str, float | None],
+    pop_std: dict[str, float | None],
+    feature_columns: list[str] | tuple[str, ...],
+) -> pl.DataFrame:
+    """:func:`feature_lift` from the population's mean and standard deviation of each feature
+    (for an engine that aggregates the customers itself)."""
     rows = []
     for r in profiles.iter_rows(named=True):
-        for c in cols:
-            m, p, s = r[c], mean[c], sd[c]
+        for c in feature_columns:
+            m, p, s = r[c], pop_mean[c], pop_std[c]
             rows.append(
                 {
                     "segment_id": r["segment_id"],
@@ -102,25 +113,28 @@ def feature_lift(
 def top_items_sql(segments_table: str, purchases_relation: str, n_categories: int = 3,
                   n_products: int = 5) -> str:  # fmt: skip
     """SQL for each segment's most purchased categories and products, from a relation of
-    (customer_id, product_id, category, purchases) rows (``customer_recent_purchases``)."""
+    (customer_id, product_id, category, purchases) rows (``customer_recent_purchases``).
+    Portable: DuckDB and Spark SQL run it as it is."""
     return f"""
         with bought as (
             select s.segment_id, p.category, p.product_id, p.purchases
             from {purchases_relation} p
-            join {segments_table} s using (customer_id)
+            join {segments_table} s on s.customer_id = p.customer_id
         ),
-        cats as (
-            select segment_id, 'category' as kind, category as item, sum(purchases) as purchases
+        ranked as (
+            select segment_id, 'category' as kind, category as item, sum(purchases) as purchases,
+                row_number() over (
+                    partition by segment_id order by sum(purchases) desc, category
+                ) as place
             from bought where category is not null group by segment_id, category
-            qualify row_number() over (partition by segment_id order by sum(purchases) desc, item)
-                <= {int(n_categories)}
-        ),
-        prods as (
-            select segment_id, 'product' as kind, product_id as item, sum(purchases) as purchases
+            union all
+            select segment_id, 'product' as kind, product_id as item, sum(purchases) as purchases,
+                row_number() over (
+                    partition by segment_id order by sum(purchases) desc, product_id
+                ) as place
             from bought group by segment_id, product_id
-            qualify row_number() over (partition by segment_id order by sum(purchases) desc, item)
-                <= {int(n_products)}
         )
-        select * from cats union all select * from prods
+        select segment_id, kind, item, purchases from ranked
+        where place <= case kind when 'category' then {int(n_categories)} else {int(n_products)} end
         order by segment_id, kind, purchases desc, item
     """

@@ -9,10 +9,12 @@ champion, decide, record) runs on it. Then every customer is assigned inside Spa
 champion compiled to SQL (:mod:`compiled`), with the same hysteresis as on DuckDB; the new
 ``customer_segments`` replaces the old one (written aside, then swapped) and is appended to
 ``customer_segment_history`` (partitioned by snapshot and model version, overwritten per
-partition, so a re-run replaces its own rows). Segment sizes, profiles, the migrations from
+partition, so a re-run replaces its own rows). Segment sizes, profiles, each segment's
+playbook (from its profile and its most purchased items, as on DuckDB), the migrations from
 the assignment before (``segment_migrations``) and the behaviour drift of the sample against
 the model's reference come back as aggregates or samples, never as every customer; Spark
-itself writes the membership export (one Parquet and one CSV file, as on DuckDB).
+itself writes the membership export (one Parquet and one CSV file, as on DuckDB, with each
+customer's segment playbook).
 
 The model registry, its files and the decisions stay in the control database (a DuckDB file
 on ``con``), exactly as on the DuckDB engine: it holds one row per model, not per customer.
@@ -40,6 +42,7 @@ from segmentation_dagster.core import (
     compiled,
     drift,
     lifecycle,
+    playbooks,
     privacy,
     profiling,
     quality,
@@ -82,6 +85,8 @@ class LoopResult:
     sizes: dict[int, int]
     profiles: pl.DataFrame
     quality: list[quality.Outcome]
+    #: per segment: the playbook, its action, the evidence and the recommended items
+    playbooks: pl.DataFrame
     drift: drift.BehaviourDrift
     migrations: Migrations | None = None
     export: Export | None = None
@@ -332,11 +337,13 @@ def export(
     db: str,
     folder: Path,
     secret: bytes | None,
+    plays: dict[int, str] | None = None,
 ) -> Export:
     """``db.customer_segments`` as the DuckDB engine's ``segment_export`` writes it, written
     by Spark: ``segments_<snapshot>_v<version>.parquet`` and ``.csv`` in ``folder`` (one file
-    each, the same columns; churn risk, expected spend and playbook are DuckDB-only steps and
-    stay empty) and ``..._changes`` against the previous export the registry on ``con``
+    each, the same columns: the playbook of each segment from ``plays``; churn risk and
+    expected spend are DuckDB-only steps and stay empty) and ``..._changes`` against the
+    previous export the registry on ``con``
     records. Customers are keyed pseudonyms (:func:`privacy.pseudonyms`, in a vectorised UDF:
     the key never enters the SQL text) unless ``secret`` is None (raw ids). The export is
     recorded on ``con``; :func:`privacy.forget` erases its files like DuckDB's."""
@@ -350,7 +357,7 @@ def export(
         who.alias(ident),
         "segment_id",
         "segment_name",
-        F.lit(None).cast("string").alias("playbook"),
+        _playbook_of(plays or {}).alias("playbook"),
         F.lit(None).cast("double").alias("churn_risk"),
         F.lit(None).cast("double").alias("expected_spend"),
         "model_version",
@@ -387,6 +394,16 @@ def export(
         current.unpersist()
     segments.record_export(con, snapshot, int(version), full, delta, n, joined, left)
     return Export(full, delta, n, joined, left)
+
+
+def _playbook_of(plays: dict[int, str]):  # noqa: ANN202
+    """A Spark column: the playbook of the row's segment (literals, never SQL text)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    if not plays:
+        return F.lit(None).cast("string")
+    pairs = [F.lit(v) for segment, name in sorted(plays.items()) for v in (int(segment), name)]
+    return F.create_map(*pairs)[F.col("segment_id").cast("int")]
 
 
 def _pseudonym_udf(secret: bytes):  # noqa: ANN202
@@ -474,8 +491,11 @@ def _write_one_file(df: object, folder: Path, stem: str, rows: int) -> Path:
     return folder / f"{stem}.parquet"
 
 
-def profiles(spark: SparkSession, db: str, columns: list[str] | tuple[str, ...]) -> pl.DataFrame:
-    """:func:`profiling.profile_segments` of ``db.customer_segments``, aggregated in Spark."""
+def profiles(
+    spark: SparkSession, db: str, columns: list[str] | tuple[str, ...]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`profiling.profile_segments` of ``db.customer_segments`` and the segments'
+    :func:`profiling.feature_lift`, aggregated in Spark."""
     cols = [compiled.name(c) for c in columns]
     joined = (f"{db}.customer_segments s join {db}.customer_features f "
               "on f.customer_id = s.customer_id")  # fmt: skip
@@ -498,7 +518,19 @@ def profiles(spark: SparkSession, db: str, columns: list[str] | tuple[str, ...])
     prof = prof.with_columns(
         pl.col("size").cast(pl.Int64), share=pl.col("size") / pl.col("size").sum()
     )
-    return profiling.describe(prof, pop_mean, pop_std, cols)
+    described = profiling.describe(prof, pop_mean, pop_std, cols)
+    return described, profiling.lift(described, pop_mean, pop_std, cols)
+
+
+def playbooks_of(
+    spark: SparkSession, db: str, lift: pl.DataFrame, rules: playbooks.Playbooks
+) -> pl.DataFrame:
+    """Each segment's playbook (:func:`playbooks.choose`) from its lift and its most purchased
+    items, aggregated in Spark by the same SQL as on DuckDB."""
+    top = spark.sql(
+        profiling.top_items_sql(f"{db}.customer_segments", f"{db}.customer_recent_purchases")
+    )
+    return playbooks.choose(lift, pl.from_arrow(top.toArrow()), rules)
 
 
 def forget(spark: SparkSession, customer_ids: list[str]) -> dict[str, int]:
@@ -573,10 +605,12 @@ def run(
     report_dir: Path | None = None,
     export_dir: Path | None = None,
     export_secret: bytes | None = None,
+    playbook_rules: playbooks.Playbooks | None = None,
 ) -> LoopResult:
     """The whole loop on ``spark`` (see the module docstring); the registry on ``con``. With
     ``export_dir``, the segment membership is exported there (:func:`export`; pseudonyms keyed
-    by ``export_secret``, raw ids when it is None)."""
+    by ``export_secret``, raw ids when it is None). Playbooks come from ``playbook_rules``
+    (default: :func:`playbooks.load`)."""
     if sample_rows < 1:
         raise ValueError(f"sample_rows must be a whole number >= 1, got {sample_rows!r}")
     timings: dict[str, float] = {}
@@ -605,7 +639,8 @@ def run(
         .toPandas()
         .itertuples(index=False, name=None)
     )
-    prof = profiles(spark, db, model.plan.used)
+    prof, lift = profiles(spark, db, clustering.candidate_columns(features))
+    plays = playbooks_of(spark, db, lift, playbook_rules or playbooks.load())
     moved = migrations(spark, db)
     timings["assign_profile_s"] = time.perf_counter() - t
 
@@ -623,7 +658,8 @@ def run(
     exported = None
     if export_dir is not None:
         t = time.perf_counter()
-        exported = export(spark, con, db, export_dir, export_secret)
+        chosen = dict(zip(plays["segment_id"], plays["playbook"], strict=True))
+        exported = export(spark, con, db, export_dir, export_secret, chosen)
         timings["export_s"] = time.perf_counter() - t
     return LoopResult(
         outcome=outcome,
@@ -633,6 +669,7 @@ def run(
         sizes={int(k): int(v) for k, v in sizes.items()},
         profiles=prof,
         quality=checked,
+        playbooks=plays,
         drift=shift,
         migrations=moved,
         export=exported,

@@ -103,6 +103,12 @@ def _spark_segments(
             "decision": decision.reason,
             "sample_rows": result.sample_rows,
             "profiles": table(profiles),
+            # the recommended action per segment, with the features that chose it
+            "playbooks": table(
+                privacy.suppress(result.playbooks, small, ["evidence", "recommended"]).select(
+                    "segment_id", "playbook", "action", "evidence", "recommended"
+                )
+            ),
             **migrations,
             **(
                 {
