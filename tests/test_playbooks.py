@@ -91,6 +91,28 @@ def test_a_bad_rules_file_is_refused_naming_the_file_and_key(tmp_path, text, mes
     assert message in str(e.value)
 
 
+def test_every_broken_value_of_the_file_is_named_at_once(tmp_path):
+    path = tmp_path / "playbooks.yml"
+    path.write_text(
+        "playbooks:\n"
+        "  - {name: a, action: '', when: {monetary: {bigger: 1}}}\n"
+        "  - {name: b, action: c, when: {recency: {above: x}}, recommend: all}\n"
+        "fallback: {name: none, action: Nothing, when: {}}\n"
+        "extra: 1\n"
+    )
+    with pytest.raises(PlaybookError) as e:
+        playbooks.load(path)
+    lines = str(e.value).splitlines()
+    assert all(line.startswith(str(path)) for line in lines)
+    for part in ["unknown key(s) ['extra']", "playbooks[0] (a): action: must be a non-empty",
+                 "playbooks[0] (a).when.monetary: unknown operator 'bigger'",
+                 "playbooks[1] (b): recommend: must be one of",
+                 "playbooks[1] (b).when.recency: above: must be a finite number, got 'x'",
+                 "fallback: unknown key(s) ['when']"]:  # fmt: skip
+        assert sum(part in line for line in lines) == 1, (part, lines)
+    assert len(lines) == 6
+
+
 def test_an_unknown_feature_is_a_typo_not_a_silent_no_match(tmp_path):
     path = tmp_path / "playbooks.yml"
     path.write_text("playbooks:\n  - {name: a, action: b, when: {monetery: {above: 1}}}\n")

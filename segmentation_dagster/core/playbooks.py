@@ -94,71 +94,89 @@ RULES: dict[str, checks.Rule] = {
 VALUE = checks.number()
 
 
-def _check(path: Path, where: str, rule: checks.Rule, key: str, value: Any) -> None:  # noqa: ANN401
+def _problem(path: Path, where: str, rule: checks.Rule, key: str, value: Any) -> str | None:  # noqa: ANN401
     try:
         rule.check(key, value)
     except checks.CheckError as e:
-        raise PlaybookError(checks.where(path, where, e)) from e
+        return checks.where(path, where, e)
+    return None
 
 
-def _text(path: Path, where: str, key: str, value: Any) -> str:  # noqa: ANN401
-    _check(path, where, RULES[key], key, value)
-    return value.strip()
-
-
-def _playbook(path: Path, where: str, raw: Any, fallback: bool = False) -> Playbook:
+def _playbook(path: Path, where: str, raw: Any, fallback: bool = False) -> Playbook:  # noqa: ANN401
+    """One playbook, every broken key of it named at once (:class:`PlaybookError`)."""
     if not isinstance(raw, dict):
         raise PlaybookError(f"{path}: {where}: must be a mapping (name, action, when, recommend)")
+    problems: list[str] = []
     allowed = {"name", "action", "recommend"} | (set() if fallback else {"when"})
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(str(k) for k in set(raw) - allowed)
     if unknown:
-        raise PlaybookError(f"{path}: {where}: unknown key(s) {unknown} (known: {sorted(allowed)})")
-    name = _text(path, where, "name", raw.get("name"))
-    where = f"{where} ({name})"
-    action = _text(path, where, "action", raw.get("action"))
+        problems.append(f"{path}: {where}: unknown key(s) {unknown} (known: {sorted(allowed)})")
+    name = raw.get("name")
+    if bad := _problem(path, where, RULES["name"], "name", name):
+        problems.append(bad)
+    else:
+        where = f"{where} ({name.strip()})"
     recommend = raw.get("recommend", "nothing")
-    _check(path, where, RULES["recommend"], "recommend", recommend)
+    for key, value in (("action", raw.get("action")), ("recommend", recommend)):
+        if bad := _problem(path, where, RULES[key], key, value):
+            problems.append(bad)
     conditions: list[Condition] = []
     when = raw.get("when")
-    if not fallback:
-        if not isinstance(when, dict) or not when:
-            raise PlaybookError(f"{path}: {where}.when: must map features to conditions")
-        for feature, test in when.items():
-            if not isinstance(test, dict) or not test:
-                raise PlaybookError(
-                    f"{path}: {where}.when.{feature}: must be a mapping such as {{z_above: 0.5}}"
+    if not fallback and (not isinstance(when, dict) or not when):
+        problems.append(f"{path}: {where}.when: must map features to conditions")
+    for feature, test in (when or {}).items() if isinstance(when, dict) else ():
+        if not isinstance(test, dict) or not test:
+            problems.append(
+                f"{path}: {where}.when.{feature}: must be a mapping such as {{z_above: 0.5}}"
+            )
+            continue
+        for op, value in test.items():
+            if op not in OPERATORS:
+                problems.append(
+                    f"{path}: {where}.when.{feature}: unknown operator {op!r} "
+                    f"(known: {', '.join(OPERATORS)})"
                 )
-            for op, value in test.items():
-                if op not in OPERATORS:
-                    raise PlaybookError(
-                        f"{path}: {where}.when.{feature}: unknown operator {op!r} "
-                        f"(known: {', '.join(OPERATORS)})"
-                    )
-                _check(path, f"{where}.when.{feature}", VALUE, op, value)
+            elif bad := _problem(path, f"{where}.when.{feature}", VALUE, op, value):
+                problems.append(bad)
+            else:
                 conditions.append(Condition(str(feature), op, float(value)))
-    return Playbook(name, action, tuple(conditions), recommend)
+    if problems:
+        raise PlaybookError("\n".join(problems))
+    return Playbook(name.strip(), raw["action"].strip(), tuple(conditions), recommend)
 
 
 def load(path: Path | None = None) -> Playbooks:
-    """Parse and check a playbooks file (default: :func:`playbook_file`)."""
+    """Parse and check a playbooks file (default: :func:`playbook_file`); every broken value
+    of the file is named in one :class:`PlaybookError`, one line each."""
     path = path or playbook_file()
     raw = read_yaml_mapping(path, PlaybookError, "playbooks and a fallback")
-    unknown = sorted(set(raw) - {"playbooks", "fallback"})
+    problems: list[str] = []
+    unknown = sorted(str(k) for k in set(raw) - {"playbooks", "fallback"})
     if unknown:
-        raise PlaybookError(f"{path}: unknown key(s) {unknown} (known: playbooks, fallback)")
+        problems.append(f"{path}: unknown key(s) {unknown} (known: playbooks, fallback)")
     items = raw.get("playbooks")
     if not isinstance(items, list) or not items:
-        raise PlaybookError(f"{path}: playbooks: must be a non-empty list")
-    rules = tuple(_playbook(path, f"playbooks[{i}]", r) for i, r in enumerate(items))
+        problems.append(f"{path}: playbooks: must be a non-empty list")
+        items = []
+    parts = [(f"playbooks[{i}]", r, False) for i, r in enumerate(items)]
+    if raw.get("fallback") is not None:
+        parts.append(("fallback", raw["fallback"], True))
+    parsed: list[Playbook] = []
+    for where, item, is_fallback in parts:
+        try:
+            parsed.append(_playbook(path, where, item, fallback=is_fallback))
+        except PlaybookError as e:
+            problems.append(str(e))
+    if problems:
+        raise PlaybookError("\n".join(problems))
+    if raw.get("fallback") is not None:
+        *rules, fallback = parsed
+    else:
+        rules, fallback = parsed, Playbook("none", "No targeted action", (), "nothing")
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise PlaybookError(f"{path}: playbooks: names must be unique, got {names}")
-    fallback = (
-        _playbook(path, "fallback", raw["fallback"], fallback=True)
-        if raw.get("fallback") is not None
-        else Playbook("none", "No targeted action", (), "nothing")
-    )
-    return Playbooks(rules, fallback, path)
+    return Playbooks(tuple(rules), fallback, path)
 
 
 def check_features(playbooks: Playbooks, known: Collection[str]) -> None:
