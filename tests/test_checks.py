@@ -41,6 +41,10 @@ def _load(tmp_path, monkeypatch, text: str):
         ("selection: {k_min: 6, k_max: 4}", "selection: k_max: must be >= k_min (6), got 4"),
         ("policy: {k: 4, n: 3}", "policy: k: must be <= n (3), got 4"),
         ("features: {active_days: 0}", "features: active_days: must be a whole number >= 1"),
+        # a date: a real one, not in the future (every customer would look lapsed)
+        ("features: {snapshot_date: '2026-02-30'}", "snapshot_date: must be empty or a real d"),
+        ("features: {snapshot_date: 2026-02-30}", "a date or time (day is out of range for mon"),
+        ("features: {snapshot_date: 2062-08-01}", "not in the future, got '2062-08-01'"),
     ],
 )
 def test_each_rule_kind_rejects_naming_file_section_key_and_value(

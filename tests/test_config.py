@@ -49,6 +49,19 @@ def test_a_full_refresh_is_a_launchpad_option_and_a_date_is_only_a_date():
         BehaviourConfig(snapshot_date="2026-08-01' or 1=1 --")
 
 
+def test_launchpad_dbt_vars_are_checked_by_the_project_files_rules():
+    from segmentation_dagster.core.project import ProjectConfigError
+
+    bad = BehaviourConfig(snapshot_date="2026-13-01", half_life_days=-5, active_days=0)
+    with pytest.raises(ProjectConfigError) as e:
+        bad.dbt_args()
+    lines = str(e.value).splitlines()
+    assert [line.split(":")[2].strip() for line in lines] == [
+        "snapshot_date", "half_life_days", "active_days"
+    ]  # fmt: skip
+    assert all(line.startswith("run config: features: ") for line in lines)
+
+
 def test_the_drift_policy_is_read_from_one_place(monkeypatch):
     monkeypatch.delenv(policy.POLICY_ENV, raising=False)
     assert policy.PolicyConfig.from_env() == policy.PolicyConfig()
@@ -105,7 +118,7 @@ def _project_file(tmp_path, monkeypatch, text: str):
         ("policy: {exit_threshold: 5}", "policy: "),
         ("features: {half_life_days: '30; drop'}", "features: half_life_days: must be a whole"),
         ("features: {no_such_var: 1}", "unknown dbt var 'no_such_var'"),
-        ("features: {snapshot_date: 'yesterday'}", "snapshot_date: must be empty or a date"),
+        ("features: {snapshot_date: 'yesterday'}", "snapshot_date: must be empty or a real date"),
         ("- a list", "expected a mapping of sections"),
     ],
 )

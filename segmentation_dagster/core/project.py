@@ -46,8 +46,10 @@ or key, a key written twice, a wrong type or a value out of range is an error na
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -147,15 +149,20 @@ def project_file() -> Path:
 
 
 #: a day (YAML reads an unquoted 2026-08-01 as a date; quoted, it is text)
-_DATE = checks.optional(
-    checks.Rule(
-        "a date YYYY-MM-DD",
-        lambda v: (
-            re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(v)) is not None
-            and not isinstance(v, bool | int | float)
-        ),
-    )
-)
+def _calendar_date(value: object) -> bool:
+    """A real date (2026-02-30 is not), written YYYY-MM-DD, and not after tomorrow (a shop a
+    timezone ahead may already have tomorrow's events): a snapshot in the future would make
+    every customer look lapsed."""
+    if isinstance(value, bool | int | float) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
+        return False
+    try:
+        day = dt.date.fromisoformat(str(value))
+    except ValueError:
+        return False
+    return day <= dt.date.today() + dt.timedelta(days=1)
+
+
+_DATE = checks.optional(checks.Rule("a real date YYYY-MM-DD, not in the future", _calendar_date))
 
 
 def feature_rule(key: str) -> checks.Rule:
@@ -171,20 +178,30 @@ def feature_rule(key: str) -> checks.Rule:
     return checks.number(0, low_open=True)
 
 
-def _check_feature(path: Path, key: str, value: object) -> object:
-    if key not in DBT_VARS:
-        raise ProjectConfigError(
-            f"{path}: features: unknown dbt var {key!r} (known: {', '.join(sorted(DBT_VARS))})"
-        )
-    try:
-        feature_rule(key).check(key, value)
-    except checks.CheckError as e:
-        raise ProjectConfigError(checks.where(path, "features", e)) from e
-    return (
-        None
-        if key == "snapshot_date" and value is None
-        else (str(value) if key == "snapshot_date" else value)
-    )
+def check_features(source: object, values: Mapping[str, object]) -> dict[str, object]:
+    """dbt vars checked against :func:`feature_rule` (from the project file, or a run's
+    config: both untrusted), every broken one named at once in one
+    :class:`ProjectConfigError` naming ``source``; dates come back as text."""
+    problems: list[str] = []
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if key not in DBT_VARS:
+            problems.append(
+                f"{source}: features: unknown dbt var {key!r} "
+                f"(known: {', '.join(sorted(DBT_VARS))})"
+            )
+            continue
+        if isinstance(value, dt.date):  # YAML reads an unquoted date as one
+            value = value.isoformat()
+        try:
+            feature_rule(key).check(key, value)
+        except checks.CheckError as e:
+            problems.append(checks.where(source, "features", e))
+            continue
+        out[key] = value
+    if problems:
+        raise ProjectConfigError("\n".join(problems))
+    return out
 
 
 def _section(path: Path, name: str, cls: type[T], raw: object) -> T:
@@ -262,11 +279,10 @@ def load(path: Path | None = None) -> ProjectConfig:
         raise ProjectConfigError(f"{path}: features: must be a mapping of dbt vars")
     problems: list[str] = []  # every broken value of the file, not the first only
     features: dict[str, object] = {}
-    for key, value in features_raw.items():
-        try:
-            features[key] = _check_feature(path, key, value)
-        except ProjectConfigError as e:
-            problems.append(str(e))
+    try:
+        features = check_features(path, features_raw)
+    except ProjectConfigError as e:
+        problems.append(str(e))
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         try:

@@ -81,6 +81,8 @@ def read_yaml_mapping(path: Path, error: type[ValueError], what: str) -> dict[st
         raise error(f"{path}: {e.problem}") from e
     except yaml.YAMLError as e:
         raise error(f"{path}: not valid YAML ({e})") from e
+    except ValueError as e:  # the safe loader's own value, e.g. an unquoted 2026-02-30
+        raise error(f"{path}: not valid YAML: a value it reads as a date or time ({e})") from e
     if not isinstance(raw, dict):
         raise error(f"{path}: expected a mapping of {what}")
     return raw

@@ -102,7 +102,7 @@ class BehaviourConfig(dg.Config):
         "session_gap_minutes, or for features as of an earlier snapshot_date (and once more, "
         "without it, to return to today).",
     )
-    half_life_days: float | None = _dbt_var(
+    half_life_days: int | None = _dbt_var(
         "Evidence this many days old counts half", "half_life_days"
     )
     change_windows_days: list[int] | None = _dbt_var(
@@ -112,13 +112,15 @@ class BehaviourConfig(dg.Config):
     change_alpha: float | None = _dbt_var(
         "Significance of that test per customer and active day", "change_alpha"
     )
-    prior_sessions: float | None = _dbt_var("Pseudo-sessions rates are shrunk by", "prior_sessions")
+    prior_sessions: int | None = _dbt_var("Pseudo-sessions rates are shrunk by", "prior_sessions")
     active_days: int | None = _dbt_var("Customers quiet for longer are out of scope", "active_days")
 
     def dbt_vars(self, base: Mapping[str, object] | None = None) -> dict[str, object]:
-        """``base`` (the project file's features) with the fields set here, as dbt vars."""
-        fields = self.model_dump(exclude={"full_refresh"})
-        return {**(base or {}), **{k: v for k, v in fields.items() if v is not None}}
+        """``base`` (the project file's features) with the fields set here, as dbt vars; the
+        fields are checked by the project file's rules (run config is input too)."""
+        fields = self.model_dump(exclude={"full_refresh"}, exclude_none=True)
+        own = project.check_features("run config", fields)
+        return {**(base or {}), **own}
 
     def dbt_args(self, base: Mapping[str, object] | None = None) -> list[str]:
         """The ``dbt build`` arguments for this configuration over ``base``."""
