@@ -117,7 +117,7 @@ lint: install
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 BENCH_ARGS ?= --events 1000000 --customers 100000
-bench: install
+bench: install $(if $(findstring spark,$(BENCH_ARGS)),install-spark)
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 ADAPT_ARGS ?=

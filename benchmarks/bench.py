@@ -18,7 +18,14 @@
    - ``baseline``: ``benchmarks/baseline.py``, the pandas script (``--no-baseline`` skips it:
      pandas holds every event in memory, which the largest scales do not fit in);
    - ``expert``: ``benchmarks/expert.py``, the same work in DuckDB SQL + scikit-learn on a
-     sample, as an expert writes it without the platform (``--no-expert`` skips it).
+     sample, as an expert writes it without the platform (``--no-expert`` skips it);
+   - ``spark`` (with ``--spark``; needs ``make install-spark``): the whole loop on local Spark
+     from the same landed files (``benchmarks/engines.py --loop``: dbt build, sample, gate,
+     fit, assignment, profiles, playbooks, drift), then the same steps on DuckDB, the ARI
+     between the two engines' segments and the Spark side's peak memory (Python driver and
+     JVM). ``SEGMENTATION_SPARK_DRIVER_MEMORY`` sizes the driver's heap.
+   ``--only SIDE,...`` runs just those sides and keeps the others from this scale's last
+   results file (each side records the date it ran), e.g. ``--only spark`` at 100M events.
 3. Writes ``benchmarks/results/bench_<events>_<customers>.json`` and ``.md`` (stage times, each
    baseline / platform ratio per stage, peak RSS, the machine).
 """
@@ -40,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 STAGES = ("ingest", "features", "gates", "fit", "assign", "drift", "other")
+SIDES = ("platform", "baseline", "expert", "spark")
 
 #: Dagster step -> stage. Steps not listed are "other" (profiles, exports, migrations...).
 PLATFORM_STAGE = {
@@ -215,6 +223,18 @@ def _child(side: str, data_dir: Path) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def run_spark(data_dir: Path) -> dict[str, object]:
+    """The whole loop on local Spark and then on DuckDB, from this scale's landed files
+    (:func:`benchmarks.engines.loop`, its work folder beside the landing)."""
+    from benchmarks import engines
+    from segmentation_dagster.core import spark as spark_engine
+
+    out = engines.loop(data_dir / "engines", data_dir / "landing", engines.SAMPLE_ROWS)
+    out["driver_memory"] = spark_engine.driver_memory().get("spark.driver.memory", "default")
+    out["loop_s"] = out["timings"]["spark_loop_s"]
+    return out
+
+
 def _machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
@@ -235,6 +255,13 @@ def markdown(report: dict) -> str:
         "| stage | platform s | pandas s | pandas / platform | expert s | expert / platform |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    dates = {k: v["date"][:10] for k, v in report.items() if isinstance(v, dict) and "date" in v}
+    if len(set(dates.values()) | {report["date"][:10]}) > 1:
+        lines[3:3] = [
+            "Sides run on different days (`--only`): "
+            + ", ".join(f"{k} {d}" for k, d in dates.items()),
+            "",
+        ]
 
     def cells(side: dict, stage: str, ps: float) -> str:
         s = side["stages"].get(stage, 0.0) if stage != "total" else side["total_s"]
@@ -292,8 +319,29 @@ def markdown(report: dict) -> str:
             f"Data generated in this run (streamed day by day): {g['events']:,} events in "
             f"{g['s']:.1f} s, peak RSS {g['peak_rss_mib']:.0f} MiB."
         )
+    if sp := report.get("spark"):
+        lines += ["", spark_markdown(sp)]
     lines[-1:-1] = [line for note in notes for line in (note, "")]
     return "\n".join(lines) + "\n"
+
+
+def spark_markdown(sp: dict) -> str:
+    """The Spark side's paragraph: the loop on each engine, their agreement, Spark's memory."""
+    t, st, mem = sp["timings"], sp["spark_timings"], sp["spark_peak_rss_mib"]
+    duck = t["duckdb_dbt_build_s"] + t["duckdb_fit_assign_s"]
+    return (
+        f"Spark (local[2] in the bench's process, driver memory {sp.get('driver_memory', '?')}; "
+        f"{sp['customers']:,} customers, samples of {sp['sample_rows']:,}): the whole loop "
+        f"{t['spark_loop_s']:.1f} s (dbt build {st['dbt_build_s']:.1f}, sample + gate + fit "
+        f"{st['sample_gate_fit_s']:.1f}, assign + profiles + playbooks "
+        f"{st['assign_profile_s']:.1f}, drift {st['drift_s']:.1f}); DuckDB doing the same steps "
+        f"{duck:.1f} s (dbt build {t['duckdb_dbt_build_s']:.1f} + fit and assign "
+        f"{t['duckdb_fit_assign_s']:.1f}), Spark / DuckDB {t['spark_loop_s'] / duck:.1f}x. "
+        f"ARI between the engines' segments {sp['ari_between_engines']} (k: DuckDB "
+        f"{sp['k']['duckdb']}, Spark {sp['k']['spark']}). Spark's peak memory: Python driver "
+        f"{mem['python_driver'] / 1024:.2f} GiB + JVM {mem['jvm'] / 1024:.2f} GiB. Loading the "
+        f"files into DuckDB and exporting them to Parquet first: {t['load_and_export_s']:.1f} s."
+    )
 
 
 def results_readme(results: Path) -> str:
@@ -306,8 +354,8 @@ def results_readme(results: Path) -> str:
         "on the machine named in each file; read every figure as ±15 % (shared machine).",
         "",
         "| events | customers | date | full loop s | pandas / platform | expert / platform | "
-        "peak RSS GiB | daily refresh s (+ load) |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|",
+        "peak RSS GiB | daily refresh s (+ load) | Spark loop s (ARI, peak GiB) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     reports = [json.loads(f.read_text()) for f in results.glob("bench_*.json")]
     for r in sorted(reports, key=lambda r: r["platform"]["events"]):
@@ -320,9 +368,20 @@ def results_readme(results: Path) -> str:
             f"| {p['events']:,} | {p['customers']:,} | {r['date'][:10]} | {total:.1f} | "
             f"{ratio('baseline')} | {ratio('expert')} | {p['peak_rss_mib'] / 1024:.1f} | "
             f"{p.get('daily_refresh_s', float('nan')):.1f} "
-            f"(+ {p.get('daily_refresh_load_s', float('nan')):.1f}) |"
+            f"(+ {p.get('daily_refresh_load_s', float('nan')):.1f}) | {spark_cell(r)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def spark_cell(report: dict) -> str:
+    """The results table's Spark column: loop seconds (ARI with DuckDB, peak Python + JVM GiB)."""
+    if not (sp := report.get("spark")):
+        return "-"
+    mem = sp["spark_peak_rss_mib"]
+    return (
+        f"{sp['timings']['spark_loop_s']:.1f} ({sp['ari_between_engines']}, "
+        f"{mem['python_driver'] / 1024:.1f} + {mem['jvm'] / 1024:.1f}) {sp.get('date', '')[:10]}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,8 +398,15 @@ def main(argv: list[str] | None = None) -> int:
         help="daily refreshes measured, each on the same history (the median is reported)",
     )  # fmt: skip
     parser.add_argument(
-        "--side", choices=("platform", "refresh", "baseline", "expert"), help=argparse.SUPPRESS
-    )
+        "--spark", action="store_true",
+        help="also run the whole loop on local Spark and on DuckDB (make install-spark)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only", type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+        help=f"run only these sides ({', '.join(SIDES)}); the others are kept from this "
+        "scale's last results file",
+    )  # fmt: skip
+    parser.add_argument("--side", choices=(*SIDES, "refresh"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -350,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             report = run_platform(args.data)
         elif args.side == "refresh":
             report = run_refresh(args.data)
+        elif args.side == "spark":
+            report = run_spark(args.data)
         elif args.side == "baseline":
             from benchmarks import baseline
 
@@ -369,11 +437,26 @@ def main(argv: list[str] | None = None) -> int:
 
     scale = f"{args.events}_{args.customers}"
     data_dir = args.work / scale
-    report: dict[str, object] = {
+    stem = args.results / f"bench_{scale}"
+    sides = args.only or (
+        "platform", *(() if args.no_baseline else ("baseline",)),
+        *(() if args.no_expert else ("expert",)), *(("spark",) if args.spark else ()),
+    )  # fmt: skip
+    if unknown := sorted(set(sides) - set(SIDES)):
+        parser.error(f"--only: unknown side(s) {unknown} (known: {', '.join(SIDES)})")
+    this_run = {
         "machine": _machine(),
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "command": "python -m benchmarks.bench " + " ".join(argv or sys.argv[1:]),
     }
+    report: dict[str, object] = dict(this_run)
+    if args.only and "platform" not in sides:  # the other sides are kept from the last run
+        if not stem.with_suffix(".json").exists():
+            parser.error(f"--only {','.join(sides)}: no {stem}.json to add to; run every side")
+        report = json.loads(stem.with_suffix(".json").read_text())
+        for side in SIDES:
+            if side in report and "date" not in report[side]:
+                report[side] |= {k: report[k] for k in ("date", "command")}
     if not (data_dir / "landing" / "events").exists():
         cfg = simulate.DemoConfig(
             n_customers=args.customers,
@@ -389,15 +472,14 @@ def main(argv: list[str] | None = None) -> int:
                               "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
         print(f"generated {summary.n_events:,} events, {summary.n_customers:,} customers "
               f"in {report['generate']['s']:.1f}s -> {data_dir}", flush=True)  # fmt: skip
-    sides = ("platform", *(() if args.no_baseline else ("baseline",)),
-             *(() if args.no_expert else ("expert",)))  # fmt: skip
     for side in sides:
         print(f"running {side}...", flush=True)
-        report[side] = _child(side, data_dir)
+        report[side] = _child(side, data_dir) | {
+            k: this_run[k] for k in ("date", "command", "machine")
+        }
         if side == "platform":
             report[side] |= _refreshes(data_dir, args.refreshes)
     args.results.mkdir(parents=True, exist_ok=True)
-    stem = args.results / f"bench_{scale}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
     md = markdown(report)
     stem.with_suffix(".md").write_text(md)

@@ -32,9 +32,12 @@ import duckdb
 import polars as pl
 
 from segmentation_dagster.core import ingest
+from segmentation_dagster.core.clustering import SelectionConfig
 from segmentation_dagster.demo import simulate
 
 MART = "customer_features"
+#: the customers each engine fits on (the jobs' default)
+SAMPLE_ROWS = SelectionConfig().fit_sample
 REL_TOL = 1e-9
 
 
@@ -310,7 +313,7 @@ def main() -> None:
         metavar="LANDING",
         help="compare the whole loop instead, on this landing folder's files",
     )
-    parser.add_argument("--sample-rows", type=int, default=200_000)
+    parser.add_argument("--sample-rows", type=int, default=SAMPLE_ROWS)
     args = parser.parse_args()
     if args.loop:
         out = loop(args.work.resolve(), args.loop.resolve(), args.sample_rows)

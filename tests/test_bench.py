@@ -1,10 +1,12 @@
 """The bench harness at a tiny scale, so it does not rot (no timing assertions)."""
 
 import json
+import os
 
 import pytest
 
 from benchmarks import bench
+from segmentation_dagster.core import spark as spark_engine
 
 
 @pytest.mark.slow  # the benchmark, end to end
@@ -43,6 +45,28 @@ def test_bench_runs_both_sides_on_the_same_files_and_writes_results(tmp_path):
     assert "streamed day by day" in md
     summary = (tmp_path / "results" / "README.md").read_text()
     assert f"| {platform['events']:,} | {platform['customers']:,} |" in summary
+
+    # the whole loop on local Spark beside DuckDB, added to the same results (`--only spark`)
+    missing = spark_engine.available()
+    if missing is not None:
+        if os.environ.get("SEGMENTATION_REQUIRE_SPARK") == "1":  # `make test`, so CI
+            pytest.fail(f"Spark is required here: {missing}")
+        return
+    assert bench.main([*argv, "--only", "spark"]) == 0
+    again = json.loads((tmp_path / "results" / "bench_15000_400.json").read_text())
+    assert again["platform"] == platform and again["expert"] == expert  # kept, not re-run
+    spark = again["spark"]
+    assert spark["matched_customers"] == spark["customers"] == platform["customers"]
+    assert spark["ari_between_engines"] > 0.99 and spark["k"]["duckdb"] == spark["k"]["spark"]
+    assert spark["spark_peak_rss_mib"]["jvm"] > 0 and spark["date"] >= platform["date"]
+    md = (tmp_path / "results" / "bench_15000_400.md").read_text()
+    assert "Spark (local[2]" in md and "| total |" in md
+    row = next(
+        line
+        for line in (tmp_path / "results" / "README.md").read_text().splitlines()
+        if line.startswith(f"| {platform['events']:,} |")
+    )
+    assert row.rstrip(" |").endswith(spark["date"][:10])
 
 
 def test_the_expert_sql_computes_the_same_features_as_the_pandas_baseline(tmp_path):
