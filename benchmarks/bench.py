@@ -438,10 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     scale = f"{args.events}_{args.customers}"
     data_dir = args.work / scale
     stem = args.results / f"bench_{scale}"
-    sides = args.only or (
+    sides = args.only or [
         "platform", *(() if args.no_baseline else ("baseline",)),
-        *(() if args.no_expert else ("expert",)), *(("spark",) if args.spark else ()),
-    )  # fmt: skip
+        *(() if args.no_expert else ("expert",)),
+    ]  # fmt: skip
+    if args.spark and "spark" not in sides:
+        sides = [*sides, "spark"]
     if unknown := sorted(set(sides) - set(SIDES)):
         parser.error(f"--only: unknown side(s) {unknown} (known: {', '.join(SIDES)})")
     this_run = {
@@ -450,13 +452,16 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.bench " + " ".join(argv or sys.argv[1:]),
     }
     report: dict[str, object] = dict(this_run)
-    if args.only and "platform" not in sides:  # the other sides are kept from the last run
-        if not stem.with_suffix(".json").exists():
-            parser.error(f"--only {','.join(sides)}: no {stem}.json to add to; run every side")
+    if args.only and stem.with_suffix(".json").exists():  # the other sides: from the last run
         report = json.loads(stem.with_suffix(".json").read_text())
+        report.pop("generate", None)  # said by the run that generated the files
         for side in SIDES:
             if side in report and "date" not in report[side]:
                 report[side] |= {k: report[k] for k in ("date", "command")}
+        if "platform" in sides:
+            report |= this_run
+    elif args.only and "platform" not in sides:
+        parser.error(f"--only {','.join(sides)}: no {stem}.json to add to; run every side")
     if not (data_dir / "landing" / "events").exists():
         cfg = simulate.DemoConfig(
             n_customers=args.customers,

@@ -15,7 +15,12 @@ import pytest
 
 from segmentation_dagster.core import contract, ingest
 from segmentation_dagster.core.audit import audit_summary
-from segmentation_dagster.core.sources import SourceConfigError, load_mapping, mapping_path
+from segmentation_dagster.core.sources import (
+    SourceConfigError,
+    load_mapping,
+    mapping_path,
+    parse_expression,
+)
 from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.demo import simulate
 
@@ -383,6 +388,38 @@ def test_a_column_the_mapping_mostly_cannot_read_rejects_the_file_naming_a_raw_v
         "orders.csv": "orders.csv: column price: 100% of 30 values cannot be read as DOUBLE "
         "(e.g. '12,50')"
     }
+
+
+def test_header_names_are_never_sql_or_json_path_and_may_change_between_files(paths):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    good = "".join(f"{i};c{i};2026-08-01 10:00:00;1.5;0.25\n" for i in range(30))
+    bad = "".join(f"{i};c{i};2026-08-02 10:00:00;12,50;0.25\n" for i in range(30, 60))
+    (folder / "a.csv").write_text("order_id;cust;ts;$Amount;/disc\n" + good)
+    (folder / "b.csv").write_text("order_id;cust;ts;$amount;/disc\n" + bad)
+    sources = _sources_file(
+        paths,
+        "events:\n  csv: {delim: ';'}\n  columns:\n    event_id: order_id\n"
+        "    customer_id: cust\n    event_ts: ts\n    event_type: \"'purchase'\"\n"
+        "    price: 'try_cast(\"$amount\" as double)'\n"
+        "    discount: 'try_cast(\"/disc\" as decimal(2,2))'\n",  # holds 0.25, not 1
+    )
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+        loaded = con.execute("select count(*), min(price), max(discount) from raw.events")
+        assert loaded.fetchone() == (30, 1.5, pytest.approx(0.25))
+    assert report.rejected == {
+        "b.csv": "b.csv: column price: 100% of 30 values cannot be read as DOUBLE (e.g. '12,50')"
+    }
+
+
+def test_nested_try_conversions_are_bounded():
+    text = "x"
+    for _ in range(4):
+        text = f"try_cast({text} as varchar)"
+    with pytest.raises(SourceConfigError, match="try_ conversions nested 4 deep"):
+        parse_expression(text, "sources.yml: events.columns.price")
+    assert parse_expression(text[9:-12], "e").lost({"x": "x"})  # 3 deep: fine
 
 
 def test_a_sources_file_naming_an_unknown_column_is_a_clear_error(tmp_path):

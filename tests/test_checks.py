@@ -43,7 +43,8 @@ def _load(tmp_path, monkeypatch, text: str):
         ("features: {active_days: 0}", "features: active_days: must be a whole number >= 1"),
         # a date: a real one, not in the future (every customer would look lapsed)
         ("features: {snapshot_date: '2026-02-30'}", "snapshot_date: must be empty or a real d"),
-        ("features: {snapshot_date: 2026-02-30}", "a date or time (day is out of range for mon"),
+        ("features: {snapshot_date: 2026-02-30}", "snapshot_date: must be empty or a real d"),
+        ("features: {snapshot_date: 2026-08-01 10:00}", "not in the future, got '2026-08-01 10"),
         ("features: {snapshot_date: 2062-08-01}", "not in the future, got '2062-08-01'"),
     ],
 )

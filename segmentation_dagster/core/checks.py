@@ -54,7 +54,12 @@ def _is_int(v: object) -> bool:
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # a whole number too large for a float (400 digits)
+        return False
 
 
 def whole(minimum: int = 0, maximum: int | None = None) -> Rule:

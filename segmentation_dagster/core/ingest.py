@@ -658,23 +658,25 @@ def _check_types(
     contract type (one pass over ``_batch``, by file). Returns the rejected files by ordinal."""
     typed = _typed_columns(contract)
     parts = [f"_pos // {POS_FILE}", "count(*)"]
+    # the file's own values the mapping read, by their names in each file (a header may be
+    # spelt differently from file to file); looked up in a map, so a name is a string literal
+    # and never JSON path syntax ('$amount', '/x')
     inputs: dict[str, list[str]] = {}
     for s in staged:
-        inputs.update({c: names for c, names in s.inputs.items() if c not in inputs})
+        for c, names in s.inputs.items():
+            inputs[c] = list(dict.fromkeys([*inputs.get(c, []), *names]))
+    from_file = f"cast(_record -> '{FROM_FILE}' as map(varchar, varchar))"
     for bit, col in enumerate(typed):
         bad = f"_unreadable & {1 << bit} <> 0"
         # the value that failed: the file's own values the mapping read, else the value
-        read = [
-            f"{_sql_str(n)}: _record -> '{FROM_FILE}' ->> {_sql_str(n)}"
-            for n in inputs.get(col, [])
-        ]
-        value = (
-            f"cast({{{', '.join(read)}}} as varchar)"
-            if len(read) > 1
-            else f"_record -> '{FROM_FILE}' ->> {_sql_str(inputs[col][0])}"
-            if read
-            else f"_record ->> '{col}'"
-        )
+        read = {n: f"{from_file}[{_sql_str(n)}]" for n in inputs.get(col, [])}
+        if not read:
+            value = f"_record ->> '{col}'"
+        elif max(len(s.inputs.get(col, [])) for s in staged) == 1:
+            value = f"coalesce({', '.join(read.values())})"  # one column of each file
+        else:
+            fields = ", ".join(f"{_sql_str(n)}: {v}" for n, v in read.items())
+            value = f"cast({{{fields}}} as varchar)"
         parts += [f"count(*) filter (where {bad})", f"count({col})",
                   f"any_value({value}) filter (where {bad})"]  # fmt: skip
     stats = {

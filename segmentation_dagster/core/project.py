@@ -191,8 +191,6 @@ def check_features(source: object, values: Mapping[str, object]) -> dict[str, ob
                 f"(known: {', '.join(sorted(DBT_VARS))})"
             )
             continue
-        if isinstance(value, dt.date):  # YAML reads an unquoted date as one
-            value = value.isoformat()
         try:
             feature_rule(key).check(key, value)
         except checks.CheckError as e:

@@ -67,6 +67,15 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _timestamp_as_text(loader: StrictLoader, node: yaml.ScalarNode) -> str:
+    return loader.construct_scalar(node)
+
+
+# a date or time stays the text it was written as, for the setting's own rule to judge (PyYAML
+# would make 2026-08-01 a date, and fail on 2026-02-30 naming neither the key nor the line)
+StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
 def load_yaml(text: str) -> Any:  # noqa: ANN401 - whatever the YAML holds
     """Parse ``text`` with :class:`StrictLoader` (safe, no repeated keys)."""
     return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
@@ -81,8 +90,8 @@ def read_yaml_mapping(path: Path, error: type[ValueError], what: str) -> dict[st
         raise error(f"{path}: {e.problem}") from e
     except yaml.YAMLError as e:
         raise error(f"{path}: not valid YAML ({e})") from e
-    except ValueError as e:  # the safe loader's own value, e.g. an unquoted 2026-02-30
-        raise error(f"{path}: not valid YAML: a value it reads as a date or time ({e})") from e
+    except ValueError as e:  # a value its tag cannot hold, e.g. `!!float abc`
+        raise error(f"{path}: not valid YAML ({e})") from e
     if not isinstance(raw, dict):
         raise error(f"{path}: expected a mapping of {what}")
     return raw

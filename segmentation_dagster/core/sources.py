@@ -53,6 +53,7 @@ from segmentation_dagster.core.settings import read_yaml_mapping
 DIALECT = "duckdb"
 #: Longest expression accepted (a mapping is a line, not a program).
 MAX_EXPRESSION_CHARS = 2_000
+MAX_TRY_NESTING = 3
 
 #: Functions a mapping may call, by family, each with an example over a text column ``a``, a
 #: timestamp ``b`` and a number ``n`` (parsed at import: the examples define which parsed
@@ -228,11 +229,17 @@ _STAND_INS = {
 
 
 def _stand_in(node: exp.Expression) -> str:
-    """SQL for a non-NULL value of the type ``node`` yields (``try_strptime``: a timestamp)."""
-    if isinstance(node, exp.TryCast):
-        to = node.to
-        return f"cast('{_STAND_INS.get(to.this, '1')}' as {to.sql(dialect=DIALECT)})"
-    return "cast('2000-01-01 00:00:00' as timestamp)"
+    """SQL for a non-NULL value of the type ``node`` yields (``try_strptime``: a timestamp).
+    The stand-in is itself a ``try_cast``: a type none of the values fits (a UUID) gives NULL,
+    and the failure is then not told from an intended NULL, as before this check existed."""
+    if not isinstance(node, exp.TryCast):
+        return "cast('2000-01-01 00:00:00' as timestamp)"
+    to = node.to
+    value = _STAND_INS.get(to.this, "1")
+    if to.this == exp.DataType.Type.DECIMAL and len(to.expressions) == 2:
+        scale = int(to.expressions[1].name)  # decimal(2, 2) holds 0.01, not 1
+        value = f"0.{'0' * (scale - 1)}1" if scale else "1"
+    return f"try_cast('{value}' as {to.sql(dialect=DIALECT)})"
 
 
 def parse_expression(text: str, where: str) -> Expression:
@@ -258,7 +265,21 @@ def parse_expression(text: str, where: str) -> Expression:
         problem = _problem(node)
         if problem:
             raise SourceConfigError(f"{where}: {problem}")
+    deepest = max((_try_depth(n) for n in tree.walk() if _is_try(n)), default=0)
+    if deepest > MAX_TRY_NESTING:  # the lost-value check copies each level's input: 3 ** depth
+        raise SourceConfigError(
+            f"{where}: try_ conversions nested {deepest} deep (at most {MAX_TRY_NESTING})"
+        )
     return Expression(key, text, tree)
+
+
+def _try_depth(node: exp.Expression) -> int:
+    """How many ``try_`` conversions enclose ``node``, itself included."""
+    depth = 0
+    while node is not None:
+        depth += _is_try(node)
+        node = node.parent
+    return depth
 
 
 def _problem(node: exp.Expression) -> str | None:
