@@ -257,7 +257,7 @@ def markdown(report: dict) -> str:
     ]
     dates = {k: v["date"][:10] for k, v in report.items() if isinstance(v, dict) and "date" in v}
     if len(set(dates.values()) | {report["date"][:10]}) > 1:
-        lines[3:3] = [
+        lines[4:4] = [
             "Sides run on different days (`--only`): "
             + ", ".join(f"{k} {d}" for k, d in dates.items()),
             "",

@@ -105,7 +105,8 @@ def _problem(path: Path, where: str, rule: checks.Rule, key: str, value: Any) ->
 def _playbook(path: Path, where: str, raw: Any, fallback: bool = False) -> Playbook:  # noqa: ANN401
     """One playbook, every broken key of it named at once (:class:`PlaybookError`)."""
     if not isinstance(raw, dict):
-        raise PlaybookError(f"{path}: {where}: must be a mapping (name, action, when, recommend)")
+        keys = "name, action, recommend" if fallback else "name, action, when, recommend"
+        raise PlaybookError(f"{path}: {where}: must be a mapping ({keys})")
     problems: list[str] = []
     allowed = {"name", "action", "recommend"} | (set() if fallback else {"when"})
     unknown = sorted(str(k) for k in set(raw) - allowed)
