@@ -169,7 +169,7 @@ def configuration_problems(paths: Paths) -> list[tuple[str, str | None]]:
             str(mapping_path(paths.landing_dir)),
             lambda: load_mapping(mapping_path(paths.landing_dir)),
         ),
-        (str(playbooks.playbook_file()), playbooks.load),
+        (str(playbooks.playbook_file()), playbooks.load_checked),
     ):
         try:
             read()

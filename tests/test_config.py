@@ -196,13 +196,18 @@ def test_check_names_every_broken_file_and_run_refuses_before_loading_anything(
     (config / "sources.yml").write_text(
         "events:\n  columns:\n    customer_id: a\n    customer_id: b\n"
     )
+    # a misspelt feature: known from the features' contract, before any data exists
+    (config / "playbooks.yml").write_text(
+        "playbooks:\n  - {name: a, action: b, when: {monetery: {above: 1}}}\n"
+    )
     assert cli.main(["check"]) == 1
     out = capsys.readouterr().out
     assert "segmentation.yml: selection: k_max: must be a whole number >= 2, got True" in out
     assert "sources.yml: line 4: duplicate key 'customer_id' (first on line 3)" in out
+    assert "playbooks.yml: unknown feature(s) ['monetery'] in `when` (known: " in out
     assert cli.main(["run", "--no-demo"]) == 2
     err = capsys.readouterr().err
-    assert err.count("configuration: ") == 2 and not paths.duckdb_path.exists()
+    assert err.count("configuration: ") == 3 and not paths.duckdb_path.exists()
 
 
 def test_a_command_gives_an_instance_folder_without_settings_the_projects_own(

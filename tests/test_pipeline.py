@@ -136,6 +136,10 @@ def test_every_segment_has_a_distinct_name_profile_rule_and_top_items(pipeline_r
     assert seg["segment_name"].null_count() == 0 and seg["confidence"].is_between(0, 1).all()
     assert set(top["segment_id"]) == set(prof["segment_id"])
     assert lift.filter(pl.col("feature") == "frequency").height == prof.height
+    # the features `segmentation check` knows before any data are the ones profiled
+    from segmentation_dagster.core import playbooks
+
+    assert sorted(playbooks.contract_features()) == sorted(lift["feature"].unique())
 
 
 def test_export_writes_full_and_changes_lists(pipeline_run):

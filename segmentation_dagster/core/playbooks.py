@@ -23,7 +23,12 @@ from typing import Any
 import polars as pl
 
 from segmentation_dagster.core import checks
-from segmentation_dagster.core.settings import config_dir, read_yaml_mapping
+from segmentation_dagster.core.settings import (
+    DBT_PROJECT_DIR,
+    config_dir,
+    load_yaml,
+    read_yaml_mapping,
+)
 
 FILE_NAME = "playbooks.yml"
 DEFAULT_FILE = Path(__file__).with_name(FILE_NAME)
@@ -178,6 +183,35 @@ def load(path: Path | None = None) -> Playbooks:
     if len(set(names)) != len(names):
         raise PlaybookError(f"{path}: playbooks: names must be unique, got {names}")
     return Playbooks(tuple(rules), fallback, path)
+
+
+#: dbt data types of customer_features' contract that are numbers (profiled features)
+_NUMERIC_TYPES = ("bigint", "integer", "int", "smallint", "double", "float", "real", "decimal")
+
+
+def contract_features() -> list[str]:
+    """The features a segment is profiled on, known before any data: the numeric columns of
+    ``customer_features``' enforced contract (``dbt_project/models/marts/_marts.yml``), as
+    :func:`clustering.candidate_columns` takes them from the table."""
+    from segmentation_dagster.core.clustering import ID_COLUMNS, NON_FEATURES
+
+    spec = load_yaml((DBT_PROJECT_DIR / "models" / "marts" / "_marts.yml").read_text())
+    model = next(m for m in spec["models"] if m["name"] == "customer_features")
+    return [
+        c["name"]
+        for c in model["columns"]
+        if str(c.get("data_type", "")).split("(")[0].lower() in _NUMERIC_TYPES
+        and c["name"] not in (*ID_COLUMNS, *NON_FEATURES)
+    ]
+
+
+def load_checked(path: Path | None = None) -> Playbooks:
+    """:func:`load`, and every condition's feature checked against :func:`contract_features`
+    (what ``segmentation check`` and a run's start read: a misspelt feature is refused before
+    anything is loaded)."""
+    rules = load(path)
+    check_features(rules, contract_features())
+    return rules
 
 
 def check_features(playbooks: Playbooks, known: Collection[str]) -> None:
