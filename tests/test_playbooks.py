@@ -97,6 +97,7 @@ def test_every_broken_value_of_the_file_is_named_at_once(tmp_path):
         "playbooks:\n"
         "  - {name: a, action: '', when: {monetary: {bigger: 1}}}\n"
         "  - {name: b, action: c, when: {recency: {above: x}}, recommend: all}\n"
+        "  - {name: b, action: c, when: {recency: {above: 1}}}\n"
         "fallback: {name: none, action: Nothing, when: {}}\n"
         "extra: 1\n"
     )
@@ -108,9 +109,10 @@ def test_every_broken_value_of_the_file_is_named_at_once(tmp_path):
                  "playbooks[0] (a).when.monetary: unknown operator 'bigger'",
                  "playbooks[1] (b): recommend: must be one of",
                  "playbooks[1] (b).when.recency: above: must be a finite number, got 'x'",
-                 "fallback: unknown key(s) ['when']"]:  # fmt: skip
+                 "fallback: unknown key(s) ['when']",
+                 "playbooks: names must be unique, ['b'] repeated"]:  # fmt: skip
         assert sum(part in line for line in lines) == 1, (part, lines)
-    assert len(lines) == 6
+    assert len(lines) == 7
 
 
 def test_an_unknown_feature_is_a_typo_not_a_silent_no_match(tmp_path):

@@ -173,15 +173,16 @@ def load(path: Path | None = None) -> Playbooks:
             parsed.append(_playbook(path, where, item, fallback=is_fallback))
         except PlaybookError as e:
             problems.append(str(e))
+    names = [r.get("name") for r in items if isinstance(r, dict)]
+    repeated = sorted({str(n) for n in names if names.count(n) > 1})
+    if repeated:  # named with the others, not once they are fixed
+        problems.append(f"{path}: playbooks: names must be unique, {repeated} repeated")
     if problems:
         raise PlaybookError("\n".join(problems))
     if raw.get("fallback") is not None:
         *rules, fallback = parsed
     else:
         rules, fallback = parsed, Playbook("none", "No targeted action", (), "nothing")
-    names = [r.name for r in rules]
-    if len(set(names)) != len(names):
-        raise PlaybookError(f"{path}: playbooks: names must be unique, got {names}")
     return Playbooks(tuple(rules), fallback, path)
 
 
