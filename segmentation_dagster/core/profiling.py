@@ -39,8 +39,7 @@ def profile_segments(
         segments.select("customer_id", "segment_id"), on="customer_id", how="inner"
     )
     n = joined.height
-    pop_mean = joined.select(pl.col(cols).cast(pl.Float64).mean()).row(0, named=True)
-    pop_std = joined.select(pl.col(cols).cast(pl.Float64).std()).row(0, named=True)
+    pop_mean, pop_std = moments(joined, cols)
     prof = (
         joined.group_by("segment_id")
         .agg(pl.len().alias("size"), *[pl.col(c).cast(pl.Float64).mean().alias(c) for c in cols])
@@ -80,9 +79,16 @@ def feature_lift(
 ) -> pl.DataFrame:
     """Long table: segment, feature, segment mean, population mean, lift (ratio) and z."""
     cols = list(feature_columns)
-    mean = population.select(pl.col(cols).cast(pl.Float64).mean()).row(0, named=True)
-    sd = population.select(pl.col(cols).cast(pl.Float64).std()).row(0, named=True)
-    return lift(profiles, mean, sd, cols)
+    return lift(profiles, *moments(population, cols), cols)
+
+
+def moments(
+    frame: pl.DataFrame, columns: list[str]
+) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """Each column's mean and standard deviation over ``frame``'s rows."""
+    as_float = [pl.col(c).cast(pl.Float64) for c in columns]
+    mean = frame.select(c.mean() for c in as_float).row(0, named=True)
+    return mean, frame.select(c.std() for c in as_float).row(0, named=True)
 
 
 def lift(
