@@ -148,13 +148,12 @@ def project_file() -> Path:
     return Path(os.environ.get(PROJECT_ENV) or config_dir() / PROJECT_FILE)
 
 
-#: a day (YAML reads an unquoted 2026-08-01 as a date; quoted, it is text)
 def _calendar_date(value: object) -> bool:
     """A real date (2026-02-30 is not), written YYYY-MM-DD, and not after tomorrow (a shop a
     timezone ahead may already have tomorrow's events): a snapshot in the future would make
     every customer look lapsed."""
-    if isinstance(value, bool | int | float) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
-        return False
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return False  # the YAML loader keeps dates as text (settings.StrictLoader)
     try:
         day = dt.date.fromisoformat(str(value))
     except ValueError:

@@ -236,9 +236,9 @@ def _stand_in(node: exp.Expression) -> str:
         return "cast('2000-01-01 00:00:00' as timestamp)"
     to = node.to
     value = _STAND_INS.get(to.this, "1")
-    if to.this == exp.DataType.Type.DECIMAL and len(to.expressions) == 2:
-        scale = int(to.expressions[1].name)  # decimal(2, 2) holds 0.01, not 1
-        value = f"0.{'0' * (scale - 1)}1" if scale else "1"
+    scale = to.expressions[1].name if len(to.expressions) == 2 else ""
+    if to.this == exp.DataType.Type.DECIMAL and scale.isdigit() and int(scale):
+        value = f"0.{'0' * (int(scale) - 1)}1"  # decimal(2, 2) holds 0.01, not 1
     return f"try_cast('{value}' as {to.sql(dialect=DIALECT)})"
 
 
