@@ -17,7 +17,12 @@ shop.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,22 +30,30 @@ import duckdb
 import polars as pl
 
 from benchmarks.bench import _machine
-from segmentation_dagster.core import value
+from segmentation_dagster.cli import demo_start_date
+from segmentation_dagster.core import segments, value
 from segmentation_dagster.demo import simulate
 
 ROOT = Path(__file__).resolve().parent
 WORK, RESULTS = ROOT / ".work" / "value", ROOT / "results"
 
 
-def _run(folder: Path, cfg: simulate.DemoConfig) -> dict[str, object]:
-    if not (folder / "landing" / "events").exists():
-        simulate.generate(cfg, folder / "landing", folder / "truth")
+def _events(folder: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     files = str(folder / "landing" / "events" / "*.parquet").replace("'", "''")  # our own path
     con.execute(
         "create view ev as select customer_id, session_id, cast(event_ts as date) as event_date, "
         f"event_type, price, quantity from read_parquet('{files}')"
     )
+    return con
+
+
+def _run(folder: Path, cfg: simulate.DemoConfig, platform: bool = False) -> dict[str, object]:
+    """The validation grouped by true persona; with ``platform``, also by the platform's own
+    segments of the day before the test split's cutoff (:func:`_platform_segments`)."""
+    if not (folder / "landing" / "events").exists():
+        simulate.generate(cfg, folder / "landing", folder / "truth")
+    con = _events(folder)
     truth = pl.read_parquet(folder / "truth" / "personas.parquet")
     personas = truth.select(pl.col("customer_id").cast(pl.String), segment_id="persona")
     t0 = time.perf_counter()
@@ -49,12 +62,60 @@ def _run(folder: Path, cfg: simulate.DemoConfig) -> dict[str, object]:
     v = s.validation
     if v is None:
         return {"not_trained": s.reason, "seconds": seconds}
-    return {
+    out = {
         "horizon_days": v.horizon_days, "cutoff": str(v.cutoff), "n_train": v.n_train,
         "n_test": v.n_test, "auc": v.auc, "auc_baseline": v.auc_baseline, "brier": v.brier,
         "calibration": v.calibration.to_dicts(), "spend_by_persona": v.spend_by_segment.to_dicts(),
         "scored": s.scores.height, "seconds": seconds,
     }  # fmt: skip
+    if platform:
+        as_of, members, names, run_s = _platform_segments(folder, v.cutoff)
+        by_segment = value.score(
+            con, "ev", members, value.ValueConfig(), segments_before=lambda day: (as_of, members)
+        ).validation
+        assert by_segment is not None and by_segment.segments_as_of == as_of
+        rows = by_segment.spend_by_segment.with_columns(
+            segment_name=pl.col("segment_id").replace_strict(names, default=value.NO_SEGMENT)
+        )
+        out |= {"segments_as_of": str(as_of), "segmentation_seconds": run_s,
+                "spend_by_segment": rows.to_dicts()}  # fmt: skip
+    return out
+
+
+def _platform_segments(
+    folder: Path, before: dt.date
+) -> tuple[dt.date, pl.DataFrame, dict[int, str]]:
+    """The platform's own segments as the ``customer_value`` asset groups its validation: the
+    last assignment before the test split's cutoff. ``segmentation run`` (a subprocess, as a
+    user runs it) on a data folder whose landing holds the customers, the products and the
+    event files dated before ``before``; returns that assignment's date, its members, the
+    segment names and the run's seconds."""
+    data = folder / "platform"
+    shutil.rmtree(data, ignore_errors=True)
+    for kind in ("customers", "products"):
+        shutil.copytree(folder / "landing" / kind, data / "landing" / kind)
+    (data / "landing" / "events").mkdir(parents=True)
+    for f in sorted((folder / "landing" / "events").glob("events_*.parquet")):
+        if dt.date.fromisoformat(f.stem.removeprefix("events_")) < before:
+            shutil.copyfile(f, data / "landing" / "events" / f.name)
+    env = {**os.environ, "SEGMENTATION_DATA_DIR": str(data),
+           "DAGSTER_HOME": str(data / "dagster_home")}  # fmt: skip
+    cmd = [sys.executable, "-m", "segmentation_dagster.cli", "run", "--no-demo"]
+    t0 = time.perf_counter()
+    with (folder / "platform.log").open("w") as log:
+        done = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - t0
+    if done.returncode:
+        raise RuntimeError(f"segmentation run failed: see {folder / 'platform.log'}")
+    warehouse = data / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        found = segments.members_before(con, before)
+        names = dict(con.execute(
+            "select segment_id, segment_name from segmentation.segment_profiles"
+        ).fetchall())  # fmt: skip
+    if found is None:
+        raise RuntimeError(f"no assignment before {before} in {warehouse}")
+    return found[0], found[1], names, seconds
 
 
 #: (customers, days, seed, purchases only): small shops, short spans, other random draws
@@ -92,8 +153,8 @@ def _shops_markdown(rows: list[dict]) -> list[str]:
     ]
     for r in judged:
         spend = r["spend_by_persona"]
-        ours = sum(p["error"] <= 0.2 for p in spend)
-        base = sum(p["baseline_error"] <= 0.2 for p in spend)
+        ours = sum(p["error"] is not None and p["error"] <= 0.2 for p in spend)
+        base = sum(p["baseline_error"] is not None and p["baseline_error"] <= 0.2 for p in spend)
         log = "purchases only" if r["purchases_only"] else "full"
         lines.append(
             f"| {r['customers']:,} | {r['days']} | {r['seed']} | {log} | {r['horizon_days']} | "
@@ -103,12 +164,46 @@ def _shops_markdown(rows: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _all(rows: list[dict]) -> str:
+    total, ours, base = (sum(p[c] for p in rows) for c in ("actual", "predicted", "baseline"))
+    n = sum(p["customers"] for p in rows)
+    return (f"| all | {n:,} | {total:,.0f} | {ours:,.0f} | {abs(ours / total - 1):.0%} | "
+            f"{base:,.0f} | {abs(base / total - 1):.0%} |")  # fmt: skip
+
+
+def _segments_markdown(r: dict) -> list[str]:
+    """The same forecasts grouped by the platform's own segments (the target's grouping)."""
+    lines = [
+        f"By the platform's own segments: `segmentation run` on the events before "
+        f"{r['cutoff']} ({r['segmentation_seconds']:.0f} s), its assignment of "
+        f"{r['segments_as_of']}, as the `customer_value` asset groups its validation; "
+        f"{value.NO_SEGMENT}: bought before the cutoff, but out of the features' scope on that "
+        "day (no event in the last `features.active_days`).",
+        "",
+        "| segment | customers | actual spend | ours | error | BG/NBD + GG | error |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in r["spend_by_segment"]:
+        seg = "" if p["segment_id"] is None else f"{p['segment_id']} "
+        lines.append(
+            f"| {seg}{p['segment_name']} | {p['customers']:,} | {p['actual']:,.0f} | "
+            f"{p['predicted']:,.0f} | {_pct(p['error'])} | {p['baseline']:,.0f} | "
+            f"{_pct(p['baseline_error'])} |"
+        )
+    return [*lines, _all(r["spend_by_segment"]), ""]
+
+
+def _pct(error: float | None) -> str:
+    return "–" if error is None else f"{error:.0%}"
+
+
 def _markdown(report: dict[str, dict]) -> str:
     lines = [
         "# Churn risk and expected spend vs BG/NBD + Gamma-Gamma",
         "",
         f"`python -m benchmarks.value` on {report['machine']}; "
-        f"{report['customers']:,} customers, {report['days']} days of demo data.",
+        f"{report['customers']:,} customers, {report['days']} days of demo data from "
+        f"{report['start_date']}.",
         "",
     ]
     for log in ("full event log", "purchases only"):
@@ -134,16 +229,12 @@ def _markdown(report: dict[str, dict]) -> str:
         for p in r["spend_by_persona"]:
             lines.append(
                 f"| {p['segment_id']} | {p['customers']:,} | {p['actual']:,.0f} | "
-                f"{p['predicted']:,.0f} | {p['error']:.0%} | {p['baseline']:,.0f} | "
-                f"{p['baseline_error']:.0%} |"
+                f"{p['predicted']:,.0f} | {_pct(p['error'])} | {p['baseline']:,.0f} | "
+                f"{_pct(p['baseline_error'])} |"
             )
-        total = sum(p["actual"] for p in r["spend_by_persona"])
-        ours = sum(p["predicted"] for p in r["spend_by_persona"])
-        base = sum(p["baseline"] for p in r["spend_by_persona"])
+        lines += [_all(r["spend_by_persona"]), ""]
+        lines += _segments_markdown(r)
         lines += [
-            f"| all | | {total:,.0f} | {ours:,.0f} | {abs(ours / total - 1):.0%} | "
-            f"{base:,.0f} | {abs(base / total - 1):.0%} |",
-            "",
             "Calibration (deciles of predicted churn risk):",
             "",
             "| decile | customers | predicted | observed |",
@@ -162,11 +253,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     report: dict = {"machine": _machine(), "customers": args.customers, "days": args.days}
+    # ending yesterday: the platform's run refuses events dated in the future
+    start = demo_start_date(None, args.days)
+    report["start_date"] = str(start)
     for log, purchases_only in (("full event log", False), ("purchases only", True)):
         cfg = simulate.DemoConfig(n_customers=args.customers, days=args.days, seed=args.seed,
-                                  purchases_only=purchases_only)  # fmt: skip
-        folder = WORK / f"{args.customers}_{args.days}_{args.seed}_{int(purchases_only)}"
-        report[log] = _run(folder, cfg)
+                                  purchases_only=purchases_only, start_date=start)  # fmt: skip
+        folder = WORK / f"{args.customers}_{args.days}_{args.seed}_{int(purchases_only)}_{start}"
+        report[log] = _run(folder, cfg, platform=True)
         brief = {k: report[log].get(k) for k in ("auc", "auc_baseline", "seconds")}
         print(f"{log}: {brief}", flush=True)
     report["shops"] = _shops()

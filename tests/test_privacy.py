@@ -54,6 +54,12 @@ def test_a_table_grouped_by_an_earlier_assignment_is_judged_by_its_own_groups_to
     # interests describe a segment's writers only: 2 writers of a 50-customer segment are 2
     writers = pl.DataFrame({"segment_id": [1, 2], "writers": [2, 40]})
     assert privacy.small_groups(today, writers, 5, "writers") == {1}
+    # the customers in no segment then (segment_id null) are a group too
+    for n, shown_n in ((3, None), (40, 40)):
+        table = pl.DataFrame({"segment_id": [2, None], "customers": [60, n]})
+        small = privacy.small_groups(today, table, 5)
+        assert (None in small) == (n < 5)
+        assert privacy.suppress(table, small, ["customers"]).rows() == [(2, 60), (None, shown_n)]
 
 
 def _everywhere(p, victim: str, mark: str) -> list[str]:

@@ -221,6 +221,23 @@ def test_kept_models_score_the_next_days_until_they_are_due_or_their_history_cha
     assert "history they learnt from changed" in changed.retrained
 
 
+def test_the_spend_rows_add_up_to_the_split_with_the_unsegmented_as_a_row_of_their_own(
+    short_demo,
+):
+    """A customer who bought before the cutoff but was in no segment then (inactive at that
+    snapshot, or new since) is not dropped from the spend validation: they are its null row."""
+    con, personas = short_demo[0].cursor(), short_demo[1]
+    some = personas.filter(pl.col("segment_id") != "new_one_off")
+    v = value.score(con, "main.events", some, value.ValueConfig(min_customers=50)).validation
+    assert v is not None
+    rows = v.spend_by_segment
+    assert rows["customers"].sum() == v.n_test
+    assert rows["segment_id"].null_count() == 1 and rows["segment_id"][-1] is None  # last
+    unsegmented = rows.filter(pl.col("segment_id").is_null())
+    assert unsegmented["customers"].item() > 0 and unsegmented["actual"].item() >= 0
+    assert "new_one_off" not in rows["segment_id"].to_list()
+
+
 def test_unreadable_kept_models_are_retrained_not_trusted(tmp_path):
     path = tmp_path / value.MODELS_FILE
     assert value.load_trained(path) == (None, "")  # nothing kept yet

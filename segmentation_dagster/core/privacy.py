@@ -132,13 +132,15 @@ def pseudonymise(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
 # -- small groups ------------------------------------------------------------------------------
 
 
-def small_segments(sizes: dict[int, int], min_group_size: int) -> set[int]:
-    return {int(s) for s, n in sizes.items() if n < min_group_size}
+def small_segments(sizes: dict[int | None, int], min_group_size: int) -> set[int | None]:
+    """The groups of fewer than ``min_group_size`` customers (None: the customers in no
+    segment, a group of its own in some tables)."""
+    return {None if s is None else int(s) for s, n in sizes.items() if n < min_group_size}
 
 
 def small_groups(
     sizes: dict[int, int], table: pl.DataFrame, min_group_size: int, count: str = "customers"
-) -> set[int]:
+) -> set[int | None]:
     """The segments of ``table`` (``segment_id`` and the ``count`` of customers each row
     describes) too small to publish: small today (``sizes``) or small in the table itself,
     which may group by an earlier assignment (a segment smaller then, or retired since) or
@@ -147,11 +149,14 @@ def small_groups(
     return small_segments(sizes, min_group_size) | small_segments(own, min_group_size)
 
 
-def suppress(df: pl.DataFrame, small: set[int], columns: Iterable[str]) -> pl.DataFrame:
-    """Null the ``columns`` of the rows of small segments (text columns say why)."""
+def suppress(df: pl.DataFrame, small: set[int | None], columns: Iterable[str]) -> pl.DataFrame:
+    """Null the ``columns`` of the rows of small segments (text columns say why); None in
+    ``small``: the row of the customers in no segment too."""
     if not small:
         return df
-    is_small = pl.col("segment_id").is_in(sorted(small))
+    is_small = pl.col("segment_id").is_in(sorted(s for s in small if s is not None))
+    if None in small:
+        is_small = is_small | pl.col("segment_id").is_null()
     return df.with_columns(
         pl.when(is_small)
         .then(pl.lit(SUPPRESSED) if df.schema[c] == pl.String else pl.lit(None))

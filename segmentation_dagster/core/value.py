@@ -359,6 +359,8 @@ def with_baseline(feats: pl.DataFrame, bgnbd: BgNbd, horizon: int) -> pl.DataFra
 _CHURN_SIGNS = {"bgnbd_p_alive": -1, "bgnbd_purchases": -1}
 _SPEND_SIGNS = {"bgnbd_purchases": 1}
 _MODEL_FEATURES = (*FEATURES, *BASELINE_FEATURES)
+#: the name of :attr:`Validation.spend_by_segment`'s row of the customers in no segment
+NO_SEGMENT = "(in no segment then)"
 #: spend is forecast only when at least this many customers of a split spent something (a log
 #: without prices has none): below it, expected spend is null and the validation says why
 MIN_SPENDERS = 20
@@ -441,7 +443,8 @@ class Validation:
     auc_baseline: float | None
     brier: float
     calibration: pl.DataFrame
-    #: per segment: customers, actual spend, predicted (ours, baseline), relative errors
+    #: per segment: customers, actual spend, predicted (ours, baseline), relative errors; the
+    #: customers in no segment of that assignment are the row whose segment_id is null
     spend_by_segment: pl.DataFrame
     #: the snapshot whose segments group ``spend_by_segment``: one from before the outcomes,
     #: or None for today's (chosen after them: a segment of the inactive is, in part, the
@@ -483,7 +486,9 @@ def validate(
         predicted=pl.Series(spend).fill_nan(None), baseline=pl.Series(spend_base).fill_nan(None)
     )
     by_segment = (
-        scored.join(segments.select("customer_id", "segment_id"), on="customer_id", how="inner")
+        # a left join: who bought but was in no segment then (inactive at that snapshot, or
+        # new since) is a row of its own (segment_id null), so the rows add up to the split
+        scored.join(segments.select("customer_id", "segment_id"), on="customer_id", how="left")
         .group_by("segment_id")
         .agg(
             customers=pl.len(),
@@ -491,11 +496,10 @@ def validate(
             predicted=pl.col("predicted").sum(),
             baseline=pl.col("baseline").sum(),
         )  # fmt: skip
-        .with_columns(
-            error=(pl.col("predicted") / pl.col("actual") - 1).abs(),
-            baseline_error=(pl.col("baseline") / pl.col("actual") - 1).abs(),
+        .with_columns(  # relative to nothing spent, an error is not a number: null
+            error=_relative_error("predicted"), baseline_error=_relative_error("baseline")
         )
-        .sort("segment_id")
+        .sort("segment_id", nulls_last=True)
     )
     v = Validation(
         horizon_days=horizon,
@@ -511,6 +515,11 @@ def validate(
         spend_not_modelled=_why_no_spend(train, models, baseline),
     )
     return v, models, baseline, test
+
+
+def _relative_error(column: str) -> pl.Expr:
+    actual = pl.col("actual")
+    return pl.when(actual > 0).then((pl.col(column) / actual - 1).abs())
 
 
 def _why_no_spend(train: pl.DataFrame, models: Models, baseline: Baseline) -> str:

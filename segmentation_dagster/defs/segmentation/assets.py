@@ -291,7 +291,9 @@ def customer_value(
     small = privacy.small_groups(sizes, v.spend_by_segment, cfg.privacy.min_group_size)
     by_segment = privacy.suppress(
         v.spend_by_segment.with_columns(
-            segment_name=pl.col("segment_id").replace_strict(names, default=None)
+            segment_name=pl.when(pl.col("segment_id").is_null())
+            .then(pl.lit(value.NO_SEGMENT))
+            .otherwise(pl.col("segment_id").replace_strict(names, default=None))
         ).select("segment_id", "segment_name", "customers", "actual", "predicted", "error",
                  "baseline", "baseline_error"),
         small, ["customers", "actual", "predicted", "error", "baseline", "baseline_error"],
