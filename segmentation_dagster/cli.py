@@ -188,13 +188,48 @@ def _refuse_broken_configuration(paths: Paths) -> bool:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    found = configuration_problems(Paths.from_env())
+    paths = Paths.from_env()
+    found = configuration_problems(paths)
     for label, why in found:
         absent = "" if Path(label).exists() else "  (no such file: the built-in defaults)"
         print(f"{'ok   ' if why is None else 'ERROR'}  {label}{absent}")
         for line in (why or "").splitlines():
             print(f"       {line}")
-    return 1 if any(why for _, why in found) else 0
+    from segmentation_dagster.core.sources import mapping_path
+
+    mapping_ok = dict(found).get(str(mapping_path(paths.landing_dir))) is None
+    landed = _landed_problems(paths) if mapping_ok else []
+    return 1 if any(why for _, why in found) or landed else 0
+
+
+def _landed_problems(paths: Paths) -> list[str]:
+    """The landed files the mapping cannot read (the newest of each kind, nothing loaded)."""
+    from segmentation_dagster.core import ingest
+    from segmentation_dagster.core.sources import load_mapping, mapping_path
+
+    if not paths.landing_dir.is_dir():
+        return []
+    problems = ingest.check_landed(paths.landing_dir, load_mapping(mapping_path(paths.landing_dir)))
+    n = ingest.CHECKED_FILES
+    print(f"{'ok   ' if not problems else 'ERROR'}  {paths.landing_dir}  (the newest {n} files "
+          "of each kind, read with the mapping; nothing is loaded)")  # fmt: skip
+    for line in problems:
+        print(f"       {line}")
+    return problems
+
+
+#: the run config of ``segmentation run --full-refresh``
+FULL_REFRESH = {"dbt_models": {"config": {"full_refresh": True}}}
+
+
+def builds_dbt_models(defs: dg.Definitions, job: str) -> bool:
+    """Whether ``job`` (of ``defs``) has the step ``--full-refresh`` configures."""
+    import dagster as dg
+
+    try:
+        return any(n.name == "dbt_models" for n in defs.resolve_job_def(job).graph.nodes)
+    except dg.DagsterInvariantViolationError:  # not defined here (the Spark job on DuckDB)
+        return False
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -217,7 +252,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if job == "spark_segmentation_job" and not spark:
             print("spark_segmentation_job needs SEGMENTATION_ENGINE=spark", file=sys.stderr)
             return 2
-        run = execute(defs, job, instance, log_level=args.log_level)
+        if args.full_refresh and not builds_dbt_models(defs, job):
+            print(f"--full-refresh rebuilds dbt_models, which {job} does not run", file=sys.stderr)
+            return 2
+        ops = FULL_REFRESH if args.full_refresh else {}
+        run = execute(defs, job, instance, log_level=args.log_level, ops=ops)
         if not run.success:
             for step, message in run.failures:
                 print(f"step {step} failed: {message}", file=sys.stderr)
@@ -617,6 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the job to run (default: everything; spark_segmentation_job with "
         "SEGMENTATION_ENGINE=spark)",
+    )
+    p_run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the behaviour state from every event (needed once after changing "
+        "half_life_days, change_windows_days, change_alpha or session_gap_minutes)",
     )
     p_run.add_argument("--log-level", default="INFO", help="Dagster console log level")
     p_run.set_defaults(func=cmd_run)

@@ -32,11 +32,15 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from segmentation_dagster.adapters import dagster_internals
 from segmentation_dagster.core import runlock
+
+if TYPE_CHECKING:
+    from dagster_shared.error import SerializableErrorInfo
 
 PID_TAG = "segmentation/pid"
 HOST_TAG = "segmentation/host"
@@ -81,12 +85,14 @@ def execute(
     tags: Mapping[str, str] | None = None,
     log_level: str = "INFO",
     capture_stdout: bool = False,
+    ops: Mapping[str, object] | None = None,
 ) -> JobRun:
     """Run ``job`` of ``defs`` in this process on ``instance``. The run is tagged with this
     process (:func:`process_tags`, for :func:`fail_dead_runs`) and ``tags``; Dagster's console
     log shows ``log_level`` and up; ``capture_stdout`` keeps what steps print (dbt's log) off
-    the console. A failed step does not raise: its error is in :attr:`JobRun.failures`."""
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    the console; ``ops`` is the run config of its steps (e.g. ``dbt_models``'s full refresh). A
+    failed step does not raise: its error is in :attr:`JobRun.failures`."""
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}, "ops": ops or {}}
     quiet = (
         contextlib.redirect_stdout(io.StringIO()) if capture_stdout else contextlib.nullcontext()
     )
@@ -99,11 +105,20 @@ def execute(
             raise_on_error=False,
         )
     failures = tuple(
-        (ev.step_key or "", ev.step_failure_data.error.message.strip())
+        (ev.step_key or "", _reason(ev.step_failure_data.error))
         for ev in result.all_events
         if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error
     )
     return JobRun(job, result.run_id, result.success, time.perf_counter() - t0, failures)
+
+
+def _reason(error: SerializableErrorInfo) -> str:
+    """What went wrong, not where: Dagster wraps a step's exception in one saying which op
+    raised it ("Error occurred while executing op ..."); the innermost cause is the step's own
+    message (a file, column and rule; dbt's failed nodes)."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def _is_dead(instance: dg.DagsterInstance, run: dg.DagsterRun, created: dt.datetime) -> bool:

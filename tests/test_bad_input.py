@@ -154,6 +154,11 @@ FILE_CASES = [
      "not UTF-8 (line 30002); declare the file's encoding"),
     ("corrupt gzip csv", lambda p, t: _write_raw(t.with_suffix(".csv.gz"), b"\x1f\x8bnot gzip"),
      "cannot be read"),
+    ("csv mixing CRLF and LF line ends",  # lines appended to a Windows file on Linux
+     lambda p, t: _write_raw(t, HEADER.replace(b"\n", b"\r\n")
+                             + b"1,2,2026-08-01,view\r\n" * 3 + b"3,4,2026-08-01,view\n" * 2),
+     "cannot be read as CSV: it mixes Windows (CRLF) and Unix (LF) line ends: line 1 ends with "
+     "CRLF, line 5 with LF"),
 ]  # fmt: skip
 
 ROW_CASES = [

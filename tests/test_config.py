@@ -210,6 +210,27 @@ def test_check_names_every_broken_file_and_run_refuses_before_loading_anything(
     assert err.count("configuration: ") == 3 and not paths.duckdb_path.exists()
 
 
+def test_check_reads_the_landed_files_with_the_mapping_and_names_a_column_they_lack(
+    paths, tmp_path, capsys
+):
+    from segmentation_dagster import cli
+
+    (tmp_path / "config").mkdir()
+    events = paths.landing_dir / "events"
+    events.mkdir(parents=True)
+    (events / "orders.csv").write_text("line_id,client,ordered_at\n1,a,2025-01-01\n")
+    sources = tmp_path / "config" / "sources.yml"
+    sources.write_text("events:\n  columns:\n    event_id: line_id\n    customer_id: client\n"
+                       "    event_ts: ordered_at\n    event_type: \"'purchase'\"\n")  # fmt: skip
+    assert cli.main(["check"]) == 0
+    assert f"ok     {paths.landing_dir}  (the newest" in capsys.readouterr().out
+    sources.write_text(sources.read_text().replace("client", "clinet"))  # a typo
+    assert cli.main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "events/orders.csv: events.columns.customer_id: column clinet is not in the file" in out
+    assert not paths.duckdb_path.exists()  # nothing was loaded
+
+
 def test_a_command_gives_an_instance_folder_without_settings_the_projects_own(
     paths, tmp_path, monkeypatch
 ):

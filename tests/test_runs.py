@@ -31,7 +31,8 @@ def test_a_failed_step_is_reported_by_name_with_its_error_and_the_run_is_tagged(
         tags = instance.get_run_by_id(run.run_id).tags
     assert not run.success and run.job == "bad"
     [(step, message)] = run.failures
-    assert step == "broken" and 'executing op "broken"' in message
+    # the step's own error, not Dagster's wrapper ("Error occurred while executing op ...")
+    assert step == "broken" and message == "ValueError: the reason the step failed"
     assert run.failure_summary().startswith("broken: ")
     assert tags["x"] == "y" and PID_TAG in tags
     assert "noise a step prints" not in capsys.readouterr().out
@@ -43,3 +44,21 @@ def test_a_good_run_succeeds_and_prints_what_its_steps_print(capsys):
     assert run.success and run.failures == () and run.seconds > 0
     assert run.failure_summary() == "see UI"
     assert "noise a step prints" in capsys.readouterr().out
+
+
+def test_full_refresh_is_run_config_every_duckdb_job_accepts():
+    """`segmentation run --full-refresh` passes FULL_REFRESH as the steps' run config: each job
+    it may run must accept it (checked by Dagster against the jobs' own config schema)."""
+    from dagster._core.system_config.objects import ResolvedRunConfig
+
+    from segmentation_dagster import cli
+    from segmentation_dagster.definitions import defs
+
+    assert cli.build_parser().parse_args(["run", "--full-refresh"]).full_refresh
+    for job in ("segmentation_job", "daily_refresh_job"):
+        assert cli.builds_dbt_models(defs, job)
+        config = ResolvedRunConfig.build(defs.resolve_job_def(job), {"ops": cli.FULL_REFRESH})
+        assert config.ops["dbt_models"].config["full_refresh"] is True
+    # a job without the dbt step is refused before it runs, not failed on its config
+    assert not cli.builds_dbt_models(defs, "resegmentation_job")
+    assert not cli.builds_dbt_models(defs, "spark_segmentation_job")

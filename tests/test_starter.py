@@ -141,3 +141,21 @@ def test_init_reads_day_first_timestamps_and_decimal_commas_and_says_what_it_can
     found = starter.inspect(paths.landing_dir)
     assert found.kinds["events"].unreadable_ts is not None and found.first_date is None
     assert 'NOT READ: values like "day ' in starter.sources_yml(found)
+
+
+def test_init_maps_a_category_name_and_names_the_columns_it_leaves_out(paths, tmp_path):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    pl.DataFrame({
+        "line_id": [1, 2], "client": ["a", "b"], "ordered_at": ["2025-01-01", "2025-01-02"],
+        "sku": ["x", "y"], "category_name": ["shoes", "hats"], "unit_price": [9.5, 3.0],
+        "gift_note": ["", "for mum"],
+    }).write_csv(folder / "orders.csv")  # fmt: skip
+    text = starter.sources_yml(starter.inspect(paths.landing_dir))
+    assert 'category: "category_name"' in text
+    assert "# NOT MAPPED, so not loaded: gift_note\n" in text
+    found = text.split("nothing was found for: ")[1].split(")")[0].split(", ")
+    assert "event_type" not in found and "session_id" in found  # event_type is a constant
+    sources = tmp_path / "sources.yml"
+    sources.write_text(text)
+    assert set(load_mapping(sources).expressions("events")) >= {"category", "price"}

@@ -46,11 +46,11 @@ checked as (
     -- full refresh
     select case
         when {{ snapshot_date() }} < (select max(state_date) from prior)
-        then {{ raise_sql_error("'snapshot_date is before the behaviour state; run with a full refresh'") }}
+        then {{ raise_sql_error("'snapshot_date is before the behaviour state; run with a full refresh (segmentation run --full-refresh, or full_refresh: true on dbt_models in the launchpad)'") }}
         when (select any_value(_params) from prior) <> '{{ params }}'
         then {{ raise_sql_error(
             "'the behaviour state was folded with ' || (select any_value(_params) from prior)
-            || ', this run asks for " ~ params ~ "; run with a full refresh'") }}
+            || ', this run asks for " ~ params ~ "; run with a full refresh (segmentation run --full-refresh, or full_refresh: true on dbt_models in the launchpad)'") }}
     end as ok
 
 ),

@@ -286,8 +286,9 @@ def _first_line(e: Exception) -> str:
 _NOT_UTF8 = re.compile(r"not utf-8 encoded|invalid unicode", re.IGNORECASE)
 
 
-def _cannot_read(name: str, kind: str, e: Exception) -> LandingFileError:
-    """The error for a file DuckDB could not read; an encoding problem says how to declare it."""
+def _cannot_read(name: str, kind: str, e: Exception, path: Path | None = None) -> LandingFileError:
+    """The error for a file DuckDB could not read; an encoding problem says how to declare it,
+    a CSV whose dialect could not be detected what the sniffer tripped on when we can tell."""
     if _NOT_UTF8.search(str(e)):
         line = re.search(r"CSV Error on Line: (\d+)", str(e))
         at = f" (line {line.group(1)})" if line else ""
@@ -295,7 +296,60 @@ def _cannot_read(name: str, kind: str, e: Exception) -> LandingFileError:
             f"{name}: not UTF-8{at}; declare the file's encoding in the sources file, e.g. "
             f"{kind}: {{csv: {{encoding: latin-1}}}} (utf-8, utf-16 or latin-1)"
         )
+    if "Error when sniffing file" in str(e):
+        mixed = _mixed_line_ends(path) if path is not None else None
+        if mixed:
+            return LandingFileError(
+                f"{name}: cannot be read as CSV: {mixed}; save it with one "
+                "kind of line end (the landed file is left as it is)"
+            )
+        return LandingFileError(
+            f"{name}: cannot be read as CSV: its dialect (delimiter, quote, escape, header) "
+            f"could not be detected; declare it in the sources file, e.g. {kind}: {{csv: "
+            "{delim: ';', quote: '\"'}} (docs/data-quality.md)"
+        )  # fmt: skip
     return LandingFileError(f"{name}: cannot be read ({_first_line(e)})")
+
+
+def _mixed_line_ends(path: Path) -> str | None:
+    """Where a file mixes Windows (CRLF) and Unix (LF) line ends, which no CSV dialect reads:
+    the first line of each kind; None when it does not."""
+    first: dict[str, int] = {}
+    with gzip.open(path) if path.suffix == ".gz" else path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            if line.endswith(b"\n"):
+                first.setdefault("CRLF" if line.endswith(b"\r\n") else "LF", number)
+            if len(first) == 2:
+                a, b = sorted(first, key=first.__getitem__)
+                return (f"it mixes Windows (CRLF) and Unix (LF) line ends: line {first[a]} ends "
+                        f"with {a}, line {first[b]} with {b}")  # fmt: skip
+    return None
+
+
+#: ``check_landed`` looks at this many of each kind's newest files
+CHECKED_FILES = 20
+
+
+def check_landed(
+    landing_dir: Path, mapping: SourceMapping, per_kind: int = CHECKED_FILES
+) -> list[str]:
+    """The file-level problems a run would reject landed files for, found without loading
+    anything: each kind's ``per_kind`` newest files are opened read-only and checked as a run
+    checks them before it scans (readable, the header, every required column present or
+    mapped, every mapped expression valid over the file's columns). One line per file."""
+    problems = []
+    for kind, contract in CONTRACTS.items():
+        entries = [e for e in landing.kind_entries(landing_dir, kind) if e.real is not None]
+        if not entries:
+            continue
+        entries = entries[-per_kind:]
+        with file_reader([e.real for e in entries]) as rcon:
+            for e in entries:
+                try:
+                    _inspect(rcon, e.name, e.real, contract, mapping)
+                except LandingFileError as err:
+                    problems.append(f"{kind}/{err}")
+    return problems
 
 
 @dataclass
@@ -349,7 +403,7 @@ def _inspect(
     try:
         described = rcon.execute(f"describe select * from {reader}").fetchall()
     except duckdb.Error as e:
-        raise _cannot_read(name, contract.kind, e) from e
+        raise _cannot_read(name, contract.kind, e, path) from e
     if csv_file:
         _check_csv_header(name, path, len(described), dialect)
     present = {row[0].lower(): row[0] for row in described}

@@ -33,7 +33,8 @@ NAMES: dict[str, tuple[str, ...]] = {
     "session_id": ("sessionid", "session", "visitid"),
     "product_id": ("productid", "product", "sku", "itemid", "item", "article", "stockcode"),
     "category": ("category", "dept", "department", "categorycode", "productcategory", "cat",
-                 "family"),
+                 "family", "categoryname", "categorylabel", "productcategoryname", "catname",
+                 "departmentname"),
     "price": ("price", "unitprice", "itemprice", "amount", "linetotal"),
     "discount": ("discount", "markdown", "discountrate"),
     "quantity": ("quantity", "qty", "units", "count"),
@@ -284,6 +285,7 @@ def sources_yml(found: Inspection) -> str:
             shown = ", ".join(f"{k}: {_yaml_str(v)}" for k, v in options.items())
             lines.append(f"  csv: {{{shown}}}")
         lines.append("  columns:")
+        first = len(lines)
         for target in contract.columns:
             source = look.mapped.get(target)
             required = target in contract.required
@@ -316,7 +318,26 @@ def sources_yml(found: Inspection) -> str:
             elif required:
                 lines.append(f"    # {target}: NOT FOUND - map it, the files are rejected "
                              "without it")  # fmt: skip
+        lines += _not_mapped(look, contract.columns, "\n".join(lines[first:]))
     return "\n".join(lines) + "\n"
+
+
+def _not_mapped(look: KindLook, targets: tuple[str, ...], written: str) -> list[str]:
+    """Comments naming your columns the mapping does not read (left out of the warehouse)
+    and the optional contract columns nothing was found for: one may be the other."""
+    unread = [
+        c
+        for c in look.columns
+        if c not in look.mapped.values()
+        and not re.search(rf"(?<![A-Za-z0-9_]){re.escape(c)}(?![A-Za-z0-9_])", written)
+    ]
+    if not unread:
+        return []
+    missing = [t for t in targets if t not in look.mapped
+               and not re.search(rf"^    {t}:", written, re.MULTILINE)]  # fmt: skip
+    return [f"    # NOT MAPPED, so not loaded: {', '.join(_shown(c) for c in unread)}",
+            *([f"    # (contract columns nothing was found for: {', '.join(missing)})"]
+              if missing else [])]  # fmt: skip
 
 
 def project_yml(found: Inspection) -> str:

@@ -95,7 +95,7 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
             files = _manifest_rows(con, kind, [*report.loaded, *report.replaced])
         _record_files(context, kind, files)
         for name, why in report.rejected.items():
-            context.log.error(f"rejected landing file {name}: {why}")
+            context.log.error(f"rejected landing file {_named(name, why)}")
         for name, why in report.ignored.items():
             context.log.warning(f"landing entry {name} not read: {why}")
         for name, why in report.rejected_before.items():
@@ -109,7 +109,7 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
             when = "rejected" if report.rejected else "rejected before under the same mapping"
             raise ValueError(
                 f"no events loaded from {landing.dir / 'events'}: {len(rejected)} file(s) "
-                f"{when}, e.g. {name}: {why} (every reason is in the log above and in "
+                f"{when}, e.g. {_named(name, why)} (every reason is in the log above and in "
                 f"{ingest.MANIFEST}; a rejected file is read again once sources.yml or the "
                 "limits change)"
             )
@@ -195,7 +195,7 @@ def landing_file(
         )  # fmt: skip
         files = _manifest_rows(con, kind, [name])
     if report.rejected:
-        raise ValueError(f"{kind}/{name}: rejected: {report.rejected[name]}")
+        raise ValueError(f"{kind}/{_named(name, report.rejected[name])} (rejected)")
     row = files.row(0, named=True)
     return dg.MaterializeResult(
         metadata={
@@ -218,3 +218,8 @@ def _erased():  # noqa: ANN202
 raw_events = build_raw_asset("events")
 raw_customers = build_raw_asset("customers")
 raw_products = build_raw_asset("products")
+
+
+def _named(name: str, why: str) -> str:
+    """``why`` a file was rejected, starting with its name once (most reasons already do)."""
+    return why if why.startswith(f"{name}:") else f"{name}: {why}"
