@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -357,7 +358,20 @@ def print_summary(paths: Paths) -> None:
             continue
         print(f"  {seg:>3}  {name or '':<{w}} {size:>9,}  {share:>6.1%}  {play:<16}  {desc}")
     print(f"\nwarehouse: {paths.duckdb_path}")
-    print("next: `make ui` (Dagster UI on http://127.0.0.1:3000), `segmentation evaluate`")
+    print(f"next: `{ui_command(paths)}` (Dagster UI on http://127.0.0.1:3000), "
+          "`segmentation evaluate`")  # fmt: skip
+
+
+def ui_command(paths: Paths) -> str:
+    """``make ui`` as it must be typed to show these runs: the Makefile's instance folder and
+    data folder are the defaults, so another one is named on the command line."""
+    extra = []
+    home = os.environ.get("DAGSTER_HOME")
+    if home and Path(home).resolve() != (settings.REPO_ROOT / ".dagster_home").resolve():
+        extra.append(f"DAGSTER_HOME={shlex.quote(home)}")
+    if paths.data_dir.resolve() != (settings.REPO_ROOT / "data").resolve():
+        extra.append(f"SEGMENTATION_DATA_DIR={shlex.quote(str(paths.data_dir))}")
+    return " ".join(["make ui", *extra])
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -456,7 +470,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"looked at {paths.landing_dir}: "
           + ", ".join(f"{k} {v.files} file(s)" for k, v in found.kinds.items())
           + (f"; {found.first_date} .. {found.last_date} ({span} days)" if span else "")
-          + f"; event types {', '.join(found.event_types) or 'none'}")  # fmt: skip
+          + "; event types " + (", ".join(found.event_types)
+                                if found.event_types else "- (no event type column)"))  # fmt: skip
     for path, text in (
         (mapping_path(paths.landing_dir), starter.sources_yml(found)),
         (project.project_file(), starter.project_yml(found)),
@@ -467,6 +482,9 @@ def cmd_init(args: argparse.Namespace) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path}: read it, fix what it guessed")
+    print(f"\nboth apply to every run that reads the configuration folder "
+          f"{settings.config_dir()} (SEGMENTATION_CONFIG_DIR), whatever its data folder; "
+          "next: `segmentation check`")  # fmt: skip
     return 0
 
 
@@ -683,8 +701,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_audit.add_argument("--until", default=None, help="date or timestamp (default: now)")
     p_audit.set_defaults(func=cmd_audit)
 
+    init_help = "write a starter sources.yml and segmentation.yml from your landed files"
     p_init = sub.add_parser(
-        "init", help="write a starter sources.yml and segmentation.yml from your landed files"
+        "init",
+        help=init_help,
+        description=f"{init_help}: a sample of each kind's files is read (column names, types, "
+        "CSV dialect, timestamp formats, event types, date span) and a commented guess is "
+        "written to the configuration folder; files that exist are left as they are and what "
+        "init would write is printed instead.",
     )
     p_init.set_defaults(func=cmd_init)
 

@@ -62,3 +62,21 @@ def test_full_refresh_is_run_config_every_duckdb_job_accepts():
     # a job without the dbt step is refused before it runs, not failed on its config
     assert not cli.builds_dbt_models(defs, "resegmentation_job")
     assert not cli.builds_dbt_models(defs, "spark_segmentation_job")
+
+
+def test_the_next_step_names_the_instance_and_data_folder_the_runs_are_in(tmp_path, monkeypatch):
+    """`make ui` shows the Makefile's instance and data folder: after runs elsewhere the
+    summary's hint names them, so the UI shows the runs it just made."""
+    from segmentation_dagster import cli
+    from segmentation_dagster.core import settings
+    from segmentation_dagster.core.settings import Paths
+
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.REPO_ROOT / ".dagster_home"))
+    monkeypatch.setenv("SEGMENTATION_DATA_DIR", str(settings.REPO_ROOT / "data"))
+    assert cli.ui_command(Paths.from_env()) == "make ui"
+    mine = tmp_path / "my shop"
+    monkeypatch.setenv("DAGSTER_HOME", str(mine / "dagster_home"))
+    monkeypatch.setenv("SEGMENTATION_DATA_DIR", str(mine))
+    assert cli.ui_command(Paths.from_env()) == (
+        f"make ui DAGSTER_HOME='{mine}/dagster_home' SEGMENTATION_DATA_DIR='{mine}'"
+    )
