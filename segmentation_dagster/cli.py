@@ -397,13 +397,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"separation  silhouette {quality.silhouette_now:.3f} today, "
           f"{quality.silhouette_at_fit:.3f} at fit; mean distance to the centroid "
           f"x{quality.distance_ratio:.2f} of fit")  # fmt: skip
-    summary = evaluation.segment_summary(champion, features)
+    # customers and share: the published assignment (as `segmentation run` prints it, after
+    # the hysteresis that keeps a customer's segment); distance and confidence: the model's
+    # own reading of the customers whose nearest centroid each segment is
+    members = published.group_by("segment_id").agg(customers=pl.len())
+    summary = (
+        evaluation.segment_summary(champion, features)
+        .drop("customers", "share")
+        .join(members, on="segment_id", how="full", coalesce=True)
+        .with_columns(share=pl.col("customers").fill_null(0) / max(published.height, 1))
+        .sort("segment_id")
+    )
+    k = project.load().privacy.min_group_size
     w = max([22, *(len(n) for n in names.values())])
     print(f"\n  {'id':>3}  {'segment':<{w}} {'customers':>9}  {'share':>6}  "
           f"{'distance':>8}  {'confidence':>10}")  # fmt: skip
-    for seg, n, share, dist, conf in summary.iter_rows():
-        print(f"  {seg:>3}  {names.get(seg, ''):<{w}} {n:>9,}  {share:>6.1%}  {dist:>8.2f}  "
-              f"{conf:>10.2f}")  # fmt: skip
+    for seg, dist, conf, n, share in summary.select(
+        "segment_id", "mean_distance", "mean_confidence", "customers", "share"
+    ).iter_rows():
+        if (n or 0) < k:  # a small group's statistics stay in the warehouse
+            print(f"  {seg:>3}  {names.get(seg, ''):<{w}} {'< ' + str(k):>9}  {'-':>6}  "
+                  f"{'-':>8}  {'-':>10}  (suppressed: privacy.min_group_size)")  # fmt: skip
+            continue
+        print(f"  {seg:>3}  {names.get(seg, ''):<{w}} {n:>9,}  {share:>6.1%}  "
+              f"{_number(dist):>8}  {_number(conf):>10}")  # fmt: skip
     if not args.no_refit:
         st = evaluation.refit_stability(features, champion, project.load().selection)
         moved = f"new ids {list(st.alignment.new)}, retired {list(st.alignment.retired)}"
@@ -422,6 +439,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with pl.Config(tbl_rows=50, tbl_cols=30):
             print(ev.crosstab)
     return 0
+
+
+def _number(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _table(headers: list[str], rows: list[tuple]) -> str:

@@ -245,6 +245,34 @@ def test_evaluate_runs_on_any_data_and_compares_with_truth_only_when_there_is_on
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "stability" not in demo.stdout
     assert re.search(r"adjusted Rand index vs the demo's personas: 0\.[0-9]{3}", demo.stdout)
+    # the customers per segment are the published assignment's, as `segmentation run` shows
+    # them (after the hysteresis that keeps a customer's segment), not the model's nearest
+    # centroids: on a copy, 25 customers are published in another segment than the model's
+    import shutil
+
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(p.duckdb_path, copy)
+    with connect(copy) as con:
+        a, b = (r[0] for r in con.execute(
+            "select segment_id from segmentation.customer_segments group by all "
+            "order by count(*) desc limit 2"
+        ).fetchall())  # fmt: skip
+        con.execute(
+            "update segmentation.customer_segments set segment_id = ? where customer_id in "
+            "(select customer_id from segmentation.customer_segments where segment_id = ? "
+            "order by customer_id limit 25)",
+            [b, a],
+        )
+        published = dict(con.execute(
+            "select segment_id, count(*) from segmentation.customer_segments group by all"
+        ).fetchall())  # fmt: skip
+    moved = subprocess.run([*cli, "--no-refit"], env={**os.environ, **env_of(p),
+                           "SEGMENTATION_DUCKDB_PATH": str(copy)},
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert moved.returncode == 0, moved.stderr[-2000:]
+    row = re.compile(r"^ +(\d+) .*? ([\d,]+) +[\d.]+% ", re.MULTILINE)  # id ... customers share
+    shown = {int(i): int(n.replace(",", "")) for i, n in row.findall(moved.stdout)}
+    assert shown == {i: n for i, n in published.items() if n >= 10}, (shown, published)
 
 
 def test_the_run_summary_names_what_was_loaded_and_who_is_in_scope(pipeline_run, capsys):
