@@ -84,7 +84,7 @@ def _run(folder: Path, cfg: simulate.DemoConfig, platform: bool = False) -> dict
 
 def _platform_segments(
     folder: Path, before: dt.date
-) -> tuple[dt.date, pl.DataFrame, dict[int, str]]:
+) -> tuple[dt.date, pl.DataFrame, dict[int, str], float]:
     """The platform's own segments as the ``customer_value`` asset groups its validation: the
     last assignment before the test split's cutoff. ``segmentation run`` (a subprocess, as a
     user runs it) on a data folder whose landing holds the customers, the products and the
@@ -165,10 +165,15 @@ def _shops_markdown(rows: list[dict]) -> list[str]:
 
 
 def _all(rows: list[dict]) -> str:
-    total, ours, base = (sum(p[c] for p in rows) for c in ("actual", "predicted", "baseline"))
+    total, ours, base = (sum(p[c] or 0 for p in rows) for c in ("actual", "predicted", "baseline"))
     n = sum(p["customers"] for p in rows)
-    return (f"| all | {n:,} | {total:,.0f} | {ours:,.0f} | {abs(ours / total - 1):.0%} | "
-            f"{base:,.0f} | {abs(base / total - 1):.0%} |")  # fmt: skip
+    errors = [_pct(abs(x / total - 1) if total else None) for x in (ours, base)]
+    return (f"| all | {n:,} | {total:,.0f} | {ours:,.0f} | {errors[0]} | {base:,.0f} | "
+            f"{errors[1]} |")  # fmt: skip
+
+
+def _money(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
 
 
 def _segments_markdown(r: dict) -> list[str]:
@@ -187,7 +192,7 @@ def _segments_markdown(r: dict) -> list[str]:
         seg = "" if p["segment_id"] is None else f"{p['segment_id']} "
         lines.append(
             f"| {seg}{p['segment_name']} | {p['customers']:,} | {p['actual']:,.0f} | "
-            f"{p['predicted']:,.0f} | {_pct(p['error'])} | {p['baseline']:,.0f} | "
+            f"{_money(p['predicted'])} | {_pct(p['error'])} | {_money(p['baseline'])} | "
             f"{_pct(p['baseline_error'])} |"
         )
     return [*lines, _all(r["spend_by_segment"]), ""]
@@ -229,7 +234,7 @@ def _markdown(report: dict[str, dict]) -> str:
         for p in r["spend_by_persona"]:
             lines.append(
                 f"| {p['segment_id']} | {p['customers']:,} | {p['actual']:,.0f} | "
-                f"{p['predicted']:,.0f} | {_pct(p['error'])} | {p['baseline']:,.0f} | "
+                f"{_money(p['predicted'])} | {_pct(p['error'])} | {_money(p['baseline'])} | "
                 f"{_pct(p['baseline_error'])} |"
             )
         lines += [_all(r["spend_by_persona"]), ""]

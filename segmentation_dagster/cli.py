@@ -210,12 +210,15 @@ def _landed_problems(paths: Paths) -> list[str]:
 
     if not paths.landing_dir.is_dir():
         return []
-    problems = ingest.check_landed(paths.landing_dir, load_mapping(mapping_path(paths.landing_dir)))
+    mapping = load_mapping(mapping_path(paths.landing_dir))
+    problems, notes = ingest.check_landed(paths.landing_dir, mapping)
     n = ingest.CHECKED_FILES
     print(f"{'ok   ' if not problems else 'ERROR'}  {paths.landing_dir}  (the newest {n} files "
           "of each kind, read with the mapping; nothing is loaded)")  # fmt: skip
     for line in problems:
         print(f"       {line}")
+    for line in notes:
+        print(f"NOTE   {line}")
     return problems
 
 
@@ -238,13 +241,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if _refuse_broken_configuration(paths):  # before anything is loaded, not after ingestion
         return 2
     with cli_instance(paths) as instance:
-        if not _has_events(paths):
-            if args.no_demo:
-                print(f"no event files in {paths.landing_dir / 'events'}", file=sys.stderr)
-                return 2
-            print(f"no event files in {paths.landing_dir / 'events'}: generating the demo data set")
-            cmd_demo(args)
-
         from segmentation_dagster.definitions import defs
         from segmentation_dagster.runs import execute
 
@@ -256,6 +252,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.full_refresh and not builds_dbt_models(defs, job):
             print(f"--full-refresh rebuilds dbt_models, which {job} does not run", file=sys.stderr)
             return 2
+        if not _has_events(paths):  # after the arguments are known good: before any data
+            if args.no_demo:
+                print(f"no event files in {paths.landing_dir / 'events'}", file=sys.stderr)
+                return 2
+            print(f"no event files in {paths.landing_dir / 'events'}: generating the demo data set")
+            cmd_demo(args)
         ops = FULL_REFRESH if args.full_refresh else {}
         run = execute(defs, job, instance, log_level=args.log_level, ops=ops)
         if not run.success:
@@ -297,7 +299,7 @@ def print_spark_summary(paths: Paths) -> None:
 
 def print_summary(paths: Paths) -> None:
     """What was loaded and which segments were found."""
-    from segmentation_dagster.core import project, registry
+    from segmentation_dagster.core import privacy, project, registry
     from segmentation_dagster.core.warehouse import connect, one
 
     with connect(paths.duckdb_path) as con:
@@ -351,8 +353,9 @@ def print_summary(paths: Paths) -> None:
     print(f"  {'id':>3}  {'segment':<{w}} {'customers':>9}  {'share':>6}  {'playbook':<16}  "
           "profile")  # fmt: skip
     k = project.load().privacy.min_group_size
+    small = privacy.small_segments({p[0]: p[2] for p in profiles}, k)
     for seg, name, size, share, desc, play in profiles:
-        if size < k:  # a small group's statistics stay in the warehouse
+        if seg in small:  # a small group's statistics stay in the warehouse
             print(f"  {seg:>3}  {name or '':<{w}} {'< ' + str(k):>9}  {'-':>6}  {play:<16}  "
                   "(suppressed: privacy.min_group_size)")  # fmt: skip
             continue
@@ -363,21 +366,31 @@ def print_summary(paths: Paths) -> None:
 
 
 def ui_command(paths: Paths) -> str:
-    """``make ui`` as it must be typed to show these runs: the Makefile's instance folder and
-    data folder are the defaults, so another one is named on the command line."""
-    extra = []
-    home = os.environ.get("DAGSTER_HOME")
-    if home and Path(home).resolve() != (settings.REPO_ROOT / ".dagster_home").resolve():
-        extra.append(f"DAGSTER_HOME={shlex.quote(home)}")
-    if paths.data_dir.resolve() != (settings.REPO_ROOT / "data").resolve():
-        extra.append(f"SEGMENTATION_DATA_DIR={shlex.quote(str(paths.data_dir))}")
-    return " ".join(["make ui", *extra])
+    """How to open the UI on these runs: ``make ui`` for the Makefile's instance and data
+    folder; otherwise ``dagster dev`` itself with this shell's instance and folders (absolute,
+    quoted), since the Makefile would replace another instance's dagster.yaml with the
+    project's and splits a path at its spaces. Only folders and files are named (never a
+    key): the shell's other SEGMENTATION_* settings apply as they are."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.REPO_ROOT / ".dagster_home").resolve()
+    folders = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SEGMENTATION_")
+               and k.endswith(("_DIR", "_PATH", "_SOURCES", "_FILE"))}  # fmt: skip
+    default = home == (settings.REPO_ROOT / ".dagster_home").resolve() and all(
+        k == "SEGMENTATION_DATA_DIR" and paths.data_dir == (settings.REPO_ROOT / "data").resolve()
+        for k in folders
+    )
+    if default:
+        return "make ui"
+    env = [f"DAGSTER_HOME={shlex.quote(str(home))}",
+           *(f"{k}={shlex.quote(str(Path(v).resolve()))}" for k, v in folders.items())]  # fmt: skip
+    dagster = shlex.quote(str(Path(sys.executable).parent / "dagster"))
+    return (f"cd {shlex.quote(str(settings.REPO_ROOT))} && {' '.join(env)} {dagster} dev "
+            "-w workspace.yaml -h 127.0.0.1 -p 3000")  # fmt: skip
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from segmentation_dagster.core import drift, evaluation, project, registry, segments
+    from segmentation_dagster.core import drift, evaluation, privacy, project, registry, segments
     from segmentation_dagster.core.warehouse import connect
     from segmentation_dagster.demo.evaluate import evaluate_segments
 
@@ -409,13 +422,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         .sort("segment_id")
     )
     k = project.load().privacy.min_group_size
+    counts = summary.select("segment_id", pl.col("customers").fill_null(0))
+    small = privacy.small_groups({}, counts, k)  # the total is in the header: see small_groups
     w = max([22, *(len(n) for n in names.values())])
     print(f"\n  {'id':>3}  {'segment':<{w}} {'customers':>9}  {'share':>6}  "
           f"{'distance':>8}  {'confidence':>10}")  # fmt: skip
     for seg, dist, conf, n, share in summary.select(
         "segment_id", "mean_distance", "mean_confidence", "customers", "share"
     ).iter_rows():
-        if (n or 0) < k:  # a small group's statistics stay in the warehouse
+        if seg in small:  # a small group's statistics stay in the warehouse
             print(f"  {seg:>3}  {names.get(seg, ''):<{w}} {'< ' + str(k):>9}  {'-':>6}  "
                   f"{'-':>8}  {'-':>10}  (suppressed: privacy.min_group_size)")  # fmt: skip
             continue

@@ -112,11 +112,15 @@ def execute(
     return JobRun(job, result.run_id, result.success, time.perf_counter() - t0, failures)
 
 
+#: Dagster's own wrappers of a step's exception, which say where it was raised, not what
+_WRAPPERS = ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")
+
+
 def _reason(error: SerializableErrorInfo) -> str:
-    """What went wrong, not where: Dagster wraps a step's exception in one saying which op
-    raised it ("Error occurred while executing op ..."); the innermost cause is the step's own
-    message (a file, column and rule; dbt's failed nodes)."""
-    while error.cause is not None:
+    """What went wrong, not where: the step's own exception inside Dagster's wrapper ("Error
+    occurred while executing op ..."), whose message names the file, column and rule (not
+    what that exception was raised from: its cause is a detail of the step's own message)."""
+    while error.cls_name in _WRAPPERS and error.cause is not None:
         error = error.cause
     return error.message.strip()
 

@@ -159,6 +159,10 @@ FILE_CASES = [
                              + b"1,2,2026-08-01,view\r\n" * 3 + b"3,4,2026-08-01,view\n" * 2),
      "cannot be read as CSV: it mixes Windows (CRLF) and Unix (LF) line ends: line 1 ends with "
      "CRLF, line 5 with LF"),
+    ("gzipped csv mixing line ends (read as it is decompressed)",
+     lambda p, t: _write_raw(t.with_suffix(".CSV.GZ"), gzip.compress(
+         HEADER + b"1,2,2026-08-01,view\n" * 3 + b"3,4,2026-08-01,view\r\n" * 2)),
+     "it mixes Windows (CRLF) and Unix (LF) line ends: line 1 ends with LF, line 5 with CRLF"),
 ]  # fmt: skip
 
 ROW_CASES = [

@@ -231,6 +231,40 @@ def test_check_reads_the_landed_files_with_the_mapping_and_names_a_column_they_l
     assert not paths.duckdb_path.exists()  # nothing was loaded
 
 
+def test_check_groups_a_reason_many_files_share_and_notes_what_a_run_would_not_load(
+    paths, tmp_path, capsys
+):
+    import os
+
+    from segmentation_dagster import cli
+
+    (tmp_path / "config").mkdir()
+    events = paths.landing_dir / "events"
+    events.mkdir(parents=True)
+    for day in range(1, 26):  # 25 files: the check reads the newest 20 by modification time
+        f = events / f"day_{day:02d}.csv"
+        f.write_text(f"line_id,client,ordered_at,kind\n{day},a,2025-01-{day:02d},checkout\n"
+                     f"{day + 100},b,2025-01-{day:02d},pageview\n")  # fmt: skip
+        os.utime(f, (1_700_000_000 + day, 1_700_000_000 + day))
+    os.utime(events / "day_01.csv", (1_800_000_000, 1_800_000_000))  # the newest file
+    (paths.landing_dir / "orders.csv").write_text("a\n1\n")  # at the top: not read by a run
+    sources = tmp_path / "config" / "sources.yml"
+    sources.write_text("events:\n  columns:\n    event_id: line_id\n    customer_id: client\n"
+                       "    event_ts: ordered_at\n    event_type: kind\n")  # fmt: skip
+    assert cli.main(["check"]) == 0  # readable: the unknown types are a note, not an error
+    out = capsys.readouterr().out
+    assert "'checkout' (20)" in out and "pageview" not in out.split("NOTE")[-1].split(";")[0]
+    assert "not read by a run: orders.csv" in out
+    sources.write_text(sources.read_text().replace("client", "clinet"))
+    assert cli.main(["check"]) == 1
+    out = capsys.readouterr().out
+    # one line for the reason the 20 newest files share, naming the newest ones
+    assert out.count("column clinet is not in the file") == 1, out
+    assert "events: 20 files (day_07.csv, day_08.csv, day_09.csv and 17 more): " in out
+    # by modification time: day_01 (touched last) is among them, day_02..day_06 are not
+    assert "day_06.csv" not in out
+
+
 def test_a_command_gives_an_instance_folder_without_settings_the_projects_own(
     paths, tmp_path, monkeypatch
 ):

@@ -257,22 +257,37 @@ def test_evaluate_runs_on_any_data_and_compares_with_truth_only_when_there_is_on
             "select segment_id from segmentation.customer_segments group by all "
             "order by count(*) desc limit 2"
         ).fetchall())  # fmt: skip
-        con.execute(
-            "update segmentation.customer_segments set segment_id = ? where customer_id in "
-            "(select customer_id from segmentation.customer_segments where segment_id = ? "
-            "order by customer_id limit 25)",
-            [b, a],
-        )
+    move_25 = ("where customer_id in (select customer_id from segmentation.customer_segments "
+               "where segment_id = ? order by customer_id limit 25)", [b, a])  # fmt: skip
+    shown, published, out = _evaluate_after(cli, p, copy, move_25)
+    assert shown == published, (shown, published)
+    # a segment of 5 is suppressed, and the next smallest with it (the total is in the header)
+    keep_5 = ("where segment_id = ? and customer_id not in (select customer_id from "
+              "segmentation.customer_segments where segment_id = ? order by customer_id "
+              "limit 5)", [a, b, b])  # fmt: skip
+    shown, sizes, out = _evaluate_after(cli, p, copy, keep_5)
+    next_smallest = min((n, s) for s, n in sizes.items() if s != b)[1]
+    hidden = {b, next_smallest}
+    assert shown == {s: n for s, n in sizes.items() if s not in hidden}, (shown, sizes)
+    assert out.count("(suppressed: privacy.min_group_size)") == 2
+
+
+def _evaluate_after(cli, p, copy, move) -> tuple[dict[int, int], dict[int, int], str]:
+    """`segmentation evaluate` on ``copy`` after ``update ... set segment_id = ? <move>``:
+    the customers it shows per segment, the published ones, and its output."""
+    where, params = move
+    with connect(copy) as con:
+        con.execute(f"update segmentation.customer_segments set segment_id = ? {where}", params)
         published = dict(con.execute(
             "select segment_id, count(*) from segmentation.customer_segments group by all"
         ).fetchall())  # fmt: skip
-    moved = subprocess.run([*cli, "--no-refit"], env={**os.environ, **env_of(p),
-                           "SEGMENTATION_DUCKDB_PATH": str(copy)},
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert moved.returncode == 0, moved.stderr[-2000:]
+    done = subprocess.run([*cli, "--no-refit"], env={**os.environ, **env_of(p),
+                          "SEGMENTATION_DUCKDB_PATH": str(copy)},
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
     row = re.compile(r"^ +(\d+) .*? ([\d,]+) +[\d.]+% ", re.MULTILINE)  # id ... customers share
-    shown = {int(i): int(n.replace(",", "")) for i, n in row.findall(moved.stdout)}
-    assert shown == {i: n for i, n in published.items() if n >= 10}, (shown, published)
+    shown = {int(i): int(n.replace(",", "")) for i, n in row.findall(done.stdout)}
+    return shown, published, done.stdout
 
 
 def test_the_run_summary_names_what_was_loaded_and_who_is_in_scope(pipeline_run, capsys):

@@ -27,10 +27,13 @@ def test_pseudonyms_are_keyed_stable_and_the_key_file_is_private(tmp_path, monke
 
 
 def test_small_groups_are_suppressed_and_the_setting_is_checked(tmp_path):
-    df = pl.DataFrame({"segment_id": [1, 2], "size": [500, 4], "description": ["a", "b"]})
+    df = pl.DataFrame({"segment_id": [1, 2, 3], "size": [500, 4, 3], "description": list("abc")})
     small = privacy.small_segments(dict(df.select("segment_id", "size").iter_rows()), 10)
     out = privacy.suppress(df, small, ["size", "description"])
     assert out.row(0) == (1, 500, "a") and out.row(1) == (2, None, privacy.SUPPRESSED)
+    # one small segment alone would be the total less the others: the next smallest goes too
+    lone = privacy.small_segments({1: 500, 2: 4, 3: 90}, 10)
+    assert lone == {2, 3}
     bad = tmp_path / "segmentation.yml"
     bad.write_text("privacy: {min_group_size: 0}\n")
     with pytest.raises(project.ProjectConfigError, match="privacy.*min_group_size"):
@@ -52,14 +55,19 @@ def test_a_table_grouped_by_an_earlier_assignment_is_judged_by_its_own_groups_to
     # and a segment small today stays suppressed however its earlier group looked
     assert privacy.small_groups({1: 50, 2: 4}, table, 5) == {1, 2, 7}
     # interests describe a segment's writers only: 2 writers of a 50-customer segment are 2
-    writers = pl.DataFrame({"segment_id": [1, 2], "writers": [2, 40]})
-    assert privacy.small_groups(today, writers, 5, "writers") == {1}
+    # (and one hidden row would be the total less the other: the next smallest is hidden too)
+    writers = pl.DataFrame({"segment_id": [1, 2, 3], "writers": [2, 40, 30]})
+    assert privacy.small_groups({**today, 3: 70}, writers, 5, "writers") == {1, 3}
     # the customers in no segment then (segment_id null) are a group too
-    for n, shown_n in ((3, None), (40, 40)):
-        table = pl.DataFrame({"segment_id": [2, None], "customers": [60, n]})
-        small = privacy.small_groups(today, table, 5)
+    for n, shown in ((3, [(2, 60), (7, None), (None, None)]),
+                     (40, [(2, 60), (7, 50), (None, 40)])):  # fmt: skip
+        table = pl.DataFrame({"segment_id": [2, 7, None], "customers": [60, 50, n]})
+        small = privacy.small_groups({2: 80, 7: 60}, table, 5)
         assert (None in small) == (n < 5)
-        assert privacy.suppress(table, small, ["customers"]).rows() == [(2, 60), (None, shown_n)]
+        assert privacy.suppress(table, small, ["customers"]).rows() == shown
+    # a lone small segment beside the unsegmented: the smallest other row goes with it
+    table = pl.DataFrame({"segment_id": [1, 2, None], "customers": [4, 60, 30]})
+    assert privacy.small_groups(today, table, 5) == {1, None}
 
 
 def _everywhere(p, victim: str, mark: str) -> list[str]:

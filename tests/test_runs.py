@@ -1,5 +1,7 @@
 """One way to run a job from Python (segmentation_dagster.runs.execute), on a real instance."""
 
+import os
+
 import dagster as dg
 
 from segmentation_dagster.runs import PID_TAG, execute
@@ -12,7 +14,10 @@ def fine() -> None:
 
 @dg.asset(deps=[fine])
 def broken() -> None:
-    raise ValueError("the reason the step failed")
+    try:
+        int("x")
+    except ValueError as e:  # raised from a detail: the message is the step's own
+        raise ValueError("the reason the step failed") from e
 
 
 DEFS = dg.Definitions(
@@ -66,17 +71,36 @@ def test_full_refresh_is_run_config_every_duckdb_job_accepts():
 
 def test_the_next_step_names_the_instance_and_data_folder_the_runs_are_in(tmp_path, monkeypatch):
     """`make ui` shows the Makefile's instance and data folder: after runs elsewhere the
-    summary's hint names them, so the UI shows the runs it just made."""
+    summary's hint is a command that shows them (quoted: a path may hold spaces), and never
+    prints a key."""
+    import shlex
+
     from segmentation_dagster import cli
     from segmentation_dagster.core import settings
     from segmentation_dagster.core.settings import Paths
 
+    for k in [k for k in os.environ if k.startswith("SEGMENTATION_")]:
+        monkeypatch.delenv(k)
     monkeypatch.setenv("DAGSTER_HOME", str(settings.REPO_ROOT / ".dagster_home"))
     monkeypatch.setenv("SEGMENTATION_DATA_DIR", str(settings.REPO_ROOT / "data"))
     assert cli.ui_command(Paths.from_env()) == "make ui"
     mine = tmp_path / "my shop"
     monkeypatch.setenv("DAGSTER_HOME", str(mine / "dagster_home"))
     monkeypatch.setenv("SEGMENTATION_DATA_DIR", str(mine))
-    assert cli.ui_command(Paths.from_env()) == (
-        f"make ui DAGSTER_HOME='{mine}/dagster_home' SEGMENTATION_DATA_DIR='{mine}'"
-    )
+    monkeypatch.setenv("SEGMENTATION_PSEUDONYM_KEY", "a-secret-key-of-the-shop")
+    hint = cli.ui_command(Paths.from_env())
+    words = shlex.split(hint)
+    assert words[:2] == ["cd", str(settings.REPO_ROOT)]
+    assert f"DAGSTER_HOME={mine}/dagster_home" in words and f"SEGMENTATION_DATA_DIR={mine}" in words
+    assert words[-6:] == ["-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"]
+    assert "a-secret-key-of-the-shop" not in hint
+
+
+def test_full_refresh_of_a_job_without_dbt_is_refused_before_any_demo_data_is_made(
+    paths, tmp_path, monkeypatch
+):
+    from segmentation_dagster import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    assert cli.main(["run", "--job", "resegmentation_job", "--full-refresh"]) == 2
+    assert not (paths.landing_dir / "events").exists()

@@ -149,13 +149,54 @@ def test_init_maps_a_category_name_and_names_the_columns_it_leaves_out(paths, tm
     pl.DataFrame({
         "line_id": [1, 2], "client": ["a", "b"], "ordered_at": ["2025-01-01", "2025-01-02"],
         "sku": ["x", "y"], "category_name": ["shoes", "hats"], "unit_price": [9.5, 3.0],
-        "gift_note": ["", "for mum"],
+        "gift_note": ["", "for mum"], "log": ["web", "app"],  # 'log' is a word of a comment
     }).write_csv(folder / "orders.csv")  # fmt: skip
+    (paths.landing_dir / "customers").mkdir()
+    pl.DataFrame({"customer_id": ["a"], "loyalty_tier": ["gold"]}).write_csv(
+        paths.landing_dir / "customers" / "customers.csv"
+    )
     text = starter.sources_yml(starter.inspect(paths.landing_dir))
     assert 'category: "category_name"' in text
-    assert "# NOT MAPPED, so not loaded: gift_note\n" in text
+    assert "# NOT MAPPED, so not loaded: gift_note, log\n" in text
+    assert "\n# NOT MAPPED, so not loaded: loyalty_tier\n" in text  # customers: names as ours
     found = text.split("nothing was found for: ")[1].split(")")[0].split(", ")
     assert "event_type" not in found and "session_id" in found  # event_type is a constant
     sources = tmp_path / "sources.yml"
     sources.write_text(text)
     assert set(load_mapping(sources).expressions("events")) >= {"category", "price"}
+
+
+def test_init_maps_an_event_log_with_other_words_and_takes_its_checkout_for_the_purchase(
+    paths, tmp_path
+):
+    """Names from an event log nobody described to us: evt_uuid, shopper, happened_at (text
+    with an offset), kind with 'checkout' as its only buying event, visit, query_text."""
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    kinds = ["pageview", "add_to_basket", "checkout", "search", "pageview", "checkout"]
+    pl.DataFrame({
+        "evt_uuid": [f"u{i}" for i in range(6)], "shopper": ["s1", "s1", "s1", "s2", "s2", "s2"],
+        "happened_at": [f"2025-03-0{i + 1}T10:00:00+01:00" for i in range(6)], "kind": kinds,
+        "visit": ["v1", "v1", "v1", "v2", "v3", "v3"], "amount_eur": [5.0, 5.0, 5.0, None, 8, 8],
+        "query_text": [None, None, None, "red shoes", None, None],
+    }).write_parquet(folder / "events_2025-03.parquet")  # fmt: skip
+    found = starter.inspect(paths.landing_dir)
+    text = starter.sources_yml(found)
+    for line in (
+        'event_id: "evt_uuid"',
+        'customer_id: "shopper"',
+        'event_ts: "happened_at"',
+        'session_id: "visit"',
+        'search_query: "query_text"',
+        "'checkout' is there",
+    ):
+        assert line in text, (line, text)
+    assert "NOT MAPPED" not in text
+    sources = tmp_path / "sources.yml"
+    sources.write_text(text)
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+        types = dict(con.execute("select event_type, count(*) from raw.events group by 1")
+                     .fetchall())  # fmt: skip
+    assert report.rows_quarantined == 0
+    assert types == {"view": 2, "cart": 1, "purchase": 2, "search": 1}

@@ -60,7 +60,14 @@ from pathlib import Path
 import duckdb
 
 from segmentation_dagster.core import landing
-from segmentation_dagster.core.contract import CONTRACTS, RAW_SCHEMA, Contract, Limits
+from segmentation_dagster.core.contract import (
+    CONTRACTS,
+    EVENT_TYPE_SYNONYMS,
+    EVENT_TYPES,
+    RAW_SCHEMA,
+    Contract,
+    Limits,
+)
 from segmentation_dagster.core.settings import DuckDBSettings
 from segmentation_dagster.core.sources import SourceMapping, UnknownColumnError
 from segmentation_dagster.core.testhooks import pause_point
@@ -286,7 +293,13 @@ def _first_line(e: Exception) -> str:
 _NOT_UTF8 = re.compile(r"not utf-8 encoded|invalid unicode", re.IGNORECASE)
 
 
-def _cannot_read(name: str, kind: str, e: Exception, path: Path | None = None) -> LandingFileError:
+def _cannot_read(
+    name: str,
+    kind: str,
+    e: Exception,
+    path: Path | None = None,
+    options: dict[str, object] | None = None,
+) -> LandingFileError:
     """The error for a file DuckDB could not read; an encoding problem says how to declare it,
     a CSV whose dialect could not be detected what the sniffer tripped on when we can tell."""
     if _NOT_UTF8.search(str(e)):
@@ -297,7 +310,7 @@ def _cannot_read(name: str, kind: str, e: Exception, path: Path | None = None) -
             f"{kind}: {{csv: {{encoding: latin-1}}}} (utf-8, utf-16 or latin-1)"
         )
     if "Error when sniffing file" in str(e):
-        mixed = _mixed_line_ends(path) if path is not None else None
+        mixed = _mixed_line_ends(path, options or {}) if path is not None else None
         if mixed:
             return LandingFileError(
                 f"{name}: cannot be read as CSV: {mixed}; save it with one "
@@ -311,18 +324,32 @@ def _cannot_read(name: str, kind: str, e: Exception, path: Path | None = None) -
     return LandingFileError(f"{name}: cannot be read ({_first_line(e)})")
 
 
-def _mixed_line_ends(path: Path) -> str | None:
-    """Where a file mixes Windows (CRLF) and Unix (LF) line ends, which no CSV dialect reads:
-    the first line of each kind; None when it does not."""
+#: how much of a file :func:`_mixed_line_ends` looks at
+_LINE_END_SAMPLE = 4 << 20
+
+
+def _mixed_line_ends(path: Path, options: dict[str, object]) -> str | None:
+    """Where the first ``_LINE_END_SAMPLE`` bytes of a text file (decompressed as it is read)
+    mix Windows (CRLF) and Unix (LF) line ends, which no CSV dialect reads: the first line of
+    each kind. None when they do not, or when the file is not text (a NUL byte)."""
+    try:
+        if _compression(path, options) == "gzip":
+            with gzip.open(path) as f:
+                head = f.read(_LINE_END_SAMPLE)
+        else:
+            with path.open("rb") as f:
+                head = f.read(_LINE_END_SAMPLE)
+    except (OSError, EOFError):  # not gzip after all: the reader's own error stands
+        return None
+    if b"\0" in head:
+        return None
     first: dict[str, int] = {}
-    with gzip.open(path) if path.suffix == ".gz" else path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if line.endswith(b"\n"):
-                first.setdefault("CRLF" if line.endswith(b"\r\n") else "LF", number)
-            if len(first) == 2:
-                a, b = sorted(first, key=first.__getitem__)
-                return (f"it mixes Windows (CRLF) and Unix (LF) line ends: line {first[a]} ends "
-                        f"with {a}, line {first[b]} with {b}")  # fmt: skip
+    for number, line in enumerate(head.split(b"\n")[:-1], 1):
+        first.setdefault("CRLF" if line.endswith(b"\r") else "LF", number)
+        if len(first) == 2:
+            a, b = sorted(first, key=first.__getitem__)
+            return (f"it mixes Windows (CRLF) and Unix (LF) line ends: line {first[a]} ends "
+                    f"with {a}, line {first[b]} with {b}")  # fmt: skip
     return None
 
 
@@ -332,24 +359,75 @@ CHECKED_FILES = 20
 
 def check_landed(
     landing_dir: Path, mapping: SourceMapping, per_kind: int = CHECKED_FILES
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """The file-level problems a run would reject landed files for, found without loading
-    anything: each kind's ``per_kind`` newest files are opened read-only and checked as a run
-    checks them before it scans (readable, the header, every required column present or
-    mapped, every mapped expression valid over the file's columns). One line per file."""
-    problems = []
+    anything: each kind's ``per_kind`` newest files (by modification time) are opened
+    read-only and checked as a run checks them before it scans (readable, the header, every
+    required column present or mapped, every mapped expression valid over the file's
+    columns). Returns the problems, one line per reason (with the files it holds for), and
+    notes: the entries a run would not read (a link out of the folder, a file at its top) and
+    the event types of a sample of each event file's rows that no contract type or synonym
+    names (a run quarantines those rows: a 'checkout' that is your purchase needs a CASE)."""
+    problems: dict[str, list[str]] = {}
+    notes = [f"not read by a run: {e.name}: {e.reason}"
+             for e in landing.root_entries(landing_dir, mapping.path)]  # fmt: skip
+    unknown: dict[str, int] = {}
+    sampled = 0
     for kind, contract in CONTRACTS.items():
-        entries = [e for e in landing.kind_entries(landing_dir, kind) if e.real is not None]
-        if not entries:
+        entries = landing.kind_entries(landing_dir, kind)
+        notes += [f"not read by a run: {kind}/{e.name}: {e.reason}"
+                  for e in entries if e.real is None]  # fmt: skip
+        readable = sorted((e for e in entries if e.real is not None),
+                          key=lambda e: e.real.stat().st_mtime)[-per_kind:]  # fmt: skip
+        if not readable:
             continue
-        entries = entries[-per_kind:]
-        with file_reader([e.real for e in entries]) as rcon:
-            for e in entries:
+        with file_reader([e.real for e in readable]) as rcon:
+            for e in readable:
                 try:
-                    _inspect(rcon, e.name, e.real, contract, mapping)
+                    sources, *_, reader = _inspect(rcon, e.name, e.real, contract, mapping)[:4]
                 except LandingFileError as err:
-                    problems.append(f"{kind}/{err}")
-    return problems
+                    why = str(err).removeprefix(f"{e.name}: ")
+                    problems.setdefault(f"{kind}: {why}", []).append(e.name)
+                    continue
+                if kind == "events":
+                    n, found = _event_types(rcon, sources["event_type"], reader)
+                    sampled += n
+                    for t, count in found.items():
+                        unknown[t] = unknown.get(t, 0) + count
+    if unknown:
+        shown = ", ".join(
+            f"{t!r} ({n:,})" for t, n in sorted(unknown.items(), key=lambda x: -x[1])[:8]
+        )
+        notes.append(
+            f"event types no contract type or synonym names, in {sampled:,} sampled rows: "
+            f"{shown}; a run quarantines their rows (unknown event_type): map yours with a "
+            "CASE in sources.yml, e.g. event_type: \"case lower(kind) when 'checkout' then "
+            "'purchase' else kind end\" (docs/data-quality.md)"
+        )
+    lines = []
+    for why, names in problems.items():
+        kind, _, reason = why.partition(": ")
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"{kind}/{names[0]}: {reason}" if len(names) == 1
+                     else f"{kind}: {len(names)} files ({shown}): {reason}")  # fmt: skip
+    return lines, notes
+
+
+#: rows of each event file :func:`check_landed` reads the event types of
+_TYPE_SAMPLE = 50_000
+
+
+def _event_types(
+    rcon: duckdb.DuckDBPyConnection, expr: str, reader: str
+) -> tuple[int, dict[str, int]]:
+    """The rows sampled from the start of a file and their event types that no contract type
+    or synonym names (as the ingestion reads them: trimmed, lower-cased)."""
+    rows = rcon.execute(
+        f"select lower(trim(cast(({expr}) as varchar))) as t, count(*) "
+        f"from (select * from {reader} limit {_TYPE_SAMPLE}) group by 1"
+    ).fetchall()
+    known = set(EVENT_TYPES) | set(EVENT_TYPE_SYNONYMS)
+    return sum(n for _, n in rows), {t: n for t, n in rows if t is not None and t not in known}
 
 
 @dataclass
@@ -403,7 +481,7 @@ def _inspect(
     try:
         described = rcon.execute(f"describe select * from {reader}").fetchall()
     except duckdb.Error as e:
-        raise _cannot_read(name, contract.kind, e, path) from e
+        raise _cannot_read(name, contract.kind, e, path, options) from e
     if csv_file:
         _check_csv_header(name, path, len(described), dialect)
     present = {row[0].lower(): row[0] for row in described}

@@ -134,8 +134,20 @@ def pseudonymise(df: pl.DataFrame, secret: bytes) -> pl.DataFrame:
 
 def small_segments(sizes: dict[int | None, int], min_group_size: int) -> set[int | None]:
     """The groups of fewer than ``min_group_size`` customers (None: the customers in no
-    segment, a group of its own in some tables)."""
-    return {None if s is None else int(s) for s, n in sizes.items() if n < min_group_size}
+    segment, a group of its own in some tables), with their complement (:func:`_complement`)."""
+    small = {None if s is None else int(s) for s, n in sizes.items() if n < min_group_size}
+    return _complement(small, sizes)
+
+
+def _complement(small: set[int | None], counts: dict[int | None, int]) -> set[int | None]:
+    """``small`` and, when it hides one row of ``counts`` only, the next smallest row too: the
+    total of such a table is published beside it (the customers in scope), and one hidden row
+    would be that total less the rows shown."""
+    hidden = [s for s in counts if s in small]
+    if len(hidden) != 1 or len(counts) < 2:
+        return small
+    others = sorted((n, s is None, s) for s, n in counts.items() if s not in small)
+    return small | {others[0][2]}
 
 
 def small_groups(
@@ -144,9 +156,12 @@ def small_groups(
     """The segments of ``table`` (``segment_id`` and the ``count`` of customers each row
     describes) too small to publish: small today (``sizes``) or small in the table itself,
     which may group by an earlier assignment (a segment smaller then, or retired since) or
-    describe only some of a segment's customers (those who wrote a review or a search)."""
+    describe only some of a segment's customers (those who wrote a review or a search). When
+    that hides one row only, the next smallest is hidden too, so that no hidden row is the
+    table's total less the rows shown."""
     own = dict(table.select("segment_id", count).iter_rows())
-    return small_segments(sizes, min_group_size) | small_segments(own, min_group_size)
+    small = small_segments(sizes, min_group_size) | small_segments(own, min_group_size)
+    return _complement(small, own)
 
 
 def suppress(df: pl.DataFrame, small: set[int | None], columns: Iterable[str]) -> pl.DataFrame:

@@ -22,15 +22,19 @@ from segmentation_dagster.core.warehouse import quote_ident
 
 #: Column names (lower-cased, without punctuation) other systems use for each contract column.
 NAMES: dict[str, tuple[str, ...]] = {
-    "event_id": ("eventid", "id", "evt", "eventuuid", "uuid", "rowid", "lineid", "orderlineid"),
+    "event_id": ("eventid", "id", "evt", "eventuuid", "uuid", "rowid", "lineid", "orderlineid",
+                 "evtid", "evtuuid", "eventguid", "guid"),
     "customer_id": ("customerid", "customer", "custid", "custno", "userid", "user", "clientid",
                     "visitorid", "accountid", "memberid", "buyerid", "clientref", "customerref",
-                    "customernumber", "client"),
+                    "customernumber", "client", "shopper", "shopperid", "consumer",
+                    "consumerid", "purchaser", "buyer"),
     "event_ts": ("eventts", "timestamp", "ts", "eventtime", "time", "datetime", "createdat",
                  "occurredat", "eventdate", "orderdate", "invoicedate", "orderedat",
-                 "purchasedat", "ordertime", "date"),
-    "event_type": ("eventtype", "type", "action", "event", "eventname", "activity"),
-    "session_id": ("sessionid", "session", "visitid"),
+                 "purchasedat", "ordertime", "date", "happenedat", "eventat", "loggedat",
+                 "recordedat", "eventtimestamp"),
+    "event_type": ("eventtype", "type", "action", "event", "eventname", "activity", "kind",
+                   "eventkind", "actiontype", "interaction", "interactiontype"),
+    "session_id": ("sessionid", "session", "visitid", "visit", "sessionkey", "visitkey"),
     "product_id": ("productid", "product", "sku", "itemid", "item", "article", "stockcode"),
     "category": ("category", "dept", "department", "categorycode", "productcategory", "cat",
                  "family", "categoryname", "categorylabel", "productcategoryname", "catname",
@@ -38,9 +42,11 @@ NAMES: dict[str, tuple[str, ...]] = {
     "price": ("price", "unitprice", "itemprice", "amount", "linetotal"),
     "discount": ("discount", "markdown", "discountrate"),
     "quantity": ("quantity", "qty", "units", "count"),
-    "search_query": ("searchquery", "query", "searchterm"),
+    "search_query": ("searchquery", "query", "searchterm", "querytext", "searchtext", "search",
+                     "searchstring", "keywords"),
     "review_rating": ("reviewrating", "rating", "stars", "score"),
-    "review_text": ("reviewtext", "review", "comment"),
+    "review_text": ("reviewtext", "review", "comment", "reviewbody", "reviewcomment",
+                    "reviewcontent", "body"),
     "signup_ts": ("signupts", "signupdate", "registeredat", "createdat", "signup"),
     "country": ("country", "countrycode"),
     "base_price": ("baseprice", "listprice", "price"),
@@ -273,6 +279,7 @@ def sources_yml(found: Inspection) -> str:
         renamed = {t: c for t, c in look.mapped.items() if t != c}
         if not renamed and kind != "events" and set(contract.required) <= set(look.mapped):
             lines += ["", f"# {header.replace(':   #', ': every column has its contract name;')}"]
+            lines += [line.strip() for line in _not_mapped(look, contract.columns, "")]
             continue
         lines += ["", header]
         options = {"delim": look.csv_delim} if look.csv_delim and look.csv_delim != "," else {}
@@ -297,15 +304,24 @@ def sources_yml(found: Inspection) -> str:
                     and found.event_types
                     and not all(found.contract_type(t) for t in found.event_types)
                 ):
-                    unknown = [t for t in found.event_types if not found.contract_type(t)]
+                    guessed = {"checkout"} if _checkout_is_the_purchase(found) else set()
+                    unknown = [t for t in found.event_types if not found.contract_type(t)
+                               and t.strip().lower() not in guessed]  # fmt: skip
                     shown = ", ".join(_shown(u) for u in unknown[:10])
-                    lines.append(f"    # event types not understood (quarantined unless mapped "
-                                 f"with a CASE): {shown}")  # fmt: skip
+                    if unknown:
+                        lines.append(f"    # event types not understood (quarantined unless "
+                                     f"mapped with a CASE): {shown}")  # fmt: skip
                 if target == "event_ts" and look.unreadable_ts is not None:
                     example = _yaml_str(_shown(look.unreadable_ts))
                     lines.append(f"    # NOT READ: values like {example} are in no timestamp "
                                  "format init knows: set csv timestampformat "
                                  "(docs/data-quality.md)")  # fmt: skip
+                if target == "event_type" and _checkout_is_the_purchase(found):
+                    column = source if plain else quote_ident(source)
+                    lines.append("    # GUESS: none of your event types is a purchase, and "
+                                 "'checkout' is there: taken as the purchase")  # fmt: skip
+                    expr = (f"case lower(trim({column})) when 'checkout' then 'purchase' "
+                            f"else {column} end")  # fmt: skip
                 if expr is not None:
                     lines.append(f"    {target}: {_yaml_str(expr)}")
                 elif required:
@@ -318,8 +334,16 @@ def sources_yml(found: Inspection) -> str:
             elif required:
                 lines.append(f"    # {target}: NOT FOUND - map it, the files are rejected "
                              "without it")  # fmt: skip
-        lines += _not_mapped(look, contract.columns, "\n".join(lines[first:]))
+        mapped = [line for line in lines[first:] if not line.lstrip().startswith("#")]
+        lines += _not_mapped(look, contract.columns, "\n".join(mapped))
     return "\n".join(lines) + "\n"
+
+
+def _checkout_is_the_purchase(found: Inspection) -> bool:
+    """A log whose event types name no purchase but a 'checkout': there the checkout is the
+    purchase (elsewhere it is the step before it, which the contract does not take for one)."""
+    types = {t.strip().lower() for t in found.event_types}
+    return "checkout" in types and "purchase" not in {found.contract_type(t) for t in types}
 
 
 def _not_mapped(look: KindLook, targets: tuple[str, ...], written: str) -> list[str]:
