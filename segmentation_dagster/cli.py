@@ -622,8 +622,22 @@ def cmd_daily(args: argparse.Namespace) -> int:
         except rp.ReplayError as e:
             print(f"daily: {e}", file=sys.stderr)
             return 1
+        print(day_load_line(rp.latest_metadata(instance, "raw_events")))
     print_summary(paths)
     return 0
+
+
+def day_load_line(meta: dict[str, object]) -> str:
+    """What this run's ingestion of events did (the summary below counts the warehouse)."""
+    if not meta:
+        return "this run: no events step"
+    n = {k: int(meta.get(k) or 0) for k in ("files_loaded", "files_replaced", "files_rejected",
+                                            "rows_inserted", "rows_quarantined")}  # fmt: skip
+    return (
+        f"this run: {n['files_loaded']} event file(s) loaded, {n['files_replaced']} "
+        f"replaced, {n['files_rejected']} rejected; {n['rows_inserted']:,} rows inserted, "
+        f"{n['rows_quarantined']:,} quarantined (`segmentation audit` for the reasons)"
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

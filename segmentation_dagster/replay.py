@@ -111,7 +111,8 @@ def _ensure_tables(con) -> None:  # noqa: ANN001
     )
 
 
-def _latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, object]:
+def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, object]:
+    """The metadata of ``asset``'s latest materialisation ({} when it has none)."""
     records = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
     if not records:
         return {}
@@ -257,7 +258,7 @@ def _last_model_decision(paths: Paths) -> str:
 
 def _monitors(instance: dg.DagsterInstance) -> dict[str, dict[str, object]]:
     return {
-        a: _latest_metadata(instance, a)
+        a: latest_metadata(instance, a)
         for a in ("behaviour_drift", "segment_share_drift", "model_quality", "segment_migrations")
     }
 
