@@ -129,6 +129,25 @@ def test_profiles_describe_what_sets_a_segment_apart():
     assert set(prof["description"][1].split(", ")) == {"high spend", "pay full price"}
 
 
+def test_without_browsing_a_visit_is_an_order_and_is_not_named_twice():
+    """On a purchases-only log a session is an order: 'visit often' would repeat 'frequent
+    buyers'. With views that vary it is a trait of its own."""
+    from segmentation_dagster.core import naming
+
+    seg = pl.DataFrame({"customer_id": list("abcd"), "segment_id": [1, 1, 2, 2]})
+    for views, visits_named in (([0.0] * 4, False), ([1.0, 2.0, 5.0, 6.0], True)):
+        df = pl.DataFrame({"customer_id": list("abcd"), "frequency": [9.0, 8.0, 1.0, 2.0],
+                           "sessions_per_week": [3.0, 2.5, 0.2, 0.3],
+                           "views_per_session": views})  # fmt: skip
+        prof = profiling.profile_segments(df, seg, ["frequency", "sessions_per_week",
+                                                    "views_per_session"])  # fmt: skip
+        assert ("visit often" in prof["description"][0]) == visits_named, prof["description"]
+        assert "frequent buyers" in prof["description"][0]
+        z = {"frequency": 1.2, "sessions_per_week": 1.5}
+        assert naming.trait_name(z) == "Frequent buyers"  # no views among the inputs
+        assert naming.trait_name({**z, "views_per_session": 0.1}) == "Visit often, frequent buyers"
+
+
 def test_selection_rejects_tiny_segments_and_prefers_fewer_near_equal_segments():
     rng = np.random.default_rng(0)
     centers = np.array([[0, 0, 0], [20, 0, 20], [0, 20, 20], [40, 40, 40]], dtype=float)

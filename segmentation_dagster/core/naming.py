@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.tree import DecisionTreeClassifier
 
 from segmentation_dagster.core.clustering import sample_idx
-from segmentation_dagster.core.profiling import DESCRIBABLE
+from segmentation_dagster.core.profiling import DESCRIBABLE, describable
 
 #: name -> {feature: weight}; the score is the weighted mean of the segment's z-scores.
 ARCHETYPES: dict[str, dict[str, float]] = {
@@ -109,9 +109,7 @@ def _consistent(z: pl.DataFrame, name: str) -> np.ndarray:
 
 def trait_name(zrow: dict[str, float]) -> str:
     """A name from the two strongest traits, e.g. 'Visit often, pay full price'."""
-    ranked = sorted(
-        (f for f in zrow if f in DESCRIBABLE and zrow[f] is not None), key=lambda f: -abs(zrow[f])
-    )
+    ranked = sorted(describable(zrow), key=lambda f: -abs(zrow[f]))
     words = [DESCRIBABLE[f][0 if zrow[f] > 0 else 1] for f in ranked[:2] if abs(zrow[f]) >= 0.25]
     return (", ".join(words) or "average customers").capitalize()
 

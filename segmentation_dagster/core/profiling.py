@@ -23,6 +23,19 @@ DESCRIBABLE: dict[str, tuple[str, str]] = {
     "searches_per_session": ("search a lot", "search little"),
     "review_count": ("write reviews", "never review"),
 }
+#: Traits only worth naming when the log shows browsing (the first feature varies): without
+#: views, as in a purchases-only log, a "visit" is an order and "visit often" only repeats
+#: "frequent buyers".
+DESCRIBE_REQUIRES: dict[str, str] = {"sessions_per_week": "views_per_session"}
+
+
+def describable(z: dict[str, float | None]) -> list[str]:
+    """The features of ``z`` (feature -> z-score, None where it does not vary) a description
+    or a name may use: in :data:`DESCRIBABLE`, with a z-score, and with the browsing it
+    needs (:data:`DESCRIBE_REQUIRES`)."""
+    needs = DESCRIBE_REQUIRES
+    return [f for f, v in z.items() if f in DESCRIBABLE and v is not None
+            and (f not in needs or z.get(needs[f]) is not None)]  # fmt: skip
 
 
 def profile_segments(
@@ -62,10 +75,10 @@ def describe(
     descriptions = []
     for row in prof.iter_rows(named=True):
         z = {
-            c: (row[c] - pop_mean[c]) / pop_std[c]
+            c: (row[c] - pop_mean[c]) / pop_std[c] if row[c] is not None and pop_std[c] else None
             for c in cols
-            if c in DESCRIBABLE and row[c] is not None and pop_std[c]
         }
+        z = {c: z[c] for c in describable(z)}
         top = sorted(z, key=lambda c: -abs(z[c]))[:3]
         words = [DESCRIBABLE[c][0 if z[c] > 0 else 1] for c in top if abs(z[c]) >= 0.25]
         descriptions.append(", ".join(words) or "close to the average customer")
