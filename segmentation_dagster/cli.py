@@ -193,9 +193,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     found = configuration_problems(paths)
     for label, why in found:
         absent = "" if Path(label).exists() else "  (no such file: the built-in defaults)"
-        print(f"{'ok   ' if why is None else 'ERROR'}  {label}{absent}")
+        print(f"{'ok   ' if why is None else 'ERROR'}  {_printable(label)}{absent}")
         for line in (why or "").splitlines():
-            print(f"       {line}")
+            print(f"       {_printable(line)}")
     from segmentation_dagster.core.sources import mapping_path
 
     mapping_ok = dict(found).get(str(mapping_path(paths.landing_dir))) is None
@@ -216,10 +216,16 @@ def _landed_problems(paths: Paths) -> list[str]:
     print(f"{'ok   ' if not problems else 'ERROR'}  {paths.landing_dir}  (the newest {n} files "
           "of each kind, read with the mapping; nothing is loaded)")  # fmt: skip
     for line in problems:
-        print(f"       {line}")
+        print(f"       {_printable(line)}")
     for line in notes:
-        print(f"NOTE   {line}")
+        print(f"NOTE   {_printable(line)}")
     return problems
+
+
+def _printable(text: str) -> str:
+    """A line as it may be printed: a landed file or column name cannot start a line of its
+    own (a newline in a name) or move the cursor; what is not printable shows as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 #: the run config of ``segmentation run --full-refresh``

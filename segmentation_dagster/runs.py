@@ -105,15 +105,29 @@ def execute(
             raise_on_error=False,
         )
     failures = tuple(
-        (ev.step_key or "", _reason(ev.step_failure_data.error))
+        (ev.step_key or "resources", _reason(error))
         for ev in result.all_events
-        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error
+        if (error := _error_of(ev)) is not None
     )
     return JobRun(job, result.run_id, result.success, time.perf_counter() - t0, failures)
 
 
 #: Dagster's own wrappers of a step's exception, which say where it was raised, not what
-_WRAPPERS = ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")
+_WRAPPERS = (
+    "DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError",
+    "DagsterExecutionHandleOutputError", "DagsterExecutionLoadInputError",
+    "DagsterResourceFunctionError",
+)  # fmt: skip
+
+
+def _error_of(ev: dg.DagsterEvent) -> SerializableErrorInfo | None:
+    """The error of a step that failed, or of a resource that could not start (which fails
+    the run without a step failure of its own)."""
+    if ev.is_step_failure and ev.step_failure_data:
+        return ev.step_failure_data.error
+    if ev.is_resource_init_failure:
+        return getattr(ev.event_specific_data, "error", None)
+    return None
 
 
 def _reason(error: SerializableErrorInfo) -> str:

@@ -215,13 +215,9 @@ def test_check_reads_the_landed_files_with_the_mapping_and_names_a_column_they_l
 ):
     from segmentation_dagster import cli
 
-    (tmp_path / "config").mkdir()
-    events = paths.landing_dir / "events"
-    events.mkdir(parents=True)
-    (events / "orders.csv").write_text("line_id,client,ordered_at\n1,a,2025-01-01\n")
-    sources = tmp_path / "config" / "sources.yml"
-    sources.write_text("events:\n  columns:\n    event_id: line_id\n    customer_id: client\n"
-                       "    event_ts: ordered_at\n    event_type: \"'purchase'\"\n")  # fmt: skip
+    sources = _landed(paths, tmp_path, "line_id,client,ordered_at\n1,a,2025-01-01\n",
+                      "event_id: line_id\n    customer_id: client\n    event_ts: ordered_at\n"
+                      "    event_type: \"'purchase'\"\n")  # fmt: skip
     assert cli.main(["check"]) == 0
     assert f"ok     {paths.landing_dir}  (the newest" in capsys.readouterr().out
     sources.write_text(sources.read_text().replace("client", "clinet"))  # a typo
@@ -248,12 +244,15 @@ def test_check_groups_a_reason_many_files_share_and_notes_what_a_run_would_not_l
         os.utime(f, (1_700_000_000 + day, 1_700_000_000 + day))
     os.utime(events / "day_01.csv", (1_800_000_000, 1_800_000_000))  # the newest file
     (paths.landing_dir / "orders.csv").write_text("a\n1\n")  # at the top: not read by a run
+    (paths.landing_dir / "x\nok     all is fine.csv").write_text("a\n1\n")  # a fake line?
     sources = tmp_path / "config" / "sources.yml"
     sources.write_text("events:\n  columns:\n    event_id: line_id\n    customer_id: client\n"
                        "    event_ts: ordered_at\n    event_type: kind\n")  # fmt: skip
     assert cli.main(["check"]) == 0  # readable: the unknown types are a note, not an error
     out = capsys.readouterr().out
     assert "'checkout' (20)" in out and "pageview" not in out.split("NOTE")[-1].split(";")[0]
+    assert "not read by a run: x?ok     all is fine.csv" in out
+    assert not any(line.startswith("ok     all is fine") for line in out.splitlines())
     assert "not read by a run: orders.csv" in out
     sources.write_text(sources.read_text().replace("client", "clinet"))
     assert cli.main(["check"]) == 1
@@ -279,3 +278,29 @@ def test_a_command_gives_an_instance_folder_without_settings_the_projects_own(
     with cli.cli_instance(paths):
         pass
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_check_reports_a_value_its_event_type_mapping_cannot_read_instead_of_crashing(
+    paths, tmp_path, capsys
+):
+    from segmentation_dagster import cli
+
+    _landed(paths, tmp_path, "id,who,at,amount\n1,a,2025-01-01,12\n2,b,2025-01-02,abc\n",
+            "event_id: id\n    customer_id: who\n    event_ts: at\n    event_type: \"case when "
+            "cast(amount as double) > 0 then 'purchase' else 'view' end\"\n")  # fmt: skip
+    assert cli.main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "events/orders.csv: column event_type (case when cast(amount as double)" in out, out
+    assert "cannot be read" in out and "Traceback" not in out
+
+
+def _landed(paths, tmp_path, csv: str, columns: str):
+    """events/orders.csv holding ``csv`` and a sources.yml mapping ``columns`` (the lines
+    under ``columns:``); returns the sources file."""
+    (tmp_path / "config").mkdir()
+    events = paths.landing_dir / "events"
+    events.mkdir(parents=True)
+    (events / "orders.csv").write_text(csv)
+    sources = tmp_path / "config" / "sources.yml"
+    sources.write_text(f"events:\n  columns:\n    {columns}")
+    return sources

@@ -360,8 +360,28 @@ def test_the_migration_pivot_leaves_cells_of_too_few_customers_empty():
     pivot = lifecycle.migration_pivot(matrix, labels, min_group_size=10)
     rows = {r["from_segment"]: r for r in pivot.to_dicts()}
     assert pivot.columns == ["from_segment", "loyal (0)", "lapsed (1)", "left"]
-    assert rows["loyal (0)"] == {"from_segment": "loyal (0)", "loyal (0)": 120,
+    # the 3 would be loyal's size less 120: hidden cells cascade until no row or column of
+    # this small table has one alone; an empty cell (0) is no one's and stays
+    assert rows["loyal (0)"] == {"from_segment": "loyal (0)", "loyal (0)": None,
                                  "lapsed (1)": None, "left": 0}  # fmt: skip
-    assert rows["new"]["loyal (0)"] == 40 and rows["new"]["lapsed (1)"] == 0
-    assert rows["lapsed (1)"]["left"] == 12
+    assert rows["new"]["loyal (0)"] is None and rows["new"]["lapsed (1)"] == 0
+    assert rows["lapsed (1)"]["lapsed (1)"] is None and rows["lapsed (1)"]["left"] is None
     assert lifecycle.migration_pivot(matrix, labels)["lapsed (1)"].to_list() == [3, 95, 0]
+
+
+def test_one_small_migration_closes_a_rectangle_of_hidden_cells_not_the_whole_table():
+    sizes = {(0, 0): 500, (0, 1): 4, (0, 2): 40, (1, 0): 30, (1, 1): 300, (1, 2): 60,
+             (2, 0): 70, (2, 1): 80, (2, 2): 900}  # fmt: skip
+    matrix = pl.DataFrame(
+        {"from_segment": [a for a, _ in sizes], "to_segment": [b for _, b in sizes],
+         "customers": list(sizes.values())},
+        schema={"from_segment": pl.Int32, "to_segment": pl.Int32, "customers": pl.UInt32},
+    )  # fmt: skip
+    pivot = lifecycle.migration_pivot(matrix, {0: "a", 1: "b", 2: "c"}, min_group_size=10)
+    shown = {(r["from_segment"], c): r[c] for r in pivot.to_dicts() for c in ("a", "b", "c")}
+    hidden = {k for k, v in shown.items() if v is None}
+    # the 4, the smallest other of its row (40) and column (80), and where those two meet
+    assert hidden == {("a", "b"), ("a", "c"), ("c", "b"), ("c", "c")}, hidden
+    for row in ("a", "b", "c"):  # no row or column with a hidden cell alone
+        assert sum((row, c) in hidden for c in "abc") != 1
+        assert sum((r, row) in hidden for r in "abc") != 1

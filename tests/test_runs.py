@@ -43,6 +43,29 @@ def test_a_failed_step_is_reported_by_name_with_its_error_and_the_run_is_tagged(
     assert "noise a step prints" not in capsys.readouterr().out
 
 
+class Unstartable(dg.ConfigurableResource):
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        raise ValueError("/cfg/warehouse.yml: memory_limit: not a size")
+
+
+@dg.asset
+def needs_it(store: Unstartable) -> None:
+    pass
+
+
+def test_a_resource_that_cannot_start_is_reported_with_its_own_error():
+    defs = dg.Definitions(
+        assets=[needs_it], resources={"store": Unstartable()}, executor=dg.in_process_executor,
+        jobs=[dg.define_asset_job("needs", selection=[needs_it])],
+    )  # fmt: skip
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = execute(defs, "needs", instance, capture_stdout=True)
+    assert not run.success
+    assert any("/cfg/warehouse.yml: memory_limit: not a size" in m for _, m in run.failures), (
+        run.failures
+    )
+
+
 def test_a_good_run_succeeds_and_prints_what_its_steps_print(capsys):
     with dg.DagsterInstance.ephemeral() as instance:
         run = execute(DEFS, "good", instance)

@@ -200,3 +200,22 @@ def test_init_maps_an_event_log_with_other_words_and_takes_its_checkout_for_the_
                      .fetchall())  # fmt: skip
     assert report.rows_quarantined == 0
     assert types == {"view": 2, "cart": 1, "purchase": 2, "search": 1}
+
+
+def test_init_writes_any_column_name_so_that_it_reads_back_and_lists_sql_words_it_left_out(
+    paths, tmp_path
+):
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    pl.DataFrame({
+        "id": ["e1", "e2"], "shopper😀": ["s1", "s2"], "ts": ["2025-03-01", "2025-03-02"],
+        "kind": ["checkout", "pageview"], "end": ["x", "y"], "purchase": ["p", "q"],
+    }).write_parquet(folder / "events.parquet")  # fmt: skip
+    text = starter.sources_yml(starter.inspect(paths.landing_dir))
+    assert "# NOT MAPPED, so not loaded: end, purchase\n" in text, text
+    sources = tmp_path / "sources.yml"
+    sources.write_text(text)
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+        rows = con.execute("select customer_id, event_type from raw.events order by 1").fetchall()
+    assert not report.rejected and rows == [("s1", "purchase"), ("s2", "view")]

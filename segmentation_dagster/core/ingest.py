@@ -384,16 +384,20 @@ def check_landed(
         with file_reader([e.real for e in readable]) as rcon:
             for e in readable:
                 try:
-                    sources, *_, reader = _inspect(rcon, e.name, e.real, contract, mapping)[:4]
+                    sources, labels, _, reader = _inspect(rcon, e.name, e.real, contract,
+                                                          mapping)[:4]  # fmt: skip
+                    if kind == "events":  # reads rows: a value may fail where binding did not
+                        try:
+                            n, found = _event_types(rcon, sources["event_type"], reader)
+                        except duckdb.Error as err:
+                            raise _read_error(rcon, e.name, kind, reader, sources, labels,
+                                              err) from err  # fmt: skip
+                        sampled += n
+                        for t, count in found.items():
+                            unknown[t] = unknown.get(t, 0) + count
                 except LandingFileError as err:
                     why = str(err).removeprefix(f"{e.name}: ")
                     problems.setdefault(f"{kind}: {why}", []).append(e.name)
-                    continue
-                if kind == "events":
-                    n, found = _event_types(rcon, sources["event_type"], reader)
-                    sampled += n
-                    for t, count in found.items():
-                        unknown[t] = unknown.get(t, 0) + count
     if unknown:
         shown = ", ".join(
             f"{t!r} ({n:,})" for t, n in sorted(unknown.items(), key=lambda x: -x[1])[:8]
@@ -539,9 +543,13 @@ def _read_error(
     if _NOT_UTF8.search(str(e)):
         return _cannot_read(name, kind, e)
     culprit = ""
+    try:  # a row the reader itself cannot split (a CSV's short row) is no column's fault
+        rcon.execute(f"select count(*) from {reader}").fetchall()
+    except duckdb.Error:
+        sources = {}
     for col, expr in sources.items():
-        try:
-            rcon.execute(f"select count(({expr})) from {reader}").fetchall()
+        try:  # every value hashed: a count() of an expression that is never NULL skips it
+            rcon.execute(f"select bit_xor(hash(({expr}))) from {reader}").fetchall()
         except duckdb.Error:
             culprit = col
             break

@@ -631,7 +631,9 @@ def migration_pivot(
 ) -> pl.DataFrame:
     """from x to, rows and columns in segment-id order, labelled "name (id)"; customers who
     are new or left are the "new" row and the "left" column. A cell of fewer than
-    ``min_group_size`` customers (but some) is empty: too few to publish."""
+    ``min_group_size`` customers (but some) is empty: too few to publish; so is the smallest
+    other cell of its row or column where it would otherwise be the total less the rest
+    (:func:`_complement_cells`)."""
 
     def label(col: str, missing: str) -> pl.Expr:
         return (
@@ -652,9 +654,34 @@ def migration_pivot(
         .fill_null(0)  # no customer moved that way
     )
     cols = [c for c in order if c in pivot.columns] + (["left"] if "left" in pivot.columns else [])
-    return pivot.select(
-        "from_segment", *[pl.when(pl.col(c) >= 0).then(pl.col(c)).alias(c) for c in cols]
+    values = _complement_cells(pivot.select(cols).to_numpy().astype(np.int64))
+    hidden = pl.DataFrame(values, schema=cols, orient="row")
+    return pivot.select("from_segment").with_columns(
+        pl.when(hidden[c] >= 0).then(hidden[c]).alias(c) for c in cols
     )
+
+
+def _complement_cells(values: np.ndarray) -> np.ndarray:
+    """``values`` (-1: a hidden cell) with more cells hidden until no row or column has
+    exactly one: their totals (the segments' sizes before and after) are published, and one
+    hidden cell would be the total less the cells shown. The cell that goes is one with
+    customers in that row or column: the smallest whose column (or row) also has one hidden
+    cell alone, so one cell closes both, else the smallest. An empty cell (0) is no one's and
+    stays."""
+    out = values.copy()
+    changed = True
+    while changed:
+        changed = False
+        for grid in (out, out.T):  # rows, then columns (a view: hides in ``out``)
+            for line in grid:
+                shown = np.flatnonzero(line > 0)
+                if (line < 0).sum() != 1 or not shown.size:
+                    continue
+                closing = [j for j in shown if (grid[:, j] < 0).sum() == 1]
+                pick = closing or list(shown)
+                line[min(pick, key=lambda j: line[j])] = -1
+                changed = True
+    return out
 
 
 def unchanged_share(previous: pl.DataFrame, current: pl.DataFrame) -> float:

@@ -11,7 +11,6 @@ marked.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,8 +255,19 @@ def _text_formats(con, union: str, look: KindLook, found: Inspection) -> None:  
 
 
 def _yaml_str(s: str) -> str:
-    """A YAML scalar for ``s`` (JSON strings are YAML: every control character escaped)."""
-    return json.dumps(s)
+    """A double-quoted YAML scalar that reads back as ``s``: printable characters as they are
+    (an emoji too: JSON would split it into two escaped halves YAML reads as other text), the
+    quote, the backslash and everything YAML may not hold raw as escapes."""
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= o <= 0x7E or 0xA0 <= o <= 0xD7FF or 0xE000 <= o <= 0xFFFD or o > 0xFFFF:
+            out.append(ch)
+        else:
+            out.append(f"\\x{o:02x}" if o <= 0xFF else f"\\u{o:04x}")
+    return '"' + "".join(out) + '"'
 
 
 def _shown(s: object, limit: int = 40) -> str:
@@ -339,6 +349,26 @@ def sources_yml(found: Inspection) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _read_by(written: str, columns: dict[str, str]) -> set[str]:
+    """The file's columns the expressions of ``written`` read (as the mapping parses them)."""
+    import yaml
+
+    from segmentation_dagster.core.sources import SourceConfigError, parse_expression
+
+    present = {c.lower(): c for c in columns}
+    read: set[str] = set()
+    for line in written.splitlines():
+        key, sep, value = line.strip().partition(": ")
+        if not sep or key.startswith("#"):
+            continue
+        try:
+            expr = parse_expression(str(yaml.safe_load(value)), f"init: {key}")
+            read.update(expr.inputs(present))
+        except (yaml.YAMLError, SourceConfigError, ValueError):
+            continue
+    return read
+
+
 def _checkout_is_the_purchase(found: Inspection) -> bool:
     """A log whose event types name no purchase but a 'checkout': there the checkout is the
     purchase (elsewhere it is the step before it, which the contract does not take for one)."""
@@ -348,13 +378,10 @@ def _checkout_is_the_purchase(found: Inspection) -> bool:
 
 def _not_mapped(look: KindLook, targets: tuple[str, ...], written: str) -> list[str]:
     """Comments naming your columns the mapping does not read (left out of the warehouse)
-    and the optional contract columns nothing was found for: one may be the other."""
-    unread = [
-        c
-        for c in look.columns
-        if c not in look.mapped.values()
-        and not re.search(rf"(?<![A-Za-z0-9_]){re.escape(c)}(?![A-Za-z0-9_])", written)
-    ]
+    and the optional contract columns nothing was found for: one may be the other.
+    ``written``: the mapping's lines (``    target: "expression"``) as init wrote them."""
+    read = set(look.mapped.values()) | _read_by(written, look.columns)
+    unread = [c for c in look.columns if c not in read]
     if not unread:
         return []
     missing = [t for t in targets if t not in look.mapped
