@@ -38,6 +38,13 @@ def _event_type_sql() -> str:
     return f"case lower(trim(event_type)) {cases} else lower(trim(event_type)) end"
 
 
+#: the row rule "unknown event_type", over a column named event_type (also read by
+#: ``segmentation check`` on a sample of the landed files)
+UNKNOWN_EVENT_TYPE = (
+    f"({_event_type_sql()}) not in (" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")"
+)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds beyond which a value is absurd rather than rare: rows outside are quarantined
@@ -149,10 +156,7 @@ CONTRACTS: dict[str, Contract] = {
         },
         key="event_id",
         rules=(
-            (
-                "unknown event_type",
-                f"({_event_type_sql()}) not in (" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")",
-            ),
+            ("unknown event_type", UNKNOWN_EVENT_TYPE),
             ("event_ts in the future", "event_ts > cast(now() as timestamp) + interval 1 day"),
             ("negative price", "price < 0"),
             ("negative quantity", "quantity < 0"),

@@ -62,9 +62,8 @@ import duckdb
 from segmentation_dagster.core import landing
 from segmentation_dagster.core.contract import (
     CONTRACTS,
-    EVENT_TYPE_SYNONYMS,
-    EVENT_TYPES,
     RAW_SCHEMA,
+    UNKNOWN_EVENT_TYPE,
     Contract,
     Limits,
 )
@@ -424,14 +423,16 @@ _TYPE_SAMPLE = 50_000
 def _event_types(
     rcon: duckdb.DuckDBPyConnection, expr: str, reader: str
 ) -> tuple[int, dict[str, int]]:
-    """The rows sampled from the start of a file and their event types that no contract type
-    or synonym names (as the ingestion reads them: trimmed, lower-cased)."""
-    rows = rcon.execute(
-        f"select lower(trim(cast(({expr}) as varchar))) as t, count(*) "
-        f"from (select * from {reader} limit {_TYPE_SAMPLE}) group by 1"
-    ).fetchall()
-    known = set(EVENT_TYPES) | set(EVENT_TYPE_SYNONYMS)
-    return sum(n for _, n in rows), {t: n for t, n in rows if t is not None and t not in known}
+    """The rows sampled from the start of a file, and their event types the contract's rule
+    quarantines as ``unknown event_type`` (its own condition, trimmed and lower-cased)."""
+    n, found = rcon.execute(
+        f"with s as (select cast(({expr}) as varchar) as event_type "
+        f"from (select * from {reader} limit {_TYPE_SAMPLE})) "
+        "select (select count(*) from s), (select coalesce(list(struct_pack(t, n)), []) from "
+        f"(select lower(trim(event_type)) as t, count(*) as n from s "
+        f"where {UNKNOWN_EVENT_TYPE} group by 1))"
+    ).fetchall()[0]
+    return n, {r["t"]: r["n"] for r in found}
 
 
 @dataclass
