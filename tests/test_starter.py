@@ -219,3 +219,24 @@ def test_init_writes_any_column_name_so_that_it_reads_back_and_lists_sql_words_i
         report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
         rows = con.execute("select customer_id, event_type from raw.events order by 1").fetchall()
     assert not report.rejected and rows == [("s1", "purchase"), ("s2", "view")]
+
+
+def test_init_reads_day_first_dates_the_csv_sniffer_would_type_itself(paths, tmp_path):
+    """'10/03/2025' alone: DuckDB's sniffer types it as a DATE, but ingestion reads CSV as
+    text and casts to TIMESTAMP, which fails; init must read it as ingestion does."""
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    (folder / "orders.csv").write_text(
+        "Invoice;Client;Invoice Date;Price\n"
+        + "".join(f"I{i};C{i % 7};{13 + i % 10:02d}/03/2025;{i},50\n" for i in range(40))
+    )
+    found = starter.inspect(paths.landing_dir)
+    assert found.kinds["events"].csv_formats == {"timestampformat": "%d/%m/%Y",
+                                                 "decimal_separator": ","}  # fmt: skip
+    sources = tmp_path / "sources.yml"
+    sources.write_text(starter.sources_yml(found))
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+        first = one(con, "select min(event_ts)::date from raw.events")[0]
+    assert report.rows_quarantined == 0 and not report.rejected, report
+    assert first == dt.date(2025, 3, 13)

@@ -181,8 +181,10 @@ def _lit(path: Path) -> str:
 
 
 def _read(path: Path) -> str:
+    """A file as ingestion reads it: a CSV as text (ingestion's ``all_varchar``; the sniffer's
+    own typing took day-first dates that the load then could not read)."""
     if landing.is_csv(path.name):
-        return f"read_csv({_lit(path)}, sample_size = {SAMPLE_ROWS})"
+        return f"read_csv({_lit(path)}, sample_size = {SAMPLE_ROWS}, all_varchar = true)"
     return f"read_parquet({_lit(path)})"
 
 
