@@ -145,31 +145,66 @@ def _shops_markdown(rows: list[dict]) -> list[str]:
         "",
         f"Ours beats BG/NBD's AUC on {wins} of {len(judged)} (of {len(rows)} shops). Spend within "
         "20 %: the true personas whose spend in the horizon is forecast within 20 % of what "
-        "they spent.",
+        "they spent; beyond noise: the personas ours misses by more than 20 % and by more "
+        "than twice the noise of what they spent (noise: one standard error of that spend by "
+        "chance alone, as in the tables above).",
         "",
         "| customers | days | seed | log | horizon | AUC ours | AUC BG/NBD | spend within 20 %, "
-        "ours | BG/NBD |",
-        "|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "ours | BG/NBD | misses beyond noise, ours |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in judged:
         spend = r["spend_by_persona"]
         ours = sum(p["error"] is not None and p["error"] <= 0.2 for p in spend)
         base = sum(p["baseline_error"] is not None and p["baseline_error"] <= 0.2 for p in spend)
+        real = sum(p["error"] is not None and p["error"] > max(0.2, 2 * (p["noise"] or 0))
+                   for p in spend)  # fmt: skip
         log = "purchases only" if r["purchases_only"] else "full"
         lines.append(
             f"| {r['customers']:,} | {r['days']} | {r['seed']} | {log} | {r['horizon_days']} | "
             f"{r['auc']:.3f} | {r['auc_baseline']:.3f} | {ours} of {len(spend)} | "
-            f"{base} of {len(spend)} |"
+            f"{base} of {len(spend)} | {real} |"
         )
     return [*lines, ""]
 
 
 def _all(rows: list[dict]) -> str:
     total, ours, base = (sum(p[c] or 0 for p in rows) for c in ("actual", "predicted", "baseline"))
-    n = sum(p["customers"] for p in rows)
-    errors = [_pct(abs(x / total - 1) if total else None) for x in (ours, base)]
-    return (f"| all | {n:,} | {total:,.0f} | {ours:,.0f} | {errors[0]} | {base:,.0f} | "
-            f"{errors[1]} |")  # fmt: skip
+    # the groups' noises add as variances: (noise x actual)^2 is each group's sum of squares
+    squares = sum((p["noise"] or 0) ** 2 * p["actual"] ** 2 for p in rows)
+    return _row(
+        "all",
+        {
+            "customers": sum(p["customers"] for p in rows),
+            "actual": total,
+            "noise": squares**0.5 / total if total else None,
+            "predicted": ours,
+            "baseline": base,
+            "error": abs(ours / total - 1) if total else None,
+            "baseline_error": abs(base / total - 1) if total else None,
+        },
+    )
+
+
+#: the head of the spend tables; noise: :func:`segmentation_dagster.core.value.spend_noise`
+SPEND_HEAD = [
+    "| {} | customers | actual spend | noise (1 SE) | ours | error | BG/NBD + GG | error |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
+]
+
+
+def _row(name: str, p: dict) -> str:
+    return (f"| {name} | {p['customers']:,} | {p['actual']:,.0f} | {_pct(p['noise'])} | "
+            f"{_money(p['predicted'])} | {_pct(p['error'])} | {_money(p['baseline'])} | "
+            f"{_pct(p['baseline_error'])} |")  # fmt: skip
+
+
+def _beyond_noise(rows: list[dict]) -> str:
+    """The groups forecast more than 20 % off, and those of them off by more than twice the
+    actual's own noise (a miss chance alone rarely makes)."""
+    missed = [p for p in rows if p["error"] is not None and p["error"] > 0.2]
+    real = [p for p in missed if p["noise"] is not None and p["error"] > 2 * p["noise"]]
+    return f"{len(missed)} more than 20 % off, {len(real)} of them by more than twice the noise"
 
 
 def _money(x: float | None) -> str:
@@ -185,17 +220,14 @@ def _segments_markdown(r: dict) -> list[str]:
         f"{value.NO_SEGMENT}: bought before the cutoff, but out of the features' scope on that "
         "day (no event in the last `features.active_days`).",
         "",
-        "| segment | customers | actual spend | ours | error | BG/NBD + GG | error |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        SPEND_HEAD[0].format("segment"),
+        SPEND_HEAD[1],
     ]
     for p in r["spend_by_segment"]:
         seg = "" if p["segment_id"] is None else f"{p['segment_id']} "
-        lines.append(
-            f"| {seg}{p['segment_name']} | {p['customers']:,} | {p['actual']:,.0f} | "
-            f"{_money(p['predicted'])} | {_pct(p['error'])} | {_money(p['baseline'])} | "
-            f"{_pct(p['baseline_error'])} |"
-        )
-    return [*lines, _all(r["spend_by_segment"]), ""]
+        lines.append(_row(f"{seg}{p['segment_name']}", p))
+    rows = r["spend_by_segment"]
+    return [*lines, _all(rows), "", f"Segments: {_beyond_noise(rows)}.", ""]
 
 
 def _pct(error: float | None) -> str:
@@ -228,16 +260,16 @@ def _markdown(report: dict[str, dict]) -> str:
             f"| AUC | {r['auc']:.3f} | {r['auc_baseline']:.3f} |",
             f"| Brier score | {r['brier']:.3f} | – |",
             "",
-            "| true persona | customers | actual spend | ours | error | BG/NBD + GG | error |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            SPEND_HEAD[0].format("true persona"),
+            SPEND_HEAD[1],
         ]
-        for p in r["spend_by_persona"]:
-            lines.append(
-                f"| {p['segment_id']} | {p['customers']:,} | {p['actual']:,.0f} | "
-                f"{_money(p['predicted'])} | {_pct(p['error'])} | {_money(p['baseline'])} | "
-                f"{_pct(p['baseline_error'])} |"
-            )
-        lines += [_all(r["spend_by_persona"]), ""]
+        lines += [_row(p["segment_id"], p) for p in r["spend_by_persona"]]
+        lines += [
+            _all(r["spend_by_persona"]),
+            "",
+            f"Personas: {_beyond_noise(r['spend_by_persona'])}.",
+            "",
+        ]
         lines += _segments_markdown(r)
         lines += [
             "Calibration (deciles of predicted churn risk):",

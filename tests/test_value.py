@@ -255,3 +255,36 @@ def test_unreadable_kept_models_are_retrained_not_trusted(tmp_path):
     link = tmp_path / "link.joblib"
     link.symlink_to(path)
     assert value.load_trained(link) == (None, "")  # a link in the model folder is not followed
+
+
+def test_the_spend_noise_is_how_far_the_actual_spend_strays_by_chance_alone():
+    """Customers buying at fixed rates, the same horizon drawn again and again: the relative
+    spread of the actual spend over the draws is what :func:`value.spend_noise` reads off each
+    single draw (the noise column next to every per-segment spend error)."""
+    rng = np.random.default_rng(0)
+    n, horizon, draws = 400, 30, 120
+    rates = rng.gamma(0.5, 0.08, n)  # purchase days per day, most customers rarely buy
+    rows = []
+    for d in range(draws):
+        for c in np.flatnonzero(rng.random((n, horizon)) < rates[:, None].clip(max=0.5)):
+            customer, day = divmod(int(c), horizon)
+            for _ in range(rng.integers(1, 4)):  # a basket of 1-3 lines is one purchase day
+                rows.append((d, customer, day, float(rng.lognormal(3, 0.8)), 1))
+    con = duckdb.connect()
+    con.execute("create table lines (draw int, customer_id int, day int, price double, "
+                "quantity int)")  # fmt: skip
+    con.executemany("insert into lines values (?, ?, ?, ?, ?)", rows)
+    start = dt.date(2026, 1, 1)
+    totals, noises = [], []
+    for d in range(draws):
+        con.execute(f"create or replace view ev as select customer_id, 'purchase' as event_type, "
+                    f"date '{start}' + day as event_date, price, quantity from lines "
+                    f"where draw = {d}")  # fmt: skip
+        future = value.labels(con, "ev", start, horizon)
+        everyone = pl.DataFrame({"customer_id": [str(i) for i in range(n)]})
+        split = value.labelled(everyone, future)
+        totals.append(split["spend"].sum())
+        noises.append(split.select(value.spend_noise()).item())
+    spread = np.std(totals) / np.mean(totals)
+    assert np.median(noises) == pytest.approx(spread, rel=0.2), (np.median(noises), spread)
+    assert 0.02 < spread < 0.3  # a spread a forecast error could be mistaken for

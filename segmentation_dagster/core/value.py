@@ -185,25 +185,44 @@ def features_as_of(
 def labels(
     con: duckdb.DuckDBPyConnection, events: str, start: dt.date, horizon: int
 ) -> pl.DataFrame:
-    """customer_id, purchased (any purchase in [start, start + horizon)) and spend there."""
+    """customer_id, purchased (any purchase in [start, start + horizon)), spend there and
+    ``spend_sq``, the sum of its purchase days' squared totals (:func:`spend_noise`)."""
     return con.sql(
         f"""
-        select customer_id::varchar as customer_id, true as purchased,
-               sum(coalesce(price, 0) * coalesce(quantity, 1)) as spend
-        from {events}
-        where event_type = 'purchase' and event_date >= $start
-          and event_date < $start + to_days($h)
-        group by all
+        with days as (  -- a basket over several lines is one purchase, as in the features
+            select customer_id, event_date, sum(coalesce(price, 0) * coalesce(quantity, 1)) as r
+            from {events}
+            where event_type = 'purchase' and event_date >= $start
+              and event_date < $start + to_days($h)
+            group by all
+        )
+        select customer_id::varchar as customer_id, true as purchased, sum(r) as spend,
+               sum(r * r) as spend_sq
+        from days group by all
         """,
         params={"start": start, "h": horizon},
     ).pl()
 
 
 def labelled(features: pl.DataFrame, future: pl.DataFrame) -> pl.DataFrame:
-    """``features`` with ``churned`` (no purchase in the horizon) and ``spend`` (0 if none)."""
+    """``features`` with ``churned`` (no purchase in the horizon), ``spend`` and ``spend_sq``
+    (0 if none)."""
     return features.join(future, on="customer_id", how="left").with_columns(
-        churned=pl.col("purchased").is_null(), spend=pl.col("spend").fill_null(0.0)
+        churned=pl.col("purchased").is_null(),
+        spend=pl.col("spend").fill_null(0.0),
+        spend_sq=pl.col("spend_sq").fill_null(0.0),
     )
+
+
+def spend_noise() -> pl.Expr:
+    """How much a group's actual spend in the horizon varies by chance alone, relative to it:
+    one standard error if each customer's purchase days arrive at random at their own rate
+    (a compound Poisson sum, whose variance the sum of the squared purchase-day totals
+    estimates without knowing the rates). A forecast of every customer's true expected spend
+    still misses by about this much; an error of a few times it is the model's. Aggregates
+    ``spend`` and ``spend_sq`` (:func:`labelled`); null when nothing was spent."""
+    actual = pl.col("spend").sum()
+    return pl.when(actual > 0).then(pl.col("spend_sq").sum().sqrt() / actual)
 
 
 # -- the baseline: BG/NBD and Gamma-Gamma ------------------------------------------------------
@@ -443,8 +462,9 @@ class Validation:
     auc_baseline: float | None
     brier: float
     calibration: pl.DataFrame
-    #: per segment: customers, actual spend, predicted (ours, baseline), relative errors; the
-    #: customers in no segment of that assignment are the row whose segment_id is null
+    #: per segment: customers, actual spend, predicted (ours, baseline), relative errors, and
+    #: the actual's own noise (:func:`spend_noise`); the customers in no segment of that
+    #: assignment are the row whose segment_id is null
     spend_by_segment: pl.DataFrame
     #: the snapshot whose segments group ``spend_by_segment``: one from before the outcomes,
     #: or None for today's (chosen after them: a segment of the inactive is, in part, the
@@ -477,12 +497,12 @@ def validate(
     past = fit_bgnbd(*(_sample(train, baseline_sample)[c].to_numpy().astype(float)
                        for c in ("x", "t_x", "T")))  # fmt: skip
     models = Models.fit(with_baseline(train, past, horizon))
-    baseline = Baseline.fit(_sample(test.drop("churned", "spend"), baseline_sample))
+    baseline = Baseline.fit(_sample(test.drop("churned", "spend", "spend_sq"), baseline_sample))
     test = with_baseline(test, baseline.bgnbd, horizon)
     risk, spend = models.predict(test)
     n_base, spend_base = baseline.predict(test, horizon, test["bgnbd_purchases"].to_numpy())
     y = test["churned"].to_numpy()
-    scored = test.select("customer_id", "spend").with_columns(
+    scored = test.select("customer_id", "spend", "spend_sq").with_columns(
         predicted=pl.Series(spend).fill_nan(None), baseline=pl.Series(spend_base).fill_nan(None)
     )
     by_segment = (
@@ -495,6 +515,7 @@ def validate(
             actual=pl.col("spend").sum(),
             predicted=pl.col("predicted").sum(),
             baseline=pl.col("baseline").sum(),
+            noise=spend_noise(),
         )  # fmt: skip
         .with_columns(  # relative to nothing spent, an error is not a number: null
             error=_relative_error("predicted"), baseline_error=_relative_error("baseline")
@@ -540,7 +561,7 @@ def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
 #: the file in the model folder that keeps the trained models between runs, and its format
 #: (raise it when the models or what they read change in a way FEATURES does not show)
 MODELS_FILE = "value_models.joblib"
-KEPT_FORMAT = 2
+KEPT_FORMAT = 3  # 3: the validation's spend_by_segment has the actual's noise
 
 
 @dataclass(frozen=True)

@@ -294,9 +294,10 @@ def customer_value(
             segment_name=pl.when(pl.col("segment_id").is_null())
             .then(pl.lit(value.NO_SEGMENT))
             .otherwise(pl.col("segment_id").replace_strict(names, default=None))
-        ).select("segment_id", "segment_name", "customers", "actual", "predicted", "error",
-                 "baseline", "baseline_error"),
-        small, ["customers", "actual", "predicted", "error", "baseline", "baseline_error"],
+        ).select("segment_id", "segment_name", "customers", "actual", "noise", "predicted",
+                 "error", "baseline", "baseline_error"),
+        small, ["customers", "actual", "noise", "predicted", "error", "baseline",
+                "baseline_error"],
     )  # fmt: skip
     meta |= {
         "horizon_days": v.horizon_days,
