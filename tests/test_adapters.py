@@ -155,3 +155,31 @@ def test_dbt_runs_in_process_for_the_selected_models_and_names_a_failed_node(pat
     (failure,) = build().get_step_failure_events()
     error = failure.step_failure_data.error.message
     assert "stg_shop__products" in error and "dbt.log" in error
+
+
+def test_dbt_keeps_a_parse_cache_per_set_of_vars(paths):
+    """The daily refresh and the full loop pass dbt different vars, and dbt re-parses the whole
+    project whenever they differ from the last invocation's: each set keeps its own cache, so
+    going back to one parses nothing."""
+    from segmentation_dagster.core import ingest
+    from segmentation_dagster.core.warehouse import connect
+    from segmentation_dagster.defs.resources import default_resources
+    from segmentation_dagster.defs.transform.assets import dbt_models
+
+    with connect(paths.duckdb_path) as con:
+        ingest.ensure_schema(con)
+    log = paths.duckdb_path.parent / "dbt_target" / "dbt.log"
+
+    def build(half_life_days: int) -> str:
+        seen = log.read_text() if log.exists() else ""
+        run_config = {"ops": {"dbt_models": {"config": {"half_life_days": half_life_days}}}}
+        result = dg.materialize([dbt_models], selection=[dg.AssetKey("stg_shop__products")],
+                                resources=default_resources(), run_config=run_config)  # fmt: skip
+        assert result.success
+        return log.read_text()[len(seen) :]
+
+    assert "Unable to do partial parsing because saved manifest not found" in build(30)
+    assert "config vars" in build(45)  # other vars: dbt parses it all again, as it must
+    again = build(30)
+    assert "Unable to do partial parsing" not in again and "skipping parsing" in again
+    assert len(list((log.parent / "parse_cache").glob("*.msgpack"))) == 2

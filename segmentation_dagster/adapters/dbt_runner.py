@@ -11,6 +11,9 @@ callback's event as a line of dbt's JSON log) and dbt-duckdb's environment (clos
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,10 +68,12 @@ def run(
         if event.is_result_event:
             results.append(event)
 
+    cached = _parse_cache(target_path, args)
     try:
         outcome = dbtRunner(callbacks=[keep]).invoke(argv)
     finally:
         close_dbt_duckdb()  # before the step lets go of the warehouse lock
+        cached()
     tables = {}
     for r in results:
         info = r.raw_event["data"]["node_info"]
@@ -101,3 +106,40 @@ def run(
             + ("; failed nodes: " + ", ".join(failed) if failed else "")
             + f". See {target_path / 'dbt.log'}"
         )
+
+
+#: dbt's partial-parse cache in its target folder, and how many other sets of vars keep theirs
+PARSE_CACHE = "partial_parse.msgpack"
+KEEP_PARSE_CACHES = 4
+
+
+def _parse_cache(target_path: Path, args: list[str]) -> Callable[[], None]:
+    """dbt re-parses the whole project when its vars differ from the last invocation's, and the
+    daily refresh and the full loop alternate two sets (the key tests' scope differs): keep one
+    partial-parse cache per set of vars in ``target_path/parse_cache``. Puts this set's cache
+    in place now (dbt still checks it: a stale one is re-parsed as before); the returned call
+    keeps what dbt left, after the invocation. Both copies are written to a temporary file and
+    renamed, so a killed run leaves dbt either cache whole or none."""
+    vars_ = args[args.index("--vars") + 1] if "--vars" in args else ""
+    folder = target_path / "parse_cache"
+    mine = folder / f"{hashlib.sha256(vars_.encode()).hexdigest()[:16]}.msgpack"
+    live = target_path / PARSE_CACHE
+    if mine.is_file() and not mine.is_symlink():
+        _copy(mine, live)
+
+    def keep() -> None:
+        if not live.is_file() or live.is_symlink():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        _copy(live, mine)
+        older = sorted(folder.glob("*.msgpack"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in older[KEEP_PARSE_CACHES:]:
+            stale.unlink(missing_ok=True)
+
+    return keep
+
+
+def _copy(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
