@@ -201,8 +201,9 @@ def _row(name: str, p: dict) -> str:
 
 def _beyond_noise(rows: list[dict]) -> str:
     """The groups forecast more than 20 % off, and those of them off by more than twice the
-    actual's own noise (a miss chance alone rarely makes)."""
-    missed = [p for p in rows if p["error"] is not None and p["error"] > 0.2]
+    actual's own noise (a miss chance alone rarely makes); not the row of the customers in no
+    segment, which is no segment."""
+    missed = [p for p in rows if p["segment_id"] is not None and (p["error"] or 0) > 0.2]
     real = [p for p in missed if p["noise"] is not None and p["error"] > 2 * p["noise"]]
     return f"{len(missed)} more than 20 % off, {len(real)} of them by more than twice the noise"
 

@@ -178,8 +178,24 @@ def test_dbt_keeps_a_parse_cache_per_set_of_vars(paths):
         assert result.success
         return log.read_text()[len(seen) :]
 
+    cache = log.parent / "parse_cache"
     assert "Unable to do partial parsing because saved manifest not found" in build(30)
+    (first,) = cache.glob("*.msgpack")
     assert "config vars" in build(45)  # other vars: dbt parses it all again, as it must
     again = build(30)
     assert "Unable to do partial parsing" not in again and "skipping parsing" in again
-    assert len(list((log.parent / "parse_cache").glob("*.msgpack"))) == 2
+    assert len(list(cache.glob("*.msgpack"))) == 2
+
+    # a cache entry that is a link, a dangling link, a killed copy's leftover: never read or
+    # written through, never a failed step; the entry is written anew as a file of its own
+    outside = paths.duckdb_path.parent / "not_a_cache"
+    outside.write_bytes(b"keep me")
+    first.unlink()
+    first.symlink_to(outside)
+    (cache / "dangling.msgpack").symlink_to(cache / "gone")
+    (cache / ".half.msgpack.tmp").write_bytes(b"half")
+    assert "skipping parsing" in build(45)  # its own cache, untouched by the rest
+    assert "config vars" in build(30)  # 30's was a link: not read, a full parse
+    assert outside.read_bytes() == b"keep me" and not first.is_symlink() and first.is_file()
+    assert not (cache / ".half.msgpack.tmp").exists()
+    assert "skipping parsing" in build(45) and "skipping parsing" in build(30)

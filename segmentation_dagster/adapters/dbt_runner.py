@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,7 @@ def run(
         if event.is_result_event:
             results.append(event)
 
-    cached = _parse_cache(target_path, args)
+    cached = _parse_cache(target_path, args, context.log.warning)
     try:
         outcome = dbtRunner(callbacks=[keep]).invoke(argv)
     finally:
@@ -108,38 +110,70 @@ def run(
         )
 
 
-#: dbt's partial-parse cache in its target folder, and how many other sets of vars keep theirs
+#: dbt's partial-parse cache in its target folder, and how many sets of vars keep theirs
 PARSE_CACHE = "partial_parse.msgpack"
 KEEP_PARSE_CACHES = 4
 
 
-def _parse_cache(target_path: Path, args: list[str]) -> Callable[[], None]:
+def _parse_cache(
+    target_path: Path, args: list[str], warn: Callable[[str], None]
+) -> Callable[[], None]:
     """dbt re-parses the whole project when its vars differ from the last invocation's, and the
     daily refresh and the full loop alternate two sets (the key tests' scope differs): keep one
     partial-parse cache per set of vars in ``target_path/parse_cache``. Puts this set's cache
     in place now (dbt still checks it: a stale one is re-parsed as before); the returned call
-    keeps what dbt left, after the invocation. Both copies are written to a temporary file and
-    renamed, so a killed run leaves dbt either cache whole or none."""
+    keeps the cache dbt wrote, if it wrote one. Only regular files are read and written, each
+    write goes through a new temporary file and a rename (a killed run leaves a whole cache or
+    none, and a leftover temporary file is swept), and any failure of the cache is a warning:
+    it only costs a full parse, it never fails the step or hides dbt's own error."""
     vars_ = args[args.index("--vars") + 1] if "--vars" in args else ""
     folder = target_path / "parse_cache"
     mine = folder / f"{hashlib.sha256(vars_.encode()).hexdigest()[:16]}.msgpack"
     live = target_path / PARSE_CACHE
-    if mine.is_file() and not mine.is_symlink():
-        _copy(mine, live)
+
+    def regular(path: Path) -> os.stat_result | None:
+        try:
+            st = path.lstat()
+        except OSError:
+            return None
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    before = None
+    try:
+        if not folder.is_symlink() and regular(mine):
+            _copy(mine, live)
+        before = regular(live)
+    except OSError as e:
+        warn(f"dbt's parse cache for these vars was not used (a full parse instead): {e}")
 
     def keep() -> None:
-        if not live.is_file() or live.is_symlink():
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        _copy(live, mine)
-        older = sorted(folder.glob("*.msgpack"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for stale in older[KEEP_PARSE_CACHES:]:
-            stale.unlink(missing_ok=True)
+        after = regular(live)
+        if after is None or (before and (after.st_mtime_ns, after.st_size)
+                             == (before.st_mtime_ns, before.st_size)):  # fmt: skip
+            return  # dbt wrote no cache (it failed first, or had nothing to parse)
+        try:
+            if folder.is_symlink():
+                raise OSError(f"{folder} is a link")
+            folder.mkdir(exist_ok=True)
+            for leftover in folder.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)  # a killed copy's; unlink never follows a link
+            _copy(live, mine)
+            kept = [(st.st_mtime_ns, p) for p in folder.glob("*.msgpack") if (st := regular(p))]
+            for _, stale in sorted(kept, reverse=True)[KEEP_PARSE_CACHES:]:
+                stale.unlink(missing_ok=True)
+        except OSError as e:
+            warn(f"dbt's parse cache for these vars was not kept (the next run may parse all): {e}")
 
     return keep
 
 
 def _copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    """``source`` to ``target`` through a new temporary file beside it (never an existing one,
+    never through a link) and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
