@@ -352,6 +352,8 @@ def results_readme(results: Path) -> str:
         "Written by `make bench` (benchmarks/bench.py) from the bench_*.json files here; each",
         "scale's .md has the stages, the slowest steps and dbt nodes, and the machine. Seconds",
         "on the machine named in each file; read every figure as ±15 % (shared machine).",
+        "Where the daily refresh's time goes, and why its targets are missed: "
+        "refresh_profile.md (a profile, written by hand).",
         "",
         "| events | customers | date | full loop s | pandas / platform | expert / platform | "
         "peak RSS GiB | daily refresh s (+ load) | Spark loop s (ARI, peak GiB) |",
