@@ -90,9 +90,7 @@ run: install
 
 # the UI, and beside it the report folder on port 3001 (the Evidently and GX reports' links)
 ui: install
-	$(BIN)/segmentation serve-reports --port 3001 & server=$$!; \
-	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/segmentation ui
 
 # a real browser for the UI test (tests/test_ui.py): Debian's chromium (a test tool's own
 # browser download does not work on these machines)

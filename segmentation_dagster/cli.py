@@ -373,9 +373,9 @@ def print_summary(paths: Paths) -> None:
 
 def ui_command(paths: Paths) -> str:
     """How to open the UI on these runs: ``make ui`` for the Makefile's instance and data
-    folder; otherwise ``dagster dev`` itself with this shell's instance and folders (absolute,
-    quoted), since the Makefile would replace another instance's dagster.yaml with the
-    project's and splits a path at its spaces. Only folders and files are named (never a
+    folder; otherwise ``segmentation ui`` itself with this shell's instance and folders
+    (absolute, quoted), since the Makefile would replace another instance's dagster.yaml with
+    the project's and splits a path at its spaces. Only folders and files are named (never a
     key): the shell's other SEGMENTATION_* settings apply as they are."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.REPO_ROOT / ".dagster_home").resolve()
     folders = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SEGMENTATION_")
@@ -388,9 +388,8 @@ def ui_command(paths: Paths) -> str:
         return "make ui"
     env = [f"DAGSTER_HOME={shlex.quote(str(home))}",
            *(f"{k}={shlex.quote(str(Path(v).resolve()))}" for k, v in folders.items())]  # fmt: skip
-    dagster = shlex.quote(str(Path(sys.executable).parent / "dagster"))
-    return (f"cd {shlex.quote(str(settings.REPO_ROOT))} && {' '.join(env)} {dagster} dev "
-            "-w workspace.yaml -h 127.0.0.1 -p 3000")  # fmt: skip
+    segmentation = shlex.quote(str(Path(sys.executable).parent / "segmentation"))
+    return f"cd {shlex.quote(str(settings.REPO_ROOT))} && {' '.join(env)} {segmentation} ui"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -528,6 +527,41 @@ def cmd_init(args: argparse.Namespace) -> int:
           f"{settings.config_dir()} (SEGMENTATION_CONFIG_DIR), whatever its data folder; "
           "next: `segmentation check`")  # fmt: skip
     return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The Dagster UI (``dagster dev``) on this shell's instance and folders, with the report
+    folder served beside it, so the reports' links in the UI open (what ``make ui`` runs).
+    Stops both on Ctrl-C."""
+    import subprocess
+    import threading
+
+    from segmentation_dagster.core import reports
+
+    folder = Paths.from_env().report_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        server = reports.serve(folder, port=args.reports_port)
+    except OSError as e:
+        print(f"cannot serve the reports on 127.0.0.1:{args.reports_port}: {e} (another UI "
+              "running? --reports-port picks another port)", file=sys.stderr)  # fmt: skip
+        return 2
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(os.environ)
+    if args.reports_port != 3001 and reports.URL_ENV not in env:
+        # the runs this UI launches link their reports to where they are served
+        env[reports.URL_ENV] = f"http://127.0.0.1:{args.reports_port}"
+    print(f"reports: {folder} on http://127.0.0.1:{args.reports_port}; Dagster UI on "
+          f"http://127.0.0.1:{args.port} (Ctrl-C stops both)", flush=True)  # fmt: skip
+    dagster = Path(sys.executable).parent / "dagster"
+    cmd = [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]
+    try:
+        return subprocess.call(cmd, cwd=settings.REPO_ROOT, env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def cmd_serve_reports(args: argparse.Namespace) -> int:
@@ -789,8 +823,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_pseudo = sub.add_parser("pseudonym", help="the exports' pseudonym of customer ids")
     p_pseudo.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
     p_pseudo.set_defaults(func=cmd_pseudonym)
+    p_ui = sub.add_parser(
+        "ui", help="the Dagster UI on this shell's instance and folders, reports served beside"
+    )
+    p_ui.add_argument("--port", type=int, default=3000, help="the Dagster UI's (3000)")
+    p_ui.add_argument("--reports-port", type=int, default=3001,
+                      help="the reports' (3001; another also becomes the report links of the "
+                      "runs this UI launches, unless SEGMENTATION_REPORT_URL is set)")  # fmt: skip
+    p_ui.set_defaults(func=cmd_ui)
     p_serve = sub.add_parser(
-        "serve-reports", help="serve the report folder on localhost (make ui runs it)"
+        "serve-reports", help="serve the report folder on localhost (`segmentation ui` does)"
     )
     p_serve.add_argument("--port", type=int, default=3001)
     p_serve.set_defaults(func=cmd_serve_reports)

@@ -115,7 +115,7 @@ def test_the_next_step_names_the_instance_and_data_folder_the_runs_are_in(tmp_pa
     words = shlex.split(hint)
     assert words[:2] == ["cd", str(settings.REPO_ROOT)]
     assert f"DAGSTER_HOME={mine}/dagster_home" in words and f"SEGMENTATION_DATA_DIR={mine}" in words
-    assert words[-6:] == ["-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"]
+    assert words[-1] == "ui" and words[-2].endswith("/segmentation")
     assert "a-secret-key-of-the-shop" not in hint
 
 

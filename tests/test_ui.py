@@ -77,17 +77,19 @@ def ui(tmp_path_factory):
     # `daily` says what its own run loaded: the day held back, one file
     assert re.search(r"this run: 1 event file\(s\) loaded, 0 replaced, 0 rejected; "
                      r"[1-9][\d,]* rows inserted", run.stdout), run.stdout[-2000:]  # fmt: skip
-    port, log = _free_port(), root / "dagster_dev.log"
+    # `segmentation ui`, as `make ui` and the run summary's hint start it: dagster dev and
+    # the report folder served beside it
+    port, reports_port, log = _free_port(), _free_port(), root / "dagster_dev.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [BIN / "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            [BIN / "segmentation", "ui", "--port", str(port), "--reports-port", str(reports_port)],
             env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_http(f"{base}/server_info", 180, proc, log)
-        yield base, home
+        yield base, home, f"http://127.0.0.1:{reports_port}", p.report_dir
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -105,7 +107,7 @@ def test_the_ui_shows_the_segments_and_materialises_from_the_browser(ui):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
-    base, home = ui
+    base, home, reports, report_dir = ui
     SHOTS.mkdir(exist_ok=True)
     before = {r.run_id for r in _runs(home)}
     with sync_playwright() as pw:
@@ -161,4 +163,15 @@ def test_the_ui_shows_the_segments_and_materialises_from_the_browser(ui):
         page.goto(f"{base}/runs/{new[0].run_id}")
         expect(page.get_by_text("Success").first).to_be_visible()
         page.screenshot(path=SHOTS / "run_from_ui.png")
+
+        # the reports the UI links to are served beside it: the day's Evidently drift report
+        # opens, with its script from the same folder; nothing outside the folder is served
+        drift = sorted(report_dir.glob("*drift*.html"))
+        assert drift, sorted(f.name for f in report_dir.iterdir())
+        served = page.goto(f"{reports}/{drift[-1].name}")
+        assert served is not None and served.ok
+        script = page.locator("script[src^='evidently_']").first.get_attribute("src")
+        assert script and page.request.get(f"{reports}/{script}").ok
+        page.screenshot(path=SHOTS / "drift_report.png")
+        assert page.goto(f"{reports}/..%2Fdagster_home%2Fdagster.yaml").status == 404
         browser.close()
