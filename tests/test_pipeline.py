@@ -98,7 +98,9 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     worth = mats["customer_value"].materialization.metadata  # churn and spend, validated
     assert worth["dagster/row_count"].value > 0, worth.get("not_trained")
     assert worth["auc"].value > 0.5 and worth["auc_baseline_bgnbd"].value is not None
-    assert worth["spend_by_segment"].value.records
+    spend = [r.data for r in worth["spend_by_segment"].value.records]
+    assert spend and all("noise" in r for r in spend)  # the actual's own noise beside its error
+    assert any(r["noise"] is not None and 0 < r["noise"] < 1 for r in spend), spend
     assert worth["models"].value == "trained in this run: no stored models"
     said = mats["customer_interests"].materialization.metadata  # topics of what they write
     assert said["topics"].value.records and said["interests_by_segment"].value.records

@@ -308,6 +308,9 @@ def customer_value(
         "customers_train_test": f"{v.n_train} / {v.n_test}",
         "calibration": table(v.calibration),
         "spend_by_segment": v.spend_not_modelled or table(by_segment),
+        "spend_by_segment_noise": "noise: how far the actual spend strays by chance alone (one "
+        "standard error, relative to it); an error within twice the noise says little about "
+        "the forecast, one well beyond it is the model's",
         "spend_by_segment_grouped_by": (
             f"the segments of {v.segments_as_of}, before the outcomes"
             if v.segments_as_of
