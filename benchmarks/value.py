@@ -157,8 +157,7 @@ def _shops_markdown(rows: list[dict]) -> list[str]:
         spend = r["spend_by_persona"]
         ours = sum(p["error"] is not None and p["error"] <= 0.2 for p in spend)
         base = sum(p["baseline_error"] is not None and p["baseline_error"] <= 0.2 for p in spend)
-        real = sum(p["error"] is not None and p["error"] > max(0.2, 2 * (p["noise"] or 0))
-                   for p in spend)  # fmt: skip
+        real = len(_misses(spend)[1])
         log = "purchases only" if r["purchases_only"] else "full"
         lines.append(
             f"| {r['customers']:,} | {r['days']} | {r['seed']} | {log} | {r['horizon_days']} | "
@@ -199,12 +198,16 @@ def _row(name: str, p: dict) -> str:
             f"{_pct(p['baseline_error'])} |")  # fmt: skip
 
 
-def _beyond_noise(rows: list[dict]) -> str:
+def _misses(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """The groups forecast more than 20 % off, and those of them off by more than twice the
     actual's own noise (a miss chance alone rarely makes); not the row of the customers in no
     segment, which is no segment."""
     missed = [p for p in rows if p["segment_id"] is not None and (p["error"] or 0) > 0.2]
-    real = [p for p in missed if p["noise"] is not None and p["error"] > 2 * p["noise"]]
+    return missed, [p for p in missed if p["noise"] is not None and p["error"] > 2 * p["noise"]]
+
+
+def _beyond_noise(rows: list[dict]) -> str:
+    missed, real = _misses(rows)
     return f"{len(missed)} more than 20 % off, {len(real)} of them by more than twice the noise"
 
 

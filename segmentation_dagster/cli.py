@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segmentation_dagster.core import settings
+from segmentation_dagster.core.reports import DEFAULT_PORT
 from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.demo import simulate
 
@@ -548,7 +549,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 2
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(os.environ)
-    if args.reports_port != 3001 and reports.URL_ENV not in env:
+    if args.reports_port != reports.DEFAULT_PORT and reports.URL_ENV not in env:
         # the runs this UI launches link their reports to where they are served
         env[reports.URL_ENV] = f"http://127.0.0.1:{args.reports_port}"
     print(f"reports: {folder} on http://127.0.0.1:{args.reports_port}; Dagster UI on "
@@ -827,14 +828,15 @@ def build_parser() -> argparse.ArgumentParser:
         "ui", help="the Dagster UI on this shell's instance and folders, reports served beside"
     )
     p_ui.add_argument("--port", type=int, default=3000, help="the Dagster UI's (3000)")
-    p_ui.add_argument("--reports-port", type=int, default=3001,
-                      help="the reports' (3001; another also becomes the report links of the "
-                      "runs this UI launches, unless SEGMENTATION_REPORT_URL is set)")  # fmt: skip
+    p_ui.add_argument("--reports-port", type=int, default=DEFAULT_PORT,
+                      help=f"the reports' ({DEFAULT_PORT}; another also becomes the report "
+                      "links of the runs this UI launches, unless SEGMENTATION_REPORT_URL is "
+                      "set)")  # fmt: skip
     p_ui.set_defaults(func=cmd_ui)
     p_serve = sub.add_parser(
         "serve-reports", help="serve the report folder on localhost (`segmentation ui` does)"
     )
-    p_serve.add_argument("--port", type=int, default=3001)
+    p_serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     p_serve.set_defaults(func=cmd_serve_reports)
 
     p_replay = sub.add_parser(

@@ -138,13 +138,12 @@ def _parse_cache(
             return None
         return st if stat.S_ISREG(st.st_mode) else None
 
-    before = None
     try:
         if not folder.is_symlink() and regular(mine):
             _copy(mine, live)
-        before = regular(live)
     except OSError as e:
         warn(f"dbt's parse cache for these vars was not used (a full parse instead): {e}")
+    before = regular(live)  # what dbt finds: kept afterwards only if dbt rewrote it
 
     def keep() -> None:
         after = regular(live)

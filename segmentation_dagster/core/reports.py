@@ -49,7 +49,8 @@ def prune(folder: Path, pattern: re.Pattern[str], keep: int) -> list[Path]:
 
 URL_ENV = "SEGMENTATION_REPORT_URL"
 #: where `make ui` serves the report folder (``segmentation serve-reports``)
-DEFAULT_URL = "http://127.0.0.1:3001"
+DEFAULT_PORT = 3001
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def url_for(report: Path, folder: Path) -> str | None:
@@ -65,7 +66,7 @@ def url_for(report: Path, folder: Path) -> str | None:
     return f"{base}/{quote(report.name)}"
 
 
-def serve(folder: Path, host: str = "127.0.0.1", port: int = 3001) -> ThreadingHTTPServer:
+def serve(folder: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
     """A server of ``folder``'s report files (not yet serving: call ``serve_forever``). Only
     regular files directly in the folder are served; links, sub-folders and any path that
     leaves the folder get 404."""
