@@ -288,3 +288,40 @@ def test_the_spend_noise_is_how_far_the_actual_spend_strays_by_chance_alone():
     spread = np.std(totals) / np.mean(totals)
     assert np.median(noises) == pytest.approx(spread, rel=0.12), (np.median(noises), spread)
     assert 0.02 < spread < 0.3  # a spread a forecast error could be mistaken for
+
+
+def test_beyond_the_longest_silence_they_learnt_from_bgnbd_carries_the_forecast():
+    """At the training cutoff nobody can have been quiet for longer than the history then was;
+    trees forecast a constant past the edge of what they learnt from. A customer quiet for
+    longer is read by the trees at that edge, and their chances fade from there as BG/NBD says;
+    everyone within the edge is forecast by the trees alone."""
+    x, t_x, T, future = _simulate_bgnbd(1500, r=0.8, alpha=20.0, a=0.8, b=2.5, seed=1)  # noqa: N806
+    learnt = T <= 200
+    bg = value.fit_bgnbd(x, t_x, T)
+
+    def frame(x, t_x, T, future):  # noqa: ANN001, ANN202, N803
+        quiet = T - t_x
+        feats = {f: np.zeros(len(x)) for f in value.FEATURES}
+        feats |= {"recency_days": np.minimum(quiet, 100.0), "frequency": x + 1, "x": x,
+                  "t_x": t_x, "T": T, "monetary": (x + 1) * 20.0}  # fmt: skip
+        df = pl.DataFrame(feats).with_columns(
+            churned=pl.Series(future == 0), spend=pl.Series(future * 20.0)
+        )
+        return value.with_baseline(df, bg, 60)
+
+    models = value.Models.fit(frame(x[learnt], t_x[learnt], T[learnt], future[learnt]))
+    assert models.quiet_seen == pytest.approx((T - t_x)[learnt].max())
+    edge = models.quiet_seen
+    quiet = np.array([edge - 30, edge, edge + 40, edge + 150])
+    probe = frame(np.full(4, 2.0), np.full(4, 40.0), 40.0 + quiet, np.zeros(4))
+    risk, spend = models.predict(probe, bg, 60)
+    buy = 1 - risk
+    # within the edge: the trees' own forecast
+    trees = models.churn.predict_proba(probe.select(value._MODEL_FEATURES).to_numpy())[:, 1]
+    np.testing.assert_allclose(risk[:2], trees[:2])
+    # beyond it: the forecast at the edge, times BG/NBD's expected purchases over those there
+    n = bg.expected_purchases(60, probe["x"].to_numpy(), probe["t_x"].to_numpy(),
+                              probe["T"].to_numpy())  # fmt: skip
+    np.testing.assert_allclose(buy[2:], buy[1] * n[2:] / n[1], rtol=1e-9)
+    assert buy[1] > buy[2] > buy[3] > 0
+    assert np.all(spend >= 0) and spend[1] > spend[2] > spend[3]

@@ -33,6 +33,12 @@ that falls as those two rise; spend a hurdle: P(buy) times a Gamma-loss regressi
 buyers spent. Starting from the baseline's view matters most where behaviour is missing: on a
 purchases-only log a one-off buyer and a steady rare buyer differ mainly in what the BG/NBD
 likelihood makes of their purchase dates.
+
+**Beyond the edge of what they learnt from.** At the training cutoff nobody can have gone
+without buying for longer than the history then was; later some have, and trees forecast a
+constant past their data's edge. Such a customer is read by the trees as if quiet for just as
+long as the quietest they learnt from, and BG/NBD's expected purchases carry the forecast from
+there (:meth:`Models.predict`).
 """
 
 from __future__ import annotations
@@ -392,6 +398,10 @@ class Models:
 
     churn: object
     spend: object | None  # None: too few customers spent anything (see :data:`MIN_SPENDERS`)
+    #: the longest a customer they learnt from had gone without buying, in days: at the
+    #: training cutoff nobody can have been quiet for longer than the history was then long,
+    #: and a cutoff later some have
+    quiet_seen: float
 
     @classmethod
     def fit(cls, train: pl.DataFrame, seed: int = 0) -> Models:
@@ -410,18 +420,49 @@ class Models:
                 loss="gamma", monotonic_cst=[_SPEND_SIGNS.get(f, 0) for f in _MODEL_FEATURES],
                 **trees,
             ).fit(X[bought], train["spend"].to_numpy()[bought])  # fmt: skip
-        return cls(churn, spend)
+        return cls(churn, spend, float(_quiet(train).max()))
 
-    def predict(self, feats: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(P(no purchase in the horizon), expected spend in it)."""
+    def predict(
+        self, feats: pl.DataFrame, bgnbd: BgNbd, horizon: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(P(no purchase in the horizon), expected spend in it) for ``feats``, which
+        :func:`with_baseline` gave ``bgnbd``'s features. Beyond what the trees learnt from: a
+        customer quiet for longer than :attr:`quiet_seen` is read by them as if quiet for just
+        that long, and BG/NBD carries the forecast the rest of the way (P(buy) and spend times
+        its expected purchases for the customer over those at that edge, :func:`_fade`)."""
         X = feats.select(_MODEL_FEATURES).to_numpy()  # noqa: N806
+        fade = np.ones(len(X))
+        beyond = _quiet(feats) > self.quiet_seen
+        if beyond.any():
+            X[beyond], fade[beyond] = _fade(feats.filter(beyond), bgnbd, horizon, self.quiet_seen)
         classes = list(self.churn.classes_)  # type: ignore[attr-defined]
         # every core: rows are scored independently, with no barrier as between a fit's splits
         proba = self.churn.predict_proba(X)  # type: ignore[attr-defined]
         spend = (np.full(len(X), np.nan) if self.spend is None
                  else self.spend.predict(X))  # type: ignore[attr-defined]  # fmt: skip
         risk = proba[:, classes.index(True)] if True in classes else np.zeros(len(X))
-        return risk, (1 - risk) * np.maximum(spend, 0.0)
+        buy = (1 - risk) * fade
+        return 1 - buy, buy * np.maximum(spend, 0.0)
+
+
+def _quiet(feats: pl.DataFrame) -> np.ndarray:
+    """Days since each customer's last purchase, over the whole history (BG/NBD's T - t_x)."""
+    return (feats["T"] - feats["t_x"]).to_numpy().astype(float)
+
+
+def _fade(
+    feats: pl.DataFrame, bgnbd: BgNbd, horizon: int, quiet: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """For customers quiet for longer than ``quiet`` days: the model's features as if they had
+    been quiet for just that long (their last purchase ``quiet`` days before the cutoff, the same
+    purchases before it), and BG/NBD's expected purchases for them over those at that edge, in
+    [0, 1]. Trees forecast a constant beyond the edge of what they learnt from; BG/NBD's
+    purchase-and-drop-out story says how a buyer's chances fade with a longer silence."""
+    edge = with_baseline(feats.with_columns(T=pl.col("t_x") + quiet), bgnbd, horizon)
+    now, then = feats["bgnbd_purchases"].to_numpy(), edge["bgnbd_purchases"].to_numpy()
+    with np.errstate(all="ignore"):
+        fade = np.where(then > 0, now / then, 1.0)
+    return edge.select(_MODEL_FEATURES).to_numpy(), np.clip(np.nan_to_num(fade, nan=1.0), 0, 1)
 
 
 def _one_thread():  # noqa: ANN202
@@ -499,7 +540,7 @@ def validate(
     models = Models.fit(with_baseline(train, past, horizon))
     baseline = Baseline.fit(_sample(test.drop("churned", "spend", "spend_sq"), baseline_sample))
     test = with_baseline(test, baseline.bgnbd, horizon)
-    risk, spend = models.predict(test)
+    risk, spend = models.predict(test, baseline.bgnbd, horizon)
     n_base, spend_base = baseline.predict(test, horizon, test["bgnbd_purchases"].to_numpy())
     y = test["churned"].to_numpy()
     scored = test.select("customer_id", "spend", "spend_sq").with_columns(
@@ -561,7 +602,7 @@ def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
 #: the file in the model folder that keeps the trained models between runs, and its format
 #: (raise it when the models or what they read change in a way FEATURES does not show)
 MODELS_FILE = "value_models.joblib"
-KEPT_FORMAT = 3  # 3: the validation's spend_by_segment has the actual's noise
+KEPT_FORMAT = 4  # 4: Models.quiet_seen
 
 
 @dataclass(frozen=True)
@@ -731,7 +772,7 @@ def _score(
     """Every customer who bought, as of the day after ``last``, scored by ``trained``."""
     now = features_as_of(con, events, last + dt.timedelta(days=1), trained.lookback)
     now = with_baseline(now, trained.baseline.bgnbd, trained.horizon)
-    risk, spend = trained.models.predict(now)
+    risk, spend = trained.models.predict(now, trained.baseline.bgnbd, trained.horizon)
     _, spend_base = trained.baseline.predict(
         now, trained.horizon, now["bgnbd_purchases"].to_numpy()
     )
