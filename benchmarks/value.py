@@ -6,7 +6,10 @@ the full event log, and the same shop as a purchases-only log. Runs
 same function the ``customer_value`` asset calls on ``stg_shop__events``) and writes
 ``benchmarks/results/value.md`` and ``value.json``: the horizon, AUC of both models on the
 held-back horizon, the calibration deciles, the spend error per true persona, and the time it
-took. Then the same on smaller and shorter shops (``SHOPS``: other sizes, spans and seeds,
+took. Forward: the same shop one horizon longer, the models trained on all but that last
+horizon as the asset would be, and every customer's forecast met with what they then spent
+(the deployed models, where the validation judges the ones of one horizon earlier). Then the
+same on smaller and shorter shops (``SHOPS``: other sizes, spans and seeds,
 purchases only for most): how often the models beat the baseline where there is little to
 learn from. Nothing here is asserted; ``tests/test_value.py`` checks the targets on a smaller
 shop.
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -116,6 +120,72 @@ def _platform_segments(
     if found is None:
         raise RuntimeError(f"no assignment before {before} in {warehouse}")
     return found[0], found[1], names, seconds
+
+
+def _forward(folder: Path, cfg: simulate.DemoConfig) -> dict[str, object]:
+    """The deployed models against a horizon they never saw. ``cfg``'s shop runs one horizon
+    past the days the models may read: they train, validate and score on the events before
+    the last horizon (as the ``customer_value`` asset on that day), and each customer's
+    forecast meets what they spent in it. Grouped by true persona and by the platform's
+    segments of the day before (:func:`_platform_segments`)."""
+    if not (folder / "landing" / "events").exists():
+        simulate.generate(cfg, folder / "landing", folder / "truth")
+    con = _events(folder)
+    horizon = value.ValueConfig().horizon_days
+    cut = con.execute("select max(event_date) from ev").fetchall()[0][0] + dt.timedelta(
+        days=1 - horizon
+    )
+    truth = pl.read_parquet(folder / "truth" / "personas.parquet")
+    personas = truth.select(pl.col("customer_id").cast(pl.String), segment_id="persona")
+    s, scored = forward(con, cut, personas)
+    if s.trained is None:
+        return {"not_trained": s.reason}
+    assert s.trained.horizon == horizon, (s.trained.horizon, horizon)
+    y = scored["churned"].to_numpy()
+    as_of, members, names, _ = _platform_segments(folder, cut)
+    by_segment = value.spend_by_segment(scored, members).with_columns(
+        segment_name=pl.col("segment_id").replace_strict(names, default=value.NO_SEGMENT)
+    )
+    return {
+        "cutoff": str(cut), "horizon_days": horizon, "customers": scored.height,
+        "auc": value.auc(y, scored["churn_risk"].to_numpy()),
+        "auc_baseline": value.auc(y, -scored["bgnbd_purchases"].to_numpy()),
+        "spend_by_persona": value.spend_by_segment(scored, personas).to_dicts(),
+        "segments_as_of": str(as_of), "spend_by_segment": by_segment.to_dicts(),
+    }  # fmt: skip
+
+
+def forward(
+    con: duckdb.DuckDBPyConnection, cut: dt.date, segments: pl.DataFrame
+) -> tuple[value.Scores, pl.DataFrame]:
+    """:func:`value.score` on the events of the view ``ev`` before ``cut``, as the asset scores
+    on that day, and every scored customer's forecast next to what they did in the horizon from
+    ``cut`` (null frame when nothing was trained): customer_id, churn_risk, bgnbd_purchases
+    (the baseline's churn score), churned, spend, spend_sq, predicted, baseline."""
+    # a view takes no parameters: cut is a date of ours, written out as one
+    con.execute(f"create or replace view past as select * from ev "
+                f"where event_date < date '{cut.isoformat()}'")  # fmt: skip
+    s = value.score(con, "past", segments, value.ValueConfig())
+    t = s.trained
+    if t is None:
+        return s, pl.DataFrame()
+    n_base = value.with_baseline(
+        value.features_as_of(con, "past", cut, t.lookback), t.baseline.bgnbd, t.horizon
+    ).select("customer_id", "bgnbd_purchases")
+    return s, (
+        s.scores.join(value.labels(con, "ev", cut, t.horizon), on="customer_id", how="left")
+        .join(n_base, on="customer_id", how="left")
+        .select(
+            "customer_id",
+            "churn_risk",
+            "bgnbd_purchases",
+            churned=pl.col("purchased").is_null(),
+            spend=pl.col("spend").fill_null(0.0),
+            spend_sq=pl.col("spend_sq").fill_null(0.0),
+            predicted="expected_spend",
+            baseline="expected_spend_bgnbd",
+        )  # fmt: skip
+    )
 
 
 #: (customers, days, seed, purchases only): small shops, short spans, other random draws
@@ -224,14 +294,42 @@ def _segments_markdown(r: dict) -> list[str]:
         f"{value.NO_SEGMENT}: bought before the cutoff, but out of the features' scope on that "
         "day (no event in the last `features.active_days`).",
         "",
-        SPEND_HEAD[0].format("segment"),
-        SPEND_HEAD[1],
     ]
-    for p in r["spend_by_segment"]:
+    return [*lines, *_segment_table(r["spend_by_segment"])]
+
+
+def _segment_table(rows: list[dict]) -> list[str]:
+    """The spend table by the platform's segments, its total and its misses."""
+    lines = [SPEND_HEAD[0].format("segment"), SPEND_HEAD[1]]
+    for p in rows:
         seg = "" if p["segment_id"] is None else f"{p['segment_id']} "
         lines.append(_row(f"{seg}{p['segment_name']}", p))
-    rows = r["spend_by_segment"]
     return [*lines, _all(rows), "", f"Segments: {_beyond_noise(rows)}.", ""]
+
+
+def _forward_markdown(f: dict | None) -> list[str]:
+    """The deployed models on the horizon after the days they read (:func:`_forward`)."""
+    if not f:
+        return []
+    if "not_trained" in f:
+        return [f"Forward: not trained: {f['not_trained']}", ""]
+    lines = [
+        f"**Forward: the deployed models on a horizon they never saw.** The same shop one "
+        f"horizon longer: trained, validated and scored on the events before {f['cutoff']}, "
+        f"as the asset would be that day, then met with what the {f['customers']:,} customers "
+        f"who had bought spent in the {f['horizon_days']} days from it. Churn AUC "
+        f"{f['auc']:.3f} (BG/NBD {f['auc_baseline']:.3f}).",
+        "",
+        SPEND_HEAD[0].format("true persona"),
+        SPEND_HEAD[1],
+        *(_row(p["segment_id"], p) for p in f["spend_by_persona"]),
+        _all(f["spend_by_persona"]),
+        "",
+        f"Personas: {_beyond_noise(f['spend_by_persona'])}. By the platform's segments of "
+        f"{f['segments_as_of']}:",
+        "",
+    ]
+    return [*lines, *_segment_table(f["spend_by_segment"])]
 
 
 def _pct(error: float | None) -> str:
@@ -275,6 +373,7 @@ def _markdown(report: dict[str, dict]) -> str:
             "",
         ]
         lines += _segments_markdown(r)
+        lines += _forward_markdown(r.get("forward"))
         lines += [
             "Calibration (deciles of predicted churn risk):",
             "",
@@ -304,6 +403,15 @@ def main() -> int:
         report[log] = _run(folder, cfg, platform=True)
         brief = {k: report[log].get(k) for k in ("auc", "auc_baseline", "seconds")}
         print(f"{log}: {brief}", flush=True)
+        # the same shop one horizon longer, ending yesterday too: the deployed models' forward
+        days = args.days + value.ValueConfig().horizon_days
+        ahead = replace(cfg, days=days, start_date=demo_start_date(None, days))
+        report[log]["forward"] = _forward(
+            WORK / f"forward_{args.customers}_{days}_{args.seed}_{int(purchases_only)}_"
+            f"{ahead.start_date}",
+            ahead,
+        )
+        print(f"{log}, forward: auc {report[log]['forward'].get('auc')}", flush=True)
     report["shops"] = _shops()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "value.json").write_text(json.dumps(report, indent=1, default=str))

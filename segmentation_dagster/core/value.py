@@ -546,7 +546,28 @@ def validate(
     scored = test.select("customer_id", "spend", "spend_sq").with_columns(
         predicted=pl.Series(spend).fill_nan(None), baseline=pl.Series(spend_base).fill_nan(None)
     )
-    by_segment = (
+    v = Validation(
+        horizon_days=horizon,
+        cutoff=cutoff,
+        n_train=train.height,
+        n_test=test.height,
+        auc=auc(y, risk),
+        auc_baseline=auc(y, -n_base),  # fewer expected purchases: riskier
+        brier=float(np.mean((risk - y) ** 2)),
+        calibration=calibration(y, risk),
+        spend_by_segment=spend_by_segment(scored, segments),
+        segments_as_of=segments_as_of,
+        spend_not_modelled=_why_no_spend(train, models, baseline),
+    )
+    return v, models, baseline, test
+
+
+def spend_by_segment(scored: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFrame:
+    """Per segment of ``segments`` (customer_id, segment_id): customers, the ``actual`` spend
+    in the horizon, the ``predicted`` and ``baseline`` forecasts, the actual's ``noise``
+    (:func:`spend_noise`) and both relative errors. ``scored``: customer_id, spend, spend_sq
+    (:func:`labelled`), predicted, baseline."""
+    return (
         # a left join: who bought but was in no segment then (inactive at that snapshot, or
         # new since) is a row of its own (segment_id null), so the rows add up to the split
         scored.join(segments.select("customer_id", "segment_id"), on="customer_id", how="left")
@@ -563,20 +584,6 @@ def validate(
         )
         .sort("segment_id", nulls_last=True)
     )
-    v = Validation(
-        horizon_days=horizon,
-        cutoff=cutoff,
-        n_train=train.height,
-        n_test=test.height,
-        auc=auc(y, risk),
-        auc_baseline=auc(y, -n_base),  # fewer expected purchases: riskier
-        brier=float(np.mean((risk - y) ** 2)),
-        calibration=calibration(y, risk),
-        spend_by_segment=by_segment,
-        segments_as_of=segments_as_of,
-        spend_not_modelled=_why_no_spend(train, models, baseline),
-    )
-    return v, models, baseline, test
 
 
 def _relative_error(column: str) -> pl.Expr:
