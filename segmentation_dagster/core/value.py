@@ -32,7 +32,10 @@ fitted on the history before the same cutoff). Churn is a classifier, constraine
 that falls as those two rise; spend a hurdle: P(buy) times a Gamma-loss regression of what the
 buyers spent. Starting from the baseline's view matters most where behaviour is missing: on a
 purchases-only log a one-off buyer and a steady rare buyer differ mainly in what the BG/NBD
-likelihood makes of their purchase dates.
+likelihood makes of their purchase dates. Where the buyers follow BG/NBD's own story the other
+features only add noise the trees fit: the classifier reads the baseline's two alone when that
+ranks a held-out part of the training split better (:func:`_choose`; the metadata's
+``churn_reads`` says which and the held-out AUCs).
 
 **Beyond the edge of what they learnt from.** At the training cutoff nobody can have gone
 without buying for longer than the history then was; later some have, and trees forecast a
@@ -122,8 +125,11 @@ def features_as_of(
         f"""
         with ev as (
             select customer_id, event_date, event_type, session_id,
+                   -- exact sums: a double's depends on the order DuckDB's threads add it in,
+                   -- and the trees' bins with it (the same history gave other forecasts)
                    case when event_type = 'purchase'
-                        then coalesce(price, 0) * coalesce(quantity, 1) else 0 end as revenue
+                        then (coalesce(price, 0) * coalesce(quantity, 1))::decimal(38, 6)
+                        else 0 end as revenue
             from {events} where event_date < $cutoff
         ),
         days as (  -- purchase days: a basket over several lines is one purchase
@@ -159,13 +165,13 @@ def features_as_of(
         select h.customer_id::varchar as customer_id,
                least($cutoff - h.last_buy, $lookback)::double as recency_days,
                coalesce(r.frequency, 0)::double as frequency,
-               coalesce(r.monetary, 0) as monetary,
-               coalesce(r.monetary / r.frequency, 0) as avg_order_value,
+               coalesce(r.monetary, 0)::double as monetary,
+               coalesce(r.monetary / r.frequency, 0)::double as avg_order_value,
                coalesce($cutoff - a.first_event, 0)::double as tenure_days,
                coalesce($cutoff - r.first_buy, $lookback)::double as t_first_buy,
                coalesce(r.purchases_30d, 0)::double as purchases_30d,
                coalesce(r.purchases_90d, 0)::double as purchases_90d,
-               coalesce(r.revenue_90d, 0) as revenue_90d,
+               coalesce(r.revenue_90d, 0)::double as revenue_90d,
                coalesce(a.events_30d, 0)::double as events_30d,
                coalesce(a.sessions_30d, 0)::double as sessions_30d,
                coalesce(a.views_30d, 0)::double as views_30d,
@@ -178,7 +184,7 @@ def features_as_of(
                coalesce(r.frequency / greatest(a.sessions, 1), 0)::double
                    as purchases_per_session,
                (h.n_days - 1)::double as x, (h.last_buy - h.first_buy)::double as t_x,
-               ($cutoff - h.first_buy)::double as "T", h.total / h.n_days as m
+               ($cutoff - h.first_buy)::double as "T", (h.total / h.n_days)::double as m
         from history h
         left join recent r using (customer_id)
         left join act a using (customer_id)
@@ -196,14 +202,15 @@ def labels(
     return con.sql(
         f"""
         with days as (  -- a basket over several lines is one purchase, as in the features
-            select customer_id, event_date, sum(coalesce(price, 0) * coalesce(quantity, 1)) as r
+            select customer_id, event_date,  -- exact, as in the features
+                   sum((coalesce(price, 0) * coalesce(quantity, 1))::decimal(38, 6)) as r
             from {events}
             where event_type = 'purchase' and event_date >= $start
               and event_date < $start + to_days($h)
             group by all
         )
-        select customer_id::varchar as customer_id, true as purchased, sum(r) as spend,
-               sum(r * r) as spend_sq
+        select customer_id::varchar as customer_id, true as purchased, sum(r)::double as spend,
+               sum(r::decimal(38, 2) * r::decimal(38, 2))::double as spend_sq
         from days group by all
         """,
         params={"start": start, "h": horizon},
@@ -402,25 +409,28 @@ class Models:
     #: training cutoff nobody can have been quiet for longer than the history was then long,
     #: and a cutoff later some have
     quiet_seen: float
+    #: the features the churn classifier reads (:data:`CHURN_READS`) and why (:func:`_choose`)
+    churn_reads: tuple[str, ...] = _MODEL_FEATURES
+    churn_choice: str = ""
 
     @classmethod
     def fit(cls, train: pl.DataFrame, seed: int = 0) -> Models:
-        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+        from sklearn.ensemble import HistGradientBoostingRegressor
 
         X = train.select(_MODEL_FEATURES).to_numpy()  # noqa: N806
+        y = train["churned"].to_numpy()
         trees = {"max_iter": 200, "learning_rate": 0.05, "min_samples_leaf": 40,
                  "random_state": seed}  # fmt: skip
         with _one_thread():
-            churn = HistGradientBoostingClassifier(
-                monotonic_cst=[_CHURN_SIGNS.get(f, 0) for f in _MODEL_FEATURES], **trees
-            ).fit(X, train["churned"].to_numpy())
+            reads, choice = _choose(X, y, trees, seed)
+            churn = _classifier(reads, trees).fit(X[:, _columns(reads)], y)
             # a hurdle: P(buy) from the classifier, times the spend of those who buy
             bought = train["spend"].to_numpy() > 0
             spend = None if bought.sum() < MIN_SPENDERS else HistGradientBoostingRegressor(
                 loss="gamma", monotonic_cst=[_SPEND_SIGNS.get(f, 0) for f in _MODEL_FEATURES],
                 **trees,
             ).fit(X[bought], train["spend"].to_numpy()[bought])  # fmt: skip
-        return cls(churn, spend, float(_quiet(train).max()))
+        return cls(churn, spend, float(_quiet(train).max()), reads, choice)
 
     def predict(
         self, feats: pl.DataFrame, bgnbd: BgNbd, horizon: int
@@ -437,12 +447,66 @@ class Models:
             X[beyond], fade[beyond] = _fade(feats.filter(beyond), bgnbd, horizon, self.quiet_seen)
         classes = list(self.churn.classes_)  # type: ignore[attr-defined]
         # every core: rows are scored independently, with no barrier as between a fit's splits
-        proba = self.churn.predict_proba(X)  # type: ignore[attr-defined]
+        proba = self.churn.predict_proba(X[:, _columns(self.churn_reads)])  # type: ignore[attr-defined]
         spend = (np.full(len(X), np.nan) if self.spend is None
                  else self.spend.predict(X))  # type: ignore[attr-defined]  # fmt: skip
         risk = proba[:, classes.index(True)] if True in classes else np.zeros(len(X))
         buy = (1 - risk) * fade
         return 1 - buy, buy * np.maximum(spend, 0.0)
+
+
+#: the feature sets the churn classifier may read. On a log whose buyers follow BG/NBD's own
+#: story the baseline's reading alone ranks them best, and the other features only add noise
+#: the trees fit; on a log with behaviour, or whose buyers come and go otherwise, all of them
+#: do. Which one is chosen on a held-out part of the training split (:func:`_choose`).
+CHURN_READS: dict[str, tuple[str, ...]] = {
+    "all features": _MODEL_FEATURES,
+    "the baseline's reading alone": BASELINE_FEATURES,
+}
+#: the share of the training split held out to choose what the churn classifier reads, and
+#: the most customers the choice looks at (a few thousand held out tell AUCs 0.01 apart)
+HOLD_OUT = 0.3
+CHOICE_SAMPLE = 20_000
+
+
+def _columns(reads: tuple[str, ...]) -> list[int]:
+    return [_MODEL_FEATURES.index(f) for f in reads]
+
+
+def _classifier(reads: tuple[str, ...], trees: dict):  # noqa: ANN202
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        monotonic_cst=[_CHURN_SIGNS.get(f, 0) for f in reads], **trees
+    )
+
+
+def _choose(
+    X: np.ndarray,  # noqa: N803
+    y: np.ndarray,
+    trees: dict,
+    seed: int,
+) -> tuple[tuple[str, ...], str]:
+    """What the churn classifier reads (:data:`CHURN_READS`): the set whose classifier, fitted
+    on the rest, ranks a held-out :data:`HOLD_OUT` of the training split best (a tie: all
+    features), and a sentence with the held-out AUCs. At most :data:`CHOICE_SAMPLE` customers
+    take part."""
+    rng = np.random.default_rng(seed)
+    if len(y) > CHOICE_SAMPLE:
+        some = np.sort(rng.choice(len(y), CHOICE_SAMPLE, replace=False))
+        X, y = X[some], y[some]  # noqa: N806
+    hold = rng.random(len(y)) < HOLD_OUT
+    if any(len(np.unique(part)) < 2 for part in (y[hold], y[~hold])):
+        return _MODEL_FEATURES, "all features (too few customers to hold some out)"
+    aucs = {}
+    for name, reads in CHURN_READS.items():
+        cols = _columns(reads)
+        clf = _classifier(reads, trees).fit(X[~hold][:, cols], y[~hold])
+        proba = clf.predict_proba(X[hold][:, cols])
+        aucs[name] = auc(y[hold], proba[:, list(clf.classes_).index(True)]) or 0.0
+    best = max(aucs, key=lambda name: (aucs[name], name == "all features"))
+    held = ", ".join(f"{aucs[name]:.3f} reading {name}" for name in aucs)
+    return CHURN_READS[best], f"{best} (AUC on {hold.sum()} held-out customers: {held})"
 
 
 def _quiet(feats: pl.DataFrame) -> np.ndarray:
@@ -513,6 +577,8 @@ class Validation:
     segments_as_of: dt.date | None = None
     #: why spend was not forecast ("" when it was): the errors are then null
     spend_not_modelled: str = ""
+    #: what the validated churn classifier read and why (:func:`_choose`)
+    churn_reads: str = ""
 
 
 def horizon_for(first: dt.date, end: dt.date, wanted: int) -> int:
@@ -558,6 +624,7 @@ def validate(
         spend_by_segment=spend_by_segment(scored, segments),
         segments_as_of=segments_as_of,
         spend_not_modelled=_why_no_spend(train, models, baseline),
+        churn_reads=models.churn_choice,
     )
     return v, models, baseline, test
 
@@ -609,7 +676,7 @@ def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
 #: the file in the model folder that keeps the trained models between runs, and its format
 #: (raise it when the models or what they read change in a way FEATURES does not show)
 MODELS_FILE = "value_models.joblib"
-KEPT_FORMAT = 4  # 4: Models.quiet_seen
+KEPT_FORMAT = 5  # 4: Models.quiet_seen; 5: Models.churn_reads
 
 
 @dataclass(frozen=True)
