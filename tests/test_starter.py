@@ -106,20 +106,23 @@ def test_init_gives_an_order_line_export_ids_that_stay_unique_across_files(paths
         assert loaded == rows  # the second day's lines are not taken for the first day's
 
 
+def _day_first_csv(path, start: dt.datetime, header: str, line) -> None:  # noqa: ANN001
+    """A ';' CSV of 32 lines 13 days apart (404 days from ``start``): ``line(i, timestamp)``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamps = [start + dt.timedelta(days=13 * i, hours=i % 5) for i in range(32)]
+    path.write_text(header + "\n" + "".join(line(i, t) + "\n" for i, t in enumerate(stamps)))
+
+
 def test_init_reads_day_first_timestamps_and_decimal_commas_and_says_what_it_cannot(
     paths, tmp_path
 ):
     folder = paths.landing_dir / "events"
-    folder.mkdir(parents=True)
     start = dt.datetime(2025, 1, 3, 9, 18)
-    stamps = [start + dt.timedelta(days=13 * i, hours=i % 5) for i in range(32)]  # 404 days
-    (folder / "orders_export.csv").write_text(
-        "order_no;line_no;client_ref;ordered_at;sku;qty;unit_price_eur\n"
-        + "".join(
-            f"o{i};1;c{i % 9};{t:%d.%m.%Y %H:%M};p{i % 4};{1 + i % 2};{i},5{i % 10}\n"
-            for i, t in enumerate(stamps)
-        )  # fmt: skip
-    )
+    _day_first_csv(
+        folder / "orders_export.csv", start,
+        "order_no;line_no;client_ref;ordered_at;sku;qty;unit_price_eur",
+        lambda i, t: f"o{i};1;c{i % 9};{t:%d.%m.%Y %H:%M};p{i % 4};{1 + i % 2};{i},5{i % 10}",
+    )  # fmt: skip
     found = starter.inspect(paths.landing_dir)
     look = found.kinds["events"]
     assert look.csv_formats == {"timestampformat": "%d.%m.%Y %H:%M", "decimal_separator": ","}
@@ -240,3 +243,37 @@ def test_init_reads_day_first_dates_the_csv_sniffer_would_type_itself(paths, tmp
         first = one(con, "select min(event_ts)::date from raw.events")[0]
     assert report.rows_quarantined == 0 and not report.rejected, report
     assert first == dt.date(2025, 3, 13)
+
+
+def test_init_finds_a_time_column_by_its_values_and_takes_a_line_total_over_the_quantity(
+    paths, tmp_path
+):
+    """An order-line export whose time column has a name init does not know, and whose money
+    column is each line's total: mapped as the unit price, a quantity of 2 would count the
+    line twice in the revenue (a newcomer's shop showed 52 % more than it sold)."""
+    start = dt.datetime(2025, 10, 20, 7, 3)
+    _day_first_csv(
+        paths.landing_dir / "events" / "kestrel_orders.csv", start,
+        "order_ref;buyer;wann;product_code;qty;line_total",
+        lambda i, t: f"k{i};b{i % 9};{t:%d.%m.%Y %H:%M};p{i % 4};{1 + i % 3};{10 * (1 + i % 3)},5",
+    )  # fmt: skip
+    found = starter.inspect(paths.landing_dir)
+    look = found.kinds["events"]
+    assert look.mapped["event_ts"] == "wann" and look.by_values == {"event_ts"}
+    assert found.first_date == "2025-10-20" and found.span_days > 400
+    text = starter.sources_yml(found)
+    assert "GUESS: no column has a known name for it" in text
+    assert "reads as a line's total: the unit price is it over the quantity" in text
+    sources = tmp_path / "sources.yml"
+    sources.write_text(text)
+    with connect(paths.duckdb_path) as con:
+        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
+        revenue, lines, first = one(
+            con, "select sum(price * quantity), count(*), min(event_ts) from raw.events"
+        )
+    assert report.rows_quarantined == 0 and not report.rejected, report
+    totals = sum(10 * (1 + i % 3) + 0.5 for i in range(32))  # what the lines say they cost
+    assert lines == 32 and first == start and abs(revenue - totals) < 1e-6, (revenue, totals)
+    config = tmp_path / "segmentation.yml"
+    config.write_text(starter.project_yml(found))
+    assert project.load(config).features["active_days"] == found.span_days

@@ -165,20 +165,25 @@ def small_groups(
 
 
 def suppress(df: pl.DataFrame, small: set[int | None], columns: Iterable[str]) -> pl.DataFrame:
-    """Null the ``columns`` of the rows of small segments (text columns say why); None in
-    ``small``: the row of the customers in no segment too."""
+    """Null the ``columns`` of the rows of small segments (text columns say why; when none of
+    them is text, a ``note`` column does); None in ``small``: the row of the customers in no
+    segment too."""
     if not small:
         return df
+    columns = list(columns)
     is_small = pl.col("segment_id").is_in(sorted(s for s in small if s is not None))
     if None in small:
         is_small = is_small | pl.col("segment_id").is_null()
-    return df.with_columns(
+    out = df.with_columns(
         pl.when(is_small)
         .then(pl.lit(SUPPRESSED) if df.schema[c] == pl.String else pl.lit(None))
         .otherwise(pl.col(c))
         .alias(c)
         for c in columns
     )
+    if any(df.schema[c] == pl.String for c in columns):
+        return out
+    return out.with_columns(note=pl.when(is_small).then(pl.lit(SUPPRESSED)))
 
 
 # -- erasure -----------------------------------------------------------------------------------

@@ -30,7 +30,10 @@ NAMES: dict[str, tuple[str, ...]] = {
     "event_ts": ("eventts", "timestamp", "ts", "eventtime", "time", "datetime", "createdat",
                  "occurredat", "eventdate", "orderdate", "invoicedate", "orderedat",
                  "purchasedat", "ordertime", "date", "happenedat", "eventat", "loggedat",
-                 "recordedat", "eventtimestamp"),
+                 "recordedat", "eventtimestamp", "placedat", "orderplacedat", "placedon",
+                 "orderedon", "orderdatetime", "ordertimestamp", "purchasedate", "purchasetime",
+                 "transactiondate", "transactiontime", "saledate", "soldat", "paidat",
+                 "boughtat", "createdon"),
     "event_type": ("eventtype", "type", "action", "event", "eventname", "activity", "kind",
                    "eventkind", "actiontype", "interaction", "interactiontype"),
     "session_id": ("sessionid", "session", "visitid", "visit", "sessionkey", "visitkey"),
@@ -38,7 +41,9 @@ NAMES: dict[str, tuple[str, ...]] = {
     "category": ("category", "dept", "department", "categorycode", "productcategory", "cat",
                  "family", "categoryname", "categorylabel", "productcategoryname", "catname",
                  "departmentname"),
-    "price": ("price", "unitprice", "itemprice", "amount", "linetotal"),
+    # a unit price first; then a line's total (:data:`TOTALS`), which init divides by the quantity
+    "price": ("price", "unitprice", "itemprice", "amount", "linetotal", "lineamount", "linevalue",
+              "total", "subtotal"),
     "discount": ("discount", "markdown", "discountrate"),
     "quantity": ("quantity", "qty", "units", "count"),
     "search_query": ("searchquery", "query", "searchterm", "querytext", "searchtext", "search",
@@ -50,6 +55,9 @@ NAMES: dict[str, tuple[str, ...]] = {
     "country": ("country", "countrycode"),
     "base_price": ("baseprice", "listprice", "price"),
 }  # fmt: skip
+#: price names that mean a line's total (the unit price times the quantity): mapped as the
+#: total over the quantity, or a quantity above one would count twice in the revenue
+TOTALS = frozenset({"amount", "linetotal", "lineamount", "linevalue", "total", "subtotal"})
 #: an order number and a line number within it: together, an id for an order-line export
 ORDER_KEY = (("orderid", "orderno", "ordernumber", "order", "invoiceid", "invoiceno", "invoice",
               "transactionid"),
@@ -74,6 +82,8 @@ class KindLook:
     csv_formats: dict[str, str] = field(default_factory=dict)
     #: a timestamp value no known format reads (shown to the user), if any
     unreadable_ts: str | None = None
+    #: contract columns mapped by what the values look like, not by the column's name
+    by_values: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -192,6 +202,11 @@ def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:
     union = " union all by name ".join(
         f"(select * from {_read(p)} limit {SAMPLE_ROWS})" for p in sample
     )
+    if "event_ts" not in look.mapped:
+        stamps = _timestamp_column(con, union, look)
+        if stamps is not None:
+            look.mapped["event_ts"] = stamps
+            look.by_values.add("event_ts")
     if "event_type" in look.mapped:
         col = quote_ident(look.mapped["event_type"])
         for value, n in con.execute(
@@ -220,6 +235,23 @@ TS_FORMATS = (
 )  # fmt: skip
 #: a format (or a decimal comma) is proposed when it reads this share of the sampled values
 READS = 0.9
+
+
+def _timestamp_column(con, union: str, look: KindLook) -> str | None:  # noqa: ANN001
+    """The first unmapped column whose sampled values read as timestamps (as they are, or in
+    one of :data:`TS_FORMATS`): a log whose time column has a name init does not know."""
+    for column in look.columns:
+        if column in look.mapped.values():
+            continue
+        col = f"cast({quote_ident(column)} as varchar)"
+        reads = ", ".join(f"count(try_strptime({col}, ?))" for _ in TS_FORMATS)
+        total, plain, *by_format = con.execute(
+            f"select count({col}), count(try_cast({col} as timestamp)), {reads} from ({union})",
+            list(TS_FORMATS),
+        ).fetchall()[0]
+        if total and max(plain, *by_format) >= READS * total:
+            return column
+    return None
 
 
 def _text_formats(con, union: str, look: KindLook, found: Inspection) -> None:  # noqa: ANN001
@@ -334,6 +366,17 @@ def sources_yml(found: Inspection) -> str:
                                  "'checkout' is there: taken as the purchase")  # fmt: skip
                     expr = (f"case lower(trim({column})) when 'checkout' then 'purchase' "
                             f"else {column} end")  # fmt: skip
+                if target in look.by_values:
+                    lines.append(
+                        f"    # GUESS: no column has a known name for it; "
+                        f"{_yaml_str(_shown(source))}'s values read as timestamps"
+                    )
+                if target == "price" and "quantity" in look.mapped and _is_total(source):
+                    lines.append(
+                        f"    # GUESS: {_yaml_str(_shown(source))} reads as a line's "
+                        "total: the unit price is it over the quantity"
+                    )
+                    expr = _unit_price(source, look)
                 if expr is not None:
                     lines.append(f"    {target}: {_yaml_str(expr)}")
                 elif required:
@@ -349,6 +392,25 @@ def sources_yml(found: Inspection) -> str:
         mapped = [line for line in lines[first:] if not line.lstrip().startswith("#")]
         lines += _not_mapped(look, contract.columns, "\n".join(mapped))
     return "\n".join(lines) + "\n"
+
+
+def _is_total(column: str) -> bool:
+    """Whether a price column's name says it is a line's total (``line_total``, ``amount_eur``)."""
+    name = _norm(column)
+    return any(name == t or (name.startswith(t) and name[len(t) :] in SUFFIXES) for t in TOTALS)
+
+
+def _unit_price(total: str, look: KindLook) -> str:
+    """A line's total over its quantity, read as numbers (text with a decimal comma too);
+    no price where the quantity is 0."""
+
+    def number(column: str) -> str:
+        ref = column if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column) else quote_ident(column)
+        if look.csv_formats.get("decimal_separator") == ",":
+            return f"try_cast(replace(cast({ref} as varchar), ',', '.') as double)"
+        return f"try_cast({ref} as double)"
+
+    return f"{number(total)} / nullif({number(look.mapped['quantity'])}, 0)"
 
 
 def _read_by(written: str, columns: dict[str, str]) -> set[str]:
