@@ -102,7 +102,8 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     assert spend and all("noise" in r for r in spend)  # the actual's own noise beside its error
     assert any(r["noise"] is not None and 0 < r["noise"] < 1 for r in spend), spend
     assert worth["models"].value == "trained in this run: no stored models"
-    assert "held-out customers" in worth["churn_reads"].value  # what the classifier reads, why
+    for reads in ("churn_reads", "churn_reads_validated"):  # what the classifier reads, why
+        assert "held-out AUC" in worth[reads].value and "reading all features" in worth[reads].value
     said = mats["customer_interests"].materialization.metadata  # topics of what they write
     assert said["topics"].value.records and said["interests_by_segment"].value.records
     loaded = raw["loaded_files"].value.records  # which days are in: the latest month of files

@@ -505,8 +505,8 @@ def _choose(
         proba = clf.predict_proba(X[hold][:, cols])
         aucs[name] = auc(y[hold], proba[:, list(clf.classes_).index(True)]) or 0.0
     best = max(aucs, key=lambda name: (aucs[name], name == "all features"))
-    held = ", ".join(f"{aucs[name]:.3f} reading {name}" for name in aucs)
-    return CHURN_READS[best], f"{best} (AUC on {hold.sum()} held-out customers: {held})"
+    held = " against ".join(f"{aucs[name]:.3f} reading {name}" for name in aucs)
+    return CHURN_READS[best], f"{best}: held-out AUC {held} ({hold.sum()} customers held out)"
 
 
 def _quiet(feats: pl.DataFrame) -> np.ndarray:

@@ -305,7 +305,10 @@ def customer_value(
         "auc": _round(v.auc),
         "auc_baseline_bgnbd": _round(v.auc_baseline),
         "brier": round(v.brier, 4),
-        "churn_reads": f"scoring today: {t.models.churn_choice}; validated: {v.churn_reads}",
+        # what today's scores come from; the validation above judged the models of one
+        # horizon earlier, which chose for themselves
+        "churn_reads": t.models.churn_choice,
+        "churn_reads_validated": v.churn_reads,
         "customers_train_test": f"{v.n_train} / {v.n_test}",
         "calibration": table(v.calibration),
         "spend_by_segment": v.spend_not_modelled or table(by_segment),
