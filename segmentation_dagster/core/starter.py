@@ -143,16 +143,20 @@ def _order_line_key(columns: dict[str, str]) -> tuple[str, str] | None:
     return (found[0], found[1]) if found[0] and found[1] else None
 
 
+def _ref(column: str) -> str:
+    """Your column as a mapping expression reads it: a plain name as it is, any other quoted."""
+    return column if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column) else quote_ident(column)
+
+
 def _event_id_guess(look: KindLook) -> list[str]:
     """The commented ``event_id`` lines for a log without an id column: it must be unique
     across every file (a repeated id is quarantined as a duplicate), so never a row number."""
-    name = lambda c: c if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c) else quote_ident(c)  # noqa: E731
     key = _order_line_key(look.columns)
     if key is not None:
-        order_line = "concat_ws('-', " + ", ".join(name(c) for c in key) + ")"
+        order_line = "concat_ws('-', " + ", ".join(_ref(c) for c in key) + ")"
         return ["    # GUESS: no id column; the order and line numbers make one",
                 f"    event_id: {_yaml_str(order_line)}"]  # fmt: skip
-    content = "md5(concat_ws('|', " + ", ".join(name(c) for c in look.columns) + "))"
+    content = "md5(concat_ws('|', " + ", ".join(_ref(c) for c in look.columns) + "))"
     return ["    # GUESS: no id column; each line's content is hashed, so a line has the same id",
             "    # whichever file carries it (identical lines count once: the copies are",
             "    # quarantined as duplicates). Map an order and line number if you have them.",
@@ -341,8 +345,7 @@ def sources_yml(found: Inspection) -> str:
             source = look.mapped.get(target)
             required = target in contract.required
             if source is not None:
-                plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source)
-                expr = None if source == target else source if plain else quote_ident(source)
+                expr = None if source == target else _ref(source)
                 if (
                     target == "event_type"
                     and found.event_types
@@ -361,7 +364,7 @@ def sources_yml(found: Inspection) -> str:
                                  "format init knows: set csv timestampformat "
                                  "(docs/data-quality.md)")  # fmt: skip
                 if target == "event_type" and _checkout_is_the_purchase(found):
-                    column = source if plain else quote_ident(source)
+                    column = _ref(source)
                     lines.append("    # GUESS: none of your event types is a purchase, and "
                                  "'checkout' is there: taken as the purchase")  # fmt: skip
                     expr = (f"case lower(trim({column})) when 'checkout' then 'purchase' "
@@ -405,7 +408,7 @@ def _unit_price(total: str, look: KindLook) -> str:
     no price where the quantity is 0."""
 
     def number(column: str) -> str:
-        ref = column if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", column) else quote_ident(column)
+        ref = _ref(column)
         if look.csv_formats.get("decimal_separator") == ",":
             return f"try_cast(replace(cast({ref} as varchar), ',', '.') as double)"
         return f"try_cast({ref} as double)"
