@@ -77,25 +77,38 @@
     )
 {%- endmacro %}
 
-{#- The rates the regime test compares: (numerator, denominator, kind), see rate_z2. -#}
+{#- The rates the regime test compares: (numerator, denominator, kind, given), see rate_z2.
+    `given`: what the recent window holds by construction, left out of its side of the test.
+    The test runs on an active day, so that day and one session of it are certain: counted,
+    a customer who buys twice a year would show a visit rate of one in the window's days
+    against a few a year before, and restart their regime on every order. -#}
 {% macro change_rates() -%}
   {{ return([
-      ('views', 'sessions', 'poisson'),
-      ('searches', 'sessions', 'poisson'),
-      ('cart_sessions', 'sessions', 'binomial'),
-      ('abandoned_cart_sessions', 'cart_sessions', 'binomial'),
-      ('orders', 'sessions', 'binomial'),
-      ('discounted_priced_events', 'priced_events', 'binomial'),
-      ('items', 'orders', 'poisson'),
-      ('sessions', 'exposure', 'poisson'),
+      ('views', 'sessions', 'poisson', 0),
+      ('searches', 'sessions', 'poisson', 0),
+      ('cart_sessions', 'sessions', 'binomial', 0),
+      ('abandoned_cart_sessions', 'cart_sessions', 'binomial', 0),
+      ('orders', 'sessions', 'binomial', 0),
+      ('discounted_priced_events', 'priced_events', 'binomial', 0),
+      ('items', 'orders', 'poisson', 0),
+      ('sessions', 'exposure', 'poisson', 1),
   ]) }}
+{%- endmacro %}
+
+{#- The recent side of a change_rates() entry: (numerator, denominator) less what it is given. -#}
+{% macro recent_side(r, num, den, given) -%}
+  {%- if given -%}
+    {{ return(['(' ~ r ~ num ~ ' - ' ~ given ~ ')', '(' ~ r ~ den ~ ' - ' ~ given ~ ')']) }}
+  {%- endif -%}
+  {{ return([r ~ num, r ~ den]) }}
 {%- endmacro %}
 
 {#- The regime test's chi-square statistic: recent sums (columns prefixed `r`) against the rest
     of the regime (prefixed `o`), over change_rates() and the mean item price. -#}
 {% macro change_z2(r, o) -%}
-    {%- for num, den, kind in change_rates() %}
-    {{ rate_z2(r ~ num, r ~ den, o ~ num, o ~ den, kind) }} +
+    {%- for num, den, kind, given in change_rates() %}
+    {%- set n_r, d_r = recent_side(r, num, den, given) %}
+    {{ rate_z2(n_r, d_r, o ~ num, o ~ den, kind) }} +
     {%- endfor %}
     case when {{ r }}priced_events >= 2 and {{ o }}priced_events >= 2 then
         pow({{ r }}price_sum / {{ r }}priced_events - {{ o }}price_sum / {{ o }}priced_events, 2)
@@ -109,8 +122,9 @@
 
 {#- How many of change_z2's terms are tests (its degrees of freedom). -#}
 {% macro change_tests(r, o) -%}
-    {%- for num, den, kind in change_rates() %}
-    {{ rate_df(r ~ num, r ~ den, o ~ num, o ~ den, kind) }} +
+    {%- for num, den, kind, given in change_rates() %}
+    {%- set n_r, d_r = recent_side(r, num, den, given) %}
+    {{ rate_df(n_r, d_r, o ~ num, o ~ den, kind) }} +
     {%- endfor %}
     case when {{ r }}priced_events >= 2 and {{ o }}priced_events >= 2 then 1 else 0 end
 {%- endmacro %}
