@@ -77,6 +77,20 @@
     )
 {%- endmacro %}
 
+{#- A customer's rate per day of exposure, shrunk towards the shop's (population.<prior>) by
+    as many pseudo-days as the shop's average customer takes for var('prior_sessions')
+    sessions: the same prior as every per-session rate. A customer seen on one day is not
+    described by that day alone (one order on their first day: 30 orders a month), and the
+    prior weighs less the more days the customer was seen. -#}
+{% macro shrunk_per_day(num, prior) -%}
+    {%- set pseudo_days = '(params.k_session / nullif(population.sessions_per_day, 0))' -%}
+    coalesce(
+        ({{ num }} * in_scope.f + {{ pseudo_days }} * population.{{ prior }})
+            / (in_scope.exposure + {{ pseudo_days }}),
+        {{ num }} * in_scope.f / in_scope.exposure
+    )
+{%- endmacro %}
+
 {#- The rates the regime test compares: (numerator, denominator, kind, given), see rate_z2.
     `given`: what the recent window holds by construction, left out of its side of the test.
     The test runs on an active day, so that day and one session of it are certain: counted,

@@ -2,8 +2,9 @@
 -- how the customer behaves now. Read from the behaviour state (int_customer_behaviour_state):
 -- decayed sums since the start of the customer's current regime, decayed on to the snapshot
 -- date. Rates are shrunk towards the shop's average by var('prior_sessions') pseudo-sessions
--- (five times as many pseudo-items for per-item rates), so little evidence means a rate near
--- the average rather than 0 or 1.
+-- (five times as many pseudo-items for per-item rates; for rates per day, the days the shop's
+-- average customer takes for those sessions), so little evidence means a rate near the average
+-- rather than 0, 1 or thirty orders a month for one order yesterday.
 
 with
 
@@ -73,7 +74,11 @@ population as (
         sum(discounted_priced_events) / nullif(sum(priced_events), 0) as discounted_view_share,
         sum(price_sum) / nullif(sum(priced_events), 0) as avg_item_price,
         sum(rating_sum) / nullif(sum(rated_reviews), 0) as avg_review_rating,
-        sum(gap_sum) / nullif(sum(gap_n), 0) as mean_days_between_orders
+        sum(gap_sum) / nullif(sum(gap_n), 0) as mean_days_between_orders,
+        -- per day of exposure, for the rates over time (frequency, monetary, visits)
+        sum(sessions * f) / nullif(sum(exposure), 0) as sessions_per_day,
+        sum(orders * f) / nullif(sum(exposure), 0) as orders_per_day,
+        sum(revenue * f) / nullif(sum(exposure), 0) as revenue_per_day
     from in_scope
 
 ),
@@ -122,12 +127,12 @@ final as (
             coalesce({{ days_between('in_scope.last_order_date', 'in_scope.snapshot_date') }}, params.active_days),
             params.active_days
         ) as recency_days,
-        30 * in_scope.orders * in_scope.f / in_scope.exposure as frequency,
-        30 * in_scope.revenue * in_scope.f / in_scope.exposure as monetary,
+        30 * {{ shrunk_per_day('in_scope.orders', 'orders_per_day') }} as frequency,
+        30 * {{ shrunk_per_day('in_scope.revenue', 'revenue_per_day') }} as monetary,
         {{ shrunk('in_scope.revenue', 'in_scope.orders', 'avg_order_value', 'params.k_session') }} as avg_order_value,
         {{ shrunk('in_scope.items', 'in_scope.orders', 'items_per_order', 'params.k_session') }} as items_per_order,
         in_scope.events * in_scope.f as event_count,
-        7 * in_scope.sessions * in_scope.f / in_scope.exposure as sessions_per_week,
+        7 * {{ shrunk_per_day('in_scope.sessions', 'sessions_per_day') }} as sessions_per_week,
         {{ shrunk('in_scope.views', 'in_scope.sessions', 'views_per_session', 'params.k_session') }} as views_per_session,
         {{ shrunk('in_scope.searches', 'in_scope.sessions', 'searches_per_session', 'params.k_session') }} as searches_per_session,
         {{ shrunk('in_scope.viewed_orders', 'in_scope.view_sessions', 'view_to_purchase_rate', 'params.k_session') }} as view_to_purchase_rate,
