@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import dagster as dg
 import polars as pl
 import pytest
 
@@ -230,6 +231,21 @@ def test_empty_landing_folder_fails_with_a_clear_message(paths):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "no events in" in failure.step_failure_data.error.cause.message
+
+
+def test_a_dbt_failure_says_why_in_the_step_error_not_only_in_dbt_log(paths):
+    simulate.generate(simulate.DemoConfig(n_customers=200, days=20, seed=5), paths.landing_dir,
+                      paths.truth_dir)  # fmt: skip
+    features = dg.AssetSelection.assets("customer_features").upstream()
+    assert materialize_all(paths, selection=features).success
+    # the stored state was folded with the default half-life: another one is refused
+    other = {"ops": {"dbt_models": {"config": {"half_life_days": 10}}}}
+    result = materialize_all(paths, selection=features, run_config=other, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    said = failure.step_failure_data.error.to_string()
+    assert "int_customer_behaviour_state: " in said
+    assert "folded with half_life_days=30" in said and "full refresh" in said
 
 
 def test_evaluate_runs_on_any_data_and_compares_with_truth_only_when_there_is_one(

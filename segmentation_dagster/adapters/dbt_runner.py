@@ -106,8 +106,22 @@ def run(
             description=f"dbt {' '.join(args[:1])} failed"
             + (f": {outcome.exception}" if outcome.exception else "")
             + ("; failed nodes: " + ", ".join(failed) if failed else "")
+            + "".join(f"; {m}" for m in _failure_messages(outcome.result))
             + f". See {target_path / 'dbt.log'}"
         )
+
+
+def _failure_messages(result: Any, limit: int = 600) -> list[str]:
+    """What dbt said about each node that failed or errored, on one line each (a model's
+    runtime error, a test's failing count): the step's error then says why, not only where,
+    and the reader need not open dbt.log to learn that, e.g., the state asks for a full
+    refresh."""
+    out = []
+    for r in getattr(result, "results", None) or []:
+        if str(getattr(r, "status", "")) in ("error", "fail") and getattr(r, "message", None):
+            text = " ".join(line.strip() for line in str(r.message).splitlines() if line.strip())
+            out.append(f"{r.node.name}: {text[:limit]}")
+    return out
 
 
 #: dbt's partial-parse cache in its target folder, and how many sets of vars keep theirs
