@@ -250,7 +250,7 @@ def test_a_dbt_failure_says_why_in_the_step_error_not_only_in_dbt_log(paths):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     said = failure.step_failure_data.error.to_string()
-    assert "int_customer_behaviour_state: " in said
+    assert "model.segmentation.int_customer_behaviour_state (error): " in said
     assert "folded with half_life_days=30" in said and "full refresh" in said
 
 

@@ -69,26 +69,24 @@
 {%- endmacro %}
 
 {#- A customer's rate num/den shrunk towards the shop's average (population.<prior>) by `k`
-    pseudo-units of the denominator; both sums decayed by `f` to the snapshot date. -#}
-{% macro shrunk(num, den, prior, k, f='in_scope.f') -%}
+    pseudo-units of the denominator; both sums decayed by `f` to the snapshot date (`den_f`: the
+    denominator's factor, 1 where it is decayed already). -#}
+{% macro shrunk(num, den, prior, k, f='in_scope.f', den_f=none) -%}
     coalesce(
-        ({{ num }} * {{ f }} + {{ k }} * population.{{ prior }}) / nullif({{ den }} * {{ f }} + {{ k }}, 0),
+        ({{ num }} * {{ f }} + {{ k }} * population.{{ prior }})
+            / nullif({{ den }} * {{ den_f if den_f is not none else f }} + {{ k }}, 0),
         population.{{ prior }}
     )
 {%- endmacro %}
 
-{#- A customer's rate per day of exposure, shrunk towards the shop's (population.<prior>) by
-    as many pseudo-days as the shop's average customer takes for var('prior_sessions')
-    sessions: the same prior as every per-session rate. A customer seen on one day is not
-    described by that day alone (one order on their first day: 30 orders a month), and the
-    prior weighs less the more days the customer was seen. -#}
+{#- A customer's rate per day of exposure (decayed already), shrunk towards the shop's by as
+    many pseudo-days as the shop's average customer takes for var('prior_sessions') sessions:
+    the same prior as every per-session rate. A customer seen on one day is not described by
+    that day alone (one order on their first day: 30 orders a month), and the prior weighs
+    less the more days the customer was seen. -#}
 {% macro shrunk_per_day(num, prior) -%}
-    {%- set pseudo_days = '(params.k_session / nullif(population.sessions_per_day, 0))' -%}
-    coalesce(
-        ({{ num }} * in_scope.f + {{ pseudo_days }} * population.{{ prior }})
-            / (in_scope.exposure + {{ pseudo_days }}),
-        {{ num }} * in_scope.f / in_scope.exposure
-    )
+    {{ shrunk(num, 'in_scope.exposure', prior,
+              '(params.k_session / nullif(population.sessions_per_day, 0))', den_f=1) }}
 {%- endmacro %}
 
 {#- The rates the regime test compares: (numerator, denominator, kind, given), see rate_z2.

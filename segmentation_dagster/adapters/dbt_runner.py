@@ -97,30 +97,28 @@ def run(
                 out = out.with_metadata({**out.metadata, "dagster/row_count": counts[relation]})
             yield out
     if not outcome.success:
-        failed = [
-            f"{info['unique_id']} ({info.get('node_status')})"
-            for info in (r.raw_event["data"]["node_info"] for r in results)
-            if info.get("node_status") not in ("success", "pass", "warn")
-        ]
+        failed = _failures(outcome.result)
         raise DagsterDbtCliRuntimeError(
             description=f"dbt {' '.join(args[:1])} failed"
             + (f": {outcome.exception}" if outcome.exception else "")
-            + ("; failed nodes: " + ", ".join(failed) if failed else "")
-            + "".join(f"; {m}" for m in _failure_messages(outcome.result))
+            + ("; failed nodes: " + "; ".join(failed) if failed else "")
             + f". See {target_path / 'dbt.log'}"
         )
 
 
-def _failure_messages(result: Any, limit: int = 600) -> list[str]:
-    """What dbt said about each node that failed or errored, on one line each (a model's
-    runtime error, a test's failing count): the step's error then says why, not only where,
-    and the reader need not open dbt.log to learn that, e.g., the state asks for a full
-    refresh."""
+def _failures(result: Any, limit: int = 600) -> list[str]:
+    """Each node dbt did not build or pass, with its status and what dbt said about it on one
+    line (a model's runtime error, a test's failing count): the step's error then says why,
+    not only where, and the reader need not open dbt.log to learn that, e.g., the state asks
+    for a full refresh."""
     out = []
     for r in getattr(result, "results", None) or []:
-        if str(getattr(r, "status", "")) in ("error", "fail") and getattr(r, "message", None):
-            text = " ".join(line.strip() for line in str(r.message).splitlines() if line.strip())
-            out.append(f"{r.node.name}: {text[:limit]}")
+        status = str(getattr(r, "status", ""))
+        if status in ("success", "pass", "warn"):
+            continue
+        text = " ".join(line.strip() for line in str(r.message or "").splitlines() if line.strip())
+        said = f": {text[:limit]}" if status in ("error", "fail") and text else ""
+        out.append(f"{r.node.unique_id} ({status}){said}")
     return out
 
 
