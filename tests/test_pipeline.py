@@ -102,6 +102,8 @@ def test_materializations_carry_metadata_a_person_looks_at(pipeline_run):
     spend = [r.data for r in worth["spend_by_segment"].value.records]
     assert spend and all("noise" in r for r in spend)  # the actual's own noise beside its error
     assert any(r["noise"] is not None and 0 < r["noise"] < 1 for r in spend), spend
+    assert re.search(r"within 20% of the actual spend on \d+ of \d+ segments \(BG/NBD",
+                     worth["spend_verdict"].value), worth["spend_verdict"].value  # fmt: skip
     assert worth["models"].value == "trained in this run: no stored models"
     for reads in ("churn_reads", "churn_reads_validated"):  # what the classifier reads, why
         assert "held-out AUC" in worth[reads].value and "reading all features" in worth[reads].value

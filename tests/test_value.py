@@ -395,3 +395,28 @@ def test_the_same_history_gives_the_same_features_and_labels_every_time():
               for _ in range(5)]  # fmt: skip
     assert all(f.equals(feats[0]) for f in feats) and all(f.equals(future[0]) for f in future)
     assert feats[0].height == 500 and feats[0]["monetary"].min() > 0
+
+
+def test_the_spend_verdict_counts_segments_and_says_when_the_baseline_forecast_better():
+    """The one-line verdict beside spend_by_segment: the segments within 20 % for each forecast,
+    where ours is closer, the misses beyond twice the noise; the customers in no segment and a
+    segment without spend (or suppressed) are not counted. When BG/NBD is closer on most
+    segments, the line points to its column."""
+    rows = pl.DataFrame(
+        {
+            "segment_id": [1, 2, 3, 4, None],
+            "error": [0.05, 0.30, 0.10, None, 0.9],
+            "baseline_error": [0.50, 0.10, 0.15, None, 0.0],
+            "noise": [0.03, 0.05, None, None, 0.1],
+        }
+    )
+    line = value.spend_verdict(rows)
+    assert line.startswith("within 20% of the actual spend on 2 of 3 segments")
+    assert "(BG/NBD + Gamma-Gamma: 2 of 3)" in line and "closer than BG/NBD on 2 of 3" in line
+    # segment 2: 0.30 > 2 * 0.05; segment 1's baseline: 0.50 > 2 * 0.03
+    assert "off by more than twice the noise on 1 (BG/NBD: 1)" in line
+    assert "expected_spend_bgnbd" not in line
+    worse = value.spend_verdict(rows.with_columns(baseline_error=pl.col("error") / 2))
+    assert "closer than BG/NBD on 0 of 3" in worse and "expected_spend_bgnbd" in worse
+    nothing = value.spend_verdict(rows.filter(pl.col("segment_id").is_null()))
+    assert nothing.startswith("no segment spent anything")

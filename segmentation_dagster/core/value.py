@@ -653,6 +653,34 @@ def spend_by_segment(scored: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFra
     )
 
 
+def spend_verdict(by_segment: pl.DataFrame, within: float = 0.2) -> str:
+    """One line on :func:`spend_by_segment`'s rows: on how many segments each forecast is
+    within ``within`` of the actual spend, on how many ours is the closer one, and how many
+    each misses by more than twice the actual's noise. Counts the segments whose actual spend
+    has an error (something was spent, the group was not suppressed), not the customers in
+    no segment. Where BG/NBD is the closer forecast on most segments, the line says to read
+    the scores' ``expected_spend_bgnbd`` column for this shop."""
+    rows = by_segment.filter(pl.col("segment_id").is_not_null() & pl.col("error").is_not_null())
+    n = rows.height
+    if n == 0:
+        return "no segment spent anything in the horizon: nothing to judge the spend by"
+    ours, base = rows["error"], rows["baseline_error"].fill_null(float("inf"))
+    far = (2 * rows["noise"]).fill_null(float("inf"))
+    closer = int((ours < base).sum())
+    line = (
+        f"within {within:.0%} of the actual spend on {int((ours <= within).sum())} of {n} "
+        f"segments (BG/NBD + Gamma-Gamma: {int((base <= within).sum())} of {n}); closer than "
+        f"BG/NBD on {closer} of {n}; off by more than twice the noise on "
+        f"{int((ours > far).sum())} (BG/NBD: {int((base > far).sum())})"
+    )
+    if closer * 2 < n:
+        line += (
+            "; on this shop BG/NBD forecast spend better on most segments: its "
+            "expected_spend_bgnbd is in segmentation.customer_value beside ours"
+        )
+    return line
+
+
 def _relative_error(column: str) -> pl.Expr:
     actual = pl.col("actual")
     return pl.when(actual > 0).then((pl.col(column) / actual - 1).abs())

@@ -299,6 +299,9 @@ def customer_value(
         small, ["customers", "actual", "noise", "predicted", "error", "baseline",
                 "baseline_error"],
     )  # fmt: skip
+    verdict = value.spend_verdict(by_segment)
+    if v.segments_as_of is None:
+        verdict = f"by segments chosen after the outcomes (spend_by_segment_grouped_by): {verdict}"
     meta |= {
         "horizon_days": v.horizon_days,
         "validated_on": f"features as of {v.cutoff}, outcomes of the {v.horizon_days} days after",
@@ -312,6 +315,7 @@ def customer_value(
         "customers_train_test": f"{v.n_train} / {v.n_test}",
         "calibration": table(v.calibration),
         "spend_by_segment": v.spend_not_modelled or table(by_segment),
+        "spend_verdict": v.spend_not_modelled or verdict,
         "spend_by_segment_noise": "noise: how far the actual spend strays by chance alone (one "
         "standard error, relative to it); an error within twice the noise says little about "
         "the forecast, one well beyond it is the model's",
