@@ -22,6 +22,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 #: Small but realistic: every persona is present and the whole graph runs in seconds.
 SMALL = simulate.DemoConfig(n_customers=1_500, days=60, seed=7)
+#: the export's columns after the customer's pseudonym, on both engines
+EXPORT_COLUMNS = ["segment_id", "segment_name", "playbook", "churn_risk", "expected_spend",
+                  "expected_spend_bgnbd", "model_version", "snapshot_date"]  # fmt: skip
 
 
 def make_paths(root: Path) -> Paths:

@@ -9,10 +9,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from segmentation_dagster.core import privacy
 from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.demo import simulate
 from segmentation_dagster.demo.evaluate import evaluate_segments
-from tests.conftest import env_of, materialize_all
+from tests.conftest import EXPORT_COLUMNS, env_of, materialize_all
 
 pytestmark = pytest.mark.slow  # the whole graph
 
@@ -164,9 +165,13 @@ def test_export_writes_full_and_changes_lists(pipeline_run):
     # each customer carries the segment's playbook, chosen from the profile: the demo's
     # personas each get the action their behaviour calls for
     exported = pl.read_parquet(full)
+    assert exported.columns == [privacy.PSEUDONYM, *EXPORT_COLUMNS]  # as the Spark engine's
     assert exported["playbook"].null_count() == 0
     buyers = exported.filter(pl.col("churn_risk").is_not_null())
     assert buyers.height > exported.height / 3 and buyers["churn_risk"].is_between(0, 1).all()
+    # both spend forecasts, so a shop whose spend_verdict favours BG/NBD can act on it
+    assert buyers["expected_spend"].is_not_null().all()
+    assert buyers["expected_spend_bgnbd"].is_not_null().all()
     by_name = dict(exported.select("segment_name", "playbook").unique().iter_rows())
     assert by_name.get("Cart abandoners") == "cart_reminder"
     assert by_name.get("Bargain hunters") == "bargain_alerts"

@@ -100,6 +100,7 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
         segments,
         spark_loop,
     )
+    from tests.conftest import EXPORT_COLUMNS
 
     db = engines.build_demo(tmp_path / "duck", customers=300, days=30, seed=5)
     monkeypatch.setenv("SEGMENTATION_DUCKDB_PATH", str(db))
@@ -138,6 +139,7 @@ def test_the_whole_loop_on_spark_gives_the_segments_of_duckdb(spark, tmp_path, m
     named = privacy.pseudonymise(table.select("customer_id", "segment_id"), secret)
     assert full.sort(privacy.PSEUDONYM).select(named.columns).equals(named.sort(privacy.PSEUDONYM))
     assert full[privacy.PSEUDONYM].is_sorted() and "customer_id" not in full.columns
+    assert full.columns == [privacy.PSEUDONYM, *EXPORT_COLUMNS]  # the DuckDB export's columns
     assert pl.read_csv(first.export.full.with_suffix(".csv")).height == table.height
     changes = pl.read_parquet(first.export.changes)
     assert first.export.joined == changes.height == table.height and first.export.left == 0

@@ -218,14 +218,16 @@ def members_before(
 
 def export_list(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Segment membership as exported: one row per customer, with the segment's playbook and
-    the customer's churn risk and expected spend (null for one who never bought)."""
+    the customer's churn risk and expected spend, ours and BG/NBD's (null for one who never
+    bought): the asset's spend_verdict says which served the shop better."""
     plays = table_exists(con, *PLAYBOOKS_TABLE.split("."))
     scored = table_exists(con, *VALUE_TABLE.split("."))
     return con.sql(
         "select s.customer_id, s.segment_id, s.segment_name, "
         + ("p.playbook, " if plays else "cast(null as varchar) as playbook, ")
-        + ("v.churn_risk, v.expected_spend, " if scored else
-           "cast(null as double) as churn_risk, cast(null as double) as expected_spend, ")
+        + ("v.churn_risk, v.expected_spend, v.expected_spend_bgnbd, " if scored else
+           "cast(null as double) as churn_risk, cast(null as double) as expected_spend, "
+           "cast(null as double) as expected_spend_bgnbd, ")
         + f"s.model_version, s.snapshot_date from {SEGMENTS_TABLE} s "
         + (f"left join {PLAYBOOKS_TABLE} p using (segment_id) " if plays else "")
         + (f"left join {VALUE_TABLE} v on v.customer_id = s.customer_id::varchar "

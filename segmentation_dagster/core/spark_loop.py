@@ -360,6 +360,7 @@ def export(
         _playbook_of(plays or {}).alias("playbook"),
         F.lit(None).cast("double").alias("churn_risk"),
         F.lit(None).cast("double").alias("expected_spend"),
+        F.lit(None).cast("double").alias("expected_spend_bgnbd"),
         "model_version",
         F.col("snapshot_date").cast("date").alias("snapshot_date"),
     ).cache()

@@ -659,7 +659,7 @@ def spend_verdict(by_segment: pl.DataFrame, within: float = 0.2) -> str:
     each misses by more than twice the actual's noise. Counts the segments whose actual spend
     has an error (something was spent, the group was not suppressed), not the customers in
     no segment. Where BG/NBD is the closer forecast on most segments, the line says to read
-    the scores' ``expected_spend_bgnbd`` column for this shop."""
+    the ``expected_spend_bgnbd`` column (scores and export) for this shop."""
     rows = by_segment.filter(pl.col("segment_id").is_not_null() & pl.col("error").is_not_null())
     n = rows.height
     if n == 0:
@@ -676,7 +676,7 @@ def spend_verdict(by_segment: pl.DataFrame, within: float = 0.2) -> str:
     if closer * 2 < n:
         line += (
             "; on this shop BG/NBD forecast spend better on most segments: its "
-            "expected_spend_bgnbd is in segmentation.customer_value beside ours"
+            "expected_spend_bgnbd is beside ours in the export and segmentation.customer_value"
         )
     return line
 
