@@ -304,7 +304,9 @@ def _segment_table(rows: list[dict]) -> list[str]:
     for p in rows:
         seg = "" if p["segment_id"] is None else f"{p['segment_id']} "
         lines.append(_row(f"{seg}{p['segment_name']}", p))
-    return [*lines, _all(rows), "", f"Segments: {_beyond_noise(rows)}.", ""]
+    verdict = value.spend_verdict(pl.DataFrame(rows, infer_schema_length=None))
+    return [*lines, _all(rows), "", f"Segments: {_beyond_noise(rows)}. The asset's "
+            f"`spend_verdict`: \"{verdict}\".", ""]  # fmt: skip
 
 
 def _forward_markdown(f: dict | None) -> list[str]:

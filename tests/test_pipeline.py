@@ -172,6 +172,7 @@ def test_export_writes_full_and_changes_lists(pipeline_run):
     # both spend forecasts, so a shop whose spend_verdict favours BG/NBD can act on it
     assert buyers["expected_spend"].is_not_null().all()
     assert buyers["expected_spend_bgnbd"].is_not_null().all()
+    assert (buyers["expected_spend_bgnbd"] != buyers["expected_spend"]).mean() > 0.9  # not ours
     by_name = dict(exported.select("segment_name", "playbook").unique().iter_rows())
     assert by_name.get("Cart abandoners") == "cart_reminder"
     assert by_name.get("Bargain hunters") == "bargain_alerts"
@@ -259,6 +260,7 @@ def test_a_dbt_failure_says_why_in_the_step_error_not_only_in_dbt_log(paths):
     said = failure.step_failure_data.error.to_string()
     assert "model.segmentation.int_customer_behaviour_state (error): " in said
     assert "folded with half_life_days=30" in said and "full refresh" in said
+    assert "stg_shop__events" not in said  # what dbt built is not named among the failures
 
 
 def test_evaluate_runs_on_any_data_and_compares_with_truth_only_when_there_is_one(

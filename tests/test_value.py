@@ -418,5 +418,15 @@ def test_the_spend_verdict_counts_segments_and_says_when_the_baseline_forecast_b
     assert "expected_spend_bgnbd" not in line
     worse = value.spend_verdict(rows.with_columns(baseline_error=pl.col("error") / 2))
     assert "closer than BG/NBD on 0 of 3" in worse and "expected_spend_bgnbd" in worse
+    # ours closer on 1 of 3 and BG/NBD on 2: pointed to; ties are no win for either
+    base = pl.Series([0.5, 0.1, 0.05, None, 0])
+    two = value.spend_verdict(rows.with_columns(baseline_error=base))
+    assert "closer than BG/NBD on 1 of 3" in two and "expected_spend_bgnbd" in two
+    tied = value.spend_verdict(rows.with_columns(baseline_error=pl.col("error")))
+    assert "closer than BG/NBD on 0 of 3" in tied and "expected_spend_bgnbd" not in tied
+    # exactly 20 % is within; no BG/NBD forecast (null) is never within nor closer
+    edge = value.spend_verdict(rows.with_columns(error=pl.Series([0.2, 0.3, 0.1, None, 0.9]),
+                                                 baseline_error=pl.lit(None)))  # fmt: skip
+    assert "on 2 of 3 segments (BG/NBD + Gamma-Gamma: 0 of 3); closer than BG/NBD on 3 of 3" in edge
     nothing = value.spend_verdict(rows.filter(pl.col("segment_id").is_null()))
-    assert nothing.startswith("no segment spent anything")
+    assert nothing.startswith("no segment to judge the spend by")

@@ -114,11 +114,13 @@ def _failures(result: Any, limit: int = 600) -> list[str]:
     out = []
     for r in getattr(result, "results", None) or []:
         status = str(getattr(r, "status", ""))
-        if status in ("success", "pass", "warn"):
+        if status in ("success", "pass", "warn", "no-op"):
             continue
-        text = " ".join(line.strip() for line in str(r.message or "").splitlines() if line.strip())
+        message = getattr(r, "message", None) or ""
+        text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
         said = f": {text[:limit]}" if status in ("error", "fail") and text else ""
-        out.append(f"{r.node.unique_id} ({status}){said}")
+        node = getattr(getattr(r, "node", None), "unique_id", "(a node dbt did not name)")
+        out.append(f"{node} ({status}){said}")
     return out
 
 

@@ -658,12 +658,13 @@ def spend_verdict(by_segment: pl.DataFrame, within: float = 0.2) -> str:
     within ``within`` of the actual spend, on how many ours is the closer one, and how many
     each misses by more than twice the actual's noise. Counts the segments whose actual spend
     has an error (something was spent, the group was not suppressed), not the customers in
-    no segment. Where BG/NBD is the closer forecast on most segments, the line says to read
+    no segment. Where BG/NBD is strictly closer on most segments, the line says to read
     the ``expected_spend_bgnbd`` column (scores and export) for this shop."""
     rows = by_segment.filter(pl.col("segment_id").is_not_null() & pl.col("error").is_not_null())
     n = rows.height
     if n == 0:
-        return "no segment spent anything in the horizon: nothing to judge the spend by"
+        return ("no segment to judge the spend by: none spent anything in the horizon, or "
+                "all were suppressed as small groups")  # fmt: skip
     ours, base = rows["error"], rows["baseline_error"].fill_null(float("inf"))
     far = (2 * rows["noise"]).fill_null(float("inf"))
     closer = int((ours < base).sum())
@@ -673,7 +674,7 @@ def spend_verdict(by_segment: pl.DataFrame, within: float = 0.2) -> str:
         f"BG/NBD on {closer} of {n}; off by more than twice the noise on "
         f"{int((ours > far).sum())} (BG/NBD: {int((base > far).sum())})"
     )
-    if closer * 2 < n:
+    if int((base < ours).sum()) * 2 > n:  # a tie is no win for either
         line += (
             "; on this shop BG/NBD forecast spend better on most segments: its "
             "expected_spend_bgnbd is beside ours in the export and segmentation.customer_value"
