@@ -225,7 +225,7 @@ def test_a_build_goes_on_after_a_node_spills_to_disk(dbt_db, tmp_path, monkeypat
             "timestamp '2026-01-01' + to_seconds(range % 86400), 'view', md5(range::varchar), "
             "'events_2026-01-01.parquet', now() from range(3000000)"
         )
-    models = ["stg_shop__events", "int_events_aggregated_to_customer_days"]
+    models = ["stg_shop__events", "stg_shop__products", "int_events_aggregated_to_customer_days"]
     result = _dbt(dbt_db, tmp_path, "build", "--select", *models, "--exclude", "test_type:unit",
                   ok=False)  # fmt: skip
     assert result.success, _errors(result)

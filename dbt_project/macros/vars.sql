@@ -38,8 +38,9 @@
 {#- The vars the stored behaviour state was folded with. An incremental run with other values
     would extend the state with differently computed days, so the state records them and a run
     with other values fails until a full refresh. `regime_test` is the version of the test
-    itself (behaviour.sql's change_rates): a state folded by an older test needs the same one
-    full refresh. -#}
+    itself (behaviour.sql's change_rates), `discounts` that of a line's discount in the day
+    aggregates (2: from the product's base_price where the line has none): a state folded by
+    older ones needs the same one full refresh. -#}
 {#- Numbers are written canonically (%g): 30 and 30.0 are the same half-life. -#}
 {% macro behaviour_params() -%}
     {{ return(
@@ -47,6 +48,6 @@
         ~ ';change_windows_days=' ~ (int_list_var('change_windows_days') | join(','))
         ~ ';change_alpha=' ~ ('%g' | format(number_var('change_alpha')))
         ~ ';session_gap_minutes=' ~ ('%g' | format(number_var('session_gap_minutes')))
-        ~ ';regime_test=2'
+        ~ ';regime_test=2;discounts=2'
     ) }}
 {%- endmacro %}

@@ -21,11 +21,31 @@ dates as (
 
 ),
 
+products as (
+
+    select product_id, base_price from {{ ref('stg_shop__products') }}
+
+),
+
+-- A line's discount: the landed one, else how far its price is below the product's base_price
+-- (the products files), counted from 2 % below it so that rounding is not a discount. Without
+-- either, none.
 day_events as (
 
-    select events.*
+    select
+        events.*,
+        coalesce(
+            events.discount,
+            case
+                when products.base_price > 0
+                    and events.price < products.base_price * 0.98
+                then 1 - events.price / products.base_price
+            end,
+            0
+        ) as line_discount
     from events
     inner join dates on events.event_date = dates.event_date
+    left join products on events.product_id = products.product_id
 
 ),
 
@@ -73,11 +93,11 @@ event_counts as (
         count(*) as events,
         coalesce(sum(coalesce(price, 0) * coalesce(quantity, 1)) filter (where event_type = 'purchase'), 0) as revenue,
         coalesce(sum(coalesce(quantity, 1)) filter (where event_type = 'purchase'), 0) as items,
-        coalesce(sum(coalesce(quantity, 1)) filter (where event_type = 'purchase' and discount > 0), 0) as discounted_items,
+        coalesce(sum(coalesce(quantity, 1)) filter (where event_type = 'purchase' and line_discount > 0), 0) as discounted_items,
         count(price) filter (where event_type in ('view', 'cart', 'purchase')) as priced_events,
         coalesce(sum(price) filter (where event_type in ('view', 'cart', 'purchase')), 0) as price_sum,
         coalesce(sum(price * price) filter (where event_type in ('view', 'cart', 'purchase')), 0) as price_sq_sum,
-        count(price) filter (where event_type in ('view', 'cart', 'purchase') and discount > 0) as discounted_priced_events,
+        count(price) filter (where event_type in ('view', 'cart', 'purchase') and line_discount > 0) as discounted_priced_events,
         count(*) filter (where event_type = 'review') as reviews,
         count(review_rating) filter (where event_type = 'review') as rated_reviews,
         coalesce(sum(review_rating) filter (where event_type = 'review'), 0) as rating_sum,

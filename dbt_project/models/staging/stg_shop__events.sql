@@ -25,7 +25,7 @@ renamed as (
         product_id,
         lower(trim(category)) as category,
         price,
-        coalesce(discount, 0) as discount,
+        discount,
         quantity,
         search_query,
         review_rating,
