@@ -5,6 +5,13 @@
 -- events of a rebuilt date are gone (a corrected re-delivery) keeps a row of zeros (events = 0)
 -- so the behaviour state knows to fold that customer again; the state ignores such rows.
 
+{#- A line is discounted when its landed discount is above 0, or, landed without one, when
+    its price is more than 2 % below its product's base_price (the products files; rounding
+    is no discount). -#}
+{%- set discounted -%}
+coalesce(discount > 0, products.base_price > 0 and price < products.base_price * 0.98, false)
+{%- endset %}
+
 {{ config(**incremental_config('event_date')) }}
 
 with
@@ -27,25 +34,11 @@ products as (
 
 ),
 
--- A line's discount: the landed one, else how far its price is below the product's base_price
--- (the products files), counted from 2 % below it so that rounding is not a discount. Without
--- either, none.
 day_events as (
 
-    select
-        events.*,
-        coalesce(
-            events.discount,
-            case
-                when products.base_price > 0
-                    and events.price < products.base_price * 0.98
-                then 1 - events.price / products.base_price
-            end,
-            0
-        ) as line_discount
+    select events.*
     from events
     inner join dates on events.event_date = dates.event_date
-    left join products on events.product_id = products.product_id
 
 ),
 
@@ -93,16 +86,18 @@ event_counts as (
         count(*) as events,
         coalesce(sum(coalesce(price, 0) * coalesce(quantity, 1)) filter (where event_type = 'purchase'), 0) as revenue,
         coalesce(sum(coalesce(quantity, 1)) filter (where event_type = 'purchase'), 0) as items,
-        coalesce(sum(coalesce(quantity, 1)) filter (where event_type = 'purchase' and line_discount > 0), 0) as discounted_items,
+        coalesce(sum(coalesce(quantity, 1)) filter (where event_type = 'purchase' and {{ discounted }}), 0) as discounted_items,
         count(price) filter (where event_type in ('view', 'cart', 'purchase')) as priced_events,
         coalesce(sum(price) filter (where event_type in ('view', 'cart', 'purchase')), 0) as price_sum,
         coalesce(sum(price * price) filter (where event_type in ('view', 'cart', 'purchase')), 0) as price_sq_sum,
-        count(price) filter (where event_type in ('view', 'cart', 'purchase') and line_discount > 0) as discounted_priced_events,
+        count(price) filter (where event_type in ('view', 'cart', 'purchase') and {{ discounted }}) as discounted_priced_events,
         count(*) filter (where event_type = 'review') as reviews,
         count(review_rating) filter (where event_type = 'review') as rated_reviews,
         coalesce(sum(review_rating) filter (where event_type = 'review'), 0) as rating_sum,
         max(_loaded_at) as _source_loaded_at
     from day_events
+    -- the catalogue, for a line landed without a discount (`discounted`, at the top)
+    left join products on day_events.product_id = products.product_id
     group by customer_id, event_date
 
 ),
