@@ -34,7 +34,7 @@ import polars as pl
 
 from segmentation_dagster.core import checks
 from segmentation_dagster.core.settings import DuckDBSettings
-from segmentation_dagster.core.warehouse import quote_ident
+from segmentation_dagster.core.warehouse import quote_ident, transaction
 
 KEY_ENV = "SEGMENTATION_PSEUDONYM_KEY"
 PSEUDONYM = "customer_pseudonym"
@@ -258,8 +258,7 @@ def forget(
         "where c.column_name = 'customer_id' and t.table_type = 'BASE TABLE' order by 1, 2"
     ).fetchall()
     rows: dict[str, int] = {}
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         for schema, table in tables:
             name = f"{quote_ident(schema)}.{quote_ident(table)}"
             n = con.execute(
@@ -277,10 +276,6 @@ def forget(
                 [ids],
             ).fetchall()[0][0]
             rows["raw.quarantine"] = int(n)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return Erasure(rows, _erase_files(file_dirs, ids, marks))
 
 

@@ -29,7 +29,7 @@ import polars as pl
 from segmentation_dagster.core.clustering import FittedModel
 from segmentation_dagster.core.lifecycle import Alignment, Decision
 from segmentation_dagster.core.testhooks import pause_point
-from segmentation_dagster.core.warehouse import one
+from segmentation_dagster.core.warehouse import one, transaction
 
 SCHEMA = "segmentation"
 REGISTRY = f"{SCHEMA}.model_registry"
@@ -217,8 +217,7 @@ def record_decision(
     """
     ensure_tables(con)
     decided_at = dt.datetime.now()
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         for t in alignment.transitions if alignment else ():
             con.execute(
                 f"insert into {TRANSITIONS} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -258,10 +257,6 @@ def record_decision(
                     [sid, names.get(sid), challenger_version, challenger_version],
                 )
         pause_point("registry.before_commit")
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
 
 
 def update_catalog_text(

@@ -26,7 +26,7 @@ import polars as pl
 
 from segmentation_dagster.core import checks, compiled
 from segmentation_dagster.core.clustering import FittedModel
-from segmentation_dagster.core.warehouse import one, replace_table, table_exists
+from segmentation_dagster.core.warehouse import one, replace_table, table_exists, transaction
 
 FEATURES_TABLE = "main.customer_features"
 RECENT_PURCHASES_TABLE = "main.customer_recent_purchases"
@@ -143,8 +143,7 @@ def publish(con: duckdb.DuckDBPyConnection, segments: pl.DataFrame) -> int:
     the rows published."""
     snapshot = segments["snapshot_date"].max()
     version = int(segments["model_version"].max())
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         n = replace_table(con, SEGMENTS_TABLE, segments)
         con.execute(
             f"create table if not exists {HISTORY_TABLE} (snapshot_date date, "
@@ -160,10 +159,6 @@ def publish(con: duckdb.DuckDBPyConnection, segments: pl.DataFrame) -> int:
             f"segment_id, ? from {SEGMENTS_TABLE}",
             [dt.datetime.now()],
         )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return n
 
 
