@@ -169,16 +169,11 @@ def forward(
     t = s.trained
     if t is None:
         return s, pl.DataFrame()
-    n_base = value.with_baseline(
-        value.features_as_of(con, "past", cut, t.lookback), t.baseline.bgnbd, t.horizon
-    ).select("customer_id", "bgnbd_purchases")
     return s, (
-        s.scores.join(value.labels(con, "ev", cut, t.horizon), on="customer_id", how="left")
-        .join(n_base, on="customer_id", how="left")
-        .select(
+        s.scores.join(value.labels(con, "ev", cut, t.horizon), on="customer_id", how="left").select(
             "customer_id",
             "churn_risk",
-            "bgnbd_purchases",
+            bgnbd_purchases="expected_purchases_bgnbd",
             churned=pl.col("purchased").is_null(),
             spend=pl.col("spend").fill_null(0.0),
             spend_sq=pl.col("spend_sq").fill_null(0.0),

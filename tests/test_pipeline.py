@@ -1,5 +1,6 @@
 """The whole asset graph on small generated data: real DuckDB file, real dbt, real sklearn."""
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -9,7 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from segmentation_dagster.core import privacy
+from segmentation_dagster.core import forecasts, privacy
 from segmentation_dagster.core.warehouse import connect, one
 from segmentation_dagster.demo import simulate
 from segmentation_dagster.demo.evaluate import evaluate_segments
@@ -189,6 +190,11 @@ def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):
     exported = sorted(p.export_dir.glob("*_changes.parquet"))
     changes = exported[-1]
     changed = pl.read_parquet(changes)  # the first export: everyone joined
+    with connect(p.duckdb_path) as con:  # the forecasts kept, moved a horizon back: due today
+        [(scored_on, horizon, n_kept)] = con.execute(
+            f"select scored_on, horizon_days, count(*) from {forecasts.TABLE} group by all"
+        ).fetchall()
+        con.execute(f"update {forecasts.TABLE} set scored_on = scored_on - horizon_days")
     result = materialize_all(p)
     assert result.success
     with connect(p.duckdb_path) as con:
@@ -211,6 +217,19 @@ def test_rerun_is_idempotent_keeps_the_champion_and_segment_ids(pipeline_run):
     assert meta["segmentation_model"]["promoted"].value is False
     # the same history: the kept churn and text models serve it, no document is weighed again
     assert meta["customer_value"]["models"].value.startswith("kept from the run on events up to")
+    # the moved copy is met with what its customers did in the last horizon, and the day's
+    # forecasts are kept again
+    worth = meta["customer_value"]
+    met = worth["forecasts_met"].value
+    moved = scored_on - dt.timedelta(days=horizon)
+    assert met.startswith(f"the forecasts of {moved} for the {horizon} days to ") and (
+        f": {n_kept} customers, " in met
+    ), met
+    assert "; spend per segment of that day: within 20% of the actual spend on " in met, met
+    assert worth["forecasts_met_by_segment"].value.records
+    assert worth["forecasts_kept"].value.startswith(f"kept the forecasts of {scored_on} for ")
+    held = {c.check_name: c for c in result.get_asset_check_evaluations()}["forecasts_held_up"]
+    assert held.description.startswith(met.split("; spend per segment")[0]), held.description
     interests = meta["customer_interests"]
     assert f"0 changed documents weighed, {interests['dagster/row_count'].value} rows kept" in (
         interests["models"].value
@@ -362,6 +381,7 @@ def test_health_rules_run_as_warning_checks_and_pass_on_the_fit_day(pipeline_run
         "model_still_fits": "model_quality",
         "segment_count_and_smallest_share": "customer_segments",
         "every_customer_has_a_segment": "customer_segments",
+        "forecasts_held_up": "customer_value",  # none met yet on the first day
     }
     for name, asset in expected.items():
         check = checks[name]

@@ -97,3 +97,20 @@ def coverage(with_features: int, without_segment: int) -> Health:
         0.0,
         f"{without_segment:,} of {with_features:,} customers with features have no segment",
     )
+
+
+def forecasts_held(summary: str | None, missed: int, judged: int) -> Health:
+    """The last forecasts met with what happened missed no segment's spend by more than 20 %
+    and twice its noise (core.forecasts); ``summary`` None: none met yet."""
+    if summary is None:
+        return Health("forecasts_held_up", True, 0.0, 0.0,
+                      "no forecast met yet: each is met once its horizon has passed "
+                      "(customer_value's forecasts_waiting)")  # fmt: skip
+    return Health(
+        "forecasts_held_up",
+        missed == 0,
+        float(missed),
+        0.0,
+        f"{summary}; spend off by more than 20 % and twice its noise on {missed} of {judged} "
+        "segments",
+    )

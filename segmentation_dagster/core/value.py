@@ -743,6 +743,8 @@ class Scores:
     reason: str = ""
     trained: Trained | None = None
     retrained: str = ""
+    #: the day the scores are as of (the day after the last event; None: no events)
+    as_of: dt.date | None = None
 
 
 #: the columns of the events the models read (features and labels)
@@ -813,17 +815,22 @@ def score(
     if first is None:
         return Scores(_EMPTY, None, "no events")
     why = retrain_reason(con, events, trained, first, last, cfg)
+    as_of = last + dt.timedelta(days=1)
     if why is None and trained is not None:
-        return Scores(_score(con, events, trained, last), trained.validation, trained=trained)
+        return Scores(
+            _score(con, events, trained, last), trained.validation, trained=trained, as_of=as_of
+        )
     new = train(con, events, segments, cfg, first, last, segments_before)
     if isinstance(new, str):
-        return Scores(_EMPTY, None, new)
-    return Scores(_score(con, events, new, last), new.validation, trained=new, retrained=why or "")
+        return Scores(_EMPTY, None, new, as_of=as_of)
+    return Scores(_score(con, events, new, last), new.validation, trained=new,
+                  retrained=why or "", as_of=as_of)  # fmt: skip
 
 
 _EMPTY = pl.DataFrame(schema={"customer_id": pl.String, "churn_risk": pl.Float64,
                               "expected_spend": pl.Float64, "p_alive_bgnbd": pl.Float64,
-                              "expected_spend_bgnbd": pl.Float64})  # fmt: skip
+                              "expected_spend_bgnbd": pl.Float64,
+                              "expected_purchases_bgnbd": pl.Float64})  # fmt: skip
 
 
 def train(
@@ -880,7 +887,9 @@ def _score(
         now, trained.horizon, now["bgnbd_purchases"].to_numpy()
     )
     return (
-        now.select("customer_id", p_alive_bgnbd="bgnbd_p_alive")
+        now.select(
+            "customer_id", p_alive_bgnbd="bgnbd_p_alive", expected_purchases_bgnbd="bgnbd_purchases"
+        )
         .with_columns(
             churn_risk=pl.Series(risk, dtype=pl.Float64),
             expected_spend=pl.Series(spend, dtype=pl.Float64).fill_nan(None),

@@ -5,6 +5,7 @@ assets read and write DuckDB and publish what a person wants to see in the UI.
 """
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,7 @@ import polars as pl
 
 from segmentation_dagster.core import (
     describe,
+    forecasts,
     health,
     lifecycle,
     pictures,
@@ -251,6 +253,7 @@ def segment_profiles(warehouse: WarehouseResource) -> dg.MaterializeResult:
     kinds={"duckdb", "sklearn"},
     deps=[customer_segments, dg.AssetKey("stg_shop__events")],
     pool=DUCKDB_POOL,
+    check_specs=checks.specs("customer_value", "forecasts_held_up"),
 )
 def customer_value(
     warehouse: WarehouseResource, model_store: ModelStoreResource
@@ -260,25 +263,29 @@ def customer_value(
     time split), next to the BG/NBD + Gamma-Gamma baseline. The models are kept and score the
     following days; they are retrained every ``value.retrain_days`` days of events, and at once
     when the history they learnt from changed. The validation (AUC against the baseline's,
-    calibration, spend error per segment) is in the metadata."""
+    calibration, spend error per segment) is in the metadata. The forecasts handed out are
+    kept and, a horizon later, met with what the customers did (``core.forecasts``): the
+    ``forecasts_met`` lines and the ``forecasts_held_up`` check."""
     cfg = project.load()
     kept = model_store.dir / value.MODELS_FILE
     stored, unreadable = value.load_trained(kept)
+    events = "main.stg_shop__events"
     with warehouse.connect() as con:
         current = _members(con)
         result = value.score(
-            con, "main.stg_shop__events", current, cfg.value,
+            con, events, current, cfg.value,
             segments_before=lambda day: segments.members_before(con, day), trained=stored,
         )  # fmt: skip
         if result.retrained and result.trained is not None:
             value.save_trained(kept, result.trained)  # before the scores: a kill in between
             # leaves models a re-run reuses, never scores without their models
         replace_table(con, segments.VALUE_TABLE, result.scores)
-    meta: dict[str, object] = {"dagster/row_count": result.scores.height}
+        met, check = _forecasts_met(con, events, result, current, cfg.privacy.min_group_size)
+    meta: dict[str, object] = {"dagster/row_count": result.scores.height, **met}
     v = result.validation
     if v is None or result.trained is None:
         meta["not_trained"] = result.reason
-        return dg.MaterializeResult(metadata=meta)
+        return dg.MaterializeResult(metadata=meta, check_results=[check])
     t = result.trained
     meta["models"] = (
         f"trained in this run: {unreadable or result.retrained}"
@@ -328,7 +335,43 @@ def customer_value(
         ),
         "mean_churn_risk": round(float(result.scores["churn_risk"].mean()), 4),
     }
-    return dg.MaterializeResult(metadata=meta)
+    return dg.MaterializeResult(metadata=meta, check_results=[check])
+
+
+def _forecasts_met(
+    con,  # noqa: ANN001
+    events: str,
+    result: value.Scores,
+    current: pl.DataFrame,
+    min_group_size: int,
+) -> tuple[dict[str, object], dg.AssetCheckResult]:
+    """Keep today's forecasts, meet those whose horizon has passed (core.forecasts), and
+    describe the last met: metadata and the forecasts_held_up check."""
+    meta: dict[str, object] = {}
+    if result.as_of is not None:
+        if result.trained is not None:
+            meta["forecasts_kept"] = forecasts.keep(
+                con, result.scores, current, result.as_of, result.trained.horizon
+            )
+        forecasts.meet(con, events, result.as_of - dt.timedelta(days=1))
+    meta["forecasts_waiting"] = forecasts.waiting(con)
+    o = forecasts.latest(con)
+    if o is None:
+        return meta, checks.result(health.forecasts_held(None, 0, 0))
+    by_segment = forecasts.published(o.by_segment, min_group_size)
+    spend = (
+        value.spend_verdict(by_segment) if not by_segment.is_empty() else "spend was not forecast"
+    )
+    summary = forecasts.summary(o)
+    meta |= {
+        "forecasts_met": f"{summary}; spend per segment of that day: {spend}",
+        "forecasts_met_auc": _round(o.auc),
+        "forecasts_met_auc_bgnbd": _round(o.auc_bgnbd),
+    }
+    if not by_segment.is_empty():
+        meta["forecasts_met_by_segment"] = table(by_segment)
+    missed, judged = forecasts.missed(by_segment)
+    return meta, checks.result(health.forecasts_held(summary, missed, judged))
 
 
 @dg.asset(
