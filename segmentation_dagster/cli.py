@@ -524,6 +524,9 @@ def cmd_init(args: argparse.Namespace) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path}: read it, fix what it guessed")
+    early = starter.before_limit(found, project.load().limits.limits())  # the file in effect
+    if early:
+        print(f"\nWARNING: {early}")
     print(f"\nboth apply to every run that reads the configuration folder "
           f"{settings.config_dir()} (SEGMENTATION_CONFIG_DIR), whatever its data folder; "
           "next: `segmentation check`")  # fmt: skip

@@ -120,6 +120,8 @@ def _project_file(tmp_path, monkeypatch, text: str):
         ("features: {no_such_var: 1}", "unknown dbt var 'no_such_var'"),
         ("features: {snapshot_date: 'yesterday'}", "snapshot_date: must be empty or a real date"),
         ("- a list", "expected a mapping of sections"),
+        ("limits: {earliest_ts: 'last year'}", "limits: earliest_ts: must be a real date"),
+        ("limits: {max_price: 0}", "limits: max_price: must be"),
     ],
 )
 def test_a_bad_project_file_names_the_file_section_and_key(tmp_path, monkeypatch, text, message):
@@ -304,3 +306,24 @@ def _landed(paths, tmp_path, csv: str, columns: str):
     sources = tmp_path / "config" / "sources.yml"
     sources.write_text(f"events:\n  columns:\n    {columns}")
     return sources
+
+
+def test_the_limits_come_from_the_project_file_and_the_environment_wins(tmp_path, monkeypatch):
+    """A shop whose history begins in 1997 sets its floor once in the file (as `init` writes
+    it), so a scheduled run quarantines nothing of it; a variable still overrides the file."""
+    import datetime as dt
+
+    from segmentation_dagster.core import project
+
+    for var in ("SEGMENTATION_EARLIEST_TS", "SEGMENTATION_MAX_PRICE", "SEGMENTATION_MAX_QUANTITY"):
+        monkeypatch.delenv(var, raising=False)
+    _project_file(tmp_path, monkeypatch, "limits: {earliest_ts: '1997-01-01', max_price: 500}")
+    limits = project.load().limits.limits()
+    assert (limits.earliest_ts, limits.max_price, limits.max_quantity) == (
+        dt.datetime(1997, 1, 1),
+        500.0,
+        1e6,
+    )
+    monkeypatch.setenv("SEGMENTATION_MAX_PRICE", "100")
+    assert project.load().limits.limits().max_price == 100.0
+    assert project.load().limits.limits().earliest_ts == dt.datetime(1997, 1, 1)

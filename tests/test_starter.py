@@ -6,6 +6,7 @@ import polars as pl
 import yaml
 
 from segmentation_dagster.core import ingest, project, starter
+from segmentation_dagster.core.contract import Limits
 from segmentation_dagster.core.sources import load_mapping
 from segmentation_dagster.core.warehouse import connect, one
 
@@ -23,6 +24,14 @@ def _order_log(folder, days: int) -> None:
             "Qty": [1 + i % 3 for i in range(20)],
             "Unit Price": [9.5 + i for i in range(20)],
         }).write_csv(folder / f"orders_{day}.csv", separator=";")  # fmt: skip
+
+
+def _load_as_written(paths, tmp_path, text: str, limits: Limits | None = None):
+    """Load the landed events with ``text`` as the sources.yml: the load report."""
+    sources = tmp_path / "sources.yml"
+    sources.write_text(text)
+    with connect(paths.duckdb_path) as con:
+        return ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources), limits)
 
 
 def test_init_maps_an_order_log_it_never_saw_and_fits_the_window_to_its_span(paths, tmp_path):
@@ -264,10 +273,8 @@ def test_init_finds_a_time_column_by_its_values_and_takes_a_line_total_over_the_
     text = starter.sources_yml(found)
     assert "GUESS: no column has a known name for it" in text
     assert "reads as a line's total: the unit price is it over the quantity" in text
-    sources = tmp_path / "sources.yml"
-    sources.write_text(text)
+    report = _load_as_written(paths, tmp_path, text)
     with connect(paths.duckdb_path) as con:
-        report = ingest.load_kind(con, paths.landing_dir, "events", load_mapping(sources))
         revenue, lines, first = one(
             con, "select sum(price * quantity), count(*), min(event_ts) from raw.events"
         )
@@ -277,3 +284,38 @@ def test_init_finds_a_time_column_by_its_values_and_takes_a_line_total_over_the_
     config = tmp_path / "segmentation.yml"
     config.write_text(starter.project_yml(found))
     assert project.load(config).features["active_days"] == found.span_days
+
+
+def test_init_takes_a_money_and_a_count_column_by_their_words_and_numbers(paths, tmp_path):
+    """CDNOW's order log (customer, date, number of CDs, dollar value of the line): no known
+    name for the quantity or the money. Columns whose names hold a quantity's or money's word
+    and whose values are numbers are taken, the money as the line's total; a discount, a
+    shipping fee or text are not."""
+    folder = paths.landing_dir / "events"
+    folder.mkdir(parents=True)
+    lines = ["customer_id,order_date,discount_pct,shipping_value,number_of_cds,dollar_value,"
+             "sales_channel"]  # fmt: skip
+    lines += [f"{i % 7:05d},1997-01-{1 + i % 28:02d},5,4.99,{1 + i % 3},"
+              f"{11.77 * (1 + i % 3):.2f},web" for i in range(40)]  # fmt: skip
+    (folder / "cdnow_orders.csv").write_text("\n".join(lines) + "\n")
+    found = starter.inspect(paths.landing_dir)
+    look = found.kinds["events"]
+    assert look.mapped["quantity"] == "number_of_cds" and look.mapped["price"] == "dollar_value"
+    # 1997: before the default floor, below which every load quarantines; init moves it
+    early = starter.before_limit(found, Limits())
+    assert "begin on 1997-01-01, before 2000-01-01" in early, early
+    assert 'set limits: earliest_ts: "1997-01-01" in segmentation.yml' in early
+    config = tmp_path / "segmentation.yml"
+    config.write_text(starter.project_yml(found))
+    limits = project.load(config).limits.limits()
+    assert limits.earliest_ts == dt.datetime(1997, 1, 1)
+    assert starter.before_limit(found, limits) == ""
+    text = starter.sources_yml(found)
+    assert '# GUESS: "number_of_cds" holds numbers and its name says quantity' in text
+    assert '"dollar_value" reads as a line\'s total: the unit price is it over the quantity' in text
+    report = _load_as_written(paths, tmp_path, text, limits)
+    with connect(paths.duckdb_path) as con:
+        revenue, n = one(con, "select sum(price * quantity), count(*) from raw.events")
+    assert not report.rejected and report.rows_quarantined == 0 and n == 40, report
+    landed = sum(round(11.77 * (1 + i % 3), 2) for i in range(40))  # what the lines cost
+    assert abs(revenue - landed) < 1e-6, (revenue, landed)

@@ -11,6 +11,7 @@ sources file (:mod:`segmentation_dagster.core.sources`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -63,7 +64,9 @@ class Limits:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
     @classmethod
-    def from_env(cls) -> Limits:
+    def from_env(cls, base: Limits | None = None) -> Limits:
+        """``base`` (the project file's ``limits``; the defaults when None) with the
+        environment's variables over it."""
         kw: dict[str, object] = {}
         ts = os.environ.get("SEGMENTATION_EARLIEST_TS")
         if ts:
@@ -82,7 +85,7 @@ class Limits:
                 except ValueError as e:
                     raise ValueError(f"{var}: not a number: {raw!r}") from e
         try:
-            return cls(**kw)  # type: ignore[arg-type]
+            return dataclasses.replace(base or cls(), **kw)  # type: ignore[arg-type]
         except ValueError as e:
             raise ValueError(f"SEGMENTATION_MAX_*: {e}") from e
 

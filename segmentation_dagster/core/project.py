@@ -30,6 +30,8 @@ optional; a key left out keeps the built-in default of the core dataclass it con
     text:         # core.text.TextConfig (topics and sentiment of queries and reviews)
       n_topics: 8
       refit_days: 7     # in between, only changed documents are weighed
+    limits:       # LimitsConfig: older or larger values are quarantined ($SEGMENTATION_* win)
+      earliest_ts: "1997-01-01"
 
 Runs read the file when they start (a scheduled run, a sensor-launched run and a run from the
 CLI alike), so a change applies to the next run without run config; a launchpad value
@@ -58,6 +60,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from segmentation_dagster.core import checks
 from segmentation_dagster.core.clustering import SelectionConfig
+from segmentation_dagster.core.contract import Limits
 from segmentation_dagster.core.drift import DriftConfig
 from segmentation_dagster.core.lifecycle import LifecycleConfig
 from segmentation_dagster.core.policy import POLICY_ENV, PolicyConfig
@@ -107,6 +110,33 @@ class Schedules:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds beyond which a landed value is absurd rather than rare: rows beyond are
+    quarantined, named after the bound (``event_ts before 2000-01-01``).
+    ``$SEGMENTATION_EARLIEST_TS``, ``$SEGMENTATION_MAX_PRICE`` and
+    ``$SEGMENTATION_MAX_QUANTITY`` win over the file's."""
+
+    earliest_ts: str = "2000-01-01"
+    max_price: float = 1e9
+    max_quantity: float = 1e6
+
+    #: each field's range (docs/configuration.md, "Ranges")
+    RULES: ClassVar[dict[str, checks.Rule]] = {
+        "earliest_ts": checks.Rule("a real date YYYY-MM-DD", lambda v: _calendar_date(v)),
+        "max_price": checks.number(0, low_open=True),
+        "max_quantity": checks.number(0, low_open=True),
+    }
+
+    def __post_init__(self) -> None:
+        checks.apply(self, self.RULES)
+
+    def limits(self) -> Limits:
+        """The bounds in effect: the file's, with the environment's over them."""
+        earliest = dt.datetime.fromisoformat(self.earliest_ts)
+        return Limits.from_env(Limits(earliest, self.max_price, self.max_quantity))
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """The configuration in effect: the file's values over the built-in defaults."""
 
@@ -120,6 +150,7 @@ class ProjectConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     value: ValueConfig = field(default_factory=ValueConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     path: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,6 +171,7 @@ _SECTIONS: dict[str, type] = {
     "privacy": PrivacyConfig,
     "value": ValueConfig,
     "text": TextConfig,
+    "limits": LimitsConfig,
 }
 
 

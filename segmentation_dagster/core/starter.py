@@ -11,12 +11,18 @@ marked.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from segmentation_dagster.core import ingest, landing
-from segmentation_dagster.core.contract import CONTRACTS, EVENT_TYPE_SYNONYMS, EVENT_TYPES
+from segmentation_dagster.core.contract import (
+    CONTRACTS,
+    EVENT_TYPE_SYNONYMS,
+    EVENT_TYPES,
+    Limits,
+)
 from segmentation_dagster.core.warehouse import quote_ident
 
 #: Column names (lower-cased, without punctuation) other systems use for each contract column.
@@ -58,6 +64,15 @@ NAMES: dict[str, tuple[str, ...]] = {
 #: price names that mean a line's total (the unit price times the quantity): mapped as the
 #: total over the quantity, or a quantity above one would count twice in the revenue
 TOTALS = frozenset({"amount", "linetotal", "lineamount", "linevalue", "total", "subtotal"})
+#: the last guess for an order log's money and quantity when no known name matched: a column
+#: of numbers (:data:`READS` of the sample) whose name holds one of these words
+#: (``dollar_value``, ``sales_eur``; ``number_of_cds``, ``items_ordered``), never one that
+#: names a discount, a tax or a fee. A price found this way is a line's total.
+LOOSE = {
+    "price": ("amount", "value", "revenue", "sales", "total", "spend", "paid"),
+    "quantity": ("quantity", "qty", "units", "items", "pieces", "numberof"),
+}
+NOT_LOOSE = ("discount", "tax", "vat", "ship", "fee", "refund", "cost", "id")
 #: an order number and a line number within it: together, an id for an order-line export
 ORDER_KEY = (("orderid", "orderno", "ordernumber", "order", "invoiceid", "invoiceno", "invoice",
               "transactionid"),
@@ -136,6 +151,11 @@ def _guess(kind: str, columns: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _loose(column: str, words: tuple[str, ...]) -> bool:
+    name = _norm(column)
+    return any(w in name for w in words) and not any(w in name for w in NOT_LOOSE)
+
+
 def _order_line_key(columns: dict[str, str]) -> tuple[str, str] | None:
     """Your order-number and line-number columns, when the file has both."""
     by_norm = {_norm(c): c for c in columns}
@@ -190,6 +210,20 @@ def inspect(landing_dir: Path) -> Inspection:
     return found
 
 
+def before_limit(found: Inspection, limits: Limits) -> str:
+    """What to set when the events begin before the earliest timestamp a load accepts (every
+    row before it is quarantined), or "" when they do not."""
+    if found.first_date is None:
+        return ""
+    first = dt.date.fromisoformat(found.first_date)
+    if first >= limits.earliest_ts.date():
+        return ""
+    return (f"your events begin on {first}, before {limits.earliest_ts.date()}: the load "
+            "quarantines every row before that date as implausible ('event_ts before ...'); "
+            f'if they are real, set limits: earliest_ts: "{first}" '
+            "in segmentation.yml")  # fmt: skip
+
+
 def _lit(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
@@ -211,6 +245,12 @@ def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:
         if stamps is not None:
             look.mapped["event_ts"] = stamps
             look.by_values.add("event_ts")
+    for target, words in LOOSE.items():
+        if target not in look.mapped:
+            column = _number_column(con, union, look, words)
+            if column is not None:
+                look.mapped[target] = column
+                look.by_values.add(target)
     if "event_type" in look.mapped:
         col = quote_ident(look.mapped["event_type"])
         for value, n in con.execute(
@@ -254,6 +294,21 @@ def _timestamp_column(con, union: str, look: KindLook) -> str | None:  # noqa: A
             list(TS_FORMATS),
         ).fetchall()[0]
         if total and max(plain, *by_format) >= READS * total:
+            return column
+    return None
+
+
+def _number_column(con, union: str, look: KindLook, words: tuple[str, ...]) -> str | None:  # noqa: ANN001
+    """The first unmapped column whose name holds one of ``words`` (:func:`_loose`) and whose
+    sampled values read as numbers (a decimal comma too)."""
+    for column in look.columns:
+        if column in look.mapped.values() or not _loose(column, words):
+            continue
+        col = f"replace(cast({quote_ident(column)} as varchar), ',', '.')"
+        total, numbers = con.execute(
+            f"select count({col}), count(try_cast({col} as double)) from ({union})"
+        ).fetchall()[0]
+        if total and numbers >= READS * total:
             return column
     return None
 
@@ -370,10 +425,12 @@ def sources_yml(found: Inspection) -> str:
                     expr = (f"case lower(trim({column})) when 'checkout' then 'purchase' "
                             f"else {column} end")  # fmt: skip
                 if target in look.by_values:
+                    shown = _yaml_str(_shown(source))
                     lines.append(
-                        f"    # GUESS: no column has a known name for it; "
-                        f"{_yaml_str(_shown(source))}'s values read as timestamps"
-                    )
+                        f"    # GUESS: no column has a known name for it; {shown}'s values "
+                        "read as timestamps" if target == "event_ts" else
+                        f"    # GUESS: {shown} holds numbers and its name says {target}"
+                    )  # fmt: skip
                 if target == "price" and "quantity" in look.mapped and _is_total(source):
                     lines.append(
                         f"    # GUESS: {_yaml_str(_shown(source))} reads as a line's "
@@ -400,7 +457,9 @@ def sources_yml(found: Inspection) -> str:
 def _is_total(column: str) -> bool:
     """Whether a price column's name says it is a line's total (``line_total``, ``amount_eur``)."""
     name = _norm(column)
-    return any(name == t or (name.startswith(t) and name[len(t) :] in SUFFIXES) for t in TOTALS)
+    if any(name == t or (name.startswith(t) and name[len(t) :] in SUFFIXES) for t in TOTALS):
+        return True
+    return "price" not in name and _loose(column, LOOSE["price"])
 
 
 def _unit_price(total: str, look: KindLook) -> str:
@@ -477,4 +536,9 @@ def project_yml(found: Inspection) -> str:
                   "  half_life_days: 30   # evidence this many days old counts half"]  # fmt: skip
     lines += ["policy:", "  cooldown_days: 7         # days between a refit and the next",
               "schedules:", '  refresh_cron: "0 6 * * *"']  # fmt: skip
+    if before_limit(found, Limits.from_env()):
+        lines += ["limits:",
+                  f"  # GUESS: your events begin before {Limits().earliest_ts.date()}, where",
+                  "  # rows are otherwise quarantined as implausible",
+                  f'  earliest_ts: "{found.first_date}"']  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ import re
 import dagster as dg
 import polars as pl
 
-from segmentation_dagster.core import ingest, privacy
+from segmentation_dagster.core import ingest, privacy, project
 from segmentation_dagster.core.settings import Paths
 from segmentation_dagster.core.sources import load_mapping, mapping_path
 from segmentation_dagster.defs.metadata import column_schema, table
@@ -67,7 +67,9 @@ def build_raw_asset(kind: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         mapping = load_mapping(mapping_path(landing.dir))
         with warehouse.connect() as con:
-            report = ingest.load_kind(con, landing.dir, kind, mapping, erased=_erased())
+            report = ingest.load_kind(
+                con, landing.dir, kind, mapping, project.load().limits.limits(), erased=_erased()
+            )
             meta = _report_metadata(report)
             meta["preview"] = table(
                 con.sql(f"select * exclude (_loaded_at) from raw.{kind} limit 5").pl()
@@ -191,7 +193,8 @@ def landing_file(
     mapping = load_mapping(mapping_path(landing.dir))
     with warehouse.connect() as con:
         report = ingest.load_kind(
-            con, landing.dir, kind, mapping, erased=_erased(), reload=name
+            con, landing.dir, kind, mapping, project.load().limits.limits(), erased=_erased(),
+            reload=name,
         )  # fmt: skip
         files = _manifest_rows(con, kind, [name])
     if report.rejected:
