@@ -100,9 +100,12 @@ def test_the_deployed_models_forecast_days_they_never_saw(long_demo):
     assert ours >= 0.75 and ours > base, (ours, base)
     spend = value.spend_by_segment(scored, personas)
     assert abs(spend["predicted"].sum() / spend["actual"].sum() - 1) <= 0.2, spend
-    buying = ("loyal_high_spender", "category_specialist", "bargain_hunter", "cart_abandoner")
-    errors = spend.filter(pl.col("segment_id").is_in(buying))
-    assert errors.height == 4 and (errors["error"] <= 0.2).all(), errors
+    assert spend.height == 6 and (spend["error"] <= 0.2).sum() >= 5, spend
+    # they read all the history before their cutoff, as the validated models read theirs: with
+    # the validated models' shorter window the one-off newcomers were forecast 120 % over
+    one_offs = spend.filter(pl.col("segment_id") == "new_one_off")["error"].item()
+    assert one_offs <= 0.2, spend
+    assert s.trained.lookback == (s.validation.cutoff - s.trained.first).days
 
 
 @pytest.mark.slow  # 280 days of a 5,000-customer shop, purchases only

@@ -8,6 +8,11 @@
   not seen labelled at that date;
 - *score*: the models refitted on the test split score everyone as of ``end``.
 
+Each model reads all the history before its training cutoff, and the same window length when
+it is judged or scores: the validated models ``end - 2H - first`` days, the deployed ones a
+horizon more. (With the validated models' shorter window the deployed ones forecast worse on a
+horizon they never saw: docs/activation.md.)
+
 **Retraining.** Trained models (:class:`Trained`) are kept and score the following days, as a
 deployed model does: they are retrained when they are ``retrain_days`` days of events old, and
 at once when the history they learnt from changed (a late or corrected file, an erasure: the
@@ -705,7 +710,7 @@ def _sample(df: pl.DataFrame, n: int) -> pl.DataFrame:
 #: the file in the model folder that keeps the trained models between runs, and its format
 #: (raise it when the models or what they read change in a way FEATURES does not show)
 MODELS_FILE = "value_models.joblib"
-KEPT_FORMAT = 5  # 4: Models.quiet_seen; 5: Models.churn_reads
+KEPT_FORMAT = 6  # 4: Models.quiet_seen; 5: Models.churn_reads; 6: the deployed window
 
 
 @dataclass(frozen=True)
@@ -852,9 +857,8 @@ def train(
     past = labelled(
         features_as_of(con, events, train_cut, lookback), labels(con, events, train_cut, horizon)
     )
-    test = labelled(
-        features_as_of(con, events, test_cut, lookback), labels(con, events, test_cut, horizon)
-    )
+    outcomes = labels(con, events, test_cut, horizon)
+    test = labelled(features_as_of(con, events, test_cut, lookback), outcomes)
     if min(past.height, test.height) < cfg.min_customers or past["churned"].n_unique() < 2:
         return (
             f"too little history: {past.height} and {test.height} buying customers at "
@@ -863,11 +867,15 @@ def train(
     past, test = _sample(past, cfg.fit_sample), _sample(test, cfg.fit_sample)
     before = segments_before(test_cut) if segments_before else None
     as_of, groups = before if before and not before[1].is_empty() else (None, segments)
-    validation, _, _, test = validate(
+    validation, _, on_test, _ = validate(
         past, test, groups, horizon, test_cut, cfg.baseline_sample, segments_as_of=as_of
     )
-    # the most recent horizon with known outcomes; the baseline on the features as of today
-    final = Models.fit(test)
+    # the most recent horizon with known outcomes, read as the validated models read theirs:
+    # over all the history before its cutoff (here a horizon longer); the baseline on the
+    # features as of today
+    lookback = (test_cut - first).days
+    latest = labelled(features_as_of(con, events, test_cut, lookback), outcomes)
+    final = Models.fit(with_baseline(_sample(latest, cfg.fit_sample), on_test.bgnbd, horizon))
     now = features_as_of(con, events, end, lookback)
     baseline = Baseline.fit(_sample(now, cfg.baseline_sample))
     return Trained(
