@@ -61,7 +61,7 @@ def test_kept_forecasts_are_met_with_the_purchases_of_their_horizon(shop):
     assert _kept(con) == [(cut, s.scores.height)]
     # the next day is not kept: a copy every third of the horizon
     nxt = forecasts.keep(con, s.scores, members, cut + dt.timedelta(days=1), h)
-    assert nxt.startswith(f"next kept on {cut + dt.timedelta(days=6)}")
+    assert nxt.startswith(f"next kept on {cut + dt.timedelta(days=7)}")  # 20 / 3, rounded up
     assert _kept(con) == [(cut, s.scores.height)]
 
     assert forecasts.meet(con, "ev", cut + dt.timedelta(days=18)) == []  # a day short
@@ -96,9 +96,9 @@ def test_kept_forecasts_are_met_with_the_purchases_of_their_horizon(shop):
     assert (again.customers, again.auc, again.met_on) == (o.customers, o.auc, o.met_on)
     assert forecasts.waiting(con) == "none"
     # the next copy is due a third of the horizon after the last one, met or not
-    later = forecasts.keep(con, s.scores, members, cut + dt.timedelta(days=5), h)
-    assert later.startswith(f"next kept on {cut + dt.timedelta(days=6)}")
-    assert forecasts.keep(con, s.scores, members, cut + dt.timedelta(days=6), h).startswith(
+    later = forecasts.keep(con, s.scores, members, cut + dt.timedelta(days=6), h)
+    assert later.startswith(f"next kept on {cut + dt.timedelta(days=7)}")
+    assert forecasts.keep(con, s.scores, members, cut + dt.timedelta(days=7), h).startswith(
         "kept the forecasts of"
     )
 
@@ -108,9 +108,13 @@ def test_a_failed_record_keeps_the_copy_and_a_shorter_history_drops_later_ones(s
     con, s = _scored(root, members, 60)
     cut, h = s.as_of, s.trained.horizon
     forecasts.keep(con, s.scores, members, cut + dt.timedelta(days=10), h)
+    assert forecasts.rewind(con, cut + dt.timedelta(days=10)) == ""  # the same history
     # the history now ends earlier (a full refresh on fewer files): the later copy goes
-    said = forecasts.keep(con, s.scores, members, cut, h)
-    assert said.endswith("; dropped 1 kept for days after today's history"), said
+    said = forecasts.rewind(con, cut)
+    assert said == "dropped 1 copies kept and 0 outcomes met after the history's last day " + (
+        f"({cut - dt.timedelta(days=1)})"
+    )
+    forecasts.keep(con, s.scores, members, cut, h)
     assert _kept(con) == [(cut, s.scores.height)]
     # the record cannot be written: nothing is recorded and the copy is met again next time
     con.execute(f"alter table {forecasts.OUTCOMES} add column broken integer")
@@ -119,6 +123,27 @@ def test_a_failed_record_keeps_the_copy_and_a_shorter_history_drops_later_ones(s
     assert _kept(con) == [(cut, s.scores.height)]
     con.execute(f"alter table {forecasts.OUTCOMES} drop column broken")
     assert len(forecasts.meet(con, "ev", cut + dt.timedelta(days=h - 1))) == 1
+    # met on events to cut + h - 1: a history ending before that drops the outcome too
+    assert forecasts.rewind(con, cut + dt.timedelta(days=h - 1)).startswith(
+        "dropped 0 copies kept and 1 outcomes met"
+    )
+    assert forecasts.latest(con) is None
+
+
+def test_the_published_outcome_hides_the_segments_smaller_than_the_group_size():
+    rows = pl.DataFrame(
+        {"segment_id": [0, 1, 2], "segment_name": ["a", "b", "c"], "customers": [40, 30, 4],
+         "actual": [900.0, 500.0, 80.0], "noise": [0.1, 0.1, 0.3],
+         "predicted": [950.0, 400.0, 10.0], "error": [0.06, 0.2, 0.88],
+         "baseline": [800.0, 600.0, 70.0],
+         "baseline_error": [0.11, 0.2, 0.13]},
+    )  # fmt: skip
+    shown = forecasts.published(rows, 10)
+    # the small one, and the next smallest so that it cannot be had as the total less the rest
+    hidden = shown.filter(pl.col("actual").is_null())["segment_id"].to_list()
+    assert hidden == [1, 2] and shown["segment_name"].to_list() == ["a", "b", "c"]
+    assert forecasts.missed(shown) == (0, 1)  # the hidden are not judged
+    assert forecasts.published(rows, 4).equals(rows)
 
 
 def test_without_prices_churn_is_met_and_spend_is_not_judged(shop):
@@ -144,9 +169,10 @@ def test_a_segment_missed_beyond_20_percent_and_twice_its_noise_fails_the_check(
     assert forecasts.missed(rows) == (1, 3)
     failed = health.forecasts_held("the forecasts of ...", *forecasts.missed(rows))
     assert not failed.passed and failed.value == 1.0
-    assert failed.description.endswith("on 1 of 3 segments")
+    assert "on 1 of 3 segments (those smaller than" in failed.description
     assert health.forecasts_held(
         "...", *forecasts.missed(rows.filter(pl.col("segment_id") > 0))
     ).passed
     waiting = health.forecasts_held(None, 0, 0)
     assert waiting.passed and waiting.description.startswith("no forecast met yet")
+    assert not health.forecasts_failed("the forecasts could not be kept or met: ...").passed

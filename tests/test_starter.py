@@ -319,3 +319,24 @@ def test_init_takes_a_money_and_a_count_column_by_their_words_and_numbers(paths,
     assert not report.rejected and report.rows_quarantined == 0 and n == 40, report
     landed = sum(round(11.77 * (1 + i % 3), 2) for i in range(40))  # what the lines cost
     assert abs(revenue - landed) < 1e-6, (revenue, landed)
+
+
+def test_init_takes_no_money_from_a_customer_value_and_a_unit_value_per_unit(tmp_path):
+    """The words, not parts of them: a customer's lifetime value, a score or a share are not
+    what a line cost; a total of items is a count; a value per unit is a unit price."""
+
+    def looked(header: str, row: str):
+        folder = tmp_path / header.replace(",", "_") / "events"
+        folder.mkdir(parents=True)
+        (folder / "orders.csv").write_text(header + "\n" + (row + "\n") * 30)
+        return starter.inspect(folder.parent)
+
+    found = looked("customer_id,order_date,customer_value,total_items,unit_value",
+                   "c1,2025-03-01,812.5,3,9.99")  # fmt: skip
+    look = found.kinds["events"]
+    assert (look.mapped["quantity"], look.mapped["price"]) == ("total_items", "unit_value")
+    text = starter.sources_yml(found)
+    assert 'price: "unit_value"' in text and "line's total" not in text  # not divided
+    none = looked("customer_id,order_date,lifetime_value,spending_score,discount_pct,order_id",
+                  "c1,2025-03-01,812.5,0.7,5,17").kinds["events"]  # fmt: skip
+    assert "price" not in none.mapped and "quantity" not in none.mapped, none.mapped

@@ -10,11 +10,11 @@ day against both forecasts (:func:`value.spend_by_segment`). The result is a row
 :data:`OUTCOMES`; the kept copy is then dropped.
 
 **Which days are kept.** A day's forecasts are kept when the last kept (met or not) is at least
-a third of its horizon older: a check every third of a horizon, and at most three copies of the
-scores waiting. A re-run of the same day replaces that day's copy (the assignment may have
-changed in a re-segmentation). Copies dated after today's history (a history that now ends
-earlier) are dropped. Purchases landed for those days after a forecast was met do not change
-its outcome.
+a third of its horizon (rounded up) older: a check every third of a horizon, and at most three
+copies of the scores waiting. A re-run of the same day replaces that day's copy (the assignment
+may have changed in a re-segmentation). When the history now ends earlier, the copies kept for
+later days and the outcomes met on events after its end are dropped (:func:`rewind`).
+Purchases landed for those days after a forecast was met do not change its outcome.
 """
 
 from __future__ import annotations
@@ -94,8 +94,6 @@ def keep(
     con.register("_kept_forecasts", kept)
     try:
         with transaction(con):  # a kill leaves the copies as they were
-            later = one(con, f"select count(distinct scored_on) from {TABLE} where scored_on > ?",
-                        [scored_on])[0]  # fmt: skip
             con.execute(f"delete from {TABLE} where scored_on >= ?", [scored_on])
             last = one(
                 con,
@@ -103,7 +101,7 @@ def keep(
                 f"union all select max(scored_on) from {OUTCOMES} where scored_on < ?)",
                 [scored_on],
             )[0]
-            every = max(1, horizon // 3)
+            every = max(1, -(-horizon // 3))  # rounded up: at most three wait
             due = scored_on if last is None else last + dt.timedelta(days=every)
             if due <= scored_on:
                 con.execute(
@@ -113,12 +111,29 @@ def keep(
                 )
     finally:
         con.unregister("_kept_forecasts")
-    lost = f"; dropped {later} kept for days after today's history" if later else ""
     if due > scored_on:
-        return (f"next kept on {due} (every {every} days: a third of the {horizon}-day "
-                f"horizon){lost}")  # fmt: skip
+        return f"next kept on {due} (every {every} days: a third of the {horizon}-day horizon)"
     end = scored_on + dt.timedelta(days=horizon - 1)
-    return f"kept the forecasts of {scored_on} for {kept.height} customers, met after {end}{lost}"
+    return f"kept the forecasts of {scored_on} for {kept.height} customers, met after {end}"
+
+
+def rewind(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> str:
+    """Drop what a history ending before ``as_of`` no longer holds (a full refresh on fewer
+    files): copies kept for later days, and outcomes met on events after its last day. Says
+    what it dropped ("" when nothing)."""
+    if not table_exists(con, *TABLE.split(".")):
+        return ""
+    _create(con)
+    with transaction(con):
+        copies = one(con, f"select count(distinct scored_on) from {TABLE} where scored_on > ?",
+                     [as_of])[0]  # fmt: skip
+        met = one(con, f"select count(*) from {OUTCOMES} where met_on >= ?", [as_of])[0]
+        con.execute(f"delete from {TABLE} where scored_on > ?", [as_of])
+        con.execute(f"delete from {OUTCOMES} where met_on >= ?", [as_of])
+    if not copies and not met:
+        return ""
+    return (f"dropped {copies} copies kept and {met} outcomes met after the history's last day "
+            f"({as_of - dt.timedelta(days=1)})")  # fmt: skip
 
 
 def outcome(

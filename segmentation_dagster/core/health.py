@@ -112,5 +112,10 @@ def forecasts_held(summary: str | None, missed: int, judged: int) -> Health:
         float(missed),
         0.0,
         f"{summary}; spend off by more than 20 % and twice its noise on {missed} of {judged} "
-        "segments",
+        "segments (those smaller than privacy.min_group_size are not judged)",
     )
+
+
+def forecasts_failed(error: str) -> Health:
+    """The forecasts could not be kept or met: the check fails with why."""
+    return Health("forecasts_held_up", False, float("nan"), 0.0, error)

@@ -122,7 +122,9 @@ class LimitsConfig:
 
     #: each field's range (docs/configuration.md, "Ranges")
     RULES: ClassVar[dict[str, checks.Rule]] = {
-        "earliest_ts": checks.Rule("a real date YYYY-MM-DD", lambda v: _calendar_date(v)),
+        "earliest_ts": checks.Rule(
+            "a real date YYYY-MM-DD, not in the future", lambda v: _calendar_date(v)
+        ),
         "max_price": checks.number(0, low_open=True),
         "max_quantity": checks.number(0, low_open=True),
     }

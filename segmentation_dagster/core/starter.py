@@ -64,15 +64,19 @@ NAMES: dict[str, tuple[str, ...]] = {
 #: price names that mean a line's total (the unit price times the quantity): mapped as the
 #: total over the quantity, or a quantity above one would count twice in the revenue
 TOTALS = frozenset({"amount", "linetotal", "lineamount", "linevalue", "total", "subtotal"})
-#: the last guess for an order log's money and quantity when no known name matched: a column
-#: of numbers (:data:`READS` of the sample) whose name holds one of these words
-#: (``dollar_value``, ``sales_eur``; ``number_of_cds``, ``items_ordered``), never one that
-#: names a discount, a tax or a fee. A price found this way is a line's total.
+#: the last guess for an order log's quantity and money when no known name matched: a column
+#: of numbers (:data:`READS` of the sample) whose name has one of these words (``number_of_cds``,
+#: ``items_ordered``; ``dollar_value``, ``amount_paid``), never one that also has a word of
+#: :data:`NOT_LOOSE`, and money never a name with a count word (``total_items``). Money found
+#: this way is a line's total, unless a word says per unit (``unit_value``).
 LOOSE = {
-    "price": ("amount", "value", "revenue", "sales", "total", "spend", "paid"),
-    "quantity": ("quantity", "qty", "units", "items", "pieces", "numberof"),
+    "quantity": ("quantity", "qty", "units", "items", "pieces", "number", "count"),
+    "price": ("amount", "value", "revenue", "sales", "total", "spend", "spent", "paid"),
 }
-NOT_LOOSE = ("discount", "tax", "vat", "ship", "fee", "refund", "cost", "id")
+NOT_LOOSE = frozenset({"discount", "tax", "vat", "shipping", "ship", "fee", "fees", "refund",
+                       "cost", "id", "customer", "lifetime", "clv", "ltv", "score", "rate",
+                       "pct", "percent", "ratio"})  # fmt: skip
+PER_UNIT = frozenset({"unit", "item", "per", "each"})
 #: an order number and a line number within it: together, an id for an order-line export
 ORDER_KEY = (("orderid", "orderno", "ordernumber", "order", "invoiceid", "invoiceno", "invoice",
               "transactionid"),
@@ -151,9 +155,19 @@ def _guess(kind: str, columns: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _loose(column: str, words: tuple[str, ...]) -> bool:
-    name = _norm(column)
-    return any(w in name for w in words) and not any(w in name for w in NOT_LOOSE)
+def _words(column: str) -> set[str]:
+    """A column name's words: split at anything not a letter or digit and where a lower-case
+    letter meets an upper-case one (``dollar_value``, ``DollarValue``, ``number-of-cds``)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", column)
+    return {w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w}
+
+
+def _loose(column: str, target: str) -> bool:
+    """Whether ``column``'s words say ``target`` (:data:`LOOSE`)."""
+    words = _words(column)
+    if words & NOT_LOOSE or not words & set(LOOSE[target]):
+        return False
+    return target != "price" or not words & set(LOOSE["quantity"])
 
 
 def _order_line_key(columns: dict[str, str]) -> tuple[str, str] | None:
@@ -245,9 +259,9 @@ def _events(con, sample: list[Path], look: KindLook, found: Inspection) -> None:
         if stamps is not None:
             look.mapped["event_ts"] = stamps
             look.by_values.add("event_ts")
-    for target, words in LOOSE.items():
+    for target in LOOSE:
         if target not in look.mapped:
-            column = _number_column(con, union, look, words)
+            column = _number_column(con, union, look, target)
             if column is not None:
                 look.mapped[target] = column
                 look.by_values.add(target)
@@ -298,11 +312,11 @@ def _timestamp_column(con, union: str, look: KindLook) -> str | None:  # noqa: A
     return None
 
 
-def _number_column(con, union: str, look: KindLook, words: tuple[str, ...]) -> str | None:  # noqa: ANN001
-    """The first unmapped column whose name holds one of ``words`` (:func:`_loose`) and whose
+def _number_column(con, union: str, look: KindLook, target: str) -> str | None:  # noqa: ANN001
+    """The first unmapped column whose name says ``target`` (:func:`_loose`) and whose
     sampled values read as numbers (a decimal comma too)."""
     for column in look.columns:
-        if column in look.mapped.values() or not _loose(column, words):
+        if column in look.mapped.values() or not _loose(column, target):
             continue
         col = f"replace(cast({quote_ident(column)} as varchar), ',', '.')"
         total, numbers = con.execute(
@@ -459,7 +473,7 @@ def _is_total(column: str) -> bool:
     name = _norm(column)
     if any(name == t or (name.startswith(t) and name[len(t) :] in SUFFIXES) for t in TOTALS):
         return True
-    return "price" not in name and _loose(column, LOOSE["price"])
+    return _loose(column, "price") and not _words(column) & (PER_UNIT | {"price"})
 
 
 def _unit_price(total: str, look: KindLook) -> str:
@@ -536,9 +550,11 @@ def project_yml(found: Inspection) -> str:
                   "  half_life_days: 30   # evidence this many days old counts half"]  # fmt: skip
     lines += ["policy:", "  cooldown_days: 7         # days between a refit and the next",
               "schedules:", '  refresh_cron: "0 6 * * *"']  # fmt: skip
+    floor = Limits.from_env().earliest_ts.date()
     if before_limit(found, Limits.from_env()):
         lines += ["limits:",
-                  f"  # GUESS: your events begin before {Limits().earliest_ts.date()}, where",
-                  "  # rows are otherwise quarantined as implausible",
-                  f'  earliest_ts: "{found.first_date}"']  # fmt: skip
+                  f"  # GUESS: the events sampled begin on {found.first_date}, before {floor},",
+                  "  # where rows are otherwise quarantined as implausible; from January 1st of",
+                  "  # that year, as the sample may have missed an earlier day",
+                  f'  earliest_ts: "{str(found.first_date)[:4]}-01-01"']  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -346,14 +346,22 @@ def _forecasts_met(
     min_group_size: int,
 ) -> tuple[dict[str, object], dg.AssetCheckResult]:
     """Keep today's forecasts, meet those whose horizon has passed (core.forecasts), and
-    describe the last met: metadata and the forecasts_held_up check."""
+    describe the last met: metadata and the forecasts_held_up check. A failure here fails the
+    check, not the asset: the scores are written, and what comes after them runs (keeping and
+    meeting are each one transaction, so nothing is left half done)."""
     meta: dict[str, object] = {}
-    if result.as_of is not None:
-        if result.trained is not None:
-            meta["forecasts_kept"] = forecasts.keep(
-                con, result.scores, current, result.as_of, result.trained.horizon
-            )
-        forecasts.meet(con, events, result.as_of - dt.timedelta(days=1))
+    try:
+        if result.as_of is not None:
+            if dropped := forecasts.rewind(con, result.as_of):
+                meta["forecasts_dropped"] = dropped
+            if result.trained is not None:
+                meta["forecasts_kept"] = forecasts.keep(
+                    con, result.scores, current, result.as_of, result.trained.horizon
+                )
+            forecasts.meet(con, events, result.as_of - dt.timedelta(days=1))
+    except Exception as e:  # noqa: BLE001 - reported as the check's failure
+        error = f"the forecasts could not be kept or met: {type(e).__name__}: {e}"
+        return meta | {"forecasts_error": error}, checks.result(health.forecasts_failed(error))
     meta["forecasts_waiting"] = forecasts.waiting(con)
     o = forecasts.latest(con)
     if o is None:
